@@ -1,0 +1,27 @@
+"""Wiring of the actors service: the one place where its parts are put together."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from quartier_shared.runtime import Runtime, create_app
+
+from .api import build_router
+from .repository import create_indexes
+from .settings import Settings
+from .unit_of_work import MongoActorsUnitOfWork
+
+
+def build(settings: Settings | None = None) -> FastAPI:
+    runtime = Runtime(settings or Settings())
+
+    def uow_for(correlation_id: str) -> MongoActorsUnitOfWork:
+        return MongoActorsUnitOfWork(runtime.client, runtime.db, runtime.outbox, runtime.context(correlation_id))
+
+    return create_app(
+        runtime,
+        title="Quartier actors",
+        description="Registry of the actors of each district: publishes ActorRegistered, ActorUpdated, "
+        "ActorDeactivated.",
+        routers=[build_router(uow_for)],
+        create_indexes=lambda: create_indexes(runtime.db),
+    )

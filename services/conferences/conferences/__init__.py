@@ -1,0 +1,1 @@
+"""The conferences service: district integration conferences, their invitations and answers."""

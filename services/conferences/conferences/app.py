@@ -1,0 +1,63 @@
+"""Wiring of the conferences service: the one place where its parts are put together."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import FastAPI
+from quartier_shared.consumer import EventConsumer
+from quartier_shared.events import (
+    ACTORS_TOPIC,
+    CONFERENCES_TOPIC,
+    DELIVERIES_TOPIC,
+    ActorDeactivated,
+    ActorRegistered,
+    ActorUpdated,
+    ConferenceScheduled,
+    InvitationFailed,
+    InvitationSent,
+)
+from quartier_shared.mongo import EventContext
+from quartier_shared.runtime import Runtime, create_app
+
+from . import handlers
+from .api import build_router
+from .repository import create_indexes
+from .settings import Settings
+from .unit_of_work import ConferencesUnitOfWork
+
+
+def build(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = Runtime(settings)
+
+    def uow_factory(context: EventContext) -> ConferencesUnitOfWork:
+        return ConferencesUnitOfWork(runtime.client, runtime.db, runtime.outbox, context)
+
+    roster = partial(handlers.update_roster, uow_factory=uow_factory)
+    outcome = partial(handlers.record_outcome, uow_factory=uow_factory)
+    EventConsumer(
+        settings=settings,
+        broker=runtime.broker,
+        publisher=runtime.publisher,
+        group_id="conferences",
+        topics=[ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC],
+        handlers={
+            ActorRegistered: roster,
+            ActorUpdated: roster,
+            ActorDeactivated: roster,
+            ConferenceScheduled: partial(
+                handlers.invite_district, uow_factory=uow_factory, batch_size=settings.fanout_batch_size
+            ),
+            InvitationSent: outcome,
+            InvitationFailed: outcome,
+        },
+    )
+    return create_app(
+        runtime,
+        title="Quartier conferences",
+        description="District integration conferences and their invitations: publishes ConferenceScheduled "
+        "and InvitationIssued; consumes actor events and delivery outcomes.",
+        routers=[build_router(uow_factory, runtime.context)],
+        create_indexes=lambda: create_indexes(runtime.db),
+    )

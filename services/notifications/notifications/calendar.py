@@ -1,0 +1,88 @@
+"""iCalendar (RFC 5545 / iTIP RFC 5546) invitations for one conference and one attendee.
+
+The UID depends only on the conference, so every update or cancellation we send later lands on
+the entry the attendee's calendar already holds; SEQUENCE tells the client which version wins.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from icalendar import Calendar, Event, vCalAddress
+from quartier_shared.events import ConferenceDetails
+
+PRODID: Final = "-//Quartier//Integration conferences//DE"
+METHODS: Final = frozenset({"REQUEST", "CANCEL"})
+
+
+def conference_uid(conference_id: str, domain: str) -> str:
+    """The UID every calendar object about this conference carries, in every mail we send."""
+    return f"conference-{conference_id}@{domain}"
+
+
+def _address(email: str, name: str) -> vCalAddress:
+    address = vCalAddress(f"mailto:{email}")
+    # Line breaks would end the content line; a name is one line anyway.
+    address.params["CN"] = " ".join(name.split())
+    return address
+
+
+def invitation_calendar(
+    *,
+    conference: ConferenceDetails,
+    organizer_email: str,
+    organizer_name: str,
+    attendee_email: str,
+    attendee_name: str,
+    uid_domain: str,
+    method: str = "REQUEST",
+) -> bytes:
+    """The ``.ics`` of an invitation (``method="REQUEST"``) or its cancellation (``"CANCEL"``).
+
+    A cancellation must carry a higher ``conference.sequence`` than the request it withdraws,
+    or clients ignore it; the caller owns that counter.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unsupported iTIP method {method!r}, expected one of {sorted(METHODS)}")
+    tz = ZoneInfo(conference.timezone)  # unknown zone: ZoneInfoNotFoundError, a bad message
+    starts_at = conference.starts_at.astimezone(tz)
+    ends_at = conference.ends_at.astimezone(tz)
+
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("method", method)
+
+    event = Event()
+    event.add("uid", conference_uid(conference.conference_id, uid_domain))
+    event.add("sequence", conference.sequence)
+    event.add("dtstamp", datetime.now(UTC))
+    # Local times with TZID (not UTC) keep the wall-clock time right if the zone rules change.
+    event.add("dtstart", starts_at)
+    event.add("dtend", ends_at)
+    event.add("summary", conference.title)
+    event.add("location", f"{conference.venue.name}, {conference.venue.address}")
+    if conference.agenda:
+        event.add(
+            "description",
+            "\n".join(f"{number}. {item}" for number, item in enumerate(conference.agenda, 1)),
+        )
+    event.add("organizer", _address(organizer_email, organizer_name))
+    attendee = _address(attendee_email, attendee_name)
+    attendee.params["ROLE"] = "REQ-PARTICIPANT"
+    attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+    attendee.params["RSVP"] = "TRUE"
+    event.add("attendee", attendee)
+    event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
+    calendar.add_component(event)
+
+    # Transitions from the year before to the year after are enough for this one event and keep
+    # the VTIMEZONE short (the library default spans 1970-2038).
+    calendar.add_missing_timezones(
+        first_date=date(starts_at.year - 1, 1, 1),
+        last_date=date(ends_at.year + 2, 1, 1),
+    )
+    ics: bytes = calendar.to_ical()  # icalendar leaves this untyped
+    return ics

@@ -1,0 +1,160 @@
+"""What the notifications service does when events arrive. Plain functions, wired in app.py.
+
+One delivery record per invitation guards against duplicates: a redelivered InvitationIssued
+finds it final and sends nothing. Sending is leased to one instance at a time; if an instance
+dies after the SMTP server took a mail but before the outcome was recorded, the lease runs out
+and the mail is sent once more with the same Message-ID, so mail systems can recognise it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from quartier_shared.consumer import Delivery as EventDelivery
+from quartier_shared.events import ActorDeactivated, ActorSnapshot, InvitationFailed, InvitationIssued, InvitationSent
+from quartier_shared.logging import get_logger, redact
+from quartier_shared.mongo import EventContext
+
+from .domain import Contact, Delivery, DeliveryStatus
+from .mail import Recipient, Sender, message_id, render_invitation
+from .repository import MongoContactRepository, MongoDeliveryRepository
+from .settings import Settings
+from .smtp import PermanentMailError, SmtpSender, TemporaryMailError
+from .unit_of_work import UnitOfWorkFactory
+
+log = get_logger(__name__)
+SERVICE = "notifications"
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    settings: Settings
+    uow_factory: UnitOfWorkFactory
+    contacts: MongoContactRepository
+    deliveries: MongoDeliveryRepository
+    smtp: SmtpSender
+
+
+async def update_contact(event: ActorSnapshot | ActorDeactivated, delivery: EventDelivery, deps: Dependencies) -> None:
+    current = await deps.contacts.get(event.actor_id)
+    if current is not None and current.revision >= event.revision:
+        return  # an older or repeated event
+    if isinstance(event, ActorDeactivated):
+        if current is None:
+            return
+        contact = replace(current, active=False, revision=event.revision)
+    else:
+        contact = Contact(
+            actor_id=event.actor_id,
+            name=event.name,
+            email=event.email,
+            language=event.language,
+            consent_to_notifications=event.consent_to_notifications,
+            active=event.active,
+            revision=event.revision,
+        )
+    await deps.contacts.save(contact)
+    for waiting in await deps.deliveries.waiting_for(contact.actor_id):
+        await deliver(waiting, delivery.context(SERVICE), deps)
+
+
+async def send_invitation(event: InvitationIssued, delivery: EventDelivery, deps: Dependencies) -> None:
+    fresh = Delivery(
+        id=Delivery.id_for(event.invitation_id, "invitation"),
+        kind="invitation",
+        invitation_id=event.invitation_id,
+        conference_id=event.conference_id,
+        actor_id=event.actor_id,
+        conference=event.conference,
+        status=DeliveryStatus.PENDING,
+        message_id=message_id(event.invitation_id, "invitation", deps.settings.mail_domain),
+    )
+    stored = await deps.deliveries.get_or_create(fresh)
+    if stored.status.final:
+        log.info("delivery_already_final", invitation_id=event.invitation_id, status=stored.status.value)
+        return
+    await deliver(stored, delivery.context(SERVICE), deps)
+
+
+async def deliver(d: Delivery, context: EventContext, deps: Dependencies) -> None:
+    contact = await deps.contacts.get(d.actor_id)
+    if contact is None:
+        # The actor's contact event has not reached us yet; update_contact sends it when it does.
+        await deps.deliveries.set_status(d.id, DeliveryStatus.WAITING_FOR_CONTACT)
+        log.info("delivery_waiting_for_contact", invitation_id=d.invitation_id, actor_id=d.actor_id)
+        return
+    claimed = await _claim(d, deps)
+    if claimed is None:
+        return
+    status, reason = DeliveryStatus.SENT, None
+    if not contact.reachable:
+        status, reason = DeliveryStatus.FAILED, "not sent: the actor is inactive or has withdrawn consent"
+    else:
+        message = render_invitation(
+            conference=claimed.conference,
+            recipient=Recipient(name=contact.name, email=contact.email, language=contact.language),
+            sender=Sender(name=deps.settings.smtp_from_name, email=deps.settings.smtp_from),
+            invitation_id=claimed.invitation_id,
+            domain=deps.settings.mail_domain,
+        )
+        try:
+            await deps.smtp.send(message)
+        except (PermanentMailError, TemporaryMailError) as exc:
+            status, reason = DeliveryStatus.FAILED, str(exc)[:500]
+    await _record_outcome(claimed, status, reason, context, deps)
+
+
+async def _claim(d: Delivery, deps: Dependencies) -> Delivery | None:
+    """Take the delivery's lease; wait while another instance holds a live one. None if final."""
+    while True:
+        claimed = await deps.deliveries.claim(d.id, deps.settings.delivery_lease_seconds)
+        if claimed is not None:
+            return claimed
+        current = await deps.deliveries.get(d.id)
+        if current is None or current.status.final:
+            return None
+        wait = deps.settings.delivery_lease_seconds
+        if current.lease_until is not None:
+            wait = (current.lease_until - datetime.now(UTC)).total_seconds()
+        wait = min(max(wait, 0.1), deps.settings.delivery_lease_seconds)
+        log.info("delivery_leased_elsewhere", invitation_id=d.invitation_id, retry_in_s=round(wait, 1))
+        await asyncio.sleep(wait)
+
+
+async def _record_outcome(
+    d: Delivery, status: DeliveryStatus, reason: str | None, context: EventContext, deps: Dependencies
+) -> None:
+    now = datetime.now(UTC)
+    async with deps.uow_factory(context) as uow:
+        if not await uow.deliveries.finish(d, status, reason=reason):
+            return  # another instance recorded it first
+        if status is DeliveryStatus.SENT:
+            assert d.message_id is not None
+            uow.record(
+                InvitationSent(
+                    invitation_id=d.invitation_id,
+                    conference_id=d.conference_id,
+                    actor_id=d.actor_id,
+                    message_id=d.message_id,
+                    sent_at=now,
+                ),
+                event_id=d.outcome_event_id("sent"),
+            )
+        else:
+            uow.record(
+                InvitationFailed(
+                    invitation_id=d.invitation_id,
+                    conference_id=d.conference_id,
+                    actor_id=d.actor_id,
+                    reason=reason or "unknown",
+                    failed_at=now,
+                ),
+                event_id=d.outcome_event_id("failed"),
+            )
+        await uow.commit()
+    if status is DeliveryStatus.SENT:
+        log.info("invitation_sent", invitation_id=d.invitation_id, conference_id=d.conference_id)
+    else:
+        log.warning("invitation_failed", invitation_id=d.invitation_id, reason=redact(reason or ""))

@@ -1,0 +1,26 @@
+from quartier_shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "notifications"
+    port: int = 8003
+    mongodb_database: str = "quartier_notifications"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_from: str = "integration@essen.example.org"
+    smtp_from_name: str = "Integrationskonferenzen Essen"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 15.0
+    smtp_connections: int = 4  # reused connections; mails go out over all of them at once
+    smtp_max_attempts: int = 5  # for temporary failures (4xx, refused, timeout), with backoff
+    smtp_backoff_seconds: float = 1.0
+    # A delivery being sent is leased to one instance; after a crash another takes it over.
+    delivery_lease_seconds: float = 120.0
+
+    @property
+    def mail_domain(self) -> str:
+        """Domain of Message-IDs and calendar UIDs: stable as long as the sender is."""
+        return self.smtp_from.rpartition("@")[2] or "quartier.invalid"

@@ -1,0 +1,96 @@
+"""Sending mail over a small pool of reused SMTP connections.
+
+Outcomes are sorted for the caller: a 5xx answer is permanent (the invitation fails with the
+server's reason); a 4xx answer, a refused connection or a timeout is temporary and is retried
+with backoff, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from quartier_shared.logging import get_logger, redact
+
+from .settings import Settings
+
+log = get_logger(__name__)
+
+
+class PermanentMailError(Exception):
+    pass
+
+
+class TemporaryMailError(Exception):
+    pass
+
+
+class SmtpSender:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._slots = asyncio.Semaphore(settings.smtp_connections)
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    async def send(self, message: EmailMessage) -> None:
+        """Send, retrying temporary failures; raises PermanentMailError or, when the attempts are
+        used up, TemporaryMailError."""
+        attempts = self.settings.smtp_max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.send_once(message)
+                return
+            except TemporaryMailError as exc:
+                if attempt == attempts:
+                    raise TemporaryMailError(f"{exc} (gave up after {attempts} attempts)") from exc
+                wait = self.settings.smtp_backoff_seconds * 2 ** (attempt - 1)
+                log.warning("smtp_temporary_failure", attempt=attempt, retry_in_s=wait, reason=redact(str(exc)))
+                await asyncio.sleep(wait)
+
+    async def send_once(self, message: EmailMessage) -> None:
+        async with self._slots:
+            client = self._idle.pop() if self._idle else self._client()
+            try:
+                if not client.is_connected:
+                    await client.connect()
+                await client.send_message(message)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                await _discard(client)
+                refused = exc.recipients[0]
+                raise _classify(refused.code, refused.message) from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                await _discard(client)
+                raise _classify(exc.code, exc.message) from exc
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                await _discard(client)
+                raise TemporaryMailError(f"{type(exc).__name__}: {exc}") from exc
+            self._idle.append(client)
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            timeout=s.smtp_timeout_seconds,
+            username=s.smtp_username,
+            password=s.smtp_password,
+            start_tls=s.smtp_starttls,
+        )
+
+    async def close(self) -> None:
+        while self._idle:
+            await _discard(self._idle.pop())
+
+
+def _classify(code: int, message: str) -> Exception:
+    text = f"SMTP {code}: {message}"
+    return PermanentMailError(text) if 500 <= code < 600 else TemporaryMailError(text)
+
+
+async def _discard(client: aiosmtplib.SMTP) -> None:
+    try:
+        if client.is_connected:
+            client.close()
+    except Exception:  # already broken: nothing left to close
+        pass

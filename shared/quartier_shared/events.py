@@ -1,0 +1,252 @@
+"""Quartier's integration events: one library of schemas, one envelope.
+
+Every event is a past-tense, immutable pydantic model. On the wire it travels as the JSON of an
+``Envelope`` (event id, type, version, time, correlation and causation ids, producer, aggregate
+id, payload); the same ids are copied into Kafka headers so tools can route without parsing.
+Events of one aggregate share one topic and are keyed by the aggregate id, so their order holds.
+
+Schema evolution: consumers ignore unknown fields; a new *minor* version may only add optional
+fields; a message whose *major* version the consumer does not know is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# --- topics -------------------------------------------------------------------------------------
+
+ACTORS_TOPIC = "quartier.actors"  # key: actor id
+CONFERENCES_TOPIC = "quartier.conferences"  # key: conference id
+INVITATIONS_TOPIC = "quartier.invitations"  # key: invitation id (spreads a fan-out over partitions)
+DELIVERIES_TOPIC = "quartier.deliveries"  # key: invitation id
+DEAD_LETTER_TOPIC = "quartier.dead-letters"
+
+# Partition counts are explicit: Tansu would invent its own, and Kafka keys depend on them.
+TOPIC_PARTITIONS: dict[str, int] = {
+    ACTORS_TOPIC: 3,
+    CONFERENCES_TOPIC: 3,
+    INVITATIONS_TOPIC: 6,
+    DELIVERIES_TOPIC: 6,
+    DEAD_LETTER_TOPIC: 1,
+}
+
+
+# --- base classes -------------------------------------------------------------------------------
+
+
+class Event(BaseModel):
+    """A fact that happened. Subclasses name their topic, aggregate id field and version."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    topic: ClassVar[str]
+    aggregate_field: ClassVar[str]
+    version: ClassVar[str] = "1.0"
+
+    @property
+    def aggregate_id(self) -> str:
+        return str(getattr(self, self.aggregate_field))
+
+
+class Envelope(BaseModel):
+    """What travels on Kafka: metadata around one event's payload."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: str
+    event_type: str
+    event_version: str = Field(pattern=r"^\d+\.\d+$")
+    occurred_at: AwareDatetime
+    correlation_id: str
+    causation_id: str | None = None
+    producer: str
+    aggregate_id: str
+    payload: dict[str, Any]
+
+    @property
+    def major_version(self) -> int:
+        return int(self.event_version.split(".", 1)[0])
+
+
+def wrap(
+    event: Event,
+    *,
+    producer: str,
+    correlation_id: str,
+    causation_id: str | None = None,
+    event_id: str | None = None,
+) -> Envelope:
+    """Put an event in its envelope. Pass ``event_id`` to make a re-run produce the same id."""
+    return Envelope(
+        event_id=event_id or str(uuid.uuid4()),
+        event_type=type(event).__name__,
+        event_version=type(event).version,
+        occurred_at=datetime.now(UTC),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        producer=producer,
+        aggregate_id=event.aggregate_id,
+        payload=event.model_dump(mode="json"),
+    )
+
+
+def kafka_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
+    return [
+        ("event_id", envelope.event_id.encode()),
+        ("event_type", envelope.event_type.encode()),
+        ("event_version", envelope.event_version.encode()),
+        ("correlation_id", envelope.correlation_id.encode()),
+        ("producer", envelope.producer.encode()),
+        ("content-type", b"application/json"),
+    ]
+
+
+# --- shared value objects -----------------------------------------------------------------------
+
+Language = Literal["de", "en"]
+
+
+class Venue(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    address: str
+
+
+class ConferenceDetails(BaseModel):
+    """What an invitation says about its conference; carried in each invitation so the mail can
+    be written from the invitation alone."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    conference_id: str
+    district: str
+    district_name: str
+    title: str
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    timezone: str
+    venue: Venue
+    agenda: list[str]
+    sequence: int = 0
+
+
+# --- actors -------------------------------------------------------------------------------------
+
+
+class ActorSnapshot(Event):
+    """Full state of an actor, so consumers can keep their own copy (event-carried state)."""
+
+    topic: ClassVar[str] = ACTORS_TOPIC
+    aggregate_field: ClassVar[str] = "actor_id"
+
+    actor_id: str
+    revision: int
+    name: str
+    kind: str
+    districts: list[str]
+    email: str
+    language: Language
+    consent_to_notifications: bool
+    active: bool = True
+
+
+class ActorRegistered(ActorSnapshot):
+    pass
+
+
+class ActorUpdated(ActorSnapshot):
+    pass
+
+
+class ActorDeactivated(Event):
+    topic: ClassVar[str] = ACTORS_TOPIC
+    aggregate_field: ClassVar[str] = "actor_id"
+
+    actor_id: str
+    revision: int
+
+
+# --- conferences --------------------------------------------------------------------------------
+
+
+class ConferenceScheduled(Event):
+    topic: ClassVar[str] = CONFERENCES_TOPIC
+    aggregate_field: ClassVar[str] = "conference_id"
+
+    conference_id: str
+    details: ConferenceDetails
+
+
+class InvitationIssued(Event):
+    topic: ClassVar[str] = INVITATIONS_TOPIC
+    aggregate_field: ClassVar[str] = "invitation_id"
+
+    invitation_id: str
+    conference_id: str
+    actor_id: str
+    conference: ConferenceDetails
+
+
+# --- notifications ------------------------------------------------------------------------------
+
+
+class InvitationSent(Event):
+    topic: ClassVar[str] = DELIVERIES_TOPIC
+    aggregate_field: ClassVar[str] = "invitation_id"
+
+    invitation_id: str
+    conference_id: str
+    actor_id: str
+    message_id: str
+    sent_at: AwareDatetime
+
+
+class InvitationFailed(Event):
+    topic: ClassVar[str] = DELIVERIES_TOPIC
+    aggregate_field: ClassVar[str] = "invitation_id"
+
+    invitation_id: str
+    conference_id: str
+    actor_id: str
+    reason: str
+    failed_at: AwareDatetime
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        ActorRegistered,
+        ActorUpdated,
+        ActorDeactivated,
+        ConferenceScheduled,
+        InvitationIssued,
+        InvitationSent,
+        InvitationFailed,
+    )
+}
+
+
+class UnknownEventVersion(ValueError):
+    pass
+
+
+def parse_payload(envelope: Envelope) -> Event | None:
+    """The typed event inside an envelope; None for a type this library does not know.
+
+    Raises ``UnknownEventVersion`` for a major version we cannot read and pydantic's
+    ``ValidationError`` for a payload of the wrong shape: both belong in the dead-letter topic.
+    """
+    cls = EVENT_TYPES.get(envelope.event_type)
+    if cls is None:
+        return None
+    if envelope.major_version != int(cls.version.split(".", 1)[0]):
+        raise UnknownEventVersion(
+            f"{envelope.event_type} version {envelope.event_version} is not readable "
+            f"(this consumer reads {cls.version})"
+        )
+    return cls.model_validate(envelope.payload)

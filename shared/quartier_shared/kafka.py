@@ -1,0 +1,95 @@
+"""Kafka plumbing: topic creation, the FastStream broker, and the raw publisher.
+
+The outbox relay and the dead-letter path publish through one aiokafka producer that pipelines
+sends (a batch of futures awaited together), because an awaited publish at a time is slow.
+At-least-once: no idempotent producer or transactions (the embedded broker does not support
+them through aiokafka); consumers are idempotent instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+from .events import TOPIC_PARTITIONS
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[str] | None = None) -> None:
+    """Create missing topics with their explicit partition counts (never rely on auto-create)."""
+    wanted = {t: TOPIC_PARTITIONS[t] for t in (topics or TOPIC_PARTITIONS)}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in wanted.items() if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another service created it first
+            log.info("topics_created", topics=[t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+def make_broker(bootstrap: str) -> KafkaBroker:
+    # FastStream logs each message at INFO; our handlers log what matters.
+    return KafkaBroker(bootstrap, logger=logging.getLogger("faststream"), log_level=logging.DEBUG)
+
+
+class KafkaPublisher:
+    """Publishes batches of prepared messages and returns when the broker has taken all of them."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            linger_ms=5,
+            request_timeout_ms=15_000,
+            max_batch_size=256 * 1024,
+        )
+        try:
+            await producer.start()
+        except Exception:
+            await producer.stop()
+            raise
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if self._producer is None:
+            raise RuntimeError("publisher not started")
+        futures = [
+            await self._producer.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages
+        ]
+        await asyncio.gather(*futures)

@@ -1,0 +1,108 @@
+"""MongoDB access: the client, and the unit of work that stores a change with its events.
+
+A unit of work is one multi-document transaction: the aggregate's documents and the outbox
+entries of the events the change caused commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Self
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, OperationFailure
+
+from .events import Envelope, Event, wrap
+from .outbox import Outbox
+
+Document = dict[str, Any]
+
+
+def make_client(uri: str, timeout_ms: int = 5_000) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(
+        uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+    )
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the database could not be reached, as opposed to refusing a request."""
+    if isinstance(exc, ConnectionFailure):
+        return True
+    return isinstance(exc, OperationFailure) and exc.has_error_label("TransientTransactionError")
+
+
+class EventContext:
+    """Who is causing events now: the correlation id travels on, the causation is the trigger."""
+
+    def __init__(self, producer: str, correlation_id: str, causation_id: str | None = None) -> None:
+        self.producer = producer
+        self.correlation_id = correlation_id
+        self.causation_id = causation_id
+
+    def wrap(self, event: Event, event_id: str | None = None) -> Envelope:
+        return wrap(
+            event,
+            producer=self.producer,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            event_id=event_id,
+        )
+
+
+class MongoUnitOfWork:
+    """``async with uow: ...; uow.record(event); await uow.commit()``.
+
+    Leaving the block without ``commit()`` aborts the transaction. Services subclass it to bind
+    their repositories to ``self.session`` in ``bind``.
+    """
+
+    def __init__(self, client: AsyncMongoClient[Document], db: AsyncDatabase[Document], outbox: Outbox, context: EventContext) -> None:
+        self.client = client
+        self.db = db
+        self.outbox = outbox
+        self.context = context
+        self.events: list[Envelope] = []
+        self._session: AsyncClientSession | None = None
+
+    @property
+    def session(self) -> AsyncClientSession:
+        if self._session is None:
+            raise RuntimeError("unit of work used outside 'async with'")
+        return self._session
+
+    def bind(self) -> None:
+        """Create the repositories on ``self.session``."""
+
+    async def __aenter__(self) -> Self:
+        self._session = self.client.start_session()
+        await self._session.start_transaction()
+        self.events = []
+        self.bind()
+        return self
+
+    def record(self, event: Event, event_id: str | None = None) -> Envelope:
+        envelope = self.context.wrap(event, event_id)
+        self.events.append(envelope)
+        return envelope
+
+    async def commit(self) -> None:
+        session = self.session
+        if self.events:
+            await self.outbox.store(self.events, session)
+        await session.commit_transaction()
+        self.outbox.wake()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            if session.in_transaction:
+                await session.abort_transaction()
+        finally:
+            await session.end_session()

@@ -1,0 +1,117 @@
+"""Transactional outbox: events are stored with the change that caused them, then relayed.
+
+``Outbox.store`` runs inside the unit of work's transaction. ``OutboxRelay`` runs in the same
+process, wakes when a transaction committed (and polls as a safety net), publishes pending
+entries in order, in batches, and marks them published only after Kafka has taken them. If the
+process dies between the two, the batch is published again: consumers are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from .events import EVENT_TYPES, Envelope, kafka_headers
+from .kafka import KafkaPublisher, OutgoingMessage
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+COLLECTION = "outbox"
+RETENTION_SECONDS = 7 * 24 * 3600
+
+
+class Outbox:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.collection = db[COLLECTION]
+        self._wakeup = asyncio.Event()
+
+    async def create_indexes(self) -> None:
+        await self.collection.create_index("event_id", unique=True)
+        await self.collection.create_index([("published", ASCENDING), ("_id", ASCENDING)])
+
+    async def store(self, envelopes: list[Envelope], session: AsyncClientSession) -> None:
+        now = datetime.now(UTC)
+        await self.collection.insert_many(
+            [
+                {
+                    "event_id": e.event_id,
+                    "topic": EVENT_TYPES[e.event_type].topic,
+                    "key": e.aggregate_id,
+                    "envelope": e.model_dump(mode="json"),
+                    "published": False,
+                    "created_at": now,
+                }
+                for e in envelopes
+            ],
+            session=session,
+        )
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
+    async def pending(self, limit: int) -> list[dict[str, Any]]:
+        cursor = self.collection.find({"published": False}).sort("_id", ASCENDING).limit(limit)
+        return await cursor.to_list(length=limit)
+
+    async def pending_count(self) -> int:
+        return await self.collection.count_documents({"published": False})
+
+    async def mark_published(self, ids: list[Any]) -> None:
+        await self.collection.update_many(
+            {"_id": {"$in": ids}}, {"$set": {"published": True, "published_at": datetime.now(UTC)}}
+        )
+
+
+def to_message(doc: dict[str, Any]) -> OutgoingMessage:
+    envelope = Envelope.model_validate(doc["envelope"])
+    return OutgoingMessage(
+        topic=doc["topic"],
+        key=doc["key"].encode(),
+        value=envelope.model_dump_json().encode(),
+        headers=kafka_headers(envelope),
+    )
+
+
+class OutboxRelay:
+    def __init__(self, outbox: Outbox, publisher: KafkaPublisher, batch_size: int = 500, poll_seconds: float = 1.0) -> None:
+        self.outbox = outbox
+        self.publisher = publisher
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                published = await self.relay_once()
+                backoff = 0.2
+                if published < self.batch_size:
+                    await self.outbox.wait(self.poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Kafka or MongoDB away: keep the events, try again later
+                log.warning("outbox_relay_retrying", error=type(exc).__name__, detail=str(exc)[:200], retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def relay_once(self) -> int:
+        docs = await self.outbox.pending(self.batch_size)
+        if not docs:
+            return 0
+        await self.publisher.publish([to_message(d) for d in docs])
+        await self.outbox.mark_published([d["_id"] for d in docs])
+        log.debug("outbox_relayed", count=len(docs))
+        return len(docs)

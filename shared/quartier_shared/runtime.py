@@ -1,0 +1,131 @@
+"""One service process: MongoDB, the outbox relay, Kafka consumers and the HTTP API together.
+
+Start-up order: logging, MongoDB (indexes), HTTP; Kafka connects in the background and keeps
+trying, so the API accepts changes while the broker is away (the outbox holds their events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+
+from .http import health_router, install_http_basics
+from .kafka import KafkaPublisher, ensure_topics, make_broker
+from .logging import configure_logging, get_logger
+from .mongo import EventContext, make_client
+from .outbox import Outbox, OutboxRelay
+from .settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.client = make_client(settings.mongodb_uri, settings.mongodb_timeout_ms)
+        self.db = self.client[settings.mongodb_database]
+        self.outbox = Outbox(self.db)
+        self.publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
+        self.broker = make_broker(settings.kafka_bootstrap_servers)
+        self.relay = OutboxRelay(self.outbox, self.publisher)
+        self.kafka_connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Close something of the service's own (an SMTP pool) when the process stops."""
+        self._closers.append(closer)
+
+    def context(self, correlation_id: str) -> EventContext:
+        return EventContext(self.settings.service_name, correlation_id)
+
+    async def start(self, create_indexes: Callable[[], Awaitable[None]]) -> None:
+        await _retry("mongodb", lambda: self._prepare_db(create_indexes))
+        self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
+
+    async def _prepare_db(self, create_indexes: Callable[[], Awaitable[None]]) -> None:
+        await self.client.admin.command("ping")
+        await self.outbox.create_indexes()
+        await create_indexes()
+
+    async def _connect_kafka(self) -> None:
+        bootstrap = self.settings.kafka_bootstrap_servers
+        await _retry("kafka", lambda: ensure_topics(bootstrap))
+        await _retry("kafka", self.publisher.start)
+        await _retry("kafka", self.broker.start)
+        self.kafka_connected.set()
+        log.info("kafka_connected")
+        await self.relay.run()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        for closer in self._closers:
+            with contextlib.suppress(Exception):
+                await closer()
+        await self.publisher.stop()
+        await self.client.close()
+
+    async def mongo_ready(self) -> bool:
+        await asyncio.wait_for(self.client.admin.command("ping"), timeout=2)
+        return True
+
+    async def kafka_ready(self) -> bool:
+        return self.kafka_connected.is_set() and await self.broker.ping(timeout=2)
+
+
+async def _retry(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+    """Await ``attempt()`` until it succeeds, logging each failure and pausing longer each time."""
+    delay = 0.2
+    while True:
+        try:
+            await attempt()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("waiting_for_dependency", dependency=what, error=type(exc).__name__, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    create_indexes: Callable[[], Awaitable[None]],
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start(create_indexes)
+        log.info("service_started", port=runtime.settings.port)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            log.info("service_stopped")
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    install_http_basics(app)
+    app.include_router(health_router({"mongodb": runtime.mongo_ready, "kafka": runtime.kafka_ready}))
+    for router in routers:
+        app.include_router(router)
+    app.state.runtime = runtime
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -1,0 +1,31 @@
+"""Settings every service reads from its environment (pydantic-settings; no config files)."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Common settings. Each service subclasses it to set its name, port and database."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    service_name: str = "quartier"
+    host: str = "0.0.0.0"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Kafka defaults suit a real cluster; the embedded stack sets shorter ones (see README).
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    kafka_fetch_max_wait_ms: int = 100
+    kafka_max_batch: int = 500
+
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/?replicaSet=rs0"
+    mongodb_database: str = "quartier"
+    mongodb_timeout_ms: int = 5_000
+
+    # How often a failing handler is retried before its message is dead-lettered.
+    handler_max_attempts: int = 5
+    handler_backoff_seconds: float = 0.5

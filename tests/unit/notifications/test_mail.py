@@ -1,0 +1,330 @@
+"""Invitation mail and its calendar: render, serialise, parse back as a mail client would."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from icalendar import Calendar, Component
+from notifications.calendar import conference_uid, invitation_calendar
+from notifications.mail import Recipient, Sender, message_id, render_invitation
+from quartier_shared.events import ConferenceDetails, Language, Venue
+
+DOMAIN = "essen.example.org"
+DASH = "\u2013"  # en dash: non-ASCII that must survive the trip through MIME
+SENDER = Sender(name=f"Integrationskonferenzen Essen {DASH} Büro", email="integration@essen.example.org")
+RECIPIENTS: dict[Language, Recipient] = {
+    "de": Recipient(name="Jana Beispiel-Öztürk", email="jana.beispiel@example.org", language="de"),
+    "en": Recipient(name="Sam Example", email="sam.example@example.org", language="en"),
+}
+AGENDA = ["Begrüßung", "Wohnraum & Schule", f"Sprachkurse {DASH} Bedarf im Stadtteil"]
+
+
+def conference(**changes: Any) -> ConferenceDetails:
+    fields: dict[str, Any] = {
+        "conference_id": "conf-4711",
+        "district": "IV",
+        "district_name": "Borbeck",
+        "title": "Integrationskonferenz Borbeck",
+        "starts_at": datetime(2027, 3, 4, 16, 0, tzinfo=UTC),  # 17:00 in Berlin (CET)
+        "ends_at": datetime(2027, 3, 4, 19, 0, tzinfo=UTC),
+        "timezone": "Europe/Berlin",
+        "venue": Venue(name="Bürgerhaus Musterstraße", address="Musterstraße 12, 45355 Essen"),
+        "agenda": AGENDA,
+        "sequence": 3,
+    }
+    fields.update(changes)
+    return ConferenceDetails(**fields)
+
+
+def render(
+    details: ConferenceDetails | None = None, language: Language = "de", invitation_id: str = "inv-0815"
+) -> EmailMessage:
+    """Render, serialise and parse back, so tests see what a receiving client sees."""
+    message = render_invitation(
+        conference=details or conference(),
+        recipient=RECIPIENTS[language],
+        sender=SENDER,
+        invitation_id=invitation_id,
+        domain=DOMAIN,
+    )
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def body(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body(preferencelist=(subtype,))
+    assert part is not None
+    assert part.get_content_type() == f"text/{subtype}"
+    content = part.get_content()
+    assert isinstance(content, str)
+    return "\n".join(content.splitlines())  # the wire form has CRLF line ends
+
+
+def calendar_part(message: EmailMessage) -> EmailMessage:
+    parts = [part for part in message.walk() if part.get_content_type() == "text/calendar"]
+    assert len(parts) == 1
+    part = parts[0]
+    assert isinstance(part, EmailMessage)
+    return part
+
+
+def the_event(ics: bytes | str) -> tuple[Calendar, Component]:
+    calendar = Calendar.from_ical(ics)
+    assert isinstance(calendar, Calendar)
+    events = calendar.walk("VEVENT")
+    assert len(events) == 1
+    return calendar, events[0]
+
+
+def attached_event(message: EmailMessage) -> tuple[Calendar, Component]:
+    return the_event(calendar_part(message).get_content())
+
+
+# --- headers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "subject"),
+    [
+        ("de", "Einladung: Integrationskonferenz Borbeck am 04.03.2027"),
+        ("en", "Invitation: Integrationskonferenz Borbeck on 4 March 2027"),
+    ],
+)
+def test_subject_is_in_the_recipients_language(language: Language, subject: str) -> None:
+    assert render(language=language)["Subject"] == subject
+
+
+def test_subject_date_is_the_local_date_not_the_utc_date() -> None:
+    # 23:30 UTC on Thursday is 00:30 on Friday in Berlin.
+    late = conference(
+        starts_at=datetime(2027, 3, 4, 23, 30, tzinfo=UTC), ends_at=datetime(2027, 3, 5, 1, 0, tzinfo=UTC)
+    )
+    message = render(late)
+    assert message["Subject"] == "Einladung: Integrationskonferenz Borbeck am 05.03.2027"
+    assert "Freitag, 5. März 2027" in body(message, "plain")
+
+
+def test_non_ascii_headers_round_trip() -> None:
+    message = render(conference(title=f"Integrationskonferenz Altenessen {DASH} Frühjahr"))
+    assert message["Subject"] == f"Einladung: Integrationskonferenz Altenessen {DASH} Frühjahr am 04.03.2027"
+    sender = message["From"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == (SENDER.name, SENDER.email)
+    recipient = message["To"].addresses[0]
+    assert (recipient.display_name, recipient.addr_spec) == (
+        "Jana Beispiel-Öztürk",
+        "jana.beispiel@example.org",
+    )
+
+
+def test_message_id_is_stable_across_renders_and_differs_per_invitation() -> None:
+    first, again = render(), render()
+    assert first["Message-ID"] == again["Message-ID"] == "<invitation-inv-0815@essen.example.org>"
+    assert first["Message-ID"] == message_id("inv-0815", "invitation", DOMAIN)
+    assert render(invitation_id="inv-0816")["Message-ID"] != first["Message-ID"]
+
+
+@pytest.mark.parametrize("bad", ["", "two words", "a@b", "<x>", "line\nbreak"])
+def test_message_id_rejects_ids_that_would_break_the_header(bad: str) -> None:
+    with pytest.raises(ValueError, match="Message-ID"):
+        message_id(bad, "invitation", DOMAIN)
+
+
+def test_date_header_is_present() -> None:
+    date = render()["Date"].datetime
+    assert date.tzinfo is not None
+    assert abs(datetime.now(UTC) - date) < timedelta(minutes=5)
+
+
+# --- body ---------------------------------------------------------------------------------------
+
+
+def test_structure_is_alternative_text_and_html_plus_ics_attachment() -> None:
+    message = render()
+    assert message.get_content_type() == "multipart/mixed"
+    types = [part.get_content_type() for part in message.walk()]
+    assert types == ["multipart/mixed", "multipart/alternative", "text/plain", "text/html", "text/calendar"]
+    part = calendar_part(message)
+    assert part.get_filename() == "invitation.ics"
+    assert part.get_param("method") == "REQUEST"
+    assert part.get_content_charset() == "utf-8"
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (
+            "de",
+            ["Guten Tag Jana Beispiel-Öztürk", "Stadtbezirk", "Donnerstag, 4. März 2027", "17:00", "20:00",
+             "Uhr", "Europe/Berlin", "Mit freundlichen Grüßen"],
+        ),
+        (
+            "en",
+            ["Dear Sam Example", "District", "Thursday, 4 March 2027", "17:00", "20:00", "Europe/Berlin",
+             "Kind regards"],
+        ),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("subtype", ["plain", "html"])
+def test_both_bodies_carry_every_fact(language: Language, expected: list[str], subtype: str) -> None:
+    text = body(render(language=language), subtype)
+    facts = [
+        "Integrationskonferenz Borbeck",
+        "Borbeck",
+        "Bürgerhaus Musterstraße",
+        "Musterstraße 12, 45355 Essen",
+        SENDER.name,
+    ]
+    agenda = [item.replace("&", "&amp;") if subtype == "html" else item for item in AGENDA]
+    for fact in [*expected, *facts, *agenda]:
+        assert fact in text, f"{fact!r} missing from the {language} text/{subtype} part"
+
+
+def test_agenda_is_a_numbered_list() -> None:
+    message = render()
+    plain = body(message, "plain")
+    assert f"1. Begrüßung\n2. Wohnraum & Schule\n3. Sprachkurse {DASH} Bedarf im Stadtteil" in plain
+    html = body(message, "html")
+    assert "<ol>" in html
+    assert html.count("<li>") == len(AGENDA)
+
+
+def test_german_and_english_bodies_differ() -> None:
+    assert "Tagesordnung" in body(render(language="de"), "plain")
+    assert "Tagesordnung" not in body(render(language="en"), "plain")
+    assert "Agenda" in body(render(language="en"), "html")
+
+
+def test_local_time_follows_daylight_saving_time() -> None:
+    summer = conference(
+        starts_at=datetime(2027, 7, 1, 15, 0, tzinfo=UTC), ends_at=datetime(2027, 7, 1, 18, 0, tzinfo=UTC)
+    )
+    plain = body(render(summer), "plain")
+    assert f"17:00{DASH}20:00 Uhr" in plain
+    assert "CEST" in plain
+
+
+def test_multi_day_conference_shows_both_dates() -> None:
+    weekend = conference(
+        starts_at=datetime(2027, 3, 5, 16, 0, tzinfo=UTC), ends_at=datetime(2027, 3, 6, 12, 0, tzinfo=UTC)
+    )
+    plain = body(render(weekend, language="en"), "plain")
+    assert f"Friday, 5 March 2027 {DASH} Saturday, 6 March 2027" in plain
+    assert "starts 17:00, ends 13:00" in plain
+
+
+def test_html_escapes_user_text() -> None:
+    hostile = conference(
+        title="<script>alert(1)</script> Konferenz",
+        venue=Venue(name="Haus <b>A</b>", address="Weg 1 & 2, 45355 Essen"),
+        agenda=["<img src=x onerror=alert(1)>"],
+    )
+    message = render(hostile)
+    html = body(message, "html")
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Konferenz" in html
+    assert "<b>" not in html
+    assert "Haus &lt;b&gt;A&lt;/b&gt;" in html
+    assert "Weg 1 &amp; 2" in html
+    assert "<img" not in html
+    # The plain part shows the text as the organiser typed it.
+    assert "<script>alert(1)</script> Konferenz" in body(message, "plain")
+
+
+def test_empty_agenda_says_it_will_follow() -> None:
+    message = render(conference(agenda=[]), language="en")
+    assert "The agenda will follow." in body(message, "plain")
+    assert "<ol>" not in body(message, "html")
+
+
+# --- calendar -----------------------------------------------------------------------------------
+
+
+def test_attached_calendar_is_a_request_with_all_fields() -> None:
+    details = conference()
+    calendar, event = attached_event(render(details))
+    assert str(calendar["METHOD"]) == "REQUEST"
+    assert str(calendar["PRODID"]) == "-//Quartier//Integration conferences//DE"
+    assert str(calendar["VERSION"]) == "2.0"
+    assert [str(tz["TZID"]) for tz in calendar.walk("VTIMEZONE")] == ["Europe/Berlin"]
+
+    assert str(event["UID"]) == "conference-conf-4711@essen.example.org"
+    assert event.decoded("SEQUENCE") == 3
+    assert str(event["STATUS"]) == "CONFIRMED"
+    assert str(event["SUMMARY"]) == "Integrationskonferenz Borbeck"
+    assert str(event["LOCATION"]) == "Bürgerhaus Musterstraße, Musterstraße 12, 45355 Essen"
+    description = str(event["DESCRIPTION"])
+    assert all(item in description for item in AGENDA)
+
+    assert event["DTSTART"].params["TZID"] == "Europe/Berlin"
+    start = event.decoded("DTSTART")
+    assert start == details.starts_at
+    assert (start.hour, start.minute) == (17, 0)  # local wall-clock time, not UTC
+    assert event["DTEND"].params["TZID"] == "Europe/Berlin"
+    assert event.decoded("DTEND") == details.ends_at
+    assert event.decoded("DTSTAMP").utcoffset() == timedelta(0)
+
+
+def test_organizer_and_attendee() -> None:
+    _, event = attached_event(render())
+    organizer = event["ORGANIZER"]
+    assert str(organizer) == "mailto:integration@essen.example.org"
+    assert organizer.params["CN"] == SENDER.name
+    attendee = event["ATTENDEE"]
+    assert str(attendee) == "mailto:jana.beispiel@example.org"
+    assert attendee.params["CN"] == "Jana Beispiel-Öztürk"
+    assert attendee.params["ROLE"] == "REQ-PARTICIPANT"
+    assert attendee.params["PARTSTAT"] == "NEEDS-ACTION"
+    assert attendee.params["RSVP"] == "TRUE"
+
+
+def test_uid_is_stable_per_conference() -> None:
+    first = str(attached_event(render())[1]["UID"])
+    again = str(attached_event(render(invitation_id="inv-other", language="en"))[1]["UID"])
+    other = str(attached_event(render(conference(conference_id="conf-4712")))[1]["UID"])
+    assert first == again == conference_uid("conf-4711", DOMAIN)
+    assert other != first
+
+
+def cancel_ics(**changes: Any) -> bytes:
+    return invitation_calendar(
+        conference=conference(**changes),
+        organizer_email=SENDER.email,
+        organizer_name=SENDER.name,
+        attendee_email=RECIPIENTS["de"].email,
+        attendee_name=RECIPIENTS["de"].name,
+        uid_domain=DOMAIN,
+        method="CANCEL",
+    )
+
+
+def test_cancel_calendar() -> None:
+    calendar, event = the_event(cancel_ics(sequence=4))
+    assert str(calendar["METHOD"]) == "CANCEL"
+    assert str(event["STATUS"]) == "CANCELLED"
+    assert str(event["UID"]) == conference_uid("conf-4711", DOMAIN)
+    assert event.decoded("SEQUENCE") == 4
+
+
+def test_unknown_method_is_rejected() -> None:
+    with pytest.raises(ValueError, match="PUBLISH"):
+        invitation_calendar(
+            conference=conference(),
+            organizer_email=SENDER.email,
+            organizer_name=SENDER.name,
+            attendee_email=RECIPIENTS["de"].email,
+            attendee_name=RECIPIENTS["de"].name,
+            uid_domain=DOMAIN,
+            method="PUBLISH",
+        )
+
+
+def test_ics_uses_crlf_content_lines() -> None:
+    raw = cancel_ics()
+    assert raw.startswith(b"BEGIN:VCALENDAR\r\n")
+    assert b"\n" not in raw.replace(b"\r\n", b"")

