@@ -11,7 +11,6 @@ import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict

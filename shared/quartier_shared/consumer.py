@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
@@ -47,7 +47,7 @@ class Delivery:
 
 
 Handler = Callable[[Any, Delivery], Awaitable[None]]
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord  # aiokafka ships no type information
 
 
 class PoisonMessage(Exception):
@@ -85,7 +85,7 @@ class EventConsumer:
         )(self.on_batch)
 
     async def on_batch(self, message: KafkaMessage) -> None:
-        records: Sequence[Record] = message.raw_message  # type: ignore[assignment]
+        records: Sequence[Record] = message.raw_message
         by_key: dict[tuple[str, int, bytes | None], list[Record]] = defaultdict(list)
         for record in records:
             by_key[(record.topic, record.partition, record.key)].append(record)
@@ -104,7 +104,7 @@ class EventConsumer:
             await self.dead_letter(record, exc)
             return
         handler = self.handlers.get(type(event)) if event is not None else None
-        if handler is None:
+        if event is None or handler is None:
             return  # not an event this service reacts to
         with bound_contextvars(
             correlation_id=envelope.correlation_id,

@@ -9,6 +9,7 @@ them through aiokafka); consumers are idempotent instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,10 +42,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str] | None = None) -> 
         existing = set(await admin.list_topics())
         missing = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in wanted.items() if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another service created it first
             log.info("topics_created", topics=[t.name for t in missing])
     finally:
         await admin.close()
@@ -89,7 +88,5 @@ class KafkaPublisher:
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if self._producer is None:
             raise RuntimeError("publisher not started")
-        futures = [
-            await self._producer.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages
-        ]
+        futures = [await self._producer.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages]
         await asyncio.gather(*futures)

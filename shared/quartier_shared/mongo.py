@@ -61,7 +61,9 @@ class MongoUnitOfWork:
     their repositories to ``self.session`` in ``bind``.
     """
 
-    def __init__(self, client: AsyncMongoClient[Document], db: AsyncDatabase[Document], outbox: Outbox, context: EventContext) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[Document], db: AsyncDatabase[Document], outbox: Outbox, context: EventContext
+    ) -> None:
         self.client = client
         self.db = db
         self.outbox = outbox
@@ -97,7 +99,9 @@ class MongoUnitOfWork:
         await session.commit_transaction()
         self.outbox.wake()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         session, self._session = self._session, None
         if session is None:
             return

@@ -9,6 +9,7 @@ process dies between the two, the batch is published again: consumers are idempo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,11 +56,10 @@ class Outbox:
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def wait(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            pass
+    async def wait(self, seconds: float) -> None:
+        """Until a transaction committed events, or ``seconds`` passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
         self._wakeup.clear()
 
     async def pending(self, limit: int) -> list[dict[str, Any]]:
@@ -86,7 +86,9 @@ def to_message(doc: dict[str, Any]) -> OutgoingMessage:
 
 
 class OutboxRelay:
-    def __init__(self, outbox: Outbox, publisher: KafkaPublisher, batch_size: int = 500, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, outbox: Outbox, publisher: KafkaPublisher, batch_size: int = 500, poll_seconds: float = 1.0
+    ) -> None:
         self.outbox = outbox
         self.publisher = publisher
         self.batch_size = batch_size
@@ -103,7 +105,9 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Kafka or MongoDB away: keep the events, try again later
-                log.warning("outbox_relay_retrying", error=type(exc).__name__, detail=str(exc)[:200], retry_in_s=backoff)
+                log.warning(
+                    "outbox_relay_retrying", error=type(exc).__name__, detail=str(exc)[:200], retry_in_s=backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 

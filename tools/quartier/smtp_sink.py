@@ -19,11 +19,24 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 class MaildirHandler:
-    def __init__(self, folder: Path) -> None:
+    """Stores accepted mails; ``answers`` maps a recipient address to an SMTP code to answer with
+    (550 rejects it for good, 451 defers it) so failures can be shown and tested."""
+
+    def __init__(self, folder: Path, answers: dict[str, int] | None = None) -> None:
         self.folder = folder
+        self.answers = {k.lower(): v for k, v in (answers or {}).items()}
         folder.mkdir(parents=True, exist_ok=True)
         self._counter = itertools.count(len(list(folder.glob("*.eml"))) + 1)
         self._lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        code = self.answers.get(address.lower())
+        if code is not None:
+            return f"{code} {'Mailbox unavailable' if code >= 500 else 'Try again later'}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
@@ -38,8 +51,8 @@ class MaildirHandler:
         return "250 Message accepted for delivery"
 
 
-def serve(host: str, port: int, folder: Path) -> Controller:
-    controller = Controller(MaildirHandler(folder), hostname=host, port=port, ready_timeout=10)
+def serve(host: str, port: int, folder: Path, answers: dict[str, int] | None = None) -> Controller:
+    controller = Controller(MaildirHandler(folder, answers), hostname=host, port=port, ready_timeout=10)
     controller.start()
     return controller
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
 from quartier_shared.catalogue import ActorKindName, Catalogue, DistrictCode, load_catalogue
 from quartier_shared.http import correlation_id
 
@@ -96,7 +97,7 @@ def build_router(uow_for: Callable[[str], MongoActorsUnitOfWork]) -> APIRouter:
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
         include_inactive: bool = False,
     ) -> list[ActorOut]:
-        actors = await _repository(request).list(district, include_inactive)
+        actors = await _repository(request).find(district, include_inactive)
         return [ActorOut.of(a) for a in actors]
 
     @router.patch("/actors/{actor_id}", response_model=ActorOut)
@@ -105,7 +106,7 @@ def build_router(uow_for: Callable[[str], MongoActorsUnitOfWork]) -> APIRouter:
         if any(v is None for v in changes.values()):
             nulls = [k for k, v in changes.items() if v is None]
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                422,
                 detail=[{"loc": ["body", k], "msg": "may not be null", "type": "value_error"} for k in nulls],
             )
         try:

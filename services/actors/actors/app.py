@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from quartier_shared.runtime import Runtime, create_app
 
 from .api import build_router

@@ -34,7 +34,7 @@ class MongoActorRepository:
     async def save(self, actor: Actor) -> None:
         await self.collection.replace_one({"_id": actor.id}, to_document(actor), session=self.session)
 
-    async def list(self, district: str | None, include_inactive: bool) -> list[Actor]:
+    async def find(self, district: str | None, include_inactive: bool) -> list[Actor]:
         query: Document = {}
         if district:
             query["districts"] = district

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Protocol, Self
 
 from quartier_shared.events import Event
@@ -9,10 +10,15 @@ from .repository import ActorRepository, MongoActorRepository
 
 
 class UnitOfWork(Protocol):
-    actors: ActorRepository
+    """What the service layer needs: the real one is Mongo's, the unit tests' is a fake."""
+
+    @property
+    def actors(self) -> ActorRepository: ...
 
     async def __aenter__(self) -> Self: ...
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
     def record(self, event: Event) -> object: ...
     async def commit(self) -> None: ...
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+
 from quartier_shared.catalogue import DistrictCode, load_catalogue
 from quartier_shared.events import ConferenceScheduled, Venue
 from quartier_shared.http import correlation_id
@@ -147,7 +148,7 @@ def build_router(uow_factory: UnitOfWorkFactory, context_for: Callable[[str], Ev
         request: Request,
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
     ) -> list[ConferenceOut]:
-        conferences = await MongoConferenceRepository(request.app.state.runtime.db).list(district)
+        conferences = await MongoConferenceRepository(request.app.state.runtime.db).find(district)
         return [ConferenceOut.of(c) for c in conferences]
 
     return router

@@ -133,7 +133,9 @@ class Invitation:
     def mark_sent(self, message_id: str) -> Invitation:
         if self.status is InvitationStatus.SENT:
             return self
-        return replace(self, status=InvitationStatus.SENT, reason=None, message_id=message_id, updated_at=datetime.now(UTC))
+        return replace(
+            self, status=InvitationStatus.SENT, reason=None, message_id=message_id, updated_at=datetime.now(UTC)
+        )
 
     def mark_failed(self, reason: str) -> Invitation:
         if self.status is InvitationStatus.SENT:

@@ -27,7 +27,9 @@ log = get_logger(__name__)
 SERVICE = "conferences"
 
 
-async def update_roster(event: ActorSnapshot | ActorDeactivated, delivery: Delivery, uow_factory: UnitOfWorkFactory) -> None:
+async def update_roster(
+    event: ActorSnapshot | ActorDeactivated, delivery: Delivery, uow_factory: UnitOfWorkFactory
+) -> None:
     """Keep the roster copy current; invite an actor who became invitable to upcoming conferences."""
     async with uow_factory(delivery.context(SERVICE)) as uow:
         current = await uow.roster.get(event.actor_id)
@@ -36,7 +38,9 @@ async def update_roster(event: ActorSnapshot | ActorDeactivated, delivery: Deliv
         if isinstance(event, ActorDeactivated):
             if current is None:
                 return  # deactivated before we ever saw it: nothing to keep
-            entry = RosterEntry(event.actor_id, current.districts, False, current.consent_to_notifications, event.revision)
+            entry = RosterEntry(
+                event.actor_id, current.districts, False, current.consent_to_notifications, event.revision
+            )
         else:
             entry = RosterEntry(
                 event.actor_id, tuple(event.districts), event.active, event.consent_to_notifications, event.revision
@@ -53,7 +57,9 @@ async def update_roster(event: ActorSnapshot | ActorDeactivated, delivery: Deliv
         log.info("late_joiner_invited", actor_id=event.actor_id, conferences=invited)
 
 
-async def invite_district(event: ConferenceScheduled, delivery: Delivery, uow_factory: UnitOfWorkFactory, batch_size: int) -> None:
+async def invite_district(
+    event: ConferenceScheduled, delivery: Delivery, uow_factory: UnitOfWorkFactory, batch_size: int
+) -> None:
     """Fan-out: one invitation for every invitable actor of the district, in batches.
 
     Re-running it (after a crash or a redelivery) issues only the invitations still missing.
@@ -92,7 +98,9 @@ def _issue(uow: ConferencesUnitOfWork, conference: Conference, actor_ids: list[s
     return invitations
 
 
-async def record_outcome(event: InvitationSent | InvitationFailed, delivery: Delivery, uow_factory: UnitOfWorkFactory) -> None:
+async def record_outcome(
+    event: InvitationSent | InvitationFailed, delivery: Delivery, uow_factory: UnitOfWorkFactory
+) -> None:
     async with uow_factory(delivery.context(SERVICE)) as uow:
         invitation = await uow.invitations.get(event.invitation_id)
         if invitation is None:

@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+
 from quartier_shared.events import Venue
 
 from .domain import Conference, Invitation, InvitationStatus, RosterEntry
@@ -27,7 +28,7 @@ class MongoConferenceRepository:
         doc = await self.collection.find_one({"_id": conference_id}, session=self.session)
         return _conference(doc) if doc else None
 
-    async def list(self, district: str | None) -> list[Conference]:
+    async def find(self, district: str | None) -> list[Conference]:
         query: Document = {"district": district} if district else {}
         cursor = self.collection.find(query, session=self.session).sort("starts_at", ASCENDING)
         return [_conference(d) async for d in cursor]

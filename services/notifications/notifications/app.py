@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from fastapi import FastAPI
+
 from quartier_shared.consumer import EventConsumer
 from quartier_shared.events import (
     ACTORS_TOPIC,

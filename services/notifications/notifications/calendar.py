@@ -11,6 +11,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress
+
 from quartier_shared.events import ConferenceDetails
 
 PRODID: Final = "-//Quartier//Integration conferences//DE"

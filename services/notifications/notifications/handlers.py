@@ -82,9 +82,13 @@ async def deliver(d: Delivery, context: EventContext, deps: Dependencies) -> Non
     contact = await deps.contacts.get(d.actor_id)
     if contact is None:
         # The actor's contact event has not reached us yet; update_contact sends it when it does.
+        # It saves the contact before it looks for waiting deliveries, and we look for the contact
+        # again after marking this one waiting, so when both run at once one of them sends it.
         await deps.deliveries.set_status(d.id, DeliveryStatus.WAITING_FOR_CONTACT)
-        log.info("delivery_waiting_for_contact", invitation_id=d.invitation_id, actor_id=d.actor_id)
-        return
+        contact = await deps.contacts.get(d.actor_id)
+        if contact is None:
+            log.info("delivery_waiting_for_contact", invitation_id=d.invitation_id, actor_id=d.actor_id)
+            return
     claimed = await _claim(d, deps)
     if claimed is None:
         return
@@ -115,12 +119,12 @@ async def _claim(d: Delivery, deps: Dependencies) -> Delivery | None:
         current = await deps.deliveries.get(d.id)
         if current is None or current.status.final:
             return None
-        wait = deps.settings.delivery_lease_seconds
+        # Usually the holder finishes in a moment; after a crash its lease runs out and we take over.
+        remaining = 1.0
         if current.lease_until is not None:
-            wait = (current.lease_until - datetime.now(UTC)).total_seconds()
-        wait = min(max(wait, 0.1), deps.settings.delivery_lease_seconds)
-        log.info("delivery_leased_elsewhere", invitation_id=d.invitation_id, retry_in_s=round(wait, 1))
-        await asyncio.sleep(wait)
+            remaining = (current.lease_until - datetime.now(UTC)).total_seconds()
+        log.debug("delivery_leased_elsewhere", invitation_id=d.invitation_id, lease_left_s=round(remaining, 1))
+        await asyncio.sleep(min(max(remaining, 0.05), 1.0))
 
 
 async def _record_outcome(

@@ -146,9 +146,7 @@ def _facts(conference: ConferenceDetails, recipient: Recipient) -> _Facts:
         date_text = _long_date(starts_at, recipient.language)
         time_text = t["time_same_day"].format(start=f"{starts_at:%H:%M}", end=f"{ends_at:%H:%M}", zone=zone)
     else:
-        date_text = (
-            f"{_long_date(starts_at, recipient.language)} {DASH} {_long_date(ends_at, recipient.language)}"
-        )
+        date_text = f"{_long_date(starts_at, recipient.language)} {DASH} {_long_date(ends_at, recipient.language)}"
         time_text = t["time_multi_day"].format(start=f"{starts_at:%H:%M}", end=f"{ends_at:%H:%M}", zone=zone)
     return _Facts(
         greeting=t["greeting"].format(name=recipient.name),
@@ -186,8 +184,7 @@ def _plain_body(facts: _Facts, t: dict[str, str], sender: Sender) -> str:
 def _html_body(facts: _Facts, t: dict[str, str], sender: Sender, language: Language) -> str:
     e = html.escape
     rows = "\n".join(
-        f'<tr><th scope="row" style="text-align:left;padding-right:1em">{e(label)}</th>'
-        f"<td>{e(value)}</td></tr>"
+        f'<tr><th scope="row" style="text-align:left;padding-right:1em">{e(label)}</th><td>{e(value)}</td></tr>'
         for label, value in _fields(facts, t)
     )
     if facts.agenda:

@@ -8,6 +8,7 @@ with backoff, a bounded number of times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -89,8 +90,6 @@ def _classify(code: int, message: str) -> Exception:
 
 
 async def _discard(client: aiosmtplib.SMTP) -> None:
-    try:
+    with contextlib.suppress(Exception):  # already broken: nothing left to close
         if client.is_connected:
             client.close()
-    except Exception:  # already broken: nothing left to close
-        pass

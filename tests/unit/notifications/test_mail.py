@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from icalendar import Calendar, Component
+
 from notifications.calendar import conference_uid, invitation_calendar
 from notifications.mail import Recipient, Sender, message_id, render_invitation
 from quartier_shared.events import ConferenceDetails, Language, Venue

@@ -1,0 +1,62 @@
+"""Test infrastructure: real servers (the embedded stack), on free ports, in temporary folders,
+so `make test` runs beside a `make run`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from quartier.embedded import EMBEDDED_KAFKA_TUNING, EmbeddedStack, Infrastructure, free_port
+from quartier.smtp_sink import serve as serve_smtp
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One MongoDB server for the session; each test uses databases of its own."""
+    stack = EmbeddedStack(
+        tmp_path_factory.mktemp("mongo"), environ={"KAFKA_BOOTSTRAP_SERVERS": "unused", "SMTP_HOST": "unused"}
+    )
+    infra = stack.start()
+    yield infra.mongodb_uri
+    stack.stop()
+
+
+@pytest.fixture
+def kafka(tmp_path: Path) -> Iterator[str]:
+    """A fresh broker per test: topics, offsets and groups of one test never meet another's."""
+    stack = EmbeddedStack(tmp_path / "kafka", environ={"MONGODB_URI": "unused", "SMTP_HOST": "unused"})
+    infra = stack.start()
+    yield infra.kafka_bootstrap
+    stack.stop()
+
+
+@pytest.fixture
+def smtp_sink(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """An in-process SMTP sink: (port, mail folder). 550 for rejected@example.org."""
+    port, folder = free_port(), tmp_path / "mail"
+    controller = serve_smtp("127.0.0.1", port, folder, answers={"rejected@example.org": 550})
+    yield port, folder
+    controller.stop()
+
+
+@pytest.fixture
+def infra(kafka: str, mongo_uri: str, smtp_sink: tuple[int, Path]) -> Infrastructure:
+    return Infrastructure(kafka, mongo_uri, "127.0.0.1", smtp_sink[0], dict(EMBEDDED_KAFKA_TUNING))
+
+
+@pytest.fixture
+def database_name() -> str:
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test item, so fixtures can print logs of a failed test."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

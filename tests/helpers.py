@@ -1,0 +1,149 @@
+"""Helpers for tests: talk to Kafka directly, wait for conditions, read mails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from fastapi import FastAPI
+
+from quartier.embedded import Infrastructure
+from quartier_shared.events import Envelope, Event, kafka_headers, wrap
+from quartier_shared.settings import ServiceSettings
+
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 30.0, interval: float = 0.2) -> T:
+    """Poll ``check`` until it returns something truthy; fail with the last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+def envelope_of(event: Event, correlation_id: str = "test-correlation", event_id: str | None = None) -> Envelope:
+    return wrap(event, producer="tests", correlation_id=correlation_id, event_id=event_id)
+
+
+async def publish(bootstrap: str, envelopes: list[Envelope]) -> None:
+    from quartier_shared.events import EVENT_TYPES
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for e in envelopes:
+            topic = EVENT_TYPES[e.event_type].topic
+            await producer.send_and_wait(
+                topic, e.model_dump_json().encode(), key=e.aggregate_id.encode(), headers=kafka_headers(e)
+            )
+    finally:
+        await producer.stop()
+
+
+async def publish_raw(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` from the beginning, read until ``until(records)`` holds."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-reader-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=500,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until(records):
+            batch = await consumer.getmany(timeout_ms=200)
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    if not until(records):
+        raise AssertionError(f"{topic}: condition not met within {timeout}s; read {len(records)} records")
+    return records
+
+
+def envelopes(records: list[ConsumerRecord[bytes, bytes]], event_type: str | None = None) -> list[Envelope]:
+    found = [Envelope.model_validate_json(r.value) for r in records if r.value]
+    return [e for e in found if event_type is None or e.event_type == event_type]
+
+
+def read_mails(folder: Path) -> list[EmailMessage]:
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted(folder.glob("*.eml"))]
+
+
+def actor_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "Caritas Fachdienst Integration Borbeck",
+        "kind": "welfare_association",
+        "districts": ["IV"],
+        "email": "borbeck@caritas.example.org",
+        "language": "de",
+        "consent_to_notifications": True,
+    }
+    body.update(overrides)
+    return body
+
+
+def conference_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "district": "IV",
+        "title": "Integrationskonferenz Borbeck",
+        "starts_at": "2031-03-04T17:00:00+01:00",
+        "ends_at": "2031-03-04T20:00:00+01:00",
+        "venue": {"name": "Kulturzentrum Borbeck", "address": "Musterstraße 1, 45355 Essen"},
+        "agenda": ["Begrüßung", "Bericht aus dem Quartier", "Arbeitsgruppen"],
+    }
+    body.update(overrides)
+    return body
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def settings_for(cls: type[S], infra: Infrastructure, database: str, **overrides: Any) -> S:
+    """A service's settings pointing at the test infrastructure, as its environment would."""
+    values: dict[str, Any] = {k.lower(): v for k, v in infra.env().items()}
+    values.update(mongodb_database=database, **overrides)
+    return cls(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan (MongoDB, Kafka consumers, outbox relay), and a client for it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await app.state.runtime.kafka_connected.wait()
+            yield client
