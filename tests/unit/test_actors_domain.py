@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import pytest
+
 from actors import service
 from actors.domain import Actor, ActorNotFound
 from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated, Event

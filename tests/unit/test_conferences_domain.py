@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from conferences.domain import Conference, Invitation, InvitationStatus, RosterEntry
 from quartier_shared.events import Venue
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+
 from quartier_shared.catalogue import load_catalogue
 from quartier_shared.consumer import describe_error
 from quartier_shared.events import (
