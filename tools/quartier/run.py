@@ -25,8 +25,12 @@ def say(event: str, **fields: Any) -> None:
     print(json.dumps(record), flush=True)
 
 
-def run(var_dir: Path) -> int:
+STACK_ENV = "stack.env"
+
+
+def run(var_dir: Path, base_port: int = 8001) -> int:
     stack = EmbeddedStack(var_dir, log_dir=var_dir / "logs")
+    ports = {name: base_port + i for i, name in enumerate(SERVICES)}
     stopping = False
 
     def _stop(*_: Any) -> None:
@@ -35,7 +39,7 @@ def run(var_dir: Path) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    for port in SERVICES.values():
+    for port in ports.values():
         try:
             wait_for_port(port, timeout=0.2)
         except TimeoutError:
@@ -45,10 +49,12 @@ def run(var_dir: Path) -> int:
     services: dict[str, Process] = {}
     try:
         infra = stack.start()
-        for name, port in SERVICES.items():
+        # Operator commands (quartier dlq/outbox) find the stack here when the environment is silent.
+        (var_dir / STACK_ENV).write_text("".join(f"{k}={v}\n" for k, v in infra.env().items()))
+        for name, port in ports.items():
             services[name] = service_process(name, port, infra).start()
-        _wait_ready(services)
-        _banner(stack, infra.smtp_host)
+        _wait_ready(services, ports)
+        _banner(stack, infra.smtp_host, ports)
         restarts: dict[str, list[float]] = {name: [] for name in services}
         while not stopping:
             time.sleep(0.5)
@@ -61,20 +67,21 @@ def run(var_dir: Path) -> int:
                 say("service_restarted", name=name, exit_code=code, restarts_last_minute=len(recent), delay_s=delay)
                 time.sleep(delay)
                 restarts[name] = [*recent, time.monotonic()]
-                services[name] = service_process(name, SERVICES[name], infra).start()
+                services[name] = service_process(name, ports[name], infra).start()
     finally:
         say("stopping")
         for proc in services.values():
             proc.stop()
         stack.stop()
+        (var_dir / STACK_ENV).unlink(missing_ok=True)
         say("stopped")
     return 0
 
 
-def _wait_ready(services: dict[str, Process], timeout: float = 90.0) -> None:
+def _wait_ready(services: dict[str, Process], ports: dict[str, int], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     for name, proc in services.items():
-        url = f"http://127.0.0.1:{SERVICES[name]}/health/ready"
+        url = f"http://127.0.0.1:{ports[name]}/health/ready"
         while time.monotonic() < deadline and proc.alive():
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
@@ -84,9 +91,9 @@ def _wait_ready(services: dict[str, Process], timeout: float = 90.0) -> None:
             time.sleep(0.3)
 
 
-def _banner(stack: EmbeddedStack, smtp_host: str) -> None:
+def _banner(stack: EmbeddedStack, smtp_host: str, ports: dict[str, int]) -> None:
     lines = ["", "Quartier is running:"]
-    for name, port in SERVICES.items():
+    for name, port in ports.items():
         lines.append(f"  {name:<14} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)")
     if "smtp" in stack.processes:
         lines.append(f"  mails          {stack.maildir}/*.eml")
