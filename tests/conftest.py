@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from quartier.embedded import EMBEDDED_KAFKA_TUNING, EmbeddedStack, Infrastructure, free_port
+from quartier.smtp_sink import Answer
 from quartier.smtp_sink import serve as serve_smtp
 
 
@@ -37,7 +38,7 @@ def kafka(tmp_path: Path) -> Iterator[str]:
 def smtp_sink(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """An in-process SMTP sink: (port, mail folder). 550 for rejected@example.org."""
     port, folder = free_port(), tmp_path / "mail"
-    controller = serve_smtp("127.0.0.1", port, folder, answers={"rejected@example.org": 550})
+    controller = serve_smtp("127.0.0.1", port, folder, answers={"rejected@example.org": Answer(550)})
     yield port, folder
     controller.stop()
 

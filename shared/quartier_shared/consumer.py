@@ -140,14 +140,15 @@ class EventConsumer:
         return float(min(self.settings.handler_backoff_seconds * 2**attempt, 30.0))
 
     async def dead_letter(self, record: Record, exc: BaseException) -> None:
-        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq.")]
+        # A replayed message that fails again keeps its link to the dead letter it came from.
+        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq.") or k == "dlq.replayed_from"]
         headers += [
             ("dlq.original_topic", record.topic.encode()),
             ("dlq.partition", str(record.partition).encode()),
             ("dlq.offset", str(record.offset).encode()),
             ("dlq.service", self.settings.service_name.encode()),
             ("dlq.error_class", type(exc).__name__.encode()),
-            ("dlq.error_message", describe_error(exc).encode()),
+            ("dlq.error_message", redact(describe_error(exc), limit=1000).encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
         await self.publisher.publish(

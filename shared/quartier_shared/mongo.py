@@ -26,6 +26,8 @@ def make_client(uri: str, timeout_ms: int = 5_000) -> AsyncMongoClient[Document]
         tz_aware=True,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        # A server that stops answering mid-request must surface as "unavailable", not hang.
+        socketTimeoutMS=timeout_ms * 3,
     )
 
 

@@ -1,23 +1,97 @@
-"""quartier: run the embedded stack (`quartier run`); operator commands follow."""
+"""quartier: run the embedded stack (`quartier run`), and look after it: dead letters
+(`quartier dlq list|replay`) and outboxes (`quartier outbox status`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from . import run as run_module
+from .common import OperatorError, resolve
+
+CONNECTIONS = """where to connect: the flag, else the environment variable (%s), else var/stack.env
+written by a running `make run` (another folder with --var)."""
 
 
-def main(argv: list[str] | None = None) -> int:
+def _connection(parser: argparse.ArgumentParser, flag: str, variable: str, example: str) -> None:
+    parser.add_argument(flag, metavar="ADDRESS", help=f"e.g. {example} (default: ${variable}, then var/stack.env)")
+    parser.add_argument("--var", type=Path, default=Path("var"), help="folder of stack.env (default: ./var)")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quartier", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="start the embedded stack and the three services")
     run.add_argument("--var", type=Path, default=Path("var"), help="data, mail and log folder (default: ./var)")
     run.add_argument("--base-port", type=int, default=8001, help="actors on it, conferences and notifications next")
-    args = parser.parse_args(argv)
+
+    dlq = commands.add_parser("dlq", help="dead letters: messages no consumer could handle")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    kafka = ("--kafka", "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    listing = dlq_commands.add_parser(
+        "list", help="every dead letter with its reason (headers only)", epilog=CONNECTIONS % kafka[1]
+    )
+    listing.add_argument("--service", help="only those dead-lettered by this service, e.g. notifications")
+    listing.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    _connection(listing, *kafka)
+    replay = dlq_commands.add_parser(
+        "replay",
+        help="publish dead letters again to their original topic, key and headers",
+        epilog=CONNECTIONS % kafka[1],
+    )
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--offset", type=int, action="append", help="offset in the dead-letter topic; repeatable")
+    which.add_argument("--all", action="store_true", help="every dead letter (of --service, if given)")
+    replay.add_argument("--service", help="only those dead-lettered by this service")
+    _connection(replay, *kafka)
+
+    outbox = commands.add_parser("outbox", help="events stored but not yet relayed to Kafka")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
+    status = outbox_commands.add_parser(
+        "status",
+        help="entries waiting per service database, and the oldest one's age",
+        epilog=CONNECTIONS % "MONGODB_URI",
+    )
+    status.add_argument(
+        "--database", action="append", metavar="NAME", help="database to look at; repeatable (default: the services')"
+    )
+    status.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    _connection(status, "--mongodb", "MONGODB_URI", "'mongodb://127.0.0.1:27017/?replicaSet=rs0'")
+    return parser
+
+
+def _operate(args: argparse.Namespace) -> str:
+    if args.command == "dlq":
+        from . import dlq
+
+        kafka = resolve("Kafka", "--kafka", args.kafka, "KAFKA_BOOTSTRAP_SERVERS", args.var)
+        if args.dlq_command == "list":
+            return dlq.list_command(kafka, args.service, args.json)
+        return dlq.replay_command(kafka, None if args.all else args.offset, args.service)
+    from . import outbox_status
+
+    mongodb = resolve("MongoDB", "--mongodb", args.mongodb, "MONGODB_URI", args.var)
+    databases = args.database or list(outbox_status.DEFAULT_DATABASES)
+    return outbox_status.status_command(mongodb, databases, args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "run":
         return run_module.run(args.var.resolve(), args.base_port)
-    return 2
+    try:
+        print(_operate(args), flush=True)
+    except OperatorError as exc:
+        print(f"quartier: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `quartier dlq list | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -125,7 +125,14 @@ class Infrastructure:
 class EmbeddedStack:
     """Starts what the environment does not already provide, in a data folder of its own."""
 
-    def __init__(self, data_dir: Path, environ: Mapping[str, str] | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        environ: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
+        smtp_answers: list[str] | None = None,
+    ) -> None:
+        self.smtp_answers = smtp_answers or []  # see quartier.smtp_sink --answer
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.environ = dict(os.environ if environ is None else environ)
@@ -182,7 +189,16 @@ class EmbeddedStack:
             smtp_host, smtp_port = "127.0.0.1", free_port()
             self.processes["smtp"] = Process(
                 "smtp",
-                [sys.executable, "-m", "quartier.smtp_sink", "--port", str(smtp_port), "--maildir", str(self.maildir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "quartier.smtp_sink",
+                    "--port",
+                    str(smtp_port),
+                    "--maildir",
+                    str(self.maildir),
+                    *(f"--answer={a}" for a in self.smtp_answers),
+                ],
                 log_path=self._log("smtp"),
             ).start()
             wait_for_port(smtp_port, process=self.processes["smtp"].popen)

@@ -10,6 +10,8 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,30 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
-class MaildirHandler:
-    """Stores accepted mails; ``answers`` maps a recipient address to an SMTP code to answer with
-    (550 rejects it for good, 451 defers it) so failures can be shown and tested."""
+@dataclass(frozen=True)
+class Answer:
+    """Answer RCPT for one address with ``code`` (550 rejects for good, 451 defers), for its
+    first ``times`` attempts or, without ``times``, always."""
 
-    def __init__(self, folder: Path, answers: dict[str, int] | None = None) -> None:
+    code: int
+    times: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> tuple[str, Answer]:
+        """``address=CODE`` or ``address=CODExN``, e.g. ``late@example.org=451x2``."""
+        address, _, rule = text.partition("=")
+        code, _, times = rule.partition("x")
+        return address.lower(), cls(int(code), int(times) if times else None)
+
+
+class MaildirHandler:
+    """Stores accepted mails; ``answers`` makes chosen recipients fail, so failures can be shown
+    and tested."""
+
+    def __init__(self, folder: Path, answers: dict[str, Answer] | None = None) -> None:
         self.folder = folder
         self.answers = {k.lower(): v for k, v in (answers or {}).items()}
+        self.attempts: Counter[str] = Counter()
         folder.mkdir(parents=True, exist_ok=True)
         self._counter = itertools.count(len(list(folder.glob("*.eml"))) + 1)
         self._lock = threading.Lock()
@@ -32,9 +51,10 @@ class MaildirHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        code = self.answers.get(address.lower())
-        if code is not None:
-            return f"{code} {'Mailbox unavailable' if code >= 500 else 'Try again later'}"
+        answer = self.answers.get(address.lower())
+        self.attempts[address.lower()] += 1
+        if answer is not None and (answer.times is None or self.attempts[address.lower()] <= answer.times):
+            return f"{answer.code} {'Mailbox unavailable' if answer.code >= 500 else 'Try again later'}"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -51,7 +71,7 @@ class MaildirHandler:
         return "250 Message accepted for delivery"
 
 
-def serve(host: str, port: int, folder: Path, answers: dict[str, int] | None = None) -> Controller:
+def serve(host: str, port: int, folder: Path, answers: dict[str, Answer] | None = None) -> Controller:
     controller = Controller(MaildirHandler(folder, answers), hostname=host, port=port, ready_timeout=10)
     controller.start()
     return controller
@@ -62,8 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1025)
     parser.add_argument("--maildir", type=Path, required=True)
+    parser.add_argument(
+        "--answer", action="append", default=[], metavar="ADDRESS=CODE[xN]", help="e.g. late@example.org=451x2"
+    )
     args = parser.parse_args(argv)
-    controller = serve(args.host, args.port, args.maildir)
+    controller = serve(args.host, args.port, args.maildir, dict(Answer.parse(a) for a in args.answer))
     stop = threading.Event()
 
     def _stop(*_: Any) -> None:

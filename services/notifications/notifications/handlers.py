@@ -89,7 +89,7 @@ async def deliver(d: Delivery, context: EventContext, deps: Dependencies) -> Non
         if contact is None:
             log.info("delivery_waiting_for_contact", invitation_id=d.invitation_id, actor_id=d.actor_id)
             return
-    claimed = await _claim(d, deps)
+    claimed = await _claim(d, context, deps)
     if claimed is None:
         return
     status, reason = DeliveryStatus.SENT, None
@@ -110,10 +110,15 @@ async def deliver(d: Delivery, context: EventContext, deps: Dependencies) -> Non
     await _record_outcome(claimed, status, reason, context, deps)
 
 
-async def _claim(d: Delivery, deps: Dependencies) -> Delivery | None:
+async def _claim(d: Delivery, context: EventContext, deps: Dependencies) -> Delivery | None:
     """Take the delivery's lease; wait while another instance holds a live one. None if final."""
     while True:
-        claimed = await deps.deliveries.claim(d.id, deps.settings.delivery_lease_seconds)
+        # In a transaction: if a crashed instance left this document locked by its unfinished
+        # transaction, we get a quick write conflict (retried) instead of a write that hangs, and
+        # the server reaps the dead transaction after its lifetime (60 s, as MongoDB does).
+        async with deps.uow_factory(context) as uow:
+            claimed = await uow.deliveries.claim(d.id, deps.settings.delivery_lease_seconds)
+            await uow.commit()
         if claimed is not None:
             return claimed
         current = await deps.deliveries.get(d.id)

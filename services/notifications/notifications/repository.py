@@ -59,10 +59,13 @@ class MongoDeliveryRepository:
 
     async def get_or_create(self, delivery: Delivery) -> Delivery:
         """The stored delivery with this id; the given one, stored, if there was none."""
+        existing = await self.get(delivery.id)
+        if existing is not None:
+            return existing
         try:
             await self.collection.insert_one(_delivery_doc(delivery), session=self.session)
             return delivery
-        except DuplicateKeyError:
+        except DuplicateKeyError:  # inserted by another instance a moment ago
             existing = await self.get(delivery.id)
             assert existing is not None
             return existing

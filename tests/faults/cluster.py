@@ -1,0 +1,230 @@
+"""A whole Quartier on real processes, for fault injection: its own Kafka, MongoDB and SMTP sink,
+and service instances that can be killed (-9), paused and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import signal
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, service_process, wait_for_port
+
+from tests.helpers import actor_body, conference_body, eventually
+
+# Short timings so a fault case takes seconds, not minutes; the mechanisms are the production ones.
+FAST = {
+    "DELIVERY_LEASE_SECONDS": "5",
+    "SMTP_BACKOFF_SECONDS": "0.2",
+    "SMTP_MAX_ATTEMPTS": "4",
+    "HANDLER_BACKOFF_SECONDS": "0.1",
+    "MONGODB_TIMEOUT_MS": "2000",
+}
+
+REPORT = Path(__file__).resolve().parents[2] / "var" / "fault-suite" / "latest.json"
+
+
+@dataclass
+class Mails:
+    by_recipient: dict[str, list[str]]  # address -> Message-IDs received
+
+    @property
+    def total(self) -> int:
+        return sum(len(ids) for ids in self.by_recipient.values())
+
+    @property
+    def duplicated(self) -> dict[str, list[str]]:
+        return {a: ids for a, ids in self.by_recipient.items() if len(ids) > 1}
+
+
+@dataclass
+class Cluster:
+    root: Path
+    smtp_answers: list[str] = field(default_factory=list)
+    stack: EmbeddedStack = field(init=False)
+    infra: Infrastructure = field(init=False)
+    instances: dict[str, Process] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    extra_mongo: dict[str, tuple[Process, str]] = field(default_factory=dict)
+    # Mails one instance may have handed to SMTP without having recorded them yet: its handler
+    # concurrency (EventConsumer's default). Only these may be resent after a kill -9.
+    in_flight_per_instance: int = 64
+
+    def start_infra(self) -> None:
+        self.stack = EmbeddedStack(self.root / "stack", environ={}, log_dir=self.root / "logs",
+                                   smtp_answers=self.smtp_answers)
+        self.infra = self.stack.start()
+
+    # --- infrastructure faults -------------------------------------------------------------------
+
+    def pause(self, what: str) -> None:
+        self._infra_process(what).signal(signal.SIGSTOP)
+
+    def resume(self, what: str) -> None:
+        self._infra_process(what).signal(signal.SIGCONT)
+
+    def _infra_process(self, what: str) -> Process:
+        if what in self.extra_mongo:
+            return self.extra_mongo[what][0]
+        return self.stack.processes[what]
+
+    def own_mongodb(self, service: str) -> str:
+        """A MongoDB server of the service's own (so pausing it touches no other service)."""
+        port = free_port()
+        proc = Process(
+            f"mongodb-{service}",
+            [str(Path(self.stack.processes["mongodb"].args[0])), "--host", "127.0.0.1", "--port", str(port),
+             "--storage-path", str(self.root / f"mongodb-{service}"), "--sync-on-commit", "--log-level", "WARNING"],
+            log_path=self.root / "logs" / f"mongodb-{service}.log",
+        ).start()
+        wait_for_port(port, timeout=60, process=proc.popen)
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
+        self.extra_mongo[f"mongodb-{service}"] = (proc, uri)
+        return uri
+
+    # --- services ---------------------------------------------------------------------------------
+
+    def start(self, service: str, instance: str = "1", **env: str) -> str:
+        name = f"{service}-{instance}"
+        port = free_port()
+        own = self.extra_mongo.get(f"mongodb-{service}")
+        settings = {**FAST, **({"MONGODB_URI": own[1]} if own else {}), **env}
+        proc = service_process(service, port, self.infra, log_path=self.root / "logs" / f"{name}.log", **settings)
+        self.instances[name] = proc.start()
+        self.urls[name] = f"http://127.0.0.1:{port}"
+        self.wait_ready(name)
+        return name
+
+    def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.instances[name].alive():
+                raise RuntimeError(f"{name} exited; log:\n{self.log(name)}")
+            try:
+                if httpx.get(f"{self.urls[name]}/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} not ready after {timeout}s")
+
+    def kill(self, name: str) -> None:
+        self.instances[name].signal(signal.SIGKILL)
+        assert self.instances[name].popen is not None
+        self.instances[name].popen.wait(10)
+
+    def restart(self, name: str, **env: str) -> None:
+        service, _, instance = name.rpartition("-")
+        self.start(service, instance, **env)
+
+    def url(self, service: str) -> str:
+        return next(url for name, url in self.urls.items() if name.startswith(service) and self.instances[name].alive())
+
+    def log(self, name: str) -> str:
+        path = self.root / "logs" / f"{name}.log"
+        return path.read_text()[-6000:] if path.exists() else ""
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n}\n{self.log(n)}" for n in self.instances)
+
+    def stop(self) -> None:
+        for proc in self.instances.values():
+            proc.stop()
+        for proc, _ in self.extra_mongo.values():
+            proc.stop()
+        self.stack.stop()
+
+    # --- observing --------------------------------------------------------------------------------
+
+    def mails(self) -> Mails:
+        found: dict[str, list[str]] = defaultdict(list)
+        for path in sorted(self.stack.maildir.glob("*.eml")):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            found[message["To"].addresses[0].addr_spec].append(str(message["Message-ID"]).strip())
+        return Mails(dict(found))
+
+    def database(self, service: str) -> Any:
+        own = self.extra_mongo.get(f"mongodb-{service}")
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(own[1] if own else self.infra.mongodb_uri)
+        return client[f"quartier_{service}"]
+
+
+async def register_actors(http: httpx.AsyncClient, actors_url: str, count: int, district: str = "IV",
+                          prefix: str = "actor", parallel: int = 16, **fields: Any) -> list[dict[str, Any]]:
+    """Register ``count`` fictional actors, ``parallel`` requests at a time."""
+    limit = asyncio.Semaphore(parallel)
+
+    async def one(i: int) -> dict[str, Any]:
+        body = actor_body(name=f"Initiative {prefix} {i}", districts=[district], email=f"{prefix}{i}@example.org",
+                          **fields)
+        async with limit:
+            for _ in range(20):
+                response = await http.post(f"{actors_url}/actors", json=body)
+                if response.status_code == 201:
+                    return response.json()  # type: ignore[no-any-return]
+                await asyncio.sleep(0.5)  # e.g. 503 while a dependency is paused
+            raise AssertionError(f"registration failed: {response.status_code} {response.text}")
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def schedule(http: httpx.AsyncClient, conferences_url: str, district: str = "IV") -> str:
+    response = await http.post(f"{conferences_url}/conferences", json=conference_body(district=district))
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def wait_for_copies(cluster: Cluster, count: int, timeout: float = 120.0) -> None:
+    """Until the conferences roster and the notifications contacts both hold ``count`` actors."""
+    roster, contacts = cluster.database("conferences")["roster"], cluster.database("notifications")["contacts"]
+
+    async def copied() -> bool:
+        return await roster.count_documents({}) >= count and await contacts.count_documents({}) >= count
+
+    await eventually(copied, timeout=timeout, interval=0.5)
+
+
+async def wait_for_outcomes(http: httpx.AsyncClient, cluster: Cluster, conference_id: str, expected: int,
+                            timeout: float = 180.0) -> dict[str, Any]:
+    """Until every invitation of the conference is sent or failed; returns the conference."""
+
+    async def settled() -> dict[str, Any] | None:
+        try:
+            detail = (await http.get(f"{cluster.url('conferences')}/conferences/{conference_id}")).json()
+        except httpx.HTTPError:
+            return None
+        counts = detail["counts"]
+        done = counts["total"] == expected and counts["sent"] + counts["failed"] == expected
+        return detail if done else None
+
+    return await eventually(settled, timeout=timeout, interval=0.5)
+
+
+def record(case: str, **counts: Any) -> None:
+    """Keep the counts of the last run of each case (docs/fault-suite.md quotes them)."""
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    data[case] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **counts}
+    REPORT.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def assert_each_once(mails: Mails, expected: set[str], allowed_crash_duplicates: int = 0) -> dict[str, int]:
+    """Every expected recipient got its mail, nobody else got one; duplicates only as a crash
+    allows (at most ``allowed_crash_duplicates`` recipients, one extra copy each, same Message-ID)."""
+    received = set(mails.by_recipient)
+    assert received == expected, {"missing": sorted(expected - received)[:10], "unexpected": sorted(received - expected)[:10]}
+    duplicated = mails.duplicated
+    assert len(duplicated) <= allowed_crash_duplicates, {a: len(ids) for a, ids in list(duplicated.items())[:10]}
+    for address, ids in duplicated.items():
+        assert len(ids) == 2 and len(set(ids)) == 1, (address, ids)
+    return {"invitees": len(expected), "mails": mails.total, "lost": len(expected - received),
+            "duplicates": sum(len(ids) - 1 for ids in duplicated.values())}
+

