@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 from pymongo import AsyncMongoClient
-from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, service_process, wait_for_port
 
+from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, service_process, wait_for_port
 from tests.helpers import actor_body, conference_body, eventually
 
 # Short timings so a fault case takes seconds, not minutes; the mechanisms are the production ones.
@@ -59,8 +59,9 @@ class Cluster:
     in_flight_per_instance: int = 64
 
     def start_infra(self) -> None:
-        self.stack = EmbeddedStack(self.root / "stack", environ={}, log_dir=self.root / "logs",
-                                   smtp_answers=self.smtp_answers)
+        self.stack = EmbeddedStack(
+            self.root / "stack", environ={}, log_dir=self.root / "logs", smtp_answers=self.smtp_answers
+        )
         self.infra = self.stack.start()
 
     # --- infrastructure faults -------------------------------------------------------------------
@@ -81,8 +82,18 @@ class Cluster:
         port = free_port()
         proc = Process(
             f"mongodb-{service}",
-            [str(Path(self.stack.processes["mongodb"].args[0])), "--host", "127.0.0.1", "--port", str(port),
-             "--storage-path", str(self.root / f"mongodb-{service}"), "--sync-on-commit", "--log-level", "WARNING"],
+            [
+                str(Path(self.stack.processes["mongodb"].args[0])),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(self.root / f"mongodb-{service}"),
+                "--sync-on-commit",
+                "--log-level",
+                "WARNING",
+            ],
             log_path=self.root / "logs" / f"mongodb-{service}.log",
         ).start()
         wait_for_port(port, timeout=60, process=proc.popen)
@@ -117,9 +128,10 @@ class Cluster:
         raise TimeoutError(f"{name} not ready after {timeout}s")
 
     def kill(self, name: str) -> None:
-        self.instances[name].signal(signal.SIGKILL)
-        assert self.instances[name].popen is not None
-        self.instances[name].popen.wait(10)
+        proc = self.instances[name].popen
+        assert proc is not None
+        proc.kill()
+        proc.wait(10)
 
     def restart(self, name: str, **env: str) -> None:
         service, _, instance = name.rpartition("-")
@@ -157,19 +169,27 @@ class Cluster:
         return client[f"quartier_{service}"]
 
 
-async def register_actors(http: httpx.AsyncClient, actors_url: str, count: int, district: str = "IV",
-                          prefix: str = "actor", parallel: int = 16, **fields: Any) -> list[dict[str, Any]]:
+async def register_actors(
+    http: httpx.AsyncClient,
+    actors_url: str,
+    count: int,
+    district: str = "IV",
+    prefix: str = "actor",
+    parallel: int = 16,
+    **fields: Any,
+) -> list[dict[str, Any]]:
     """Register ``count`` fictional actors, ``parallel`` requests at a time."""
     limit = asyncio.Semaphore(parallel)
 
     async def one(i: int) -> dict[str, Any]:
-        body = actor_body(name=f"Initiative {prefix} {i}", districts=[district], email=f"{prefix}{i}@example.org",
-                          **fields)
+        body = actor_body(
+            name=f"Initiative {prefix} {i}", districts=[district], email=f"{prefix}{i}@example.org", **fields
+        )
         async with limit:
             for _ in range(20):
                 response = await http.post(f"{actors_url}/actors", json=body)
                 if response.status_code == 201:
-                    return response.json()  # type: ignore[no-any-return]
+                    return response.json()
                 await asyncio.sleep(0.5)  # e.g. 503 while a dependency is paused
             raise AssertionError(f"registration failed: {response.status_code} {response.text}")
 
@@ -192,8 +212,9 @@ async def wait_for_copies(cluster: Cluster, count: int, timeout: float = 120.0) 
     await eventually(copied, timeout=timeout, interval=0.5)
 
 
-async def wait_for_outcomes(http: httpx.AsyncClient, cluster: Cluster, conference_id: str, expected: int,
-                            timeout: float = 180.0) -> dict[str, Any]:
+async def wait_for_outcomes(
+    http: httpx.AsyncClient, cluster: Cluster, conference_id: str, expected: int, timeout: float = 180.0
+) -> dict[str, Any]:
     """Until every invitation of the conference is sent or failed; returns the conference."""
 
     async def settled() -> dict[str, Any] | None:
@@ -220,11 +241,31 @@ def assert_each_once(mails: Mails, expected: set[str], allowed_crash_duplicates:
     """Every expected recipient got its mail, nobody else got one; duplicates only as a crash
     allows (at most ``allowed_crash_duplicates`` recipients, one extra copy each, same Message-ID)."""
     received = set(mails.by_recipient)
-    assert received == expected, {"missing": sorted(expected - received)[:10], "unexpected": sorted(received - expected)[:10]}
+    assert received == expected, {
+        "missing": sorted(expected - received)[:10],
+        "unexpected": sorted(received - expected)[:10],
+    }
     duplicated = mails.duplicated
     assert len(duplicated) <= allowed_crash_duplicates, {a: len(ids) for a, ids in list(duplicated.items())[:10]}
     for address, ids in duplicated.items():
         assert len(ids) == 2 and len(set(ids)) == 1, (address, ids)
-    return {"invitees": len(expected), "mails": mails.total, "lost": len(expected - received),
-            "duplicates": sum(len(ids) - 1 for ids in duplicated.values())}
+    return {
+        "invitees": len(expected),
+        "mails": mails.total,
+        "lost": len(expected - received),
+        "duplicates": sum(len(ids) - 1 for ids in duplicated.values()),
+    }
 
+
+async def register_addresses(
+    http: httpx.AsyncClient, actors_url: str, addresses: list[str], district: str
+) -> list[dict[str, Any]]:
+    """Register one actor per given address (for cases that script the SMTP server's answers)."""
+    registered = []
+    for i, address in enumerate(addresses):
+        response = await http.post(
+            f"{actors_url}/actors", json=actor_body(name=f"Verein {i}", districts=[district], email=address)
+        )
+        assert response.status_code == 201, response.text
+        registered.append(response.json())
+    return registered

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 
@@ -41,3 +42,59 @@ async def test_1_notifications_killed_mid_fan_out_then_restarted(cluster: Cluste
         cluster.mails(), {a["email"] for a in actors}, allowed_crash_duplicates=cluster.in_flight_per_instance
     )
     record("1 notifications kill -9 mid fan-out", sent_before_kill=sent_before_kill, **counts)
+
+
+async def test_2_conferences_killed_after_201_before_the_relay_published(cluster: Cluster) -> None:
+    n = 20
+    for service in ("actors", "conferences", "notifications"):
+        cluster.start(service)
+    async with httpx.AsyncClient(timeout=30) as http:
+        actors = await register_actors(http, cluster.url("actors"), n, district="V")
+        await wait_for_copies(cluster, n)
+        cluster.pause("kafka")  # the relay cannot publish, so the event can only be in the outbox
+        conference_id = await schedule(http, cluster.url("conferences"), district="V")
+        outbox = cluster.database("conferences")["outbox"]
+        pending_at_kill = await outbox.count_documents({"published": False})
+        cluster.kill("conferences-1")
+        cluster.resume("kafka")
+        cluster.restart("conferences-1")
+        detail = await wait_for_outcomes(http, cluster, conference_id, n)
+    await asyncio.sleep(2)
+    assert pending_at_kill == 1
+    assert detail["counts"]["sent"] == n
+    counts = assert_each_once(cluster.mails(), {a["email"] for a in actors})
+    record("2 conferences kill -9 after 201, event only in outbox", pending_at_kill=pending_at_kill, **counts)
+
+
+async def test_8_two_notifications_instances_share_a_fan_out_one_killed_midway(cluster: Cluster) -> None:
+    n = 2000
+    cluster.start("actors")
+    cluster.start("conferences")
+    cluster.start("notifications", "1")
+    cluster.start("notifications", "2")
+    async with httpx.AsyncClient(timeout=30) as http:
+        t0 = time.monotonic()
+        actors = await register_actors(http, cluster.url("actors"), n, district="IX", parallel=32)
+        t1 = time.monotonic()
+        await wait_for_copies(cluster, n, timeout=240)
+        t2 = time.monotonic()
+        conference_id = await schedule(http, cluster.url("conferences"), district="IX")
+
+        async def midway() -> int:
+            total = cluster.mails().total
+            return total if total >= n // 3 else 0
+
+        sent_before_kill = await eventually(midway, timeout=240, interval=0.1)
+        t3 = time.monotonic()
+        cluster.kill("notifications-2")
+        detail = await wait_for_outcomes(http, cluster, conference_id, n, timeout=300)
+        t4 = time.monotonic()
+        print(f"TIMING register={t1 - t0:.1f} copies={t2 - t1:.1f} to_midway={t3 - t2:.1f} rest={t4 - t3:.1f}")
+    await asyncio.sleep(2)
+    assert detail["counts"]["sent"] == n
+    deliveries = cluster.database("notifications")["deliveries"]
+    assert await deliveries.count_documents({"status": "sent"}) == n
+    counts = assert_each_once(
+        cluster.mails(), {a["email"] for a in actors}, allowed_crash_duplicates=cluster.in_flight_per_instance
+    )
+    record("8 two notifications instances, one kill -9 midway", sent_before_kill=sent_before_kill, **counts)

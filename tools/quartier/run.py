@@ -53,6 +53,7 @@ def run(var_dir: Path, base_port: int = 8001) -> int:
         (var_dir / STACK_ENV).write_text("".join(f"{k}={v}\n" for k, v in infra.env().items()))
         for name, port in ports.items():
             services[name] = service_process(name, port, infra).start()
+            say("service_process_started", name=name, pid=services[name].pid, port=port)
         _wait_ready(services, ports)
         _banner(stack, infra.smtp_host, ports)
         restarts: dict[str, list[float]] = {name: [] for name in services}
@@ -68,6 +69,7 @@ def run(var_dir: Path, base_port: int = 8001) -> int:
                 time.sleep(delay)
                 restarts[name] = [*recent, time.monotonic()]
                 services[name] = service_process(name, ports[name], infra).start()
+                say("service_process_started", name=name, pid=services[name].pid, port=ports[name])
     finally:
         say("stopping")
         for proc in services.values():

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from quartier_shared.consumer import Delivery as EventDelivery
 from quartier_shared.events import ActorDeactivated, ActorSnapshot, InvitationFailed, InvitationIssued, InvitationSent
 from quartier_shared.logging import get_logger, redact
-from quartier_shared.mongo import EventContext
+from quartier_shared.mongo import EventContext, is_unavailable
 
 from .domain import Contact, Delivery, DeliveryStatus
 from .mail import Recipient, Sender, message_id, render_invitation
@@ -133,6 +133,24 @@ async def _claim(d: Delivery, context: EventContext, deps: Dependencies) -> Deli
 
 
 async def _record_outcome(
+    d: Delivery, status: DeliveryStatus, reason: str | None, context: EventContext, deps: Dependencies
+) -> None:
+    """Record what happened, waiting for MongoDB if it is away: once the SMTP server has taken a
+    mail, retrying the whole delivery would send it twice."""
+    pause = 0.2
+    while True:
+        try:
+            await _store_outcome(d, status, reason, context, deps)
+            return
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("outcome_not_recorded_yet", invitation_id=d.invitation_id, error=type(exc).__name__)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+async def _store_outcome(
     d: Delivery, status: DeliveryStatus, reason: str | None, context: EventContext, deps: Dependencies
 ) -> None:
     now = datetime.now(UTC)

@@ -1,0 +1,151 @@
+"""Fault cases 5, 6 and 7: SMTP refusals, poison messages, and the same event three times."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from quartier_shared.events import (
+    ACTORS_TOPIC,
+    CONFERENCES_TOPIC,
+    DEAD_LETTER_TOPIC,
+    DELIVERIES_TOPIC,
+    INVITATIONS_TOPIC,
+    ActorDeactivated,
+    InvitationFailed,
+)
+from tests.faults.cluster import (
+    Cluster,
+    assert_each_once,
+    record,
+    register_actors,
+    register_addresses,
+    schedule,
+    wait_for_copies,
+    wait_for_outcomes,
+)
+from tests.helpers import envelope_of, envelopes, eventually, publish_raw, read_topic
+
+
+def at_least(count: int) -> Callable[[list[Any]], bool]:
+    return lambda records: len(records) >= count
+
+
+@pytest.mark.smtp_answers(
+    "late1@example.org=451x2", "late2@example.org=451x1", "never@example.org=451", "gone@example.org=550"
+)
+async def test_5_smtp_temporary_and_permanent_refusals(cluster: Cluster) -> None:
+    for service in ("actors", "conferences", "notifications"):
+        cluster.start(service)
+    scripted = ["late1@example.org", "late2@example.org", "never@example.org", "gone@example.org"]
+    async with httpx.AsyncClient(timeout=30) as http:
+        normal = await register_actors(http, cluster.url("actors"), 10, district="VIII")
+        special = await register_addresses(http, cluster.url("actors"), scripted, district="VIII")
+        await wait_for_copies(cluster, 14)
+        conference_id = await schedule(http, cluster.url("conferences"), district="VIII")
+        detail = await wait_for_outcomes(http, cluster, conference_id, 14, timeout=120)
+    await asyncio.sleep(2)
+    by_actor = {i["actor_id"]: i for i in detail["invitations"]}
+    reasons = {a["email"]: by_actor[a["id"]]["reason"] for a in special}
+    assert detail["counts"] == {"pending": 0, "sent": 12, "failed": 2, "total": 14}
+    assert reasons["gone@example.org"].startswith("SMTP 550")
+    assert (
+        reasons["never@example.org"].startswith("SMTP 451")
+        and "gave up after 4 attempts" in reasons["never@example.org"]
+    )
+    expected = {a["email"] for a in normal} | {"late1@example.org", "late2@example.org"}
+    counts = assert_each_once(cluster.mails(), expected)
+    record("5 SMTP 451 (retried) and 550 (failed)", sent=12, failed=2, **counts)
+
+
+async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_topic(cluster: Cluster) -> None:
+    for service in ("actors", "conferences", "notifications"):
+        cluster.start(service)
+    bootstrap = cluster.infra.kafka_bootstrap
+    future = envelope_of(ActorDeactivated(actor_id="a-future", revision=9)).model_copy(update={"event_version": "2.0"})
+    future_delivery = envelope_of(
+        InvitationFailed(invitation_id="i", conference_id="c", actor_id="a", reason="r", failed_at=future.occurred_at)
+    ).model_copy(update={"event_version": "3.1"})
+    poison = {
+        ACTORS_TOPIC: future,
+        CONFERENCES_TOPIC: future.model_copy(update={"event_type": "ConferenceScheduled"}),
+        INVITATIONS_TOPIC: future.model_copy(update={"event_type": "InvitationIssued"}),
+        DELIVERIES_TOPIC: future_delivery,
+    }
+    for topic, unknown_version in poison.items():
+        await publish_raw(bootstrap, topic, b"\x00\x01 garbage \xff", key=b"k")
+        await publish_raw(bootstrap, topic, b'{"hello": "world"}', key=b"k")
+        await publish_raw(bootstrap, topic, unknown_version.model_dump_json().encode(), key=b"k")
+    # actors is consumed by two services, so its poison is dead-lettered twice.
+    expected = {
+        ("conferences", ACTORS_TOPIC): 3,
+        ("notifications", ACTORS_TOPIC): 3,
+        ("conferences", CONFERENCES_TOPIC): 3,
+        ("notifications", INVITATIONS_TOPIC): 3,
+        ("conferences", DELIVERIES_TOPIC): 3,
+    }
+    dead = await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 15, timeout=60)
+    found = Counter(
+        (dict(r.headers)["dlq.service"].decode(), dict(r.headers)["dlq.original_topic"].decode()) for r in dead
+    )
+    assert found == expected
+    for r in dead:
+        headers = dict(r.headers)
+        assert {"dlq.partition", "dlq.offset", "dlq.error_class", "dlq.error_message", "dlq.failed_at"} <= set(headers)
+    assert Counter(dict(r.headers)["dlq.error_class"] for r in dead) == {
+        b"ValidationError": 10,
+        b"UnknownEventVersion": 5,
+    }
+    # Later valid events still flow on the same partitions.
+    async with httpx.AsyncClient(timeout=30) as http:
+        actors = await register_actors(http, cluster.url("actors"), 5, district="I")
+        await wait_for_copies(cluster, 5)
+        conference_id = await schedule(http, cluster.url("conferences"), district="I")
+        await wait_for_outcomes(http, cluster, conference_id, 5)
+    counts = assert_each_once(cluster.mails(), {a["email"] for a in actors})
+    record("6 poison messages on every consumed topic", dead_letters=len(dead), **counts)
+
+
+async def test_7_every_event_delivered_three_times_has_one_effect(cluster: Cluster) -> None:
+    n = 10
+    for service in ("actors", "conferences", "notifications"):
+        cluster.start(service)
+    bootstrap = cluster.infra.kafka_bootstrap
+    async with httpx.AsyncClient(timeout=30) as http:
+        actors = await register_actors(http, cluster.url("actors"), n, district="III")
+        await wait_for_copies(cluster, n)
+        conference_id = await schedule(http, cluster.url("conferences"), district="III")
+        await wait_for_outcomes(http, cluster, conference_id, n)
+        topics = (ACTORS_TOPIC, CONFERENCES_TOPIC, INVITATIONS_TOPIC, DELIVERIES_TOPIC)
+        originals = {t: await read_topic(bootstrap, t, until=lambda r: len(r) > 0) for t in topics}
+        for topic, records in originals.items():
+            for r in records * 2:
+                await publish_raw(bootstrap, topic, r.value, key=r.key)
+        # Wait until every copy was consumed: then each topic holds exactly three of each record.
+        for topic, records in originals.items():
+            await read_topic(bootstrap, topic, until=at_least(3 * len(records)))
+
+        async def quiet() -> bool:
+            pending = [
+                await cluster.database(s)["outbox"].count_documents({"published": False})
+                for s in ("actors", "conferences", "notifications")
+            ]
+            return sum(pending) == 0
+
+        await eventually(quiet)
+        await asyncio.sleep(3)  # the consumers are a few hundred milliseconds behind the topic
+        detail = (await http.get(f"{cluster.url('conferences')}/conferences/{conference_id}")).json()
+    assert detail["counts"] == {"pending": 0, "sent": n, "failed": 0, "total": n}
+    assert await cluster.database("conferences")["invitations"].count_documents({}) == n
+    assert await cluster.database("notifications")["deliveries"].count_documents({}) == n
+    issued = await read_topic(bootstrap, INVITATIONS_TOPIC, until=lambda r: len(r) >= 3 * n)
+    assert len({e.event_id for e in envelopes(issued)}) == n  # no new InvitationIssued was caused
+    sent = await read_topic(bootstrap, DELIVERIES_TOPIC, until=lambda r: len(r) >= 3 * n)
+    assert len({e.event_id for e in envelopes(sent)}) == n
+    counts = assert_each_once(cluster.mails(), {a["email"] for a in actors})
+    record("7 every event three times", events_replayed=sum(2 * len(r) for r in originals.values()), **counts)
