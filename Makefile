@@ -32,3 +32,7 @@ unit: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench
+bench: install  ## the invitation fan-out against this machine's floor: make bench [N="1000 10000"] [RUNS=3]
+	$(PY) -m bench.run --n $(or $(N),1000 10000) --runs $(or $(RUNS),3)

@@ -15,6 +15,8 @@ dead-lettered (AckPolicy.NACK_ON_ERROR: never ACK_FIRST, which is at-most-once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,9 @@ from .settings import ServiceSettings
 log = get_logger(__name__)
 
 
+Record: TypeAlias = ConsumerRecord  # aiokafka ships no type information
+
+
 @dataclass(frozen=True)
 class Delivery:
     """An event as a handler receives it, with what it needs to cause further events."""
@@ -46,8 +51,17 @@ class Delivery:
         return EventContext(producer, self.envelope.correlation_id, causation_id=self.envelope.event_id)
 
 
+@dataclass(frozen=True)
+class Received:
+    """One decoded record: the typed event, its delivery context and the raw record."""
+
+    event: Any
+    delivery: Delivery
+    record: Record
+
+
 Handler = Callable[[Any, Delivery], Awaitable[None]]
-Record: TypeAlias = ConsumerRecord  # aiokafka ships no type information
+BatchHandler = Callable[[list[Received]], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
@@ -55,6 +69,11 @@ class PoisonMessage(Exception):
 
 
 class EventConsumer:
+    """``handlers`` take one event at a time (in key order); ``batch_handlers`` take all events
+    of their type in a batch at once, so they can read and write with a few round trips instead
+    of a few per event. A batch that keeps failing is retried one event at a time, so only the
+    poison one is dead-lettered."""
+
     def __init__(
         self,
         *,
@@ -63,12 +82,14 @@ class EventConsumer:
         publisher: KafkaPublisher,
         group_id: str,
         topics: Sequence[str],
-        handlers: Mapping[type[Event], Handler],
+        handlers: Mapping[type[Event], Handler] | None = None,
+        batch_handlers: Mapping[type[Event], BatchHandler] | None = None,
         concurrency: int = 64,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
-        self.handlers = dict(handlers)
+        self.handlers = dict(handlers or {})
+        self.batch_handlers = dict(batch_handlers or {})
         self._limit = asyncio.Semaphore(concurrency)
         broker.subscriber(
             *topics,
@@ -86,53 +107,77 @@ class EventConsumer:
 
     async def on_batch(self, message: KafkaMessage) -> None:
         records: Sequence[Record] = message.raw_message
-        by_key: dict[tuple[str, int, bytes | None], list[Record]] = defaultdict(list)
+        by_key: dict[tuple[str, int, bytes | None], list[Received]] = defaultdict(list)
+        by_type: dict[type[Event], list[Received]] = defaultdict(list)
         for record in records:
-            by_key[(record.topic, record.partition, record.key)].append(record)
-        await asyncio.gather(*(self._in_order(group) for group in by_key.values()))
+            received = await self.decode(record)
+            if received is None:
+                continue
+            if type(received.event) in self.batch_handlers:
+                by_type[type(received.event)].append(received)
+            elif type(received.event) in self.handlers:
+                by_key[(record.topic, record.partition, record.key)].append(received)
+        await asyncio.gather(
+            *(self._in_order(group) for group in by_key.values()),
+            *(self._as_batch(self.batch_handlers[kind], items) for kind, items in by_type.items()),
+        )
 
-    async def _in_order(self, records: list[Record]) -> None:
-        async with self._limit:
-            for record in records:
-                await self.process(record)
-
-    async def process(self, record: Record) -> None:
+    async def decode(self, record: Record) -> Received | None:
+        """The typed event, or None when it is not for us or was dead-lettered as unreadable."""
         try:
             envelope = Envelope.model_validate_json(record.value)
             event = parse_payload(envelope)
         except (ValidationError, UnknownEventVersion, ValueError) as exc:
             await self.dead_letter(record, exc)
-            return
-        handler = self.handlers.get(type(event)) if event is not None else None
-        if event is None or handler is None:
-            return  # not an event this service reacts to
-        with bound_contextvars(
-            correlation_id=envelope.correlation_id,
-            event_id=envelope.event_id,
-            event_type=envelope.event_type,
-        ):
-            await self._handle(handler, event, Delivery(envelope), record)
+            return None
+        if event is None:
+            return None
+        return Received(event, Delivery(envelope), record)
 
-    async def _handle(self, handler: Handler, event: Event, delivery: Delivery, record: Record) -> None:
+    async def _in_order(self, items: list[Received]) -> None:
+        async with self._limit:
+            for item in items:
+                handler = self.handlers[type(item.event)]
+                with _bound(item):
+                    await self._retrying(functools.partial(handler, item.event, item.delivery), item)
+
+    async def _as_batch(self, handler: BatchHandler, items: list[Received]) -> None:
+        if len(items) == 1:
+            with _bound(items[0]):
+                await self._retrying(functools.partial(handler, items), items[0])
+            return
+        if not await self._retrying(functools.partial(handler, items), None):
+            log.warning("batch_failed_retrying_one_by_one", size=len(items))
+            for item in items:
+                with _bound(item):
+                    await self._retrying(functools.partial(handler, [item]), item)
+
+    async def _retrying(self, call: Callable[[], Awaitable[None]], item: Received | None) -> bool:
+        """Run ``call`` until it succeeds (True). When it keeps failing, dead-letter ``item``;
+        without an item (a whole batch), return False and let the caller split the batch."""
         attempt = 0
         while True:
             try:
-                await handler(event, delivery)
-                return
+                await call()
+                return True
             except PoisonMessage as exc:
-                await self.dead_letter(record, exc)
-                return
+                if item is None:
+                    return False
+                await self.dead_letter(item.record, exc)
+                return True
             except Exception as exc:
                 wait = self._backoff(attempt)
                 if is_unavailable(exc):
-                    # Not this message's fault: wait for the database without committing.
+                    # Not the message's fault: wait for the database without committing.
                     log.warning("dependency_unavailable", error=type(exc).__name__, retry_in_s=wait)
                     attempt = min(attempt + 1, 6)
                 else:
                     attempt += 1
                     if attempt >= self.settings.handler_max_attempts:
-                        await self.dead_letter(record, exc)
-                        return
+                        if item is None:
+                            return False
+                        await self.dead_letter(item.record, exc)
+                        return True
                     log.warning("handler_retrying", error=type(exc).__name__, attempt=attempt, retry_in_s=wait)
                 await asyncio.sleep(wait)
 
@@ -170,3 +215,10 @@ def describe_error(exc: BaseException) -> str:
         problems = exc.errors(include_input=False, include_url=False)
         return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in problems)[:1000]
     return str(exc)[:1000]
+
+
+def _bound(item: Received) -> contextlib.AbstractContextManager[object]:
+    envelope = item.delivery.envelope
+    return bound_contextvars(
+        correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.event_type
+    )

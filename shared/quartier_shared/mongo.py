@@ -89,8 +89,9 @@ class MongoUnitOfWork:
         self.bind()
         return self
 
-    def record(self, event: Event, event_id: str | None = None) -> Envelope:
-        envelope = self.context.wrap(event, event_id)
+    def record(self, event: Event, event_id: str | None = None, context: EventContext | None = None) -> Envelope:
+        """Store ``event`` with this change; ``context`` when one batch answers several triggers."""
+        envelope = (context or self.context).wrap(event, event_id)
         self.events.append(envelope)
         return envelope
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conferences.domain import Conference, Invitation, InvitationStatus, RosterEntry
+from conferences.domain import Conference, Invitation, RosterEntry
 from quartier_shared.events import Venue
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -52,17 +52,6 @@ def test_invitation_ids_are_derived_so_a_rerun_finds_the_same() -> None:
     assert Invitation.id_for("c1", "a1") == Invitation.id_for("c1", "a1")
     assert Invitation.id_for("c1", "a1") != Invitation.id_for("c1", "a2")
     assert Invitation.issued_event_id("i1") == Invitation.issued_event_id("i1")
-
-
-def test_sent_is_final_and_failed_can_still_become_sent() -> None:
-    invitation = Invitation.issue("c1", "a1")
-    assert invitation.status is InvitationStatus.PENDING
-    failed = invitation.mark_failed("SMTP 451")
-    assert failed.status is InvitationStatus.FAILED and failed.reason == "SMTP 451"
-    sent = failed.mark_sent("<m@example.org>")
-    assert sent.status is InvitationStatus.SENT and sent.reason is None
-    assert sent.mark_failed("late") is sent
-    assert sent.mark_sent("<other@example.org>") is sent
 
 
 def test_details_carry_what_the_mail_needs() -> None:

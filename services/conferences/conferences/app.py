@@ -23,7 +23,7 @@ from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
 from .api import build_router
-from .repository import create_indexes
+from .repository import MongoInvitationRepository, create_indexes
 from .settings import Settings
 from .unit_of_work import ConferencesUnitOfWork
 
@@ -36,7 +36,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         return ConferencesUnitOfWork(runtime.client, runtime.db, runtime.outbox, context)
 
     roster = partial(handlers.update_roster, uow_factory=uow_factory)
-    outcome = partial(handlers.record_outcome, uow_factory=uow_factory)
+    outcomes = partial(handlers.record_outcomes, invitations=MongoInvitationRepository(runtime.db))
     EventConsumer(
         settings=settings,
         broker=runtime.broker,
@@ -50,9 +50,8 @@ def build(settings: Settings | None = None) -> FastAPI:
             ConferenceScheduled: partial(
                 handlers.invite_district, uow_factory=uow_factory, batch_size=settings.fanout_batch_size
             ),
-            InvitationSent: outcome,
-            InvitationFailed: outcome,
         },
+        batch_handlers={InvitationSent: outcomes, InvitationFailed: outcomes},
     )
     return create_app(
         runtime,

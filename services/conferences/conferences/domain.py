@@ -7,7 +7,7 @@ who is invited needs (districts, active, consent), never contact data.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -129,15 +129,3 @@ class Invitation:
     @classmethod
     def issue(cls, conference_id: str, actor_id: str) -> Invitation:
         return cls(id=cls.id_for(conference_id, actor_id), conference_id=conference_id, actor_id=actor_id)
-
-    def mark_sent(self, message_id: str) -> Invitation:
-        if self.status is InvitationStatus.SENT:
-            return self
-        return replace(
-            self, status=InvitationStatus.SENT, reason=None, message_id=message_id, updated_at=datetime.now(UTC)
-        )
-
-    def mark_failed(self, reason: str) -> Invitation:
-        if self.status is InvitationStatus.SENT:
-            return self  # a mail that went out stays sent; a late failure report changes nothing
-        return replace(self, status=InvitationStatus.FAILED, reason=reason, updated_at=datetime.now(UTC))

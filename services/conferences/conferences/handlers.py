@@ -2,14 +2,14 @@
 
 Every handler is idempotent: the roster only moves forward by actor revision, invitation ids
 are derived from (conference, actor) under a unique index, and a delivery outcome only moves an
-invitation forward. A redelivered event therefore changes nothing.
+invitation forward (sent is final). A redelivered event therefore changes nothing.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from quartier_shared.consumer import Delivery
+from quartier_shared.consumer import Delivery, Received
 from quartier_shared.events import (
     ActorDeactivated,
     ActorSnapshot,
@@ -21,6 +21,7 @@ from quartier_shared.events import (
 from quartier_shared.logging import get_logger
 
 from .domain import Conference, Invitation, RosterEntry
+from .repository import MongoInvitationRepository
 from .unit_of_work import ConferencesUnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
@@ -98,18 +99,7 @@ def _issue(uow: ConferencesUnitOfWork, conference: Conference, actor_ids: list[s
     return invitations
 
 
-async def record_outcome(
-    event: InvitationSent | InvitationFailed, delivery: Delivery, uow_factory: UnitOfWorkFactory
-) -> None:
-    async with uow_factory(delivery.context(SERVICE)) as uow:
-        invitation = await uow.invitations.get(event.invitation_id)
-        if invitation is None:
-            log.warning("outcome_for_unknown_invitation", invitation_id=event.invitation_id)
-            return
-        if isinstance(event, InvitationSent):
-            updated = invitation.mark_sent(event.message_id)
-        else:
-            updated = invitation.mark_failed(event.reason)
-        if updated != invitation:
-            await uow.invitations.save(updated)
-            await uow.commit()
+async def record_outcomes(batch: list[Received], invitations: MongoInvitationRepository) -> None:
+    """Delivery outcomes of a whole batch in one write; a repeated or late outcome changes nothing."""
+    outcomes: list[InvitationSent | InvitationFailed] = [item.event for item in batch]
+    await invitations.record_outcomes(outcomes)

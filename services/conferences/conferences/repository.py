@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from quartier_shared.events import Venue
+from quartier_shared.events import InvitationFailed, InvitationSent, Venue
 
 from .domain import Conference, Invitation, InvitationStatus, RosterEntry
 
@@ -51,8 +52,18 @@ class MongoInvitationRepository:
         doc = await self.collection.find_one({"_id": invitation_id}, session=self.session)
         return _invitation(doc) if doc else None
 
-    async def save(self, invitation: Invitation) -> None:
-        await self.collection.replace_one({"_id": invitation.id}, _invitation_doc(invitation), session=self.session)
+    async def record_outcomes(self, outcomes: Sequence[InvitationSent | InvitationFailed]) -> None:
+        """Sent is final; failed may still become sent (a later attempt got through)."""
+        now = datetime.now(UTC)
+        writes = [
+            UpdateOne(
+                {"_id": o.invitation_id, "status": {"$ne": InvitationStatus.SENT.value}},
+                {"$set": _outcome_fields(o) | {"updated_at": now}},
+            )
+            for o in outcomes
+        ]
+        if writes:
+            await self.collection.bulk_write(writes, ordered=True, session=self.session)
 
     async def exists(self, conference_id: str, actor_id: str) -> bool:
         doc = await self.collection.find_one(
@@ -110,6 +121,12 @@ async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db["roster"].create_index(
         [("districts", ASCENDING), ("active", ASCENDING), ("consent_to_notifications", ASCENDING)]
     )
+
+
+def _outcome_fields(outcome: InvitationSent | InvitationFailed) -> Document:
+    if isinstance(outcome, InvitationSent):
+        return {"status": InvitationStatus.SENT.value, "message_id": outcome.message_id, "reason": None}
+    return {"status": InvitationStatus.FAILED.value, "reason": outcome.reason}
 
 
 def _conference_doc(c: Conference) -> Document:

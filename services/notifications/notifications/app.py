@@ -52,8 +52,8 @@ def build(settings: Settings | None = None) -> FastAPI:
             ActorRegistered: contact,
             ActorUpdated: contact,
             ActorDeactivated: contact,
-            InvitationIssued: partial(handlers.send_invitation, deps=deps),
         },
+        batch_handlers={InvitationIssued: partial(handlers.send_invitations, deps=deps)},
     )
 
     runtime.on_stop(smtp.close)

@@ -7,10 +7,11 @@ the entry the attendee's calendar already holds; SEQUENCE tells the client which
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, vCalAddress
+from icalendar import Calendar, Component, Event, vCalAddress
 
 from quartier_shared.events import ConferenceDetails
 
@@ -21,6 +22,19 @@ METHODS: Final = frozenset({"REQUEST", "CANCEL"})
 def conference_uid(conference_id: str, domain: str) -> str:
     """The UID every calendar object about this conference carries, in every mail we send."""
     return f"conference-{conference_id}@{domain}"
+
+
+@lru_cache(maxsize=64)
+def _timezone(name: str, first_year: int, last_year: int) -> Component:
+    """The VTIMEZONE of a zone for these years: the same for every mail of a conference, and
+    generating it is most of the cost of a calendar file, so it is made once."""
+    probe = Calendar()
+    event = Event()
+    event.add("dtstart", datetime(first_year + 1, 1, 1, tzinfo=ZoneInfo(name)))
+    probe.add_component(event)
+    probe.add_missing_timezones(first_date=date(first_year, 1, 1), last_date=date(last_year, 1, 1))
+    timezone: Component = probe.walk("VTIMEZONE")[0]
+    return timezone
 
 
 def _address(email: str, name: str) -> vCalAddress:
@@ -55,6 +69,9 @@ def invitation_calendar(
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("method", method)
+    # Transitions from the year before to the year after are enough for this one event and keep
+    # the VTIMEZONE short (the library default spans 1970-2038).
+    calendar.add_component(_timezone(conference.timezone, starts_at.year - 1, ends_at.year + 2))
 
     event = Event()
     event.add("uid", conference_uid(conference.conference_id, uid_domain))
@@ -78,12 +95,5 @@ def invitation_calendar(
     event.add("attendee", attendee)
     event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
     calendar.add_component(event)
-
-    # Transitions from the year before to the year after are enough for this one event and keep
-    # the VTIMEZONE short (the library default spans 1970-2038).
-    calendar.add_missing_timezones(
-        first_date=date(starts_at.year - 1, 1, 1),
-        last_date=date(ends_at.year + 2, 1, 1),
-    )
     ics: bytes = calendar.to_ical()  # icalendar leaves this untyped
     return ics

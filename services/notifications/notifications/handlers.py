@@ -1,18 +1,21 @@
 """What the notifications service does when events arrive. Plain functions, wired in app.py.
 
 One delivery record per invitation guards against duplicates: a redelivered InvitationIssued
-finds it final and sends nothing. Sending is leased to one instance at a time; if an instance
-dies after the SMTP server took a mail but before the outcome was recorded, the lease runs out
-and the mail is sent once more with the same Message-ID, so mail systems can recognise it.
+finds it final and sends nothing. Sending is leased to one claim at a time (one batch of one
+instance); if an instance dies after the SMTP server took a mail but before the outcome was
+recorded, the lease runs out and the mail is sent once more with the same Message-ID, so mail
+systems can recognise it. Outcomes are recorded in small chunks to keep that window small.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from quartier_shared.consumer import Delivery as EventDelivery
+from quartier_shared.consumer import Received
 from quartier_shared.events import ActorDeactivated, ActorSnapshot, InvitationFailed, InvitationIssued, InvitationSent
 from quartier_shared.logging import get_logger, redact
 from quartier_shared.mongo import EventContext, is_unavailable
@@ -26,6 +29,9 @@ from .unit_of_work import UnitOfWorkFactory
 
 log = get_logger(__name__)
 SERVICE = "notifications"
+OUTCOMES_PER_TRANSACTION = 50
+
+Outcome = tuple[Delivery, DeliveryStatus, str | None]
 
 
 @dataclass(frozen=True)
@@ -56,132 +62,192 @@ async def update_contact(event: ActorSnapshot | ActorDeactivated, delivery: Even
             revision=event.revision,
         )
     await deps.contacts.save(contact)
-    for waiting in await deps.deliveries.waiting_for(contact.actor_id):
-        await deliver(waiting, delivery.context(SERVICE), deps)
+    waiting = await deps.deliveries.waiting_for(contact.actor_id)
+    context = delivery.context(SERVICE)
+    await deliver(waiting, {d.id: context for d in waiting}, deps)
 
 
-async def send_invitation(event: InvitationIssued, delivery: EventDelivery, deps: Dependencies) -> None:
-    fresh = Delivery(
-        id=Delivery.id_for(event.invitation_id, "invitation"),
-        kind="invitation",
-        invitation_id=event.invitation_id,
-        conference_id=event.conference_id,
-        actor_id=event.actor_id,
-        conference=event.conference,
-        status=DeliveryStatus.PENDING,
-        message_id=message_id(event.invitation_id, "invitation", deps.settings.mail_domain),
-    )
-    stored = await deps.deliveries.get_or_create(fresh)
-    if stored.status.final:
-        log.info("delivery_already_final", invitation_id=event.invitation_id, status=stored.status.value)
+async def send_invitations(batch: list[Received], deps: Dependencies) -> None:
+    fresh: dict[str, Delivery] = {}
+    contexts: dict[str, EventContext] = {}
+    for item in batch:
+        event: InvitationIssued = item.event
+        d = Delivery(
+            id=Delivery.id_for(event.invitation_id, "invitation"),
+            kind="invitation",
+            invitation_id=event.invitation_id,
+            conference_id=event.conference_id,
+            actor_id=event.actor_id,
+            conference=event.conference,
+            status=DeliveryStatus.PENDING,
+            message_id=message_id(event.invitation_id, "invitation", deps.settings.mail_domain),
+        )
+        fresh.setdefault(d.id, d)
+        contexts.setdefault(d.id, item.delivery.context(SERVICE))
+    stored = await deps.deliveries.create_missing(list(fresh.values()))
+    done = [d for d in stored if d.status.final]
+    if done:
+        log.info("deliveries_already_final", count=len(done))
+    await deliver([d for d in stored if not d.status.final], contexts, deps)
+
+
+async def deliver(deliveries: list[Delivery], contexts: dict[str, EventContext], deps: Dependencies) -> None:
+    if not deliveries:
         return
-    await deliver(stored, delivery.context(SERVICE), deps)
+    contacts = await deps.contacts.get_many({d.actor_id for d in deliveries})
+    unknown = [d for d in deliveries if d.actor_id not in contacts]
+    if unknown:
+        # The actors' contact events have not reached us yet; update_contact sends these when they
+        # do. It saves the contact before it looks for waiting deliveries, and we look for the
+        # contact again after marking them waiting, so when both run at once one of them sends.
+        await deps.deliveries.mark_waiting([d.id for d in unknown])
+        contacts |= await deps.contacts.get_many({d.actor_id for d in unknown})
+        for d in unknown:
+            if d.actor_id not in contacts:
+                log.info("delivery_waiting_for_contact", invitation_id=d.invitation_id, actor_id=d.actor_id)
+    ready = [d for d in deliveries if d.actor_id in contacts]
+    size = deps.settings.delivery_claim_size
+    for start in range(0, len(ready), size):
+        await _claim_and_send(ready[start : start + size], contacts, contexts, deps)
 
 
-async def deliver(d: Delivery, context: EventContext, deps: Dependencies) -> None:
-    contact = await deps.contacts.get(d.actor_id)
-    if contact is None:
-        # The actor's contact event has not reached us yet; update_contact sends it when it does.
-        # It saves the contact before it looks for waiting deliveries, and we look for the contact
-        # again after marking this one waiting, so when both run at once one of them sends it.
-        await deps.deliveries.set_status(d.id, DeliveryStatus.WAITING_FOR_CONTACT)
-        contact = await deps.contacts.get(d.actor_id)
-        if contact is None:
-            log.info("delivery_waiting_for_contact", invitation_id=d.invitation_id, actor_id=d.actor_id)
+async def _claim_and_send(
+    ready: list[Delivery], contacts: dict[str, Contact], contexts: dict[str, EventContext], deps: Dependencies
+) -> None:
+    while ready:
+        token = str(uuid.uuid4())
+        # In a transaction: if a crashed instance left some of these documents locked by its
+        # unfinished transaction, we get a quick write conflict (retried) instead of a write
+        # that hangs, and the server reaps the dead transaction after its lifetime (60 s).
+        async with deps.uow_factory(next(iter(contexts.values()))) as uow:
+            claimed = await uow.deliveries.claim([d.id for d in ready], deps.settings.delivery_lease_seconds, token)
+            await uow.commit()
+        await _send(claimed, contacts, contexts, token, deps)
+        ready = await _held_elsewhere(ready, {d.id for d in claimed}, deps)
+
+
+async def _held_elsewhere(wanted: list[Delivery], claimed: set[str], deps: Dependencies) -> list[Delivery]:
+    """Deliveries we could not claim because another instance holds them; wait for that lease.
+
+    Usually the holder finishes in a moment; after a crash its lease runs out and we take over.
+    """
+    rest = [d.id for d in wanted if d.id not in claimed]
+    if not rest:
+        return []
+    current = await deps.deliveries.get_many(rest)
+    open_ = [d for d in current.values() if not d.status.final]
+    if open_:
+        now = datetime.now(UTC)
+        soonest = min((d.lease_until - now).total_seconds() if d.lease_until else 1.0 for d in open_)
+        log.debug("deliveries_leased_elsewhere", count=len(open_), lease_left_s=round(soonest, 1))
+        await asyncio.sleep(min(max(soonest, 0.05), 1.0))
+    return open_
+
+
+async def _send(
+    claimed: list[Delivery],
+    contacts: dict[str, Contact],
+    contexts: dict[str, EventContext],
+    token: str,
+    deps: Dependencies,
+) -> None:
+    sender = Sender(name=deps.settings.smtp_from_name, email=deps.settings.smtp_from)
+    recorder = _OutcomeRecorder(contexts, token, deps)
+
+    async def one(d: Delivery) -> None:
+        contact = contacts[d.actor_id]
+        if not contact.reachable:
+            await recorder.add(d, DeliveryStatus.FAILED, "not sent: the actor is inactive or has withdrawn consent")
             return
-    claimed = await _claim(d, context, deps)
-    if claimed is None:
-        return
-    status, reason = DeliveryStatus.SENT, None
-    if not contact.reachable:
-        status, reason = DeliveryStatus.FAILED, "not sent: the actor is inactive or has withdrawn consent"
-    else:
         message = render_invitation(
-            conference=claimed.conference,
+            conference=d.conference,
             recipient=Recipient(name=contact.name, email=contact.email, language=contact.language),
-            sender=Sender(name=deps.settings.smtp_from_name, email=deps.settings.smtp_from),
-            invitation_id=claimed.invitation_id,
+            sender=sender,
+            invitation_id=d.invitation_id,
             domain=deps.settings.mail_domain,
         )
         try:
             await deps.smtp.send(message)
         except (PermanentMailError, TemporaryMailError) as exc:
-            status, reason = DeliveryStatus.FAILED, str(exc)[:500]
-    await _record_outcome(claimed, status, reason, context, deps)
-
-
-async def _claim(d: Delivery, context: EventContext, deps: Dependencies) -> Delivery | None:
-    """Take the delivery's lease; wait while another instance holds a live one. None if final."""
-    while True:
-        # In a transaction: if a crashed instance left this document locked by its unfinished
-        # transaction, we get a quick write conflict (retried) instead of a write that hangs, and
-        # the server reaps the dead transaction after its lifetime (60 s, as MongoDB does).
-        async with deps.uow_factory(context) as uow:
-            claimed = await uow.deliveries.claim(d.id, deps.settings.delivery_lease_seconds)
-            await uow.commit()
-        if claimed is not None:
-            return claimed
-        current = await deps.deliveries.get(d.id)
-        if current is None or current.status.final:
-            return None
-        # Usually the holder finishes in a moment; after a crash its lease runs out and we take over.
-        remaining = 1.0
-        if current.lease_until is not None:
-            remaining = (current.lease_until - datetime.now(UTC)).total_seconds()
-        log.debug("delivery_leased_elsewhere", invitation_id=d.invitation_id, lease_left_s=round(remaining, 1))
-        await asyncio.sleep(min(max(remaining, 0.05), 1.0))
-
-
-async def _record_outcome(
-    d: Delivery, status: DeliveryStatus, reason: str | None, context: EventContext, deps: Dependencies
-) -> None:
-    """Record what happened, waiting for MongoDB if it is away: once the SMTP server has taken a
-    mail, retrying the whole delivery would send it twice."""
-    pause = 0.2
-    while True:
-        try:
-            await _store_outcome(d, status, reason, context, deps)
+            await recorder.add(d, DeliveryStatus.FAILED, str(exc)[:500])
             return
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            log.warning("outcome_not_recorded_yet", invitation_id=d.invitation_id, error=type(exc).__name__)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 5.0)
+        await recorder.add(d, DeliveryStatus.SENT, None)
+
+    await asyncio.gather(*(one(d) for d in claimed))
+    await recorder.flush()
 
 
-async def _store_outcome(
-    d: Delivery, status: DeliveryStatus, reason: str | None, context: EventContext, deps: Dependencies
-) -> None:
-    now = datetime.now(UTC)
-    async with deps.uow_factory(context) as uow:
-        if not await uow.deliveries.finish(d, status, reason=reason):
-            return  # another instance recorded it first
-        if status is DeliveryStatus.SENT:
-            assert d.message_id is not None
-            uow.record(
-                InvitationSent(
-                    invitation_id=d.invitation_id,
-                    conference_id=d.conference_id,
-                    actor_id=d.actor_id,
-                    message_id=d.message_id,
-                    sent_at=now,
-                ),
-                event_id=d.outcome_event_id("sent"),
-            )
-        else:
-            uow.record(
-                InvitationFailed(
-                    invitation_id=d.invitation_id,
-                    conference_id=d.conference_id,
-                    actor_id=d.actor_id,
-                    reason=reason or "unknown",
-                    failed_at=now,
-                ),
-                event_id=d.outcome_event_id("failed"),
-            )
-        await uow.commit()
+class _OutcomeRecorder:
+    """Collects outcomes and records them in small transactions as they come in."""
+
+    def __init__(self, contexts: dict[str, EventContext], token: str, deps: Dependencies) -> None:
+        self.contexts = contexts
+        self.token = token
+        self.deps = deps
+        self.pending: list[Outcome] = []
+        self.lock = asyncio.Lock()
+
+    async def add(self, d: Delivery, status: DeliveryStatus, reason: str | None) -> None:
+        self.pending.append((d, status, reason))
+        if len(self.pending) >= OUTCOMES_PER_TRANSACTION:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            outcomes, self.pending = self.pending, []
+            if outcomes:
+                await self._record(outcomes)
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Wait for MongoDB if it is away: once the SMTP server has taken a mail, retrying the
+        whole delivery would send it twice."""
+        pause = 0.2
+        while True:
+            try:
+                await self._store(outcomes)
+                return
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning("outcomes_not_recorded_yet", count=len(outcomes), error=type(exc).__name__)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    async def _store(self, outcomes: list[Outcome]) -> None:
+        now = datetime.now(UTC)
+        async with self.deps.uow_factory(self.contexts[outcomes[0][0].id]) as uow:
+            held = await uow.deliveries.finish(outcomes, self.token)
+            for d, status, reason in outcomes:
+                if d.id in held:
+                    uow.record(
+                        _outcome_event(d, status, reason, now), d.outcome_event_id(status.value), self.contexts[d.id]
+                    )
+            await uow.commit()
+        for d, status, reason in outcomes:
+            if d.id not in held:
+                continue
+            if status is DeliveryStatus.SENT:
+                log.info("invitation_sent", invitation_id=d.invitation_id, conference_id=d.conference_id)
+            else:
+                log.warning("invitation_failed", invitation_id=d.invitation_id, reason=redact(reason or ""))
+
+
+def _outcome_event(
+    d: Delivery, status: DeliveryStatus, reason: str | None, now: datetime
+) -> InvitationSent | InvitationFailed:
     if status is DeliveryStatus.SENT:
-        log.info("invitation_sent", invitation_id=d.invitation_id, conference_id=d.conference_id)
-    else:
-        log.warning("invitation_failed", invitation_id=d.invitation_id, reason=redact(reason or ""))
+        assert d.message_id is not None
+        return InvitationSent(
+            invitation_id=d.invitation_id,
+            conference_id=d.conference_id,
+            actor_id=d.actor_id,
+            message_id=d.message_id,
+            sent_at=now,
+        )
+    return InvitationFailed(
+        invitation_id=d.invitation_id,
+        conference_id=d.conference_id,
+        actor_id=d.actor_id,
+        reason=reason or "unknown",
+        failed_at=now,
+    )

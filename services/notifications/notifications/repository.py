@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from quartier_shared.events import ConferenceDetails
 
@@ -23,18 +25,11 @@ class MongoContactRepository:
         self.session = session
 
     async def get(self, actor_id: str) -> Contact | None:
-        doc = await self.collection.find_one({"_id": actor_id}, session=self.session)
-        if doc is None:
-            return None
-        return Contact(
-            actor_id=doc["_id"],
-            name=doc["name"],
-            email=doc["email"],
-            language=doc["language"],
-            consent_to_notifications=doc["consent_to_notifications"],
-            active=doc["active"],
-            revision=doc["revision"],
-        )
+        return (await self.get_many([actor_id])).get(actor_id)
+
+    async def get_many(self, actor_ids: Iterable[str]) -> dict[str, Contact]:
+        cursor = self.collection.find({"_id": {"$in": list(actor_ids)}}, session=self.session)
+        return {doc["_id"]: _contact(doc) async for doc in cursor}
 
     async def save(self, c: Contact) -> None:
         doc = {
@@ -53,58 +48,76 @@ class MongoDeliveryRepository:
         self.collection = db["deliveries"]
         self.session = session
 
-    async def get(self, delivery_id: str) -> Delivery | None:
-        doc = await self.collection.find_one({"_id": delivery_id}, session=self.session)
-        return _delivery(doc) if doc else None
+    async def get_many(self, ids: Iterable[str]) -> dict[str, Delivery]:
+        cursor = self.collection.find({"_id": {"$in": list(ids)}}, session=self.session)
+        return {d["_id"]: _delivery(d) async for d in cursor}
 
-    async def get_or_create(self, delivery: Delivery) -> Delivery:
-        """The stored delivery with this id; the given one, stored, if there was none."""
-        existing = await self.get(delivery.id)
-        if existing is not None:
-            return existing
-        try:
-            await self.collection.insert_one(_delivery_doc(delivery), session=self.session)
-            return delivery
-        except DuplicateKeyError:  # inserted by another instance a moment ago
-            existing = await self.get(delivery.id)
-            assert existing is not None
-            return existing
+    async def create_missing(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """The stored deliveries for these ids, storing those not there yet."""
+        stored = await self.get_many(d.id for d in deliveries)
+        new = [d for d in deliveries if d.id not in stored]
+        if new:
+            with contextlib.suppress(BulkWriteError):  # some were inserted by another instance just now
+                await self.collection.insert_many([_delivery_doc(d) for d in new], ordered=False, session=self.session)
+            stored = await self.get_many(d.id for d in deliveries)
+        return [stored[d.id] for d in deliveries]
 
-    async def set_status(self, delivery_id: str, status: DeliveryStatus) -> None:
-        await self.collection.update_one(
-            {"_id": delivery_id, "status": {"$nin": [DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value]}},
-            {"$set": {"status": status.value}},
+    async def mark_waiting(self, ids: list[str]) -> None:
+        await self.collection.update_many(
+            {
+                "_id": {"$in": ids},
+                "status": {"$in": [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value]},
+            },
+            {"$set": {"status": DeliveryStatus.WAITING_FOR_CONTACT.value}},
             session=self.session,
         )
 
-    async def claim(self, delivery_id: str, lease_seconds: float) -> Delivery | None:
-        """Lease the delivery to this instance, unless another instance holds a live lease."""
+    async def claim(self, ids: list[str], lease_seconds: float, token: str) -> list[Delivery]:
+        """Lease these deliveries to one claim ``token``, except those another claim holds with a
+        live lease or that are final. Returns the ones now held."""
         now = datetime.now(UTC)
-        doc = await self.collection.find_one_and_update(
-            {
-                "_id": delivery_id,
-                "$or": [
-                    {"status": {"$in": [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value]}},
-                    {"status": DeliveryStatus.SENDING.value, "lease_until": {"$lt": now}},
-                ],
+        lease = {
+            "$set": {
+                "status": DeliveryStatus.SENDING.value,
+                "lease_until": now + timedelta(seconds=lease_seconds),
+                "claim": token,
             },
-            {
-                "$set": {"status": DeliveryStatus.SENDING.value, "lease_until": now + timedelta(seconds=lease_seconds)},
-                "$inc": {"attempts": 1},
-            },
-            return_document=ReturnDocument.AFTER,
+            "$inc": {"attempts": 1},
+        }
+        # Two updates rather than one with $or: SecantusDB scans the collection for a top-level $or.
+        claimable = [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value]
+        await self.collection.update_many(
+            {"_id": {"$in": ids}, "status": {"$in": claimable}}, lease, session=self.session
+        )
+        await self.collection.update_many(
+            {"_id": {"$in": ids}, "status": DeliveryStatus.SENDING.value, "lease_until": {"$lt": now}},
+            lease,
             session=self.session,
         )
-        return _delivery(doc) if doc else None
+        cursor = self.collection.find({"_id": {"$in": ids}, "claim": token}, session=self.session)
+        return [_delivery(d) async for d in cursor]
 
-    async def finish(self, delivery: Delivery, status: DeliveryStatus, *, reason: str | None = None) -> bool:
-        """Record the outcome of a delivery this instance holds; False if it was already final."""
-        result = await self.collection.update_one(
-            {"_id": delivery.id, "status": DeliveryStatus.SENDING.value},
-            {"$set": {"status": status.value, "reason": reason, "finished_at": datetime.now(UTC)}},
-            session=self.session,
-        )
-        return result.modified_count == 1
+    async def finish(self, outcomes: list[tuple[Delivery, DeliveryStatus, str | None]], token: str) -> set[str]:
+        """Record outcomes of deliveries still held by ``token``; returns their ids (a lease that ran
+        out may have passed a delivery to another instance, which then records it)."""
+        ids = [d.id for d, _, _ in outcomes]
+        held = {
+            doc["_id"]
+            async for doc in self.collection.find(
+                {"_id": {"$in": ids}, "claim": token, "status": DeliveryStatus.SENDING.value},
+                {"_id": 1},
+                session=self.session,
+            )
+        }
+        now = datetime.now(UTC)
+        writes = [
+            UpdateOne({"_id": d.id}, {"$set": {"status": status.value, "reason": reason, "finished_at": now}})
+            for d, status, reason in outcomes
+            if d.id in held
+        ]
+        if writes:
+            await self.collection.bulk_write(writes, ordered=False, session=self.session)
+        return held
 
     async def waiting_for(self, actor_id: str) -> list[Delivery]:
         query = {"actor_id": actor_id, "status": DeliveryStatus.WAITING_FOR_CONTACT.value}
@@ -118,6 +131,18 @@ class MongoDeliveryRepository:
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db["deliveries"].create_index([("actor_id", ASCENDING), ("status", ASCENDING)])
     await db["deliveries"].create_index("conference_id")
+
+
+def _contact(doc: Document) -> Contact:
+    return Contact(
+        actor_id=doc["_id"],
+        name=doc["name"],
+        email=doc["email"],
+        language=doc["language"],
+        consent_to_notifications=doc["consent_to_notifications"],
+        active=doc["active"],
+        revision=doc["revision"],
+    )
 
 
 def _delivery_doc(d: Delivery) -> Document:

@@ -1,0 +1,179 @@
+"""One benchmark cluster: a fresh embedded stack and the three services as separate processes,
+started as `make run` starts them, plus a sampler of their resident memory and CPU time."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, service_process
+
+SERVICE_NAMES = ("actors", "conferences", "notifications")
+INFRA_NAMES = ("kafka", "mongodb", "smtp")
+
+
+class BenchError(RuntimeError):
+    """A run could not be measured (a process died, or a phase exceeded its timeout)."""
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    """Resident memory of a process and all its children, in bytes."""
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def _tree_cpu(proc: psutil.Process) -> float:
+    """User and system CPU seconds of a process and all its children."""
+    times = proc.cpu_times()
+    total = times.user + times.system
+    for child in proc.children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+class MemorySampler:
+    """Samples each process (with its children) every ``interval`` seconds in a thread and keeps
+    the peak resident memory per name."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.2) -> None:
+        self.interval = interval
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.peak_bytes: dict[str, int] = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def start(self) -> MemorySampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        """Stops sampling; returns the peak per name in MB (MiB)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sample()
+        return {name: round(b / 2**20, 1) for name, b in self.peak_bytes.items()}
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        for name, proc in self.procs.items():
+            try:
+                rss = _tree_rss(proc)
+            except psutil.Error:
+                continue  # exited: its last sample stays
+            self.peak_bytes[name] = max(self.peak_bytes[name], rss)
+
+
+@dataclass
+class BenchCluster:
+    """A fresh stack in a temporary folder and ``notifications_instances`` notifications processes."""
+
+    notifications_instances: int = 1
+    keep_on_failure: bool = True
+    root: Path = field(init=False)
+    stack: EmbeddedStack = field(init=False)
+    infra: Infrastructure = field(init=False)
+    services: dict[str, Process] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="quartier-bench-"))
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def instance_names(self) -> list[str]:
+        names = ["actors", "conferences"]
+        if self.notifications_instances == 1:
+            return [*names, "notifications"]
+        return [*names, *(f"notifications-{i}" for i in range(1, self.notifications_instances + 1))]
+
+    def start(self, ready_timeout: float = 120.0) -> None:
+        # environ={}: always a fresh embedded Kafka, MongoDB and SMTP sink, whatever the shell says.
+        # The stack adds EMBEDDED_KAFKA_TUNING to infra.env(), which service_process passes on.
+        self.stack = EmbeddedStack(self.root / "stack", environ={}, log_dir=self.log_dir)
+        self.infra = self.stack.start()
+        for name in self.instance_names():
+            service = name.partition("-")[0]
+            port = free_port()
+            proc = service_process(service, port, self.infra, log_path=self.log_dir / f"{name}.log")
+            self.services[name] = proc.start()
+            self.urls[name] = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + ready_timeout
+        for name in self.services:
+            self._wait_ready(name, deadline)
+
+    def _wait_ready(self, name: str, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if not self.services[name].alive():
+                raise BenchError(f"{name} exited during start-up; see {self.log_dir / (name + '.log')}")
+            try:
+                if httpx.get(f"{self.urls[name]}/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise BenchError(f"{name} not ready in time; see {self.log_dir / (name + '.log')}")
+
+    def check_alive(self) -> None:
+        for name, proc in self.services.items():
+            if not proc.alive():
+                raise BenchError(f"{name} exited during the run; see {self.log_dir / (name + '.log')}")
+        for name, proc in self.stack.processes.items():
+            if not proc.alive():
+                raise BenchError(f"embedded {name} exited during the run; see {self.log_dir / (name + '.log')}")
+
+    def url(self, service: str) -> str:
+        return next(url for name, url in self.urls.items() if name.partition("-")[0] == service)
+
+    def service_pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self.services.items()}
+
+    def infra_pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self.stack.processes.items()}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each service and embedded server (with children)."""
+        found: dict[str, float] = {}
+        for name, pid in {**self.service_pids(), **self.infra_pids()}.items():
+            try:
+                found[name] = _tree_cpu(psutil.Process(pid))
+            except psutil.Error:
+                continue
+        return found
+
+    def stop_services(self) -> None:
+        for proc in self.services.values():
+            proc.stop()
+
+    def stop(self, failed: bool = False) -> None:
+        """Stops every process this cluster started; removes its folder unless a failed run
+        should be inspected."""
+        try:
+            self.stop_services()
+        finally:
+            if hasattr(self, "stack"):
+                self.stack.stop()
+        if failed and self.keep_on_failure:
+            return
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,396 @@
+"""Summaries of the runs: bench/results/latest.json, docs/benchmarks.md, docs/benchmarks.png and the
+table on stdout. Each figure is the median of the runs, with their minimum and maximum."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+CHART = ROOT / "docs" / "benchmarks.png"
+
+TARGET_N = 10_000
+TARGET_RATIO = 2.0
+TARGET_POST_MS = 200.0
+TARGET_RSS_MB = 250.0
+SERVICES = ("actors", "conferences", "notifications")
+
+PROFILE_START = "<!-- profile:start (hand-written: `make bench` keeps this section as it is) -->"
+PROFILE_END = "<!-- profile:end -->"
+PROFILE_PLACEHOLDER = """## Profile: what dominates
+
+_To be written: where the time of the pipeline goes (which process is busy, which hop waits), from
+a profile of a run at N=10,000, and what would move the ratio towards the floor._
+"""
+
+Stats = dict[str, float]
+
+
+def stats(values: Iterable[float]) -> Stats:
+    found = list(values)
+    return {"median": round(statistics.median(found), 3), "min": round(min(found), 3), "max": round(max(found), 3)}
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+    try:
+        import psutil
+
+        info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:  # pragma: no cover - psutil is in requirements-dev.txt
+        pass
+    return info
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (n, instances): median, min and max of each figure over the runs."""
+    rows = []
+    for key in sorted({(r["n"], r["instances"]) for r in records}):
+        runs = [r for r in records if (r["n"], r["instances"]) == key]
+
+        def of(name: str, runs: list[dict[str, Any]] = runs) -> Stats:
+            return stats(r[name] for r in runs)
+
+        cpu = [_per_service(r["cpu_seconds"]) for r in runs]
+        processes = sorted({p for c in cpu for p in c}, key=_process_order)
+        rows.append(
+            {
+                "n": key[0],
+                "instances": key[1],
+                "runs": len(runs),
+                "pipeline_seconds": of("pipeline_seconds"),
+                "floor_seconds": of("floor_seconds"),
+                "floor_parts": {
+                    part: stats(r["floor"][part] for r in runs)
+                    for part in ("kafka_seconds", "mongodb_seconds", "smtp_seconds")
+                },
+                "ratio": of("ratio"),
+                "invitations_per_second": of("invitations_per_second"),
+                "post_conference_ms": of("post_conference_ms"),
+                "latency_ms_p50": of("latency_ms_p50"),
+                "latency_ms_p95": of("latency_ms_p95"),
+                "latency_ms_p99": of("latency_ms_p99"),
+                "peak_rss_mb": {s: stats(r["peak_rss_mb"][s] for r in runs) for s in SERVICES},
+                "peak_rss_mb_infra": {
+                    p: stats(r["peak_rss_mb_each"][p] for r in runs) for p in ("kafka", "mongodb", "smtp")
+                },
+                "setup_seconds": of("setup_seconds"),
+                "confirm_seconds": of("confirm_seconds"),
+                "mails_received": of("mails_received"),
+                "republished_sent_events": of("republished_sent_events"),
+                "duplicate_sent_events": of("duplicate_sent_events"),
+                "cpu_seconds": {p: stats(c.get(p, 0.0) for c in cpu) for p in processes},
+                "message_bytes": runs[0]["floor"]["message_bytes"],
+                "mail_bytes": runs[0]["floor"]["mail_bytes"],
+                "smtp_connections": runs[0]["floor"]["smtp_connections"],
+            }
+        )
+    return rows
+
+
+def _per_service(cpu: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per service: the instances of one service (notifications-1, -2) added up."""
+    found: dict[str, float] = {}
+    for name, seconds in cpu.items():
+        base = name.partition("-")[0]
+        found[base] = round(found.get(base, 0.0) + seconds, 2)
+    return found
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, judged at N=10,000 with one notifications instance."""
+    row = next((r for r in rows if r["n"] == TARGET_N and r["instances"] == 1), None)
+    found: list[dict[str, Any]] = []
+
+    def judge(name: str, value: float | None, met: bool | None) -> None:
+        found.append({"target": name, "value": value, "met": met})
+
+    if row is None:
+        for name in (
+            f"ratio at most {TARGET_RATIO}",
+            f"POST /conferences under {TARGET_POST_MS:.0f} ms",
+            *(f"{s} under {TARGET_RSS_MB:.0f} MB peak RSS" for s in SERVICES),
+        ):
+            judge(name, None, None)
+        return found
+    judge(f"ratio at most {TARGET_RATIO}", row["ratio"]["median"], row["ratio"]["median"] <= TARGET_RATIO)
+    post = row["post_conference_ms"]["median"]
+    judge(f"POST /conferences under {TARGET_POST_MS:.0f} ms", post, post < TARGET_POST_MS)
+    for s in SERVICES:
+        peak = row["peak_rss_mb"][s]["max"]
+        judge(f"{s} under {TARGET_RSS_MB:.0f} MB peak RSS", peak, peak < TARGET_RSS_MB)
+    return found
+
+
+# --- text ---------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float, digits: int) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def cell(s: Stats, digits: int = 1) -> str:
+    if s["min"] == s["max"]:
+        return _fmt(s["median"], digits)
+    return f"{_fmt(s['median'], digits)} ({_fmt(s['min'], digits)}–{_fmt(s['max'], digits)})"
+
+
+def results_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| N | notifications instances | pipeline s | floor s | ratio | invitations/s | POST /conferences ms "
+        "| latency p50 ms | p95 ms | p99 ms | peak RSS MB actors | conferences | notifications |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        rss = r["peak_rss_mb"]
+        lines.append(
+            f"| {r['n']:,} | {r['instances']} | {cell(r['pipeline_seconds'])} | {cell(r['floor_seconds'], 2)} "
+            f"| {cell(r['ratio'], 1)} | {cell(r['invitations_per_second'])} | {cell(r['post_conference_ms'])} "
+            f"| {cell(r['latency_ms_p50'], 0)} | {cell(r['latency_ms_p95'], 0)} | {cell(r['latency_ms_p99'], 0)} "
+            f"| {cell(rss['actors'], 0)} | {cell(rss['conferences'], 0)} | {cell(rss['notifications'], 0)} |"
+        )
+    return "\n".join(lines)
+
+
+def floor_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| N | notifications instances | Kafka produce + consume s | MongoDB insert_many s | SMTP s | floor s |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        parts = r["floor_parts"]
+        lines.append(
+            f"| {r['n']:,} | {r['instances']} | {cell(parts['kafka_seconds'], 2)} "
+            f"| {cell(parts['mongodb_seconds'], 2)} | {cell(parts['smtp_seconds'], 2)} "
+            f"| {cell(r['floor_seconds'], 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def checks_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| N | notifications instances | mails received by the sink | InvitationSent published again "
+        "| set-up s (not measured) | GET shows all sent, s after the last event |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['n']:,} | {r['instances']} | {cell(r['mails_received'], 0)} "
+            f"| {cell(r['republished_sent_events'], 0)} | {cell(r['setup_seconds'])} "
+            f"| {cell(r['confirm_seconds'], 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def cpu_table(rows: list[dict[str, Any]]) -> str:
+    processes = sorted({p for r in rows for p in r["cpu_seconds"]}, key=_process_order)
+    lines = [
+        "| N | notifications instances | pipeline s | " + " | ".join(processes) + " |",
+        "|---:|---:|---:|" + "---:|" * len(processes),
+    ]
+    for r in rows:
+        values = " | ".join(_fmt(r["cpu_seconds"][p]["median"], 1) if p in r["cpu_seconds"] else "" for p in processes)
+        lines.append(f"| {r['n']:,} | {r['instances']} | {_fmt(r['pipeline_seconds']['median'], 1)} | {values} |")
+    return "\n".join(lines)
+
+
+def _process_order(name: str) -> tuple[int, str]:
+    order = ["actors", "conferences", "notifications", "kafka", "mongodb", "smtp"]
+    base = name.partition("-")[0]
+    return (order.index(base) if base in order else len(order), name)
+
+
+def targets_table(found: list[dict[str, Any]]) -> str:
+    lines = ["| target (N=10,000, one notifications instance) | measured | met |", "|---|---:|---|"]
+    for t in found:
+        if t["value"] is None:
+            lines.append(f"| {t['target']} | not measured at N=10,000 | – |")
+            continue
+        digits = 2 if t["target"].startswith("ratio") else 0
+        unit = "" if t["target"].startswith("ratio") else (" ms" if "POST" in t["target"] else " MB")
+        lines.append(f"| {t['target']} | {_fmt(t['value'], digits)}{unit} | {'met' if t['met'] else '**not met**'} |")
+    return "\n".join(lines)
+
+
+def _kept_profile(existing: str | None) -> str:
+    if existing and PROFILE_START in existing and PROFILE_END in existing:
+        inner = existing.split(PROFILE_START, 1)[1].split(PROFILE_END, 1)[0]
+        return inner.strip("\n") + "\n"
+    return PROFILE_PLACEHOLDER
+
+
+def markdown(data: dict[str, Any], existing: str | None = None) -> str:
+    rows = data["results"]
+    m = data["machine"]
+    runs = data["runs"]
+    sizes = rows[0] if rows else {}
+    return f"""# Benchmarks: the invitation fan-out against the machine's floor
+
+_Generated by `make bench` on {data["date"]} ({m["cores"]} cores, Python {m["python"]}, {m["platform"]});
+{runs} run{"s" if runs != 1 else ""} per row: each figure is the median, with min–max in brackets when
+there is more than one run. Raw figures: `bench/results/latest.json`. Do not edit by hand, except the
+"Profile" section, which `make bench` keeps._
+
+```sh
+make bench                    # N=1,000 and 10,000, 3 runs each (N=10,000 takes minutes per run)
+make bench N=1000 RUNS=1      # a quick look, under two minutes
+```
+
+## Results
+
+{results_table(rows)}
+
+![pipeline against floor seconds, and invitations per second](benchmarks.png)
+
+## Targets of the issue
+
+{targets_table(data["targets"])}
+
+Ratio and POST are the medians of the runs; peak RSS is the highest of the runs (with two
+notifications instances, the higher of the two processes). Only the N=10,000 row with one
+notifications instance is judged.
+
+## The floor, part by part
+
+{floor_table(rows)}
+
+Kafka messages are {sizes.get("message_bytes", 0):,} bytes (an InvitationIssued envelope), MongoDB documents
+are the same envelope, and each mail is {sizes.get("mail_bytes", 0):,} bytes (a real invitation rendered by the
+notifications service's own code), sent over {sizes.get("smtp_connections", 4)} reused SMTP connections.
+
+## CPU seconds per process during the pipeline
+
+From the `POST /conferences` until the last `InvitationSent` (median of the runs, user + system, with
+children; two notifications instances are added up). The machine has {m["cores"]} cores, so a column
+close to the pipeline seconds is a process that was busy the whole time.
+
+{cpu_table(rows)}
+
+## Side checks
+
+{checks_table(rows)}
+
+Each invitation must reach the sink exactly once. "Published again" counts `InvitationSent` events read
+a second time with the same event id (at-least-once relaying; consumers ignore them).
+
+{PROFILE_START}
+{_kept_profile(existing)}{PROFILE_END}
+
+## How it is measured
+
+Each run starts a fresh embedded stack (Tansu, SecantusDB, SMTP sink) in a new temporary folder, and
+the three services as separate processes exactly as `make run` starts them (`service_process`, with
+the embedded stack's Kafka tuning), on free ports. With "2 notifications instances" a second
+notifications process with its own port and the same environment joins the same consumer group.
+
+- **Set-up (not measured)**: N consenting actors in district IV, published as `ActorRegistered`
+  events straight to `quartier.actors` (the envelope and headers the actors service writes), then
+  waiting until `quartier_conferences.roster` and `quartier_notifications.contacts` hold N documents.
+- **Pipeline**: from just before `POST /conferences` until the N-th distinct `InvitationSent` of that
+  conference is read from `quartier.deliveries` by a plain aiokafka reader (no consumer group);
+  then one `GET /conferences/{{id}}` (polled every 0.5 s at most) must show all N `sent`.
+  invitations/s = N / pipeline seconds.
+- **Latency** of each invitation: `occurred_at` of its `InvitationSent` envelope minus `occurred_at`
+  of the `ConferenceScheduled` envelope (nearest-rank percentiles).
+- **POST /conferences**: median of three requests per run: two to a district without actors, then
+  the one that starts the fan-out.
+- **Peak RSS**: every process (with children) sampled every 0.2 s from start-up to the end of the
+  pipeline with psutil.
+- **Floor**, in the same run on the same broker, database and SMTP sink, after the services are
+  stopped: N messages produced with plain aiokafka without awaiting each, then read by one consumer;
+  N documents with PyMongo's async `insert_many` in batches of 1,000; N mails with aiosmtplib over as
+  many reused connections as notifications uses (`SMTP_CONNECTIONS`). floor = the sum of the three.
+  ratio = pipeline seconds / floor seconds of the same run.
+"""
+
+
+def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = sorted({r["n"] for r in rows})
+    instances = sorted({r["instances"] for r in rows})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / (len(instances) + 1)
+
+    def bar(ax: Any, offset: int, label: str, series: list[Stats | None]) -> None:
+        xs = [i + (offset - len(instances) / 2) * width for i in range(len(ns))]
+        med = [s["median"] if s else 0.0 for s in series]
+        low = [s["median"] - s["min"] if s else 0.0 for s in series]
+        high = [s["max"] - s["median"] if s else 0.0 for s in series]
+        ax.bar(xs, med, width, label=label, yerr=[low, high], capsize=3)
+
+    def find(n: int, k: int, name: str) -> Stats | None:
+        row = next((r for r in rows if r["n"] == n and r["instances"] == k), None)
+        return row[name] if row else None
+
+    for offset, k in enumerate(instances):
+        bar(
+            left,
+            offset,
+            f"pipeline, {k} notifications instance{'s' if k > 1 else ''}",
+            [find(n, k, "pipeline_seconds") for n in ns],
+        )
+    bar(left, len(instances), "floor", [find(n, instances[0], "floor_seconds") for n in ns])
+    left.set_title("seconds for N invitations (lower is better)")
+    left.set_ylabel("seconds")
+    if len(ns) > 1:
+        left.set_yscale("log")
+
+    for offset, k in enumerate(instances):
+        bar(
+            right,
+            offset,
+            f"{k} notifications instance{'s' if k > 1 else ''}",
+            [find(n, k, "invitations_per_second") for n in ns],
+        )
+    right.set_title("invitations per second (higher is better)")
+    right.set_ylabel("invitations / s")
+
+    for ax in (left, right):
+        ax.set_xticks(range(len(ns)), [f"N={n:,}" for n in ns])
+        ax.legend(fontsize="small")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_all(records: list[dict[str, Any]], runs: int) -> dict[str, Any]:
+    """Writes latest.json (and a dated copy), the markdown and the chart; returns the summary."""
+    rows = summarise(records)
+    now = datetime.now(UTC)
+    data = {
+        "date": now.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "runs": runs,
+        "targets": targets(rows),
+        "results": rows,
+        "raw": records,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    (RESULTS_DIR / "latest.json").write_text(text)
+    label = "-".join(f"n{n}" for n in sorted({r["n"] for r in rows}))
+    (RESULTS_DIR / f"{now:%Y%m%dT%H%M%SZ}-{label}-runs{runs}.json").write_text(text)
+    write_chart(rows, CHART)
+    existing = DOC.read_text() if DOC.exists() else None
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(markdown(data, existing))
+    return data

@@ -1,0 +1,137 @@
+"""`make bench [N="1000 10000"] [RUNS=3]`: measure, then write bench/results/latest.json,
+docs/benchmarks.md and docs/benchmarks.png, and print the table.
+
+Every run has a fresh stack; every process a run starts is stopped when it ends, also on a failure
+or Ctrl-C. A failed run stops the benchmark with its reason and keeps its logs for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from . import report
+from .cluster import SERVICE_NAMES, BenchCluster, BenchError, MemorySampler
+from .floor import run_floor
+from .pipeline import run_pipeline
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def pipeline_timeout(n: int) -> float:
+    """Generous: about 5.5 invitations/s at worst (30 min at N=10,000), never under 5 min."""
+    return max(300.0, n * 0.18)
+
+
+def setup_timeout(n: int) -> float:
+    return max(300.0, n * 0.1)
+
+
+def measure(n: int, instances: int, run: int) -> dict[str, Any]:
+    cluster = BenchCluster(notifications_instances=instances)
+    failed = False  # a failed run keeps its folder (logs) for inspection; an interrupted one does not
+    try:
+        started = time.monotonic()
+        cluster.start()
+        startup = time.monotonic() - started
+        say(f"  stack and {len(cluster.services)} service processes ready in {startup:.1f} s")
+        sampler = MemorySampler({**cluster.service_pids(), **cluster.infra_pids()}).start()
+        try:
+            pipeline = asyncio.run(run_pipeline(cluster, n, pipeline_timeout(n), setup_timeout(n)))
+        finally:
+            peaks = sampler.stop()
+        say(
+            f"  set-up {pipeline.setup_seconds:.1f} s; pipeline {pipeline.pipeline_seconds:.1f} s "
+            f"({pipeline.invitations_per_second:.1f} invitations/s)"
+        )
+        cluster.stop_services()
+        mails = sum(1 for _ in cluster.stack.maildir.glob("*.eml"))  # before the floor adds its own
+        if mails != n:
+            say(f"  note: the SMTP sink received {mails} mails for {n} invitations")
+        floor = asyncio.run(run_floor(cluster.infra, n))
+        say(
+            f"  floor {floor.floor_seconds:.2f} s (kafka {floor.kafka_seconds:.2f}, "
+            f"mongodb {floor.mongodb_seconds:.2f}, smtp {floor.smtp_seconds:.2f})"
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        failed = True
+        say(f"  run failed: {exc!r}; logs kept in {cluster.log_dir}")
+        raise
+    finally:
+        cluster.stop(failed=failed)
+
+    def peak_of(service: str) -> float:
+        return max(v for name, v in peaks.items() if name.partition("-")[0] == service)
+
+    return {
+        "run": run,
+        "n": n,
+        "instances": instances,
+        "startup_seconds": round(startup, 2),
+        **asdict(pipeline),
+        "mails_received": mails,
+        "floor": {**asdict(floor), "floor_seconds": floor.floor_seconds},
+        "floor_seconds": floor.floor_seconds,
+        "ratio": round(pipeline.pipeline_seconds / floor.floor_seconds, 2),
+        "peak_rss_mb": {s: peak_of(s) for s in SERVICE_NAMES},
+        "peak_rss_mb_each": peaks,
+    }
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every finally: processes are stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[1_000, 10_000], help="invitations per run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median, min, max)")
+    parser.add_argument(
+        "--instances", type=int, nargs="+", default=[1, 2], help="notifications instances (one row each)"
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1 or any(n < 1 for n in args.n) or any(k < 1 for k in args.instances):
+        parser.error("N, RUNS and instances must be positive")
+    signal.signal(signal.SIGTERM, _terminate)
+
+    started = time.monotonic()
+    records: list[dict[str, Any]] = []
+    total = args.runs * len(args.n) * len(args.instances)
+    try:
+        # Runs interleave (all rows once, then again), so a slow spell of the machine hits every row alike.
+        for run in range(1, args.runs + 1):
+            for n in args.n:
+                for instances in args.instances:
+                    say(f"run {len(records) + 1}/{total}: N={n:,}, notifications instances={instances}")
+                    records.append(measure(n, instances, run))
+    except (BenchError, TimeoutError, OSError) as exc:
+        say(f"benchmark failed, nothing written: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted: every process was stopped, nothing written")
+        return 130
+
+    data = report.write_all(records, args.runs)
+    print()
+    print(report.results_table(data["results"]))
+    print()
+    print(report.targets_table(data["targets"]))
+    print()
+    say(
+        f"done in {time.monotonic() - started:.0f} s: {report.RESULTS_DIR / 'latest.json'}, "
+        f"{report.DOC}, {report.CHART}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

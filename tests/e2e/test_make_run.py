@@ -1,0 +1,114 @@
+"""`quartier run` (what `make run` calls): supervision of the service processes, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_base_port() -> int:
+    """Three consecutive free ports (actors, conferences, notifications)."""
+    for _ in range(50):
+        base = random.randint(20000, 40000)
+        try:
+            for port in range(base, base + 3):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no three consecutive free ports")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def test_a_service_that_dies_is_restarted_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    base = free_base_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "SMTP_HOST")}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "quartier.cli", "run", "--var", str(tmp_path / "var"), "--base-port", str(base)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in run.stdout or []:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[dict[str, Any]] = []
+
+    def next_event(name: str, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line.startswith("{"):
+                record = json.loads(line)
+                seen.append(record)
+                if record.get("event") == name:
+                    return record
+        raise AssertionError(f"no {name} within {timeout}s; seen: {[r.get('event') for r in seen][-20:]}")
+
+    try:
+        started: dict[str, dict[str, Any]] = {}
+        while len(started) < 3:
+            record = next_event("service_process_started")
+            started[record["name"]] = record
+        conferences = started["conferences"]
+        wait_ready(f"http://127.0.0.1:{conferences['port']}/health/ready")
+        stack_env = (tmp_path / "var" / "stack.env").read_text()
+        assert "KAFKA_BOOTSTRAP_SERVERS=" in stack_env and "MONGODB_URI=" in stack_env
+
+        os.kill(conferences["pid"], signal.SIGKILL)
+        restarted = next_event("service_restarted")
+        assert restarted["name"] == "conferences" and restarted["exit_code"] == -signal.SIGKILL
+        again = next_event("service_process_started")
+        assert again["name"] == "conferences" and again["pid"] != conferences["pid"]
+        wait_ready(f"http://127.0.0.1:{conferences['port']}/health/ready")
+
+        children = [r["pid"] for r in started.values()] + [again["pid"]]
+        run.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        assert run.wait(60) == 0
+        next_event("stopped", timeout=5)
+        time.sleep(0.5)
+        assert [pid for pid in children if alive(pid)] == []
+        assert not (tmp_path / "var" / "stack.env").exists()
+    finally:
+        if run.poll() is None:
+            run.kill()
