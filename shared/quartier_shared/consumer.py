@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from .events import DEAD_LETTER_TOPIC, Envelope, Event, UnknownEventVersion, parse_payload
 from .kafka import KafkaPublisher, OutgoingMessage
 from .logging import bound_contextvars, get_logger, redact
+from .metrics import DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
 from .mongo import EventContext, is_unavailable
 from .settings import ServiceSettings
 
@@ -91,7 +92,7 @@ class EventConsumer:
         self.handlers = dict(handlers or {})
         self.batch_handlers = dict(batch_handlers or {})
         self._limit = asyncio.Semaphore(concurrency)
-        broker.subscriber(
+        self.subscriber = broker.subscriber(
             *topics,
             group_id=group_id,
             batch=True,
@@ -103,7 +104,11 @@ class EventConsumer:
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title=f"{group_id}:consume",
-        )(self.on_batch)
+            description="Consumes "
+            + ", ".join(sorted(t.__name__ for t in [*self.handlers, *self.batch_handlers]))
+            + "; other event types on these topics are skipped.",
+        )
+        self.subscriber(self.on_batch)
 
     async def on_batch(self, message: KafkaMessage) -> None:
         records: Sequence[Record] = message.raw_message
@@ -138,10 +143,18 @@ class EventConsumer:
         async with self._limit:
             for item in items:
                 handler = self.handlers[type(item.event)]
-                with _bound(item):
+                kind = type(item.event).__name__
+                with _bound(item), HANDLER_SECONDS.labels(kind).time():
                     await self._retrying(functools.partial(handler, item.event, item.delivery), item)
+                EVENTS_CONSUMED.labels(kind).inc()
 
     async def _as_batch(self, handler: BatchHandler, items: list[Received]) -> None:
+        kind = type(items[0].event).__name__
+        with HANDLER_SECONDS.labels(kind).time():
+            await self._batch_or_one_by_one(handler, items)
+        EVENTS_CONSUMED.labels(kind).inc(len(items))
+
+    async def _batch_or_one_by_one(self, handler: BatchHandler, items: list[Received]) -> None:
         if len(items) == 1:
             with _bound(items[0]):
                 await self._retrying(functools.partial(handler, items), items[0])
@@ -181,6 +194,18 @@ class EventConsumer:
                     log.warning("handler_retrying", error=type(exc).__name__, attempt=attempt, retry_in_s=wait)
                 await asyncio.sleep(wait)
 
+    async def lag(self) -> dict[str, int]:
+        """Records behind the end of each topic, over the partitions assigned to this instance."""
+        consumer = getattr(self.subscriber, "consumer", None)
+        lag: dict[str, int] = defaultdict(int)
+        if consumer is None:
+            return lag
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is not None:
+                lag[tp.topic] += max(end - await consumer.position(tp), 0)
+        return lag
+
     def _backoff(self, attempt: int) -> float:
         return float(min(self.settings.handler_backoff_seconds * 2**attempt, 30.0))
 
@@ -199,6 +224,7 @@ class EventConsumer:
         await self.publisher.publish(
             [OutgoingMessage(topic=DEAD_LETTER_TOPIC, key=record.key, value=record.value or b"", headers=headers)]
         )
+        DEAD_LETTERS.labels(record.topic, type(exc).__name__).inc()
         log.error(
             "dead_lettered",
             topic=record.topic,

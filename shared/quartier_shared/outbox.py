@@ -20,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from .events import EVENT_TYPES, Envelope, kafka_headers
 from .kafka import KafkaPublisher, OutgoingMessage
 from .logging import get_logger
+from .metrics import EVENTS_PUBLISHED
 
 log = get_logger(__name__)
 
@@ -117,5 +118,7 @@ class OutboxRelay:
             return 0
         await self.publisher.publish([to_message(d) for d in docs])
         await self.outbox.mark_published([d["_id"] for d in docs])
+        for d in docs:
+            EVENTS_PUBLISHED.labels(d["envelope"]["event_type"]).inc()
         log.debug("outbox_relayed", count=len(docs))
         return len(docs)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
 
+from .consumer import BatchHandler, EventConsumer, Handler
+from .events import Event
 from .http import health_router, install_http_basics
 from .kafka import KafkaPublisher, ensure_topics, make_broker
 from .logging import configure_logging, get_logger
+from .metrics import CONSUMER_LAG, OUTBOX_BACKLOG, metrics_router
 from .mongo import EventContext, make_client
 from .outbox import Outbox, OutboxRelay
 from .settings import ServiceSettings
@@ -36,10 +39,40 @@ class Runtime:
         self.kafka_connected = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.consumers: list[EventConsumer] = []
 
     def on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Close something of the service's own (an SMTP pool) when the process stops."""
         self._closers.append(closer)
+
+    def consume(
+        self,
+        *,
+        group_id: str,
+        topics: Sequence[str],
+        handlers: Mapping[type[Event], Handler] | None = None,
+        batch_handlers: Mapping[type[Event], BatchHandler] | None = None,
+    ) -> EventConsumer:
+        """Subscribe this service's consumer group (before the app starts)."""
+        consumer = EventConsumer(
+            settings=self.settings,
+            broker=self.broker,
+            publisher=self.publisher,
+            group_id=group_id,
+            topics=topics,
+            handlers=handlers,
+            batch_handlers=batch_handlers,
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    async def refresh_metrics(self) -> None:
+        with contextlib.suppress(Exception):  # a scrape must answer even while MongoDB is away
+            OUTBOX_BACKLOG.set(await asyncio.wait_for(self.outbox.pending_count(), timeout=2))
+        for consumer in self.consumers:
+            with contextlib.suppress(Exception):
+                for topic, lag in (await consumer.lag()).items():
+                    CONSUMER_LAG.labels(topic).set(lag)
 
     def context(self, correlation_id: str) -> EventContext:
         return EventContext(self.settings.service_name, correlation_id)
@@ -120,6 +153,7 @@ def create_app(
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     install_http_basics(app)
     app.include_router(health_router({"mongodb": runtime.mongo_ready, "kafka": runtime.kafka_ready}))
+    app.include_router(metrics_router(runtime.refresh_metrics))
     for router in routers:
         app.include_router(router)
     app.state.runtime = runtime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ async def test_a_conference_invites_each_consenting_active_actor_of_its_district
 
         # The conferences service learns about actors from events only: give them a moment to arrive.
         await asyncio.sleep(2)
-        response = await http.post(f"{conferences}/conferences", json=conference_body())
+        correlation_id = "e2e-correlation-4711"
+        response = await http.post(
+            f"{conferences}/conferences", json=conference_body(), headers={"X-Correlation-ID": correlation_id}
+        )
         assert response.status_code == 201, response.text
         conference_id = response.json()["id"]
 
@@ -71,3 +75,33 @@ async def test_a_conference_invites_each_consenting_active_actor_of_its_district
     assert len(uids) == 1  # one stable UID for the conference
     english = next(m for m in mails if m["To"].addresses[0].addr_spec == "frintrop@example.org")
     assert english["Subject"].startswith("Invitation:")
+
+    # The coordinator's request id travels through Kafka into every service's logs.
+    logs = {
+        name: [
+            json.loads(line)
+            for line in (services.log_dir / f"{name}.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
+        for name in ("conferences", "notifications")
+    }
+    issued = [r for r in logs["conferences"] if r["event"] == "invitations_issued"]
+    sent = [r for r in logs["notifications"] if r["event"] == "invitation_sent"]
+    assert [r["correlation_id"] for r in issued] == [correlation_id]
+    assert len(sent) == 3 and {r["correlation_id"] for r in sent} == {correlation_id}
+    assert all(r["service"] == "notifications" and r["event_type"] == "InvitationIssued" for r in sent)
+    # No personal data in any log line.
+    everything = "".join(
+        (services.log_dir / f"{n}.log").read_text() for n in ("actors", "conferences", "notifications")
+    )
+    assert "@example.org" not in everything and "Caritas" not in everything
+
+    # Metrics say the same as the mailbox.
+    async with httpx.AsyncClient(timeout=10) as http:
+        metrics = {name: (await http.get(f"{url}/metrics")).text for name, url in services.urls.items()}
+    assert 'quartier_mails_total{outcome="sent"} 3.0' in metrics["notifications"]
+    assert 'quartier_events_published_total{event_type="InvitationIssued"} 3.0' in metrics["conferences"]
+    assert 'quartier_events_published_total{event_type="ActorRegistered"} 7.0' in metrics["actors"]
+    assert 'quartier_events_consumed_total{event_type="InvitationSent"} 3.0' in metrics["conferences"]
+    assert "quartier_outbox_backlog 0.0" in metrics["actors"]
+    assert "quartier_consumer_lag{topic=" in metrics["notifications"]

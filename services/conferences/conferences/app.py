@@ -6,7 +6,6 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from quartier_shared.consumer import EventConsumer
 from quartier_shared.events import (
     ACTORS_TOPIC,
     CONFERENCES_TOPIC,
@@ -37,10 +36,7 @@ def build(settings: Settings | None = None) -> FastAPI:
 
     roster = partial(handlers.update_roster, uow_factory=uow_factory)
     outcomes = partial(handlers.record_outcomes, invitations=MongoInvitationRepository(runtime.db))
-    EventConsumer(
-        settings=settings,
-        broker=runtime.broker,
-        publisher=runtime.publisher,
+    runtime.consume(
         group_id="conferences",
         topics=[ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC],
         handlers={

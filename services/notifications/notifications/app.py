@@ -6,7 +6,6 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from quartier_shared.consumer import EventConsumer
 from quartier_shared.events import (
     ACTORS_TOPIC,
     INVITATIONS_TOPIC,
@@ -42,10 +41,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         smtp=smtp,
     )
     contact = partial(handlers.update_contact, deps=deps)
-    EventConsumer(
-        settings=settings,
-        broker=runtime.broker,
-        publisher=runtime.publisher,
+    runtime.consume(
         group_id="notifications",
         topics=[ACTORS_TOPIC, INVITATIONS_TOPIC],
         handlers={

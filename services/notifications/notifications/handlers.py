@@ -18,6 +18,7 @@ from quartier_shared.consumer import Delivery as EventDelivery
 from quartier_shared.consumer import Received
 from quartier_shared.events import ActorDeactivated, ActorSnapshot, InvitationFailed, InvitationIssued, InvitationSent
 from quartier_shared.logging import get_logger, redact
+from quartier_shared.metrics import MAILS
 from quartier_shared.mongo import EventContext, is_unavailable
 
 from .domain import Contact, Delivery, DeliveryStatus
@@ -226,10 +227,20 @@ class _OutcomeRecorder:
         for d, status, reason in outcomes:
             if d.id not in held:
                 continue
+            MAILS.labels(status.value).inc()
+            # A batch mixes triggers: each line names its own (the InvitationIssued it answers).
+            trigger = self.contexts[d.id]
+            ids = {
+                "correlation_id": trigger.correlation_id,
+                "event_id": trigger.causation_id,
+                "event_type": "InvitationIssued",
+                "invitation_id": d.invitation_id,
+                "conference_id": d.conference_id,
+            }
             if status is DeliveryStatus.SENT:
-                log.info("invitation_sent", invitation_id=d.invitation_id, conference_id=d.conference_id)
+                log.info("invitation_sent", **ids)
             else:
-                log.warning("invitation_failed", invitation_id=d.invitation_id, reason=redact(reason or ""))
+                log.warning("invitation_failed", reason=redact(reason or ""), **ids)
 
 
 def _outcome_event(
