@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e shared -e services/actors -e services/conferences -e services/notifications -e tools
 
-.PHONY: install run test lint unit clean
+.PHONY: install run test lint unit clean asyncapi
 
 $(STAMP): shared/pyproject.toml services/*/pyproject.toml tools/pyproject.toml requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || (echo "Python 3.11 or newer is needed" && exit 1)
@@ -26,6 +26,9 @@ lint: install
 
 test: lint  ## lint, type checks, import contracts, then every test
 	$(PY) -m pytest
+
+asyncapi: install  ## regenerate the event catalogue in docs/asyncapi/ from the code
+	for service in actors conferences notifications; do $(PY) -m $$service asyncapi > docs/asyncapi/$$service.json; done
 
 unit: install
 	$(PY) -m pytest tests/unit

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -70,6 +70,15 @@ class Envelope(BaseModel):
     @property
     def major_version(self) -> int:
         return int(self.event_version.split(".", 1)[0])
+
+
+EventT = TypeVar("EventT", bound=Event)
+
+
+class EventMessage(Envelope, Generic[EventT]):
+    """The envelope with its payload typed: how the event catalogue (AsyncAPI) shows a message."""
+
+    payload: EventT  # type: ignore[assignment]
 
 
 def wrap(
@@ -156,14 +165,16 @@ class ActorSnapshot(Event):
 
 
 class ActorRegistered(ActorSnapshot):
-    pass
+    """A quarter manager registered an actor for one or more districts (full snapshot, revision 1)."""
 
 
 class ActorUpdated(ActorSnapshot):
-    pass
+    """An actor's data changed (full snapshot with the new revision)."""
 
 
 class ActorDeactivated(Event):
+    """An actor was deactivated: kept on record, no longer invited."""
+
     topic: ClassVar[str] = ACTORS_TOPIC
     aggregate_field: ClassVar[str] = "actor_id"
 
@@ -175,6 +186,8 @@ class ActorDeactivated(Event):
 
 
 class ConferenceScheduled(Event):
+    """A coordinator scheduled an integration conference for a district."""
+
     topic: ClassVar[str] = CONFERENCES_TOPIC
     aggregate_field: ClassVar[str] = "conference_id"
 
@@ -183,6 +196,8 @@ class ConferenceScheduled(Event):
 
 
 class InvitationIssued(Event):
+    """An actor is invited to a conference; carries what the invitation mail needs."""
+
     topic: ClassVar[str] = INVITATIONS_TOPIC
     aggregate_field: ClassVar[str] = "invitation_id"
 
@@ -196,6 +211,8 @@ class InvitationIssued(Event):
 
 
 class InvitationSent(Event):
+    """The invitation mail was accepted by the SMTP server."""
+
     topic: ClassVar[str] = DELIVERIES_TOPIC
     aggregate_field: ClassVar[str] = "invitation_id"
 
@@ -207,6 +224,8 @@ class InvitationSent(Event):
 
 
 class InvitationFailed(Event):
+    """The invitation mail could not be delivered (a permanent refusal, or retries used up)."""
+
     topic: ClassVar[str] = DELIVERIES_TOPIC
     aggregate_field: ClassVar[str] = "invitation_id"
 

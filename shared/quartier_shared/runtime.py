@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, FastAPI
 
+from .asyncapi import asyncapi_router, declare_published, document
 from .consumer import BatchHandler, EventConsumer, Handler
 from .events import Event
 from .http import health_router, install_http_basics
@@ -139,7 +140,11 @@ def create_app(
     description: str,
     routers: Sequence[APIRouter],
     create_indexes: Callable[[], Awaitable[None]],
+    publishes: Sequence[type[Event]] = (),
 ) -> FastAPI:
+    """The service's HTTP app; ``publishes`` names the events it produces, for its AsyncAPI
+    document (served at /asyncapi; the consumers registered before this call are in it too)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start(create_indexes)
@@ -154,6 +159,9 @@ def create_app(
     install_http_basics(app)
     app.include_router(health_router({"mongodb": runtime.mongo_ready, "kafka": runtime.kafka_ready}))
     app.include_router(metrics_router(runtime.refresh_metrics))
+    declare_published(runtime.broker, publishes)
+    app.state.asyncapi = document(runtime.broker, title=title, description=description)
+    app.include_router(asyncapi_router(app.state.asyncapi))
     for router in routers:
         app.include_router(router)
     app.state.runtime = runtime

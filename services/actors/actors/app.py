@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated
 from quartier_shared.runtime import Runtime, create_app
 
 from .api import build_router
@@ -25,4 +26,5 @@ def build(settings: Settings | None = None) -> FastAPI:
         "ActorDeactivated.",
         routers=[build_router(uow_for)],
         create_indexes=lambda: create_indexes(runtime.db),
+        publishes=[ActorRegistered, ActorUpdated, ActorDeactivated],
     )

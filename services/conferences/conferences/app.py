@@ -15,6 +15,7 @@ from quartier_shared.events import (
     ActorUpdated,
     ConferenceScheduled,
     InvitationFailed,
+    InvitationIssued,
     InvitationSent,
 )
 from quartier_shared.mongo import EventContext
@@ -56,4 +57,5 @@ def build(settings: Settings | None = None) -> FastAPI:
         "and InvitationIssued; consumes actor events and delivery outcomes.",
         routers=[build_router(uow_factory, runtime.context)],
         create_indexes=lambda: create_indexes(runtime.db),
+        publishes=[ConferenceScheduled, InvitationIssued],
     )

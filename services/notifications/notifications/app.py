@@ -12,7 +12,9 @@ from quartier_shared.events import (
     ActorDeactivated,
     ActorRegistered,
     ActorUpdated,
+    InvitationFailed,
     InvitationIssued,
+    InvitationSent,
 )
 from quartier_shared.mongo import EventContext
 from quartier_shared.runtime import Runtime, create_app
@@ -60,4 +62,5 @@ def build(settings: Settings | None = None) -> FastAPI:
         "publishes InvitationSent and InvitationFailed.",
         routers=[build_router()],
         create_indexes=lambda: create_indexes(runtime.db),
+        publishes=[InvitationSent, InvitationFailed],
     )

@@ -1,0 +1,55 @@
+"""The committed event catalogue (docs/asyncapi/) must be what the code generates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.app import build as build_actors
+from actors.settings import Settings as ActorsSettings
+from conferences.app import build as build_conferences
+from conferences.settings import Settings as ConferencesSettings
+from notifications.app import build as build_notifications
+from notifications.settings import Settings as NotificationsSettings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "asyncapi"
+COMPOSE_KAFKA = "kafka:9092"
+
+
+def generated() -> dict[str, dict[str, Any]]:
+    return {
+        "actors": build_actors(ActorsSettings(kafka_bootstrap_servers=COMPOSE_KAFKA)).state.asyncapi,
+        "conferences": build_conferences(ConferencesSettings(kafka_bootstrap_servers=COMPOSE_KAFKA)).state.asyncapi,
+        "notifications": build_notifications(
+            NotificationsSettings(kafka_bootstrap_servers=COMPOSE_KAFKA)
+        ).state.asyncapi,
+    }
+
+
+@pytest.mark.parametrize("service", ["actors", "conferences", "notifications"])
+def test_committed_asyncapi_matches_the_code(service: str) -> None:
+    committed = json.loads((DOCS / f"{service}.json").read_text())
+    assert committed == generated()[service], f"docs/asyncapi/{service}.json is stale: run `make asyncapi`"
+
+
+def test_every_event_has_its_producer_and_payload_schema() -> None:
+    produced = {
+        service: {
+            channel.split(":", 1)[1]
+            for channel, body in doc["channels"].items()
+            if channel.startswith("quartier.") and "Message" in body["messages"]
+        }
+        for service, doc in generated().items()
+    }
+    assert produced == {
+        "actors": {"ActorRegistered", "ActorUpdated", "ActorDeactivated"},
+        "conferences": {"ConferenceScheduled", "InvitationIssued"},
+        "notifications": {"InvitationSent", "InvitationFailed"},
+    }
+    schemas = generated()["conferences"]["components"]["schemas"]
+    envelope = schemas["EventMessage[InvitationIssued]"]
+    assert {"event_id", "event_type", "event_version", "correlation_id", "payload"} <= set(envelope["properties"])
+    assert "conference" in schemas["InvitationIssued"]["properties"]
