@@ -9,29 +9,31 @@ from pathlib import Path
 
 import pytest
 
-from quartier.embedded import EMBEDDED_KAFKA_TUNING, EmbeddedStack, Infrastructure, free_port
+from quartier.embedded import EMBEDDED_KAFKA_TUNING, Infrastructure, free_port
 from quartier.smtp_sink import Answer
 from quartier.smtp_sink import serve as serve_smtp
+from tests import infra as test_infra
+from tests.infra import chosen_infra
 
 
 @pytest.fixture(scope="session")
-def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def infra_kind() -> str:
+    """'docker' (testcontainers) where a Docker engine answers, else 'embedded'; see tests/infra.py."""
+    return chosen_infra()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(infra_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One MongoDB server for the session; each test uses databases of its own."""
-    stack = EmbeddedStack(
-        tmp_path_factory.mktemp("mongo"), environ={"KAFKA_BOOTSTRAP_SERVERS": "unused", "SMTP_HOST": "unused"}
-    )
-    infra = stack.start()
-    yield infra.mongodb_uri
-    stack.stop()
+    with test_infra.mongodb(infra_kind, tmp_path_factory.mktemp("mongo")) as uri:
+        yield uri
 
 
 @pytest.fixture
-def kafka(tmp_path: Path) -> Iterator[str]:
+def kafka(infra_kind: str, tmp_path: Path) -> Iterator[str]:
     """A fresh broker per test: topics, offsets and groups of one test never meet another's."""
-    stack = EmbeddedStack(tmp_path / "kafka", environ={"MONGODB_URI": "unused", "SMTP_HOST": "unused"})
-    infra = stack.start()
-    yield infra.kafka_bootstrap
-    stack.stop()
+    with test_infra.kafka(infra_kind, tmp_path / "kafka") as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture
@@ -44,8 +46,10 @@ def smtp_sink(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 
 
 @pytest.fixture
-def infra(kafka: str, mongo_uri: str, smtp_sink: tuple[int, Path]) -> Infrastructure:
-    return Infrastructure(kafka, mongo_uri, "127.0.0.1", smtp_sink[0], dict(EMBEDDED_KAFKA_TUNING))
+def infra(infra_kind: str, kafka: str, mongo_uri: str, smtp_sink: tuple[int, Path]) -> Infrastructure:
+    # The short consumer timings suit Tansu; a real Kafka refuses sessions under 6 s.
+    tuning = dict(EMBEDDED_KAFKA_TUNING) if infra_kind == "embedded" else {}
+    return Infrastructure(kafka, mongo_uri, "127.0.0.1", smtp_sink[0], tuning)
 
 
 @pytest.fixture
