@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -166,6 +168,16 @@ def create_app(
         app.include_router(router)
     app.state.runtime = runtime
     return app
+
+
+def main(build: Callable[[Any], FastAPI], settings_class: type[ServiceSettings]) -> None:
+    """A service's ``python -m <service>``: serve it, or print its AsyncAPI document when called
+    as ``python -m <service> asyncapi`` (with the broker address of the compose deployment)."""
+    if sys.argv[1:] == ["asyncapi"]:
+        print(json.dumps(build(settings_class(kafka_bootstrap_servers="kafka:9092")).state.asyncapi, indent=2))
+        return
+    settings = settings_class()
+    serve(build(settings), settings)
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from quartier.embedded import SERVICES, Infrastructure, Process, free_port, service_process
+from quartier.embedded import SERVICES, Infrastructure, Process, free_port, service_process, wait_ready
 
 
 @dataclass
@@ -21,20 +19,6 @@ class RunningServices:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.log_dir.glob("*.log")))
-
-
-def wait_ready(url: str, proc: Process, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited")
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{proc.name} not ready after {timeout}s")
 
 
 @pytest.fixture

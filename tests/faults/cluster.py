@@ -17,7 +17,15 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, service_process, wait_for_port
+from quartier.embedded import (
+    EmbeddedStack,
+    Infrastructure,
+    Process,
+    free_port,
+    service_process,
+    wait_for_port,
+    wait_ready,
+)
 from tests.helpers import actor_body, conference_body, eventually
 
 # Short timings so a fault case takes seconds, not minutes; the mechanisms are the production ones.
@@ -115,17 +123,10 @@ class Cluster:
         return name
 
     def wait_ready(self, name: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.instances[name].alive():
-                raise RuntimeError(f"{name} exited; log:\n{self.log(name)}")
-            try:
-                if httpx.get(f"{self.urls[name]}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{name} not ready after {timeout}s")
+        try:
+            wait_ready(self.urls[name], self.instances[name], timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; log:\n{self.log(name)}") from exc
 
     def kill(self, name: str) -> None:
         proc = self.instances[name].popen

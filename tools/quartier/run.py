@@ -15,9 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from .embedded import SERVICES, EmbeddedStack, Process, service_process, wait_for_port
+from .embedded import SERVICES, EmbeddedStack, Process, service_process, wait_for_port, wait_ready
 
 
 def say(event: str, **fields: Any) -> None:
@@ -81,16 +79,8 @@ def run(var_dir: Path, base_port: int = 8001) -> int:
 
 
 def _wait_ready(services: dict[str, Process], ports: dict[str, int], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
     for name, proc in services.items():
-        url = f"http://127.0.0.1:{ports[name]}/health/ready"
-        while time.monotonic() < deadline and proc.alive():
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_ready(f"http://127.0.0.1:{ports[name]}", proc, timeout)
 
 
 def _banner(stack: EmbeddedStack, smtp_host: str, ports: dict[str, int]) -> None:

@@ -1,20 +1,12 @@
-import json
-import sys
-
-from quartier_shared.runtime import serve
+from quartier_shared.runtime import main
 
 from .app import build
 from .settings import Settings
 
 
-def main() -> None:
-    if sys.argv[1:] == ["asyncapi"]:
-        # The event catalogue, with the broker address of the compose deployment.
-        print(json.dumps(build(Settings(kafka_bootstrap_servers="kafka:9092")).state.asyncapi, indent=2))
-        return
-    settings = Settings()
-    serve(build(settings), settings)
+def run() -> None:
+    main(build, Settings)
 
 
 if __name__ == "__main__":
-    main()
+    run()
