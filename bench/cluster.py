@@ -83,6 +83,24 @@ class MemorySampler:
             self.peak_bytes[name] = max(self.peak_bytes[name], rss)
 
 
+MACHINE = "machine"
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine was busy (all cores, all processes), so far."""
+    t = psutil.cpu_times()
+    return float(sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal")))
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per process between two ``cpu_seconds()`` snapshots, and "other": what the rest
+    of the machine used meanwhile (other programs: a sign of a disturbed measurement)."""
+    used = {k: round(after[k] - before.get(k, 0.0), 2) for k in after if k != MACHINE}
+    machine = after.get(MACHINE, 0.0) - before.get(MACHINE, 0.0)
+    used["other"] = round(max(0.0, machine - sum(used.values())), 2)
+    return used
+
+
 @dataclass
 class BenchCluster:
     """A fresh stack in a temporary folder and ``notifications_instances`` notifications processes."""
@@ -153,13 +171,17 @@ class BenchCluster:
         return {name: proc.pid for name, proc in self.stack.processes.items()}
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds used so far by each service and embedded server (with children)."""
+        """CPU seconds used so far by each service and embedded server (with children), by this
+        benchmark process itself ("bench"), and by the whole machine ("machine")."""
         found: dict[str, float] = {}
         for name, pid in {**self.service_pids(), **self.infra_pids()}.items():
             try:
                 found[name] = _tree_cpu(psutil.Process(pid))
             except psutil.Error:
                 continue
+        own = psutil.Process().cpu_times()
+        found["bench"] = own.user + own.system
+        found[MACHINE] = machine_busy_seconds()
         return found
 
     def stop_services(self) -> None:

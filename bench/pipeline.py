@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from quartier_shared.events import (
     wrap,
 )
 
-from .cluster import BenchCluster, BenchError
+from .cluster import BenchCluster, BenchError, cpu_used
 
 DISTRICT = "IV"  # where the bench actors live
 EMPTY_DISTRICT = "IX"  # no bench actor: conferences here fan out to nobody (used to time POST alone)
@@ -223,6 +224,7 @@ class PipelineResult:
     republished_sent_events: int  # the same InvitationSent (same event id) on the topic more than once
     duplicate_sent_events: int  # a second, different InvitationSent for one invitation
     cpu_seconds: dict[str, float]  # per process, from the POST until the last invitation was sent
+    load_average_1m: float  # of the machine just before the POST
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -270,6 +272,7 @@ async def run_pipeline(cluster: BenchCluster, n: int, within_s: float, setup_wit
             # Two conferences in a district without actors first: they time POST on a warm process.
             posts = [(await _post_conference(http, url, conference_body(EMPTY_DISTRICT, "Probe")))[1] for _ in range(2)]
             await asyncio.sleep(1.0)  # let their (empty) fan-outs pass
+            load_before = os.getloadavg()[0]
             cpu_before = cluster.cpu_seconds()
             t0 = time.monotonic()
             conference_id, post_ms = await _post_conference(http, url, conference_body())
@@ -302,5 +305,6 @@ async def run_pipeline(cluster: BenchCluster, n: int, within_s: float, setup_wit
         confirm_seconds=round(confirm_seconds, 2),
         republished_sent_events=observer.republished,
         duplicate_sent_events=observer.duplicates,
-        cpu_seconds={k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
+        cpu_seconds=cpu_used(cpu_before, cpu_after),
+        load_average_1m=round(load_before, 2),
     )

@@ -35,7 +35,10 @@ Stats = dict[str, float]
 
 
 def stats(values: Iterable[float]) -> Stats:
+    """Median, min and max; empty when there is no value (a figure older results lack)."""
     found = list(values)
+    if not found:
+        return {}
     return {"median": round(statistics.median(found), 3), "min": round(min(found), 3), "max": round(max(found), 3)}
 
 
@@ -62,7 +65,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         runs = [r for r in records if (r["n"], r["instances"]) == key]
 
         def of(name: str, runs: list[dict[str, Any]] = runs) -> Stats:
-            return stats(r[name] for r in runs)
+            return stats(r[name] for r in runs if name in r)
 
         cpu = [_per_service(r["cpu_seconds"]) for r in runs]
         processes = sorted({p for c in cpu for p in c}, key=_process_order)
@@ -90,6 +93,11 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "setup_seconds": of("setup_seconds"),
                 "confirm_seconds": of("confirm_seconds"),
                 "mails_received": of("mails_received"),
+                "load_average_1m": of("load_average_1m"),
+                "other_cpu_seconds": stats(r["cpu_seconds"]["other"] for r in runs if "other" in r["cpu_seconds"]),
+                "floor_other_cpu_seconds": stats(
+                    r["floor"]["cpu_seconds"]["other"] for r in runs if "other" in r["floor"].get("cpu_seconds", {})
+                ),
                 "republished_sent_events": of("republished_sent_events"),
                 "duplicate_sent_events": of("duplicate_sent_events"),
                 "cpu_seconds": {p: stats(c.get(p, 0.0) for c in cpu) for p in processes},
@@ -143,6 +151,8 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def cell(s: Stats, digits: int = 1) -> str:
+    if not s:
+        return "–"
     if s["min"] == s["max"]:
         return _fmt(s["median"], digits)
     return f"{_fmt(s['median'], digits)} ({_fmt(s['min'], digits)}–{_fmt(s['max'], digits)})"
@@ -183,14 +193,16 @@ def floor_table(rows: list[dict[str, Any]]) -> str:
 def checks_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| N | notifications instances | mails received by the sink | InvitationSent published again "
-        "| set-up s (not measured) | GET shows all sent, s after the last event |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| set-up s (not measured) | GET shows all sent, s after the last event "
+        "| load average before | CPU s of other programs: pipeline | floor |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {r['instances']} | {cell(r['mails_received'], 0)} "
             f"| {cell(r['republished_sent_events'], 0)} | {cell(r['setup_seconds'])} "
-            f"| {cell(r['confirm_seconds'], 2)} |"
+            f"| {cell(r['confirm_seconds'], 2)} | {cell(r['load_average_1m'], 2)} "
+            f"| {cell(r['other_cpu_seconds'], 1)} | {cell(r['floor_other_cpu_seconds'], 1)} |"
         )
     return "\n".join(lines)
 
@@ -208,7 +220,7 @@ def cpu_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _process_order(name: str) -> tuple[int, str]:
-    order = ["actors", "conferences", "notifications", "kafka", "mongodb", "smtp"]
+    order = ["actors", "conferences", "notifications", "kafka", "mongodb", "smtp", "bench", "other"]
     base = name.partition("-")[0]
     return (order.index(base) if base in order else len(order), name)
 
@@ -275,7 +287,8 @@ notifications service's own code), sent over {sizes.get("smtp_connections", 4)} 
 
 From the `POST /conferences` until the last `InvitationSent` (median of the runs, user + system, with
 children; two notifications instances are added up). The machine has {m["cores"]} cores, so a column
-close to the pipeline seconds is a process that was busy the whole time.
+close to the pipeline seconds is a process that was busy the whole time. "bench" is the benchmark's
+own reader; "other" is every other program on the machine.
 
 {cpu_table(rows)}
 
@@ -284,7 +297,10 @@ close to the pipeline seconds is a process that was busy the whole time.
 {checks_table(rows)}
 
 Each invitation must reach the sink exactly once. "Published again" counts `InvitationSent` events read
-a second time with the same event id (at-least-once relaying; consumers ignore them).
+a second time with the same event id (at-least-once relaying; consumers ignore them). The last
+columns show how busy the machine was with other programs (tests, builds) during the run: CPU
+seconds used by processes outside the benchmark, out of {m["cores"]} × the seconds measured. Compare
+rows only when those are small.
 
 {PROFILE_START}
 {_kept_profile(existing)}{PROFILE_END}
@@ -328,8 +344,8 @@ def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     width = 0.8 / (len(instances) + 1)
 
-    def bar(ax: Any, offset: int, label: str, series: list[Stats | None]) -> None:
-        xs = [i + (offset - len(instances) / 2) * width for i in range(len(ns))]
+    def bar(ax: Any, offset: int, label: str, series: list[Stats | None], bars: int) -> None:
+        xs = [i + (offset - (bars - 1) / 2) * width for i in range(len(ns))]
         med = [s["median"] if s else 0.0 for s in series]
         low = [s["median"] - s["min"] if s else 0.0 for s in series]
         high = [s["max"] - s["median"] if s else 0.0 for s in series]
@@ -345,8 +361,9 @@ def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
             offset,
             f"pipeline, {k} notifications instance{'s' if k > 1 else ''}",
             [find(n, k, "pipeline_seconds") for n in ns],
+            len(instances) + 1,
         )
-    bar(left, len(instances), "floor", [find(n, instances[0], "floor_seconds") for n in ns])
+    bar(left, len(instances), "floor", [find(n, instances[0], "floor_seconds") for n in ns], len(instances) + 1)
     left.set_title("seconds for N invitations (lower is better)")
     left.set_ylabel("seconds")
     if len(ns) > 1:
@@ -358,13 +375,16 @@ def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
             offset,
             f"{k} notifications instance{'s' if k > 1 else ''}",
             [find(n, k, "invitations_per_second") for n in ns],
+            len(instances),
         )
     right.set_title("invitations per second (higher is better)")
     right.set_ylabel("invitations / s")
 
     for ax in (left, right):
         ax.set_xticks(range(len(ns)), [f"N={n:,}" for n in ns])
-        ax.legend(fontsize="small")
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top * (6 if ax.get_yscale() == "log" else 1.35))  # room for the legend
+        ax.legend(fontsize="small", loc="upper left")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -372,13 +392,16 @@ def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_all(records: list[dict[str, Any]], runs: int) -> dict[str, Any]:
-    """Writes latest.json (and a dated copy), the markdown and the chart; returns the summary."""
+def write_all(records: list[dict[str, Any]], runs: int, measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Writes latest.json (and a dated copy), the markdown and the chart; returns the summary.
+
+    ``measured``: the date and machine of earlier results whose documents are being rebuilt.
+    """
     rows = summarise(records)
-    now = datetime.now(UTC)
+    now = datetime.fromisoformat(measured["date"]) if measured else datetime.now(UTC)
     data = {
         "date": now.isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": measured["machine"] if measured else machine(),
         "runs": runs,
         "targets": targets(rows),
         "results": rows,

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from . import report
-from .cluster import SERVICE_NAMES, BenchCluster, BenchError, MemorySampler
+from .cluster import SERVICE_NAMES, BenchCluster, BenchError, MemorySampler, cpu_used
 from .floor import run_floor
 from .pipeline import run_pipeline
 
@@ -55,7 +57,9 @@ def measure(n: int, instances: int, run: int) -> dict[str, Any]:
         mails = sum(1 for _ in cluster.stack.maildir.glob("*.eml"))  # before the floor adds its own
         if mails != n:
             say(f"  note: the SMTP sink received {mails} mails for {n} invitations")
+        cpu_before = cluster.cpu_seconds()
         floor = asyncio.run(run_floor(cluster.infra, n))
+        floor_cpu = cpu_used(cpu_before, cluster.cpu_seconds())
         say(
             f"  floor {floor.floor_seconds:.2f} s (kafka {floor.kafka_seconds:.2f}, "
             f"mongodb {floor.mongodb_seconds:.2f}, smtp {floor.smtp_seconds:.2f})"
@@ -79,7 +83,7 @@ def measure(n: int, instances: int, run: int) -> dict[str, Any]:
         "startup_seconds": round(startup, 2),
         **asdict(pipeline),
         "mails_received": mails,
-        "floor": {**asdict(floor), "floor_seconds": floor.floor_seconds},
+        "floor": {**asdict(floor), "floor_seconds": floor.floor_seconds, "cpu_seconds": floor_cpu},
         "floor_seconds": floor.floor_seconds,
         "ratio": round(pipeline.pipeline_seconds / floor.floor_seconds, 2),
         "peak_rss_mb": {s: peak_of(s) for s in SERVICE_NAMES},
@@ -98,7 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--instances", type=int, nargs="+", default=[1, 2], help="notifications instances (one row each)"
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: rebuild docs/benchmarks.md and the chart from saved results",
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        data = report.write_all(saved["raw"], saved["runs"], measured=saved)
+        print(report.results_table(data["results"]))
+        return 0
     if args.runs < 1 or any(n < 1 for n in args.n) or any(k < 1 for k in args.instances):
         parser.error("N, RUNS and instances must be positive")
     signal.signal(signal.SIGTERM, _terminate)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
@@ -29,13 +29,20 @@ RETENTION_SECONDS = 7 * 24 * 3600
 
 
 class Outbox:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Each process relays the entries it wrote itself, so two instances of a service do not
+    publish the same events; entries another process left unpublished for ``takeover_seconds``
+    (it crashed, or cannot reach Kafka) are taken over by whichever relay sees them."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], owner: str, takeover_seconds: float = 10.0) -> None:
         self.collection = db[COLLECTION]
+        self.owner = owner
+        self.takeover_seconds = takeover_seconds
         self._wakeup = asyncio.Event()
 
     async def create_indexes(self) -> None:
         await self.collection.create_index("event_id", unique=True)
-        await self.collection.create_index([("published", ASCENDING), ("_id", ASCENDING)])
+        await self.collection.create_index([("published", ASCENDING), ("owner", ASCENDING), ("_id", ASCENDING)])
+        await self.collection.create_index([("published", ASCENDING), ("created_at", ASCENDING)])
 
     async def store(self, envelopes: list[Envelope], session: AsyncClientSession) -> None:
         now = datetime.now(UTC)
@@ -47,6 +54,7 @@ class Outbox:
                     "key": e.aggregate_id,
                     "envelope": e.model_dump(mode="json"),
                     "published": False,
+                    "owner": self.owner,
                     "created_at": now,
                 }
                 for e in envelopes
@@ -64,8 +72,16 @@ class Outbox:
         self._wakeup.clear()
 
     async def pending(self, limit: int) -> list[dict[str, Any]]:
-        cursor = self.collection.find({"published": False}).sort("_id", ASCENDING).limit(limit)
-        return await cursor.to_list(length=limit)
+        """This process's unpublished entries and abandoned ones, oldest first.
+
+        Two queries rather than one with $or: SecantusDB scans the collection for a top-level $or.
+        """
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.takeover_seconds)
+        mine = self.collection.find({"published": False, "owner": self.owner}).sort("_id", ASCENDING).limit(limit)
+        abandoned = self.collection.find({"published": False, "created_at": {"$lt": cutoff}}).limit(limit)
+        found = {doc["_id"]: doc for doc in await mine.to_list(length=limit)}
+        found.update({doc["_id"]: doc for doc in await abandoned.to_list(length=limit)})
+        return [found[key] for key in sorted(found)][:limit]
 
     async def pending_count(self) -> int:
         return await self.collection.count_documents({"published": False})

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,7 +36,7 @@ class Runtime:
         self.settings = settings
         self.client = make_client(settings.mongodb_uri, settings.mongodb_timeout_ms)
         self.db = self.client[settings.mongodb_database]
-        self.outbox = Outbox(self.db)
+        self.outbox = Outbox(self.db, owner=f"{settings.service_name}-{uuid.uuid4().hex[:12]}")
         self.publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
         self.broker = make_broker(settings.kafka_bootstrap_servers)
         self.relay = OutboxRelay(self.outbox, self.publisher)
