@@ -6,14 +6,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 
-from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, service_process
+from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, service_process, wait_ready
 
 SERVICE_NAMES = ("actors", "conferences", "notifications")
 INFRA_NAMES = ("kafka", "mongodb", "smtp")
@@ -137,21 +135,11 @@ class BenchCluster:
             proc = service_process(service, port, self.infra, log_path=self.log_dir / f"{name}.log")
             self.services[name] = proc.start()
             self.urls[name] = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + ready_timeout
         for name in self.services:
-            self._wait_ready(name, deadline)
-
-    def _wait_ready(self, name: str, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if not self.services[name].alive():
-                raise BenchError(f"{name} exited during start-up; see {self.log_dir / (name + '.log')}")
             try:
-                if httpx.get(f"{self.urls[name]}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise BenchError(f"{name} not ready in time; see {self.log_dir / (name + '.log')}")
+                wait_ready(self.urls[name], self.services[name], ready_timeout)
+            except (RuntimeError, TimeoutError) as exc:
+                raise BenchError(f"{exc}; see {self.log_dir / (name + '.log')}") from exc
 
     def check_alive(self) -> None:
         for name, proc in self.services.items():
