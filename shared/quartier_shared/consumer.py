@@ -2,7 +2,7 @@
 
 One ``EventConsumer`` per service and consumer group. FastStream hands it a batch of raw records;
 the offsets of the batch are committed only after every record in it was handled or
-dead-lettered (AckPolicy.NACK_ON_ERROR: never ACK_FIRST, which is at-most-once).
+dead-lettered (AckPolicy.NACK_ON_ERROR; acknowledging on receipt would be at-most-once).
 
 - Records with the same key are handled in order; different keys run concurrently.
 - A record that cannot be parsed, or has an unknown major version, goes to the dead-letter

@@ -81,10 +81,6 @@ class KafkaPublisher:
             await self._producer.stop()
             self._producer = None
 
-    @property
-    def started(self) -> bool:
-        return self._producer is not None
-
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if self._producer is None:
             raise RuntimeError("publisher not started")

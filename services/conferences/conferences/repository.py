@@ -48,10 +48,6 @@ class MongoInvitationRepository:
         if invitations:
             await self.collection.insert_many([_invitation_doc(i) for i in invitations], session=self.session)
 
-    async def get(self, invitation_id: str) -> Invitation | None:
-        doc = await self.collection.find_one({"_id": invitation_id}, session=self.session)
-        return _invitation(doc) if doc else None
-
     async def record_outcomes(self, outcomes: Sequence[InvitationSent | InvitationFailed]) -> None:
         """Sent is final; failed may still become sent (a later attempt got through)."""
         now = datetime.now(UTC)
