@@ -65,10 +65,6 @@ Handler = Callable[[Any, Delivery], Awaitable[None]]
 BatchHandler = Callable[[list[Received]], Awaitable[None]]
 
 
-class PoisonMessage(Exception):
-    """A message no retry can fix: dead-letter it now."""
-
-
 class EventConsumer:
     """``handlers`` take one event at a time (in key order); ``batch_handlers`` take all events
     of their type in a batch at once, so they can read and write with a few round trips instead
@@ -172,11 +168,6 @@ class EventConsumer:
         while True:
             try:
                 await call()
-                return True
-            except PoisonMessage as exc:
-                if item is None:
-                    return False
-                await self.dead_letter(item.record, exc)
                 return True
             except Exception as exc:
                 wait = self._backoff(attempt)
