@@ -8,7 +8,7 @@ import email
 import email.policy
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from quartier.embedded import Infrastructure
 from quartier_shared.events import Envelope, Event, kafka_headers, wrap
+from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -147,3 +148,14 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             await app.state.runtime.kafka_connected.wait()
             yield client
+
+
+class RecordingPublisher(KafkaPublisher):
+    """A publisher that keeps what it was given (for tests of the relay and the consumer)."""
+
+    def __init__(self) -> None:
+        super().__init__("unused")
+        self.sent: list[OutgoingMessage] = []
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        self.sent.extend(messages)

@@ -4,24 +4,13 @@ crashed process left behind are taken over after the grace period."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
 from quartier_shared.events import ActorDeactivated
-from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.outbox import Outbox, OutboxRelay
-from tests.helpers import envelope_of
-
-
-class RecordingPublisher(KafkaPublisher):
-    def __init__(self) -> None:
-        super().__init__("unused")
-        self.sent: list[OutgoingMessage] = []
-
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        self.sent.extend(messages)
+from tests.helpers import RecordingPublisher, envelope_of
 
 
 async def store(outbox: Outbox, client: AsyncMongoClient[dict[str, Any]], count: int) -> None:

@@ -3,16 +3,15 @@ event is dead-lettered, and a database outage is waited out rather than dead-let
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pymongo.errors import ServerSelectionTimeoutError
 
 from quartier_shared.consumer import EventConsumer, Received
 from quartier_shared.events import DEAD_LETTER_TOPIC, ActorDeactivated, kafka_headers
-from quartier_shared.kafka import KafkaPublisher, OutgoingMessage, make_broker
+from quartier_shared.kafka import KafkaPublisher, make_broker
 from quartier_shared.settings import ServiceSettings
-from tests.helpers import envelope_of
+from tests.helpers import RecordingPublisher, envelope_of
 
 
 @dataclass
@@ -23,15 +22,6 @@ class FakeRecord:
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
-
-
-class RecordingPublisher(KafkaPublisher):
-    def __init__(self) -> None:
-        super().__init__("unused")
-        self.sent: list[OutgoingMessage] = []
-
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        self.sent.extend(messages)
 
 
 def consumer(publisher: KafkaPublisher) -> EventConsumer:
