@@ -91,18 +91,25 @@ def test_a_service_that_dies_is_restarted_and_ctrl_c_stops_everything(tmp_path: 
             record = next_event("service_process_started")
             started[record["name"]] = record
         conferences = started["conferences"]
-        wait_ready(f"http://127.0.0.1:{conferences['port']}/health/ready")
         stack_env = (tmp_path / "var" / "stack.env").read_text()
         assert "KAFKA_BOOTSTRAP_SERVERS=" in stack_env and "MONGODB_URI=" in stack_env
 
+        # Killed while the others are still starting: the stack must restart it, not give up.
         os.kill(conferences["pid"], signal.SIGKILL)
         restarted = next_event("service_restarted")
         assert restarted["name"] == "conferences" and restarted["exit_code"] == -signal.SIGKILL
         again = next_event("service_process_started")
         assert again["name"] == "conferences" and again["pid"] != conferences["pid"]
+        next_event("stack_ready")
+
+        # Killed while running.
+        os.kill(again["pid"], signal.SIGKILL)
+        assert next_event("service_restarted")["name"] == "conferences"
+        third = next_event("service_process_started")
+        assert third["name"] == "conferences" and third["pid"] not in (conferences["pid"], again["pid"])
         wait_ready(f"http://127.0.0.1:{conferences['port']}/health/ready")
 
-        children = [r["pid"] for r in started.values()] + [again["pid"]]
+        children = [r["pid"] for r in started.values()] + [again["pid"], third["pid"]]
         run.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
         assert run.wait(60) == 0
         next_event("stopped", timeout=5)

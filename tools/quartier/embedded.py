@@ -45,19 +45,24 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen[by
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
-def wait_ready(url: str, process: Process | None = None, timeout: float = 60.0) -> None:
-    """Until ``url``/health/ready answers 200 (the service reaches MongoDB and Kafka)."""
+def is_ready(url: str) -> bool:
+    """Whether ``url``/health/ready answers 200 (the service reaches MongoDB and Kafka)."""
     import httpx
 
+    try:
+        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(url: str, process: Process | None = None, timeout: float = 60.0) -> None:
+    """Until the service at ``url`` is ready; fails early when its process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and not process.alive():
             raise RuntimeError(f"{process.name} exited")
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if is_ready(url):
+            return
         time.sleep(0.2)
     raise TimeoutError(f"{url} not ready after {timeout}s")
 

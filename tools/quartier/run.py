@@ -11,11 +11,12 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .embedded import SERVICES, EmbeddedStack, Process, service_process, wait_for_port, wait_ready
+from .embedded import SERVICES, EmbeddedStack, Infrastructure, Process, is_ready, service_process, wait_for_port
 
 
 def say(event: str, **fields: Any) -> None:
@@ -52,22 +53,7 @@ def run(var_dir: Path, base_port: int = 8001) -> int:
         for name, port in ports.items():
             services[name] = service_process(name, port, infra).start()
             say("service_process_started", name=name, pid=services[name].pid, port=port)
-        _wait_ready(services, ports)
-        _banner(stack, infra.smtp_host, ports)
-        restarts: dict[str, list[float]] = {name: [] for name in services}
-        while not stopping:
-            time.sleep(0.5)
-            for name, proc in services.items():
-                if stopping or proc.alive():
-                    continue
-                code = proc.popen.returncode if proc.popen else None
-                recent = [t for t in restarts[name] if time.monotonic() - t < 60]
-                delay = min(2 ** len(recent), 30) if len(recent) >= 3 else 0.5  # back off a crash loop
-                say("service_restarted", name=name, exit_code=code, restarts_last_minute=len(recent), delay_s=delay)
-                time.sleep(delay)
-                restarts[name] = [*recent, time.monotonic()]
-                services[name] = service_process(name, ports[name], infra).start()
-                say("service_process_started", name=name, pid=services[name].pid, port=ports[name])
+        supervise(services, ports, infra, lambda: stopping, on_ready=lambda: _banner(stack, infra.smtp_host, ports))
     finally:
         say("stopping")
         for proc in services.values():
@@ -78,12 +64,40 @@ def run(var_dir: Path, base_port: int = 8001) -> int:
     return 0
 
 
-def _wait_ready(services: dict[str, Process], ports: dict[str, int], timeout: float = 90.0) -> None:
-    for name, proc in services.items():
-        wait_ready(f"http://127.0.0.1:{ports[name]}", proc, timeout)
+def supervise(
+    services: dict[str, Process],
+    ports: dict[str, int],
+    infra: Infrastructure,
+    stopping: Callable[[], bool],
+    on_ready: Callable[[], None],
+) -> None:
+    """Restart dead services until asked to stop; call ``on_ready`` once all answer ready.
+
+    One loop for both phases: a service may die while the others are still starting, and that
+    must lead to a restart, not to the whole stack stopping.
+    """
+    restarts: dict[str, list[float]] = {name: [] for name in services}
+    announced = False
+    while not stopping():
+        time.sleep(0.5)
+        for name, proc in services.items():
+            if stopping() or proc.alive():
+                continue
+            code = proc.popen.returncode if proc.popen else None
+            recent = [t for t in restarts[name] if time.monotonic() - t < 60]
+            delay = min(2 ** len(recent), 30) if len(recent) >= 3 else 0.5  # back off a crash loop
+            say("service_restarted", name=name, exit_code=code, restarts_last_minute=len(recent), delay_s=delay)
+            time.sleep(delay)
+            restarts[name] = [*recent, time.monotonic()]
+            services[name] = service_process(name, ports[name], infra).start()
+            say("service_process_started", name=name, pid=services[name].pid, port=ports[name])
+        if not announced and all(is_ready(f"http://127.0.0.1:{port}") for port in ports.values()):
+            announced = True
+            on_ready()
 
 
 def _banner(stack: EmbeddedStack, smtp_host: str, ports: dict[str, int]) -> None:
+    say("stack_ready", ports=ports)
     lines = ["", "Quartier is running:"]
     for name, port in ports.items():
         lines.append(f"  {name:<14} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)")
