@@ -1,9 +1,11 @@
 """Transactional outbox: events are stored with the change that caused them, then relayed.
 
-``Outbox.store`` runs inside the unit of work's transaction. ``OutboxRelay`` runs in the same
-process, wakes when a transaction committed (and polls as a safety net), publishes pending
-entries in order, in batches, and marks them published only after Kafka has taken them. If the
-process dies between the two, the batch is published again: consumers are idempotent.
+``Outbox.store`` runs inside the unit of work's transaction and writes one document per
+transaction, holding all the events it caused (a fan-out batch of 500 InvitationIssued is one
+write, not 500). ``OutboxRelay`` runs in the same process, wakes when a transaction committed (and
+polls as a safety net), publishes pending documents in order, and deletes them only after Kafka
+has taken every event in them. If the process dies between the two, those events are published
+again: consumers are idempotent.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from .metrics import EVENTS_PUBLISHED
 log = get_logger(__name__)
 
 COLLECTION = "outbox"
-RETENTION_SECONDS = 7 * 24 * 3600
 
 
 class Outbox:
@@ -34,31 +35,24 @@ class Outbox:
     (it crashed, or cannot reach Kafka) are taken over by whichever relay sees them."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], owner: str, takeover_seconds: float = 10.0) -> None:
+        self.db = db
         self.collection = db[COLLECTION]
         self.owner = owner
         self.takeover_seconds = takeover_seconds
         self._wakeup = asyncio.Event()
 
     async def create_indexes(self) -> None:
-        await self.collection.create_index("event_id", unique=True)
-        await self.collection.create_index([("published", ASCENDING), ("owner", ASCENDING), ("_id", ASCENDING)])
-        await self.collection.create_index([("published", ASCENDING), ("created_at", ASCENDING)])
+        await self.collection.create_index([("owner", ASCENDING), ("_id", ASCENDING)])
+        await self.collection.create_index("created_at")
 
     async def store(self, envelopes: list[Envelope], session: AsyncClientSession) -> None:
-        now = datetime.now(UTC)
-        await self.collection.insert_many(
-            [
-                {
-                    "event_id": e.event_id,
-                    "topic": EVENT_TYPES[e.event_type].topic,
-                    "key": e.aggregate_id,
-                    "envelope": e.model_dump(mode="json"),
-                    "published": False,
-                    "owner": self.owner,
-                    "created_at": now,
-                }
-                for e in envelopes
-            ],
+        await self.collection.insert_one(
+            {
+                "owner": self.owner,
+                "created_at": datetime.now(UTC),
+                "count": len(envelopes),
+                "events": [_entry(e) for e in envelopes],
+            },
             session=session,
         )
 
@@ -72,41 +66,59 @@ class Outbox:
         self._wakeup.clear()
 
     async def pending(self, limit: int) -> list[dict[str, Any]]:
-        """This process's unpublished entries and abandoned ones, oldest first.
+        """Up to ``limit`` documents: this process's and abandoned ones, oldest first.
 
         Two queries rather than one with $or: SecantusDB scans the collection for a top-level $or.
         """
         cutoff = datetime.now(UTC) - timedelta(seconds=self.takeover_seconds)
-        mine = self.collection.find({"published": False, "owner": self.owner}).sort("_id", ASCENDING).limit(limit)
-        abandoned = self.collection.find({"published": False, "created_at": {"$lt": cutoff}}).limit(limit)
+        mine = self.collection.find({"owner": self.owner}).sort("_id", ASCENDING).limit(limit)
+        abandoned = self.collection.find({"created_at": {"$lt": cutoff}}).limit(limit)
         found = {doc["_id"]: doc for doc in await mine.to_list(length=limit)}
         found.update({doc["_id"]: doc for doc in await abandoned.to_list(length=limit)})
         return [found[key] for key in sorted(found)][:limit]
 
     async def pending_count(self) -> int:
-        return await self.collection.count_documents({"published": False})
+        return await pending_events(self.db)
 
-    async def mark_published(self, ids: list[Any]) -> None:
-        await self.collection.update_many(
-            {"_id": {"$in": ids}}, {"$set": {"published": True, "published_at": datetime.now(UTC)}}
+    async def remove(self, ids: list[Any]) -> None:
+        await self.collection.delete_many({"_id": {"$in": ids}})
+
+
+async def pending_events(db: AsyncDatabase[dict[str, Any]]) -> int:
+    """How many events wait in this database's outbox."""
+    return sum([doc.get("count", 0) async for doc in db[COLLECTION].find({}, {"count": 1})])
+
+
+def _entry(envelope: Envelope) -> dict[str, Any]:
+    """An event as it will go to Kafka, serialised once, when it is stored."""
+    return {
+        "topic": EVENT_TYPES[envelope.event_type].topic,
+        "key": envelope.aggregate_id,
+        "event_type": envelope.event_type,
+        "value": envelope.model_dump_json(),
+        "headers": [[name, value.decode()] for name, value in kafka_headers(envelope)],
+    }
+
+
+def to_messages(doc: dict[str, Any]) -> list[OutgoingMessage]:
+    return [
+        OutgoingMessage(
+            topic=e["topic"],
+            key=e["key"].encode(),
+            value=e["value"].encode(),
+            headers=[(name, value.encode()) for name, value in e["headers"]],
         )
-
-
-def to_message(doc: dict[str, Any]) -> OutgoingMessage:
-    envelope = Envelope.model_validate(doc["envelope"])
-    return OutgoingMessage(
-        topic=doc["topic"],
-        key=doc["key"].encode(),
-        value=envelope.model_dump_json().encode(),
-        headers=kafka_headers(envelope),
-    )
+        for e in doc["events"]
+    ]
 
 
 class OutboxRelay:
     def __init__(
-        self, outbox: Outbox, publisher: KafkaPublisher, batch_size: int = 500, poll_seconds: float = 1.0
+        self, outbox: Outbox, publisher: KafkaPublisher, batch_size: int = 50, poll_seconds: float = 1.0
     ) -> None:
+        """``batch_size`` counts outbox documents (transactions), each with one or more events."""
         self.outbox = outbox
+        self.more = False
         self.publisher = publisher
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
@@ -115,9 +127,9 @@ class OutboxRelay:
         backoff = 0.2
         while True:
             try:
-                published = await self.relay_once()
+                await self.relay_once()
                 backoff = 0.2
-                if published < self.batch_size:
+                if not self.more:
                     await self.outbox.wait(self.poll_seconds)
             except asyncio.CancelledError:
                 raise
@@ -129,12 +141,15 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 10.0)
 
     async def relay_once(self) -> int:
+        """Publish the oldest pending documents; returns how many events went to Kafka."""
         docs = await self.outbox.pending(self.batch_size)
+        self.more = len(docs) == self.batch_size
         if not docs:
             return 0
-        await self.publisher.publish([to_message(d) for d in docs])
-        await self.outbox.mark_published([d["_id"] for d in docs])
-        for d in docs:
-            EVENTS_PUBLISHED.labels(d["envelope"]["event_type"]).inc()
-        log.debug("outbox_relayed", count=len(docs))
-        return len(docs)
+        await self.publisher.publish([m for d in docs for m in to_messages(d)])
+        await self.outbox.remove([d["_id"] for d in docs])
+        events = [e for d in docs for e in d["events"]]
+        for e in events:
+            EVENTS_PUBLISHED.labels(e["event_type"]).inc()
+        log.debug("outbox_relayed", count=len(events))
+        return len(events)

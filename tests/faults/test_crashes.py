@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from quartier_shared.outbox import pending_events
 from tests.faults.cluster import (
     Cluster,
     assert_each_once,
@@ -53,8 +54,7 @@ async def test_2_conferences_killed_after_201_before_the_relay_published(cluster
         await wait_for_copies(cluster, n)
         cluster.pause("kafka")  # the relay cannot publish, so the event can only be in the outbox
         conference_id = await schedule(http, cluster.url("conferences"), district="V")
-        outbox = cluster.database("conferences")["outbox"]
-        pending_at_kill = await outbox.count_documents({"published": False})
+        pending_at_kill = await pending_events(cluster.database("conferences"))
         cluster.kill("conferences-1")
         cluster.resume("kafka")
         cluster.restart("conferences-1")

@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from quartier_shared.outbox import pending_events
 from tests.faults.cluster import (
     Cluster,
     assert_each_once,
@@ -31,8 +32,8 @@ async def test_3_kafka_paused_for_20_seconds_while_actors_register_and_a_confere
         actors = await register_actors(http, cluster.url("actors"), n, district="VI")
         conference_id = await schedule(http, cluster.url("conferences"), district="VI")
         held = {
-            "actors": await cluster.database("actors")["outbox"].count_documents({"published": False}),
-            "conferences": await cluster.database("conferences")["outbox"].count_documents({"published": False}),
+            "actors": await pending_events(cluster.database("actors")),
+            "conferences": await pending_events(cluster.database("conferences")),
         }
         await asyncio.sleep(max(0.0, 20 - (time.monotonic() - paused_at)))
         cluster.resume("kafka")

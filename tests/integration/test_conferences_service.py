@@ -18,6 +18,7 @@ from quartier_shared.events import (
     InvitationFailed,
     InvitationSent,
 )
+from quartier_shared.outbox import pending_events
 from tests.helpers import (
     conference_body,
     envelope_of,
@@ -163,7 +164,7 @@ async def _no_pending(db: object) -> bool:
     from pymongo.asynchronous.database import AsyncDatabase
 
     assert isinstance(db, AsyncDatabase)
-    return await db["outbox"].count_documents({"published": False}) == 0
+    return await pending_events(db) == 0
 
 
 async def test_late_joiner_is_invited_to_upcoming_conferences(infra: Infrastructure, database_name: str) -> None:

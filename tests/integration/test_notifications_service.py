@@ -20,6 +20,7 @@ from quartier_shared.events import (
     InvitationIssued,
     Venue,
 )
+from quartier_shared.outbox import pending_events
 from tests.helpers import (
     envelope_of,
     envelopes,
@@ -170,4 +171,4 @@ async def test_malformed_messages_go_to_the_dead_letter_topic_and_the_partition_
 
 async def _outbox_empty(app: object) -> bool:
     db = app.state.runtime.db  # type: ignore[attr-defined]
-    return bool(await db["outbox"].count_documents({"published": False}) == 0)
+    return bool(await pending_events(db) == 0)

@@ -307,9 +307,8 @@ async def test_outbox_status_counts_what_waits_and_how_long(
     try:
         await client[waiting]["outbox"].insert_many(
             [
-                {"published": False, "created_at": now - timedelta(seconds=30), "topic": INVITATIONS_TOPIC},
-                {"published": False, "created_at": now - timedelta(seconds=120), "topic": INVITATIONS_TOPIC},
-                {"published": True, "created_at": now - timedelta(hours=5), "topic": INVITATIONS_TOPIC},
+                {"owner": "conferences-1", "created_at": now - timedelta(seconds=30), "count": 2, "events": []},
+                {"owner": "conferences-2", "created_at": now - timedelta(seconds=120), "count": 1, "events": []},
             ]
         )
     finally:
@@ -320,14 +319,14 @@ async def test_outbox_status_counts_what_waits_and_how_long(
     )
     assert (code, err) == (0, "")
     first, second = json.loads(out)
-    assert (first["database"], first["pending"]) == (waiting, 2)
-    assert 120 <= first["oldest_age_seconds"] < 180  # the oldest pending one, not the published one
+    assert (first["database"], first["pending"]) == (waiting, 3)  # events, not documents
+    assert 120 <= first["oldest_age_seconds"] < 180  # the oldest one
     assert second == {"database": empty, "pending": 0, "oldest_age_seconds": None}
 
     code, out, _ = await cli(capsys, "outbox", "status", "--mongodb", mongo_uri, "--database", waiting)
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["DATABASE", "PENDING", "OLDEST", "(s)"]
-    assert lines[1].split()[:2] == [waiting, "2"]
+    assert lines[1].split()[:2] == [waiting, "3"]
 
     code, out, _ = await cli(capsys, "outbox", "status", "--json", "--mongodb", mongo_uri)
     assert code == 0

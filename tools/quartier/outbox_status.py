@@ -16,7 +16,7 @@ from typing import Any
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import ConfigurationError, PyMongoError, ServerSelectionTimeoutError
 
-from quartier_shared.outbox import COLLECTION
+from quartier_shared.outbox import COLLECTION, pending_events
 
 from .common import USAGE, Address, OperatorError, printable, quiet, without_credentials
 
@@ -34,8 +34,8 @@ class OutboxStatus:
 
 async def _status(db: Any, name: str, now: datetime) -> OutboxStatus:
     outbox = db[COLLECTION]
-    pending = await outbox.count_documents({"published": False})
-    oldest = await outbox.find_one({"published": False}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
+    pending = await pending_events(db)
+    oldest = await outbox.find_one({}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
     created = oldest.get("created_at") if oldest else None
     age = round((now - created).total_seconds(), 1) if isinstance(created, datetime) else None
     return OutboxStatus(name, pending, age)
