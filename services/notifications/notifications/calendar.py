@@ -6,6 +6,7 @@ the entry the attendee's calendar already holds; SEQUENCE tells the client which
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Final
@@ -44,6 +45,20 @@ def _address(email: str, name: str) -> vCalAddress:
     return address
 
 
+@dataclass(frozen=True)
+class CalendarTemplate:
+    """One conference's ``.ics`` without its ATTENDEE: made once, completed per recipient.
+
+    Serialising the whole calendar is most of the cost of a mail; only the attendee differs.
+    """
+
+    before_attendee: bytes
+    after_attendee: bytes
+
+    def for_attendee(self, email: str, name: str) -> bytes:
+        return self.before_attendee + _attendee_line(email, name) + self.after_attendee
+
+
 def invitation_calendar(
     *,
     conference: ConferenceDetails,
@@ -59,6 +74,19 @@ def invitation_calendar(
     A cancellation must carry a higher ``conference.sequence`` than the request it withdraws,
     or clients ignore it; the caller owns that counter.
     """
+    template = calendar_template(
+        conference=conference,
+        organizer_email=organizer_email,
+        organizer_name=organizer_name,
+        uid_domain=uid_domain,
+        method=method,
+    )
+    return template.for_attendee(attendee_email, attendee_name)
+
+
+def calendar_template(
+    *, conference: ConferenceDetails, organizer_email: str, organizer_name: str, uid_domain: str, method: str
+) -> CalendarTemplate:
     if method not in METHODS:
         raise ValueError(f"unsupported iTIP method {method!r}, expected one of {sorted(METHODS)}")
     tz = ZoneInfo(conference.timezone)  # unknown zone: ZoneInfoNotFoundError, a bad message
@@ -88,12 +116,24 @@ def invitation_calendar(
             "\n".join(f"{number}. {item}" for number, item in enumerate(conference.agenda, 1)),
         )
     event.add("organizer", _address(organizer_email, organizer_name))
-    attendee = _address(attendee_email, attendee_name)
-    attendee.params["ROLE"] = "REQ-PARTICIPANT"
-    attendee.params["PARTSTAT"] = "NEEDS-ACTION"
-    attendee.params["RSVP"] = "TRUE"
-    event.add("attendee", attendee)
     event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
     calendar.add_component(event)
     ics: bytes = calendar.to_ical()  # icalendar leaves this untyped
-    return ics
+    end = ics.rindex(_END_EVENT)  # the attendee goes last in the event
+    return CalendarTemplate(ics[:end], ics[end:])
+
+
+_BEGIN_EVENT: Final = b"BEGIN:VEVENT\r\n"
+_END_EVENT: Final = b"END:VEVENT\r\n"
+
+
+def _attendee_line(email: str, name: str) -> bytes:
+    """The ATTENDEE content line, quoted and folded by icalendar itself."""
+    attendee = _address(email, name)
+    attendee.params["ROLE"] = "REQ-PARTICIPANT"
+    attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+    attendee.params["RSVP"] = "TRUE"
+    event = Event()
+    event.add("attendee", attendee)
+    raw: bytes = event.to_ical()
+    return raw[len(_BEGIN_EVENT) : -len(_END_EVENT)]

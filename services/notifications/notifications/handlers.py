@@ -85,31 +85,58 @@ async def send_invitations(batch: list[Received], deps: Dependencies) -> None:
         )
         fresh.setdefault(d.id, d)
         contexts.setdefault(d.id, item.delivery.context(SERVICE))
-    stored = await deps.deliveries.create_missing(list(fresh.values()))
-    done = [d for d in stored if d.status.final]
+    stored = await deps.deliveries.get_many(fresh)
+    done = [d for d in stored.values() if d.status.final]
     if done:
         log.info("deliveries_already_final", count=len(done))
-    await deliver([d for d in stored if not d.status.final], contexts, deps)
+    # The common case: deliveries not stored yet are stored already claimed, one write each.
+    await deliver([d for d in fresh.values() if d.id not in stored], contexts, deps, stored=False)
+    # A redelivery, or work a crashed instance left: claim what is stored and not final.
+    await deliver([d for d in stored.values() if not d.status.final], contexts, deps)
 
 
-async def deliver(deliveries: list[Delivery], contexts: dict[str, EventContext], deps: Dependencies) -> None:
+async def deliver(
+    deliveries: list[Delivery], contexts: dict[str, EventContext], deps: Dependencies, stored: bool = True
+) -> None:
+    """Send these deliveries; ``stored=False`` for ones not in the database yet."""
     if not deliveries:
         return
     contacts = await deps.contacts.get_many({d.actor_id for d in deliveries})
+    ready = [d for d in deliveries if d.actor_id in contacts]
     unknown = [d for d in deliveries if d.actor_id not in contacts]
+    ready_stored = ready if stored else []
     if unknown:
         # The actors' contact events have not reached us yet; update_contact sends these when they
         # do. It saves the contact before it looks for waiting deliveries, and we look for the
         # contact again after marking them waiting, so when both run at once one of them sends.
-        await deps.deliveries.mark_waiting([d.id for d in unknown])
-        contacts |= await deps.contacts.get_many({d.actor_id for d in unknown})
+        if stored:
+            await deps.deliveries.mark_waiting([d.id for d in unknown])
+        else:
+            await deps.deliveries.add_waiting(unknown)
+        late = await deps.contacts.get_many({d.actor_id for d in unknown})
+        contacts |= late
+        ready_stored = ready_stored + [d for d in unknown if d.actor_id in late]
         for d in unknown:
             if d.actor_id not in contacts:
                 log.info("delivery_waiting_for_contact", invitation_id=d.invitation_id, actor_id=d.actor_id)
-    ready = [d for d in deliveries if d.actor_id in contacts]
     size = deps.settings.delivery_claim_size
-    for start in range(0, len(ready), size):
-        await _claim_and_send(ready[start : start + size], contacts, contexts, deps)
+    if not stored:
+        for start in range(0, len(ready), size):
+            taken = await _add_claimed_and_send(ready[start : start + size], contacts, contexts, deps)
+            ready_stored += [d for d in ready[start : start + size] if d.id not in taken]
+    for start in range(0, len(ready_stored), size):
+        await _claim_and_send(ready_stored[start : start + size], contacts, contexts, deps)
+
+
+async def _add_claimed_and_send(
+    new: list[Delivery], contacts: dict[str, Contact], contexts: dict[str, EventContext], deps: Dependencies
+) -> set[str]:
+    """Store new deliveries leased to a fresh claim and send them; returns the ids stored here (any
+    another instance stored first go through the claim path)."""
+    token = str(uuid.uuid4())
+    claimed = await deps.deliveries.add_claimed(new, deps.settings.delivery_lease_seconds, token)
+    await _send(claimed, contacts, contexts, token, deps)
+    return {d.id for d in claimed}
 
 
 async def _claim_and_send(
@@ -160,7 +187,7 @@ async def _send(
         if not contact.reachable:
             await recorder.add(d, DeliveryStatus.FAILED, "not sent: the actor is inactive or has withdrawn consent")
             return
-        message = render_invitation(
+        mail = render_invitation(
             conference=d.conference,
             recipient=Recipient(name=contact.name, email=contact.email, language=contact.language),
             sender=sender,
@@ -168,7 +195,7 @@ async def _send(
             domain=deps.settings.mail_domain,
         )
         try:
-            await deps.smtp.send(message)
+            await deps.smtp.send(mail)
         except (PermanentMailError, TemporaryMailError) as exc:
             await recorder.add(d, DeliveryStatus.FAILED, str(exc)[:500])
             return

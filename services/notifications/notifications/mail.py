@@ -7,18 +7,20 @@ weekday names so the output does not depend on the host's locale settings.
 from __future__ import annotations
 
 import email.policy
+import email.quoprimime
 import html
 import re
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
 from quartier_shared.events import ConferenceDetails, Language
 
-from .calendar import invitation_calendar
+from .calendar import CalendarTemplate, calendar_template
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,82 @@ def _html_body(facts: _Facts, t: dict[str, str], sender: Sender, language: Langu
     )
 
 
+@dataclass(frozen=True)
+class OutgoingMail:
+    """A rendered mail: the SMTP envelope and the message exactly as it goes over the wire."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+    def as_bytes(self) -> bytes:
+        return self.data
+
+
+CRLF: Final = "\r\n"
+
+
+def _qp(text: str) -> str:
+    """Quoted-printable keeps umlauts 7-bit safe, so no relay needs 8BITMIME. It encodes line by
+    line, so parts encoded apart and joined with CRLF equal the whole encoded at once."""
+    # quoprimime works on octets held in a str, as the email package feeds it.
+    return email.quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), eol=CRLF)
+
+
+def _header(name: str, value: str) -> str:
+    """One header, RFC 2047-encoded where it is not ASCII and folded to the line length."""
+    policy = email.policy.SMTP
+    folded: str = policy.header_factory(name, value).fold(policy=policy)
+    return folded
+
+
+@dataclass(frozen=True)
+class _Template:
+    """Everything in an invitation that is the same for every recipient of one conference in one
+    language; per recipient only the greeting, the addressee and the ids are filled in."""
+
+    headers: str  # From and Subject
+    plain_after_greeting: str
+    html_before_greeting: str
+    html_after_greeting: str
+    calendar: CalendarTemplate
+    greeting: str  # format string with {name}
+    language: Language
+
+
+@lru_cache(maxsize=64)
+def _template(conference_json: str, language: Language, sender: Sender, domain: str) -> _Template:
+    """Cached per conference (its full JSON, so any change makes a new entry), language and sender."""
+    conference = ConferenceDetails.model_validate_json(conference_json)
+    t = TEMPLATES[language]
+    marker = "\x00greeting\x00"  # cannot occur in the text: the bodies are split around it
+    facts = replace(_facts(conference, Recipient(name="", email="", language=language)), greeting=marker)
+    tz = ZoneInfo(conference.timezone)
+    subject = t["subject"].format(
+        title=conference.title, short_date=_short_date(conference.starts_at.astimezone(tz), language)
+    )
+    plain = _plain_body(facts, t, sender)
+    html_body = _html_body(facts, t, sender, language)
+    html_before, html_after = html_body.split(html.escape(marker))
+    return _Template(
+        headers=_header("From", formataddr((_one_line(sender.name), sender.email)))
+        + _header("Subject", _one_line(subject)),
+        plain_after_greeting=plain.split(marker)[1],
+        html_before_greeting=html_before,
+        html_after_greeting=html_after,
+        calendar=calendar_template(
+            conference=conference,
+            organizer_email=sender.email,
+            organizer_name=sender.name,
+            uid_domain=domain,
+            method="REQUEST",
+        ),
+        greeting=t["greeting"],
+        language=language,
+    )
+
+
 def render_invitation(
     *,
     conference: ConferenceDetails,
@@ -209,53 +287,55 @@ def render_invitation(
     sender: Sender,
     invitation_id: str,
     domain: str,
-) -> EmailMessage:
-    """The complete invitation mail, ready for SMTP; ``domain`` also scopes Message-ID and UID."""
-    t = TEMPLATES[recipient.language]
-    facts = _facts(conference, recipient)
-    tz = ZoneInfo(conference.timezone)
+) -> OutgoingMail:
+    """The complete invitation mail, ready for SMTP; ``domain`` also scopes Message-ID and UID.
 
-    # SMTP policy: CRLF line ends, which the .ics needs anyway (RFC 5545 content lines).
-    msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = formataddr((_one_line(sender.name), sender.email))
-    msg["To"] = formataddr((_one_line(recipient.name), recipient.email))
-    msg["Subject"] = _one_line(
-        t["subject"].format(
-            title=conference.title,
-            short_date=_short_date(conference.starts_at.astimezone(tz), recipient.language),
-        )
+    Structure: multipart/mixed of (multipart/alternative of text and HTML) and the ``.ics``.
+    """
+    t = _template(conference.model_dump_json(), recipient.language, sender, domain)
+    greeting = t.greeting.format(name=recipient.name)
+    msg_id = message_id(invitation_id, "invitation", domain)
+    ics = t.calendar.for_attendee(recipient.email, recipient.name).decode("utf-8")
+    # "=_" cannot occur in quoted-printable text ("=" is always followed by hex digits or a line
+    # break), so a boundary starting with it never collides with a body.
+    mixed, alternative = f"=_mixed_{uuid.uuid4().hex}", f"=_alt_{uuid.uuid4().hex}"
+    text = "".join(
+        [
+            "MIME-Version: 1.0" + CRLF,
+            t.headers,
+            _header("To", formataddr((_one_line(recipient.name), recipient.email), charset="utf-8")),
+            f"Date: {format_datetime(datetime.now(UTC))}{CRLF}",
+            f"Message-ID: {msg_id}{CRLF}",
+            f"Content-Language: {t.language}{CRLF}",
+            f'Content-Type: multipart/mixed; boundary="{mixed}"{CRLF}',
+            CRLF,
+            f"--{mixed}{CRLF}",
+            f'Content-Type: multipart/alternative; boundary="{alternative}"{CRLF}',
+            CRLF,
+            f"--{alternative}{CRLF}",
+            _text_part_headers("plain"),
+            _qp(greeting + "\n" + t.plain_after_greeting),
+            CRLF,
+            f"--{alternative}{CRLF}",
+            _text_part_headers("html"),
+            _qp(t.html_before_greeting + html.escape(greeting) + t.html_after_greeting),
+            CRLF,
+            f"--{alternative}--{CRLF}",
+            f"--{mixed}{CRLF}",
+            _text_part_headers(
+                "calendar", '; method="REQUEST"', f'Content-Disposition: attachment; filename="invitation.ics"{CRLF}'
+            ),
+            _qp(ics),
+            CRLF,
+            f"--{mixed}--{CRLF}",
+        ]
     )
-    msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = message_id(invitation_id, "invitation", domain)
-    msg["Content-Language"] = recipient.language
+    return OutgoingMail(sender=sender.email, recipient=recipient.email, message_id=msg_id, data=text.encode("ascii"))
 
-    # Quoted-printable keeps umlauts 7-bit safe, so no relay needs 8BITMIME.
-    msg.set_content(_plain_body(facts, t, sender), charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(
-        _html_body(facts, t, sender, recipient.language),
-        subtype="html",
-        charset="utf-8",
-        cte="quoted-printable",
+
+def _text_part_headers(subtype: str, params: str = "", more: str = "") -> str:
+    """The headers of a UTF-8 text part and the blank line that ends them."""
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"{params}{CRLF}'
+        f"Content-Transfer-Encoding: quoted-printable{CRLF}{more}{CRLF}"
     )
-    ics = invitation_calendar(
-        conference=conference,
-        organizer_email=sender.email,
-        organizer_name=sender.name,
-        attendee_email=recipient.email,
-        attendee_name=recipient.name,
-        uid_domain=domain,
-        method="REQUEST",
-    )
-    msg.add_attachment(
-        ics.decode("utf-8"),
-        subtype="calendar",
-        charset="utf-8",
-        cte="quoted-printable",
-        params={"method": "REQUEST"},
-        filename="invitation.ics",
-    )
-    # EmailMessage stamps MIME-Version on every part it creates; only the top level needs it.
-    for part in msg.walk():
-        if part is not msg:
-            del part["MIME-Version"]
-    return msg

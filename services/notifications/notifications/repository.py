@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from quartier_shared.events import ConferenceDetails
 from .domain import Contact, Delivery, DeliveryStatus
 
 Document = dict[str, Any]
+DUPLICATE_KEY = 11000
 
 
 class MongoContactRepository:
@@ -52,15 +53,34 @@ class MongoDeliveryRepository:
         cursor = self.collection.find({"_id": {"$in": list(ids)}}, session=self.session)
         return {d["_id"]: _delivery(d) async for d in cursor}
 
-    async def create_missing(self, deliveries: list[Delivery]) -> list[Delivery]:
-        """The stored deliveries for these ids, storing those not there yet."""
-        stored = await self.get_many(d.id for d in deliveries)
-        new = [d for d in deliveries if d.id not in stored]
-        if new:
-            with contextlib.suppress(BulkWriteError):  # some were inserted by another instance just now
-                await self.collection.insert_many([_delivery_doc(d) for d in new], ordered=False, session=self.session)
-            stored = await self.get_many(d.id for d in deliveries)
-        return [stored[d.id] for d in deliveries]
+    async def add_waiting(self, deliveries: list[Delivery]) -> None:
+        """Store new deliveries whose contact data has not arrived yet."""
+        docs = [_delivery_doc(d) | {"status": DeliveryStatus.WAITING_FOR_CONTACT.value} for d in deliveries]
+        await self._insert_new(docs)
+
+    async def add_claimed(self, deliveries: list[Delivery], lease_seconds: float, token: str) -> list[Delivery]:
+        """Store new deliveries already leased to claim ``token``, one write each. Returns the ones
+        stored here: an id another instance stored first stays as that one stored it."""
+        lease_until = datetime.now(UTC) + timedelta(seconds=lease_seconds)
+        lease = {"status": DeliveryStatus.SENDING.value, "lease_until": lease_until, "claim": token, "attempts": 1}
+        inserted = await self._insert_new([_delivery_doc(d) | lease for d in deliveries])
+        return [
+            replace(d, status=DeliveryStatus.SENDING, lease_until=lease_until) for d in deliveries if d.id in inserted
+        ]
+
+    async def _insert_new(self, docs: list[Document]) -> set[str]:
+        """Insert what is not there yet; returns the ids inserted."""
+        ids = {doc["_id"] for doc in docs}
+        if not docs:
+            return ids
+        try:
+            await self.collection.insert_many(docs, ordered=False, session=self.session)
+        except BulkWriteError as exc:
+            duplicates = [e for e in exc.details["writeErrors"] if e.get("code") == DUPLICATE_KEY]
+            if len(duplicates) != len(exc.details["writeErrors"]):
+                raise
+            ids -= {docs[e["index"]]["_id"] for e in duplicates}
+        return ids
 
     async def mark_waiting(self, ids: list[str]) -> None:
         await self.collection.update_many(
@@ -110,13 +130,20 @@ class MongoDeliveryRepository:
             )
         }
         now = datetime.now(UTC)
-        writes = [
+        sent = [d.id for d, status, _ in outcomes if d.id in held and status is DeliveryStatus.SENT]
+        if sent:  # the common case, in one update_many (cheaper than one update per delivery)
+            await self.collection.update_many(
+                {"_id": {"$in": sent}},
+                {"$set": {"status": DeliveryStatus.SENT.value, "reason": None, "finished_at": now}},
+                session=self.session,
+            )
+        failed = [
             UpdateOne({"_id": d.id}, {"$set": {"status": status.value, "reason": reason, "finished_at": now}})
             for d, status, reason in outcomes
-            if d.id in held
+            if d.id in held and status is not DeliveryStatus.SENT
         ]
-        if writes:
-            await self.collection.bulk_write(writes, ordered=False, session=self.session)
+        if failed:
+            await self.collection.bulk_write(failed, ordered=False, session=self.session)
         return held
 
     async def waiting_for(self, actor_id: str) -> list[Delivery]:

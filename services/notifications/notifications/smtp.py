@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from email.message import EmailMessage
 
 import aiosmtplib
 
 from quartier_shared.logging import get_logger, redact
 
+from .mail import OutgoingMail
 from .settings import Settings
 
 log = get_logger(__name__)
@@ -34,13 +34,13 @@ class SmtpSender:
         self._slots = asyncio.Semaphore(settings.smtp_connections)
         self._idle: list[aiosmtplib.SMTP] = []
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, mail: OutgoingMail) -> None:
         """Send, retrying temporary failures; raises PermanentMailError or, when the attempts are
         used up, TemporaryMailError."""
         attempts = self.settings.smtp_max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                await self.send_once(message)
+                await self.send_once(mail)
                 return
             except TemporaryMailError as exc:
                 if attempt == attempts:
@@ -49,13 +49,15 @@ class SmtpSender:
                 log.warning("smtp_temporary_failure", attempt=attempt, retry_in_s=wait, reason=redact(str(exc)))
                 await asyncio.sleep(wait)
 
-    async def send_once(self, message: EmailMessage) -> None:
+    async def send_once(self, mail: OutgoingMail) -> None:
         async with self._slots:
             client = self._idle.pop() if self._idle else self._client()
             try:
                 if not client.is_connected:
                     await client.connect()
-                await client.send_message(message)
+                # Internationalised addresses need the server's SMTPUTF8; plain ones need nothing.
+                options = [] if (mail.sender + mail.recipient).isascii() else ["SMTPUTF8"]
+                await client.sendmail(mail.sender, [mail.recipient], mail.data, mail_options=options)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 await _discard(client)
                 refused = exc.recipients[0]

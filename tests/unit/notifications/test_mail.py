@@ -329,3 +329,24 @@ def test_ics_uses_crlf_content_lines() -> None:
     raw = cancel_ics()
     assert raw.startswith(b"BEGIN:VCALENDAR\r\n")
     assert b"\n" not in raw.replace(b"\r\n", b"")
+
+
+def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts() -> None:
+    """Rendering reuses what is the same for a conference; each mail still carries its own
+    greeting, addressee, Message-ID and ATTENDEE, and a changed conference is rendered anew."""
+    other = Recipient(name="Kai Muster", email="kai.muster@example.org", language="de")
+    first = render()
+    second_raw = render_invitation(
+        conference=conference(), recipient=other, sender=SENDER, invitation_id="inv-0816", domain=DOMAIN
+    )
+    second = email.message_from_bytes(second_raw.as_bytes(), policy=email.policy.default)
+    assert isinstance(second, EmailMessage)
+    assert "Guten Tag Jana Beispiel-Öztürk" in body(first, "plain")
+    assert "Guten Tag Kai Muster" in body(second, "plain") and "Jana" not in body(second, "html")
+    assert second["To"].addresses[0].addr_spec == "kai.muster@example.org"
+    assert str(attached_event(second)[1]["attendee"]) == "mailto:kai.muster@example.org"  # one, not a list
+    assert body(first, "plain").split("\n")[1:] == body(second, "plain").split("\n")[1:]
+
+    renamed = render(conference(title="Integrationskonferenz Borbeck (verlegt)"))
+    assert "verlegt" in renamed["Subject"] and "verlegt" in body(renamed, "html")
+    assert "verlegt" in str(attached_event(renamed)[1]["summary"])

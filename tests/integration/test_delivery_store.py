@@ -1,0 +1,55 @@
+"""The notifications service's delivery records against a real database: new deliveries are
+stored already leased to one claim, and an id another instance stored first is left alone."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from notifications.domain import Delivery, DeliveryStatus
+from notifications.repository import MongoDeliveryRepository
+from tests.integration.test_notifications_service import CONFERENCE
+
+
+def pending(count: int) -> list[Delivery]:
+    return [
+        Delivery(
+            id=Delivery.id_for(invitation_id, "invitation"),
+            kind="invitation",
+            invitation_id=invitation_id,
+            conference_id=CONFERENCE.conference_id,
+            actor_id=str(uuid.uuid4()),
+            conference=CONFERENCE,
+            status=DeliveryStatus.PENDING,
+        )
+        for invitation_id in (str(uuid.uuid4()) for _ in range(count))
+    ]
+
+
+async def test_new_deliveries_are_stored_claimed_and_a_second_claimer_gets_none(
+    mongo_uri: str, database_name: str
+) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    deliveries = MongoDeliveryRepository(client[database_name])
+    first, later = pending(3), pending(2)
+    taken = await deliveries.add_claimed(first, lease_seconds=60, token="one")
+    assert [d.id for d in taken] == [d.id for d in first]
+    assert {d.status for d in taken} == {DeliveryStatus.SENDING}
+
+    # Another instance stores the first three and two new ones: it gets only the new ones.
+    again = await deliveries.add_claimed(first + later, lease_seconds=60, token="two")
+    assert [d.id for d in again] == [d.id for d in later]
+    stored = await deliveries.get_many(d.id for d in first + later)
+    claims = {doc["_id"]: doc["claim"] async for doc in deliveries.collection.find({}, {"claim": 1})}
+    assert {claims[d.id] for d in first} == {"one"} and {claims[d.id] for d in later} == {"two"}
+    assert all(stored[d.id].lease_until is not None for d in first + later)
+
+    # Waiting for contact data: stored as waiting, an existing one keeps its state.
+    waiting = pending(1)
+    await deliveries.add_waiting(waiting + first[:1])
+    stored = await deliveries.get_many([waiting[0].id, first[0].id])
+    assert stored[waiting[0].id].status is DeliveryStatus.WAITING_FOR_CONTACT
+    assert stored[first[0].id].status is DeliveryStatus.SENDING
+    await client.close()
