@@ -125,6 +125,23 @@ async def test_fan_out_invites_every_invitable_actor_of_the_district_once(
         assert by_id[first["id"]]["status"] == "sent"
         assert by_id[second["id"]]["reason"] == "SMTP 550"
 
+        # A later attempt that got through turns a failure into sent, even in the same batch.
+        retried = InvitationSent(
+            invitation_id=second["id"],
+            conference_id=conference_id,
+            actor_id=second["actor_id"],
+            message_id="<m2@x>",
+            sent_at=now,
+        )
+        await publish(infra.kafka_bootstrap, [envelope_of(retried), envelope_of(failed)])
+
+        async def both_sent() -> dict[str, Any] | None:
+            detail = (await client.get(f"/conferences/{conference_id}")).json()
+            return detail if detail["counts"]["sent"] == 2 else None
+
+        detail = await eventually(both_sent)
+        assert {i["reason"] for i in detail["invitations"]} == {None}
+
         listed = (await client.get("/conferences", params={"district": "IV"})).json()
         assert [c["id"] for c in listed] == [conference_id]
 

@@ -115,7 +115,6 @@ class Invitation:
     actor_id: str
     status: InvitationStatus = InvitationStatus.PENDING
     reason: str | None = None
-    message_id: str | None = None
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @staticmethod

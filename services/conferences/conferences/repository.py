@@ -49,17 +49,26 @@ class MongoInvitationRepository:
             await self.collection.insert_many([_invitation_doc(i) for i in invitations], session=self.session)
 
     async def record_outcomes(self, outcomes: Sequence[InvitationSent | InvitationFailed]) -> None:
-        """Sent is final; failed may still become sent (a later attempt got through)."""
+        """Sent is final; failed may still become sent (a later attempt got through). Failures are
+        written first, so a batch holding both for one invitation ends as sent."""
         now = datetime.now(UTC)
-        writes = [
+        failed = [
             UpdateOne(
                 {"_id": o.invitation_id, "status": {"$ne": InvitationStatus.SENT.value}},
-                {"$set": _outcome_fields(o) | {"updated_at": now}},
+                {"$set": {"status": InvitationStatus.FAILED.value, "reason": o.reason, "updated_at": now}},
             )
             for o in outcomes
+            if isinstance(o, InvitationFailed)
         ]
-        if writes:
-            await self.collection.bulk_write(writes, ordered=True, session=self.session)
+        if failed:
+            await self.collection.bulk_write(failed, ordered=True, session=self.session)
+        sent = [o.invitation_id for o in outcomes if isinstance(o, InvitationSent)]
+        if sent:  # the common case, in one update_many (cheaper than one update per invitation)
+            await self.collection.update_many(
+                {"_id": {"$in": sent}, "status": {"$ne": InvitationStatus.SENT.value}},
+                {"$set": {"status": InvitationStatus.SENT.value, "reason": None, "updated_at": now}},
+                session=self.session,
+            )
 
     async def exists(self, conference_id: str, actor_id: str) -> bool:
         doc = await self.collection.find_one(
@@ -119,12 +128,6 @@ async def create_indexes(db: AsyncDatabase[Document]) -> None:
     )
 
 
-def _outcome_fields(outcome: InvitationSent | InvitationFailed) -> Document:
-    if isinstance(outcome, InvitationSent):
-        return {"status": InvitationStatus.SENT.value, "message_id": outcome.message_id, "reason": None}
-    return {"status": InvitationStatus.FAILED.value, "reason": outcome.reason}
-
-
 def _conference_doc(c: Conference) -> Document:
     return {
         "_id": c.id,
@@ -166,7 +169,6 @@ def _invitation_doc(i: Invitation) -> Document:
         "actor_id": i.actor_id,
         "status": i.status.value,
         "reason": i.reason,
-        "message_id": i.message_id,
         "updated_at": i.updated_at,
     }
 
@@ -178,6 +180,5 @@ def _invitation(d: Document) -> Invitation:
         actor_id=d["actor_id"],
         status=InvitationStatus(d["status"]),
         reason=d.get("reason"),
-        message_id=d.get("message_id"),
         updated_at=d["updated_at"],
     )
