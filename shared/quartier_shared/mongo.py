@@ -6,8 +6,9 @@ entries of the events the change caused commit together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -18,6 +19,24 @@ from .events import Envelope, Event, wrap
 from .outbox import Outbox
 
 Document = dict[str, Any]
+T = TypeVar("T")
+
+# Longest $in list we send. SecantusDB (the embedded MongoDB) compares each document with every
+# element of an $in list, so one query over 500 ids costs 25 times one over 100; MongoDB itself
+# does not care, and a few more round trips cost it little.
+IN_LIST_SIZE = 100
+
+
+def chunked(items: Iterable[T], size: int = IN_LIST_SIZE) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``, for ``$in`` queries."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def make_client(uri: str, timeout_ms: int = 5_000) -> AsyncMongoClient[Document]:

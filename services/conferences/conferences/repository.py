@@ -11,6 +11,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from quartier_shared.events import InvitationFailed, InvitationSent, Venue
+from quartier_shared.mongo import chunked
 
 from .domain import Conference, Invitation, InvitationStatus, RosterEntry
 
@@ -63,9 +64,9 @@ class MongoInvitationRepository:
         if failed:
             await self.collection.bulk_write(failed, ordered=True, session=self.session)
         sent = [o.invitation_id for o in outcomes if isinstance(o, InvitationSent)]
-        if sent:  # the common case, in one update_many (cheaper than one update per invitation)
+        for ids in chunked(sent):  # the common case: update_many, cheaper than one update each
             await self.collection.update_many(
-                {"_id": {"$in": sent}, "status": {"$ne": InvitationStatus.SENT.value}},
+                {"_id": {"$in": ids}, "status": {"$ne": InvitationStatus.SENT.value}},
                 {"$set": {"status": InvitationStatus.SENT.value, "reason": None, "updated_at": now}},
                 session=self.session,
             )

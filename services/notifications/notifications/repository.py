@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from quartier_shared.events import ConferenceDetails
+from quartier_shared.mongo import chunked
 
 from .domain import Contact, Delivery, DeliveryStatus
 
@@ -29,8 +30,11 @@ class MongoContactRepository:
         return (await self.get_many([actor_id])).get(actor_id)
 
     async def get_many(self, actor_ids: Iterable[str]) -> dict[str, Contact]:
-        cursor = self.collection.find({"_id": {"$in": list(actor_ids)}}, session=self.session)
-        return {doc["_id"]: _contact(doc) async for doc in cursor}
+        found: dict[str, Contact] = {}
+        for ids in chunked(actor_ids):
+            cursor = self.collection.find({"_id": {"$in": ids}}, session=self.session)
+            found |= {doc["_id"]: _contact(doc) async for doc in cursor}
+        return found
 
     async def save(self, c: Contact) -> None:
         doc = {
@@ -50,8 +54,11 @@ class MongoDeliveryRepository:
         self.session = session
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, Delivery]:
-        cursor = self.collection.find({"_id": {"$in": list(ids)}}, session=self.session)
-        return {d["_id"]: _delivery(d) async for d in cursor}
+        found: dict[str, Delivery] = {}
+        for chunk in chunked(ids):
+            cursor = self.collection.find({"_id": {"$in": chunk}}, session=self.session)
+            found |= {d["_id"]: _delivery(d) async for d in cursor}
+        return found
 
     async def add_waiting(self, deliveries: list[Delivery]) -> None:
         """Store new deliveries whose contact data has not arrived yet."""
