@@ -62,8 +62,8 @@ class Cluster:
     instances: dict[str, Process] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     extra_mongo: dict[str, tuple[Process, str]] = field(default_factory=dict)
-    # Mails one instance may have handed to SMTP without having recorded them yet: one claim
-    # (notifications' DELIVERY_CLAIM_SIZE). Only these may be resent after a kill -9.
+    # Mails one instance may have handed to SMTP without having recorded them yet: the claims in
+    # flight (DELIVERY_CLAIM_SIZE x DELIVERY_CLAIMS_IN_FLIGHT). Only these may be resent after a kill -9.
     in_flight_per_instance: int = 100
 
     def start_infra(self) -> None:

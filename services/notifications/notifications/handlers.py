@@ -121,9 +121,17 @@ async def deliver(
                 log.info("delivery_waiting_for_contact", invitation_id=d.invitation_id, actor_id=d.actor_id)
     size = deps.settings.delivery_claim_size
     if not stored:
-        for start in range(0, len(ready), size):
-            taken = await _add_claimed_and_send(ready[start : start + size], contacts, contexts, deps)
-            ready_stored += [d for d in ready[start : start + size] if d.id not in taken]
+        # A few claims at once, so the SMTP server is busy while one claim's outcomes are written.
+        slots = asyncio.Semaphore(deps.settings.delivery_claims_in_flight)
+
+        async def claim_new(part: list[Delivery]) -> list[Delivery]:
+            async with slots:
+                taken = await _add_claimed_and_send(part, contacts, contexts, deps)
+            return [d for d in part if d.id not in taken]
+
+        parts = [ready[start : start + size] for start in range(0, len(ready), size)]
+        for stored_elsewhere in await asyncio.gather(*(claim_new(part) for part in parts)):
+            ready_stored += stored_elsewhere
     for start in range(0, len(ready_stored), size):
         await _claim_and_send(ready_stored[start : start + size], contacts, contexts, deps)
 

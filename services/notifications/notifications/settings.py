@@ -19,9 +19,10 @@ class Settings(ServiceSettings):
     smtp_backoff_seconds: float = 1.0
     # A delivery being sent is leased to one instance; after a crash another takes it over.
     delivery_lease_seconds: float = 120.0
-    # Deliveries claimed (and so sent before their outcome is recorded) at a time: what a crash
-    # may send a second time, at most.
-    delivery_claim_size: int = 100
+    # Deliveries claimed (and so sent before their outcome is recorded) at a time, and claims in
+    # flight at once: their product (100) is what a crash may send a second time, at most.
+    delivery_claim_size: int = 50
+    delivery_claims_in_flight: int = 2
 
     @property
     def mail_domain(self) -> str:
