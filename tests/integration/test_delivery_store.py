@@ -53,3 +53,30 @@ async def test_new_deliveries_are_stored_claimed_and_a_second_claimer_gets_none(
     assert stored[waiting[0].id].status is DeliveryStatus.WAITING_FOR_CONTACT
     assert stored[first[0].id].status is DeliveryStatus.SENDING
     await client.close()
+
+
+async def test_outcomes_are_recorded_only_for_deliveries_the_claim_still_holds(
+    mongo_uri: str, database_name: str
+) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    deliveries = MongoDeliveryRepository(client[database_name])
+    mine = await deliveries.add_claimed(pending(4), lease_seconds=60, token="one")
+    # The lease on the last one ran out and another instance took it over.
+    await deliveries.collection.update_one({"_id": mine[3].id}, {"$set": {"claim": "two"}})
+    sent, bounced, taken_over = mine[:2], mine[2], mine[3]
+
+    outcomes = [(d, DeliveryStatus.SENT, None) for d in [*sent, taken_over]]
+    held = await deliveries.finish([*outcomes, (bounced, DeliveryStatus.FAILED, "SMTP 550")], token="one")
+
+    assert held == {d.id for d in [*sent, bounced]}
+    stored = await deliveries.get_many(d.id for d in mine)
+    assert [stored[d.id].status for d in mine] == [
+        DeliveryStatus.SENT,
+        DeliveryStatus.SENT,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.SENDING,  # left to the instance holding it now
+    ]
+    assert stored[bounced.id].reason == "SMTP 550"
+    # Recorded once: the same outcomes again change nothing and report nothing held.
+    assert await deliveries.finish(outcomes, token="one") == set()
+    await client.close()

@@ -85,14 +85,9 @@ async def send_invitations(batch: list[Received], deps: Dependencies) -> None:
         )
         fresh.setdefault(d.id, d)
         contexts.setdefault(d.id, item.delivery.context(SERVICE))
-    stored = await deps.deliveries.get_many(fresh)
-    done = [d for d in stored.values() if d.status.final]
-    if done:
-        log.info("deliveries_already_final", count=len(done))
-    # The common case: deliveries not stored yet are stored already claimed, one write each.
-    await deliver([d for d in fresh.values() if d.id not in stored], contexts, deps, stored=False)
-    # A redelivery, or work a crashed instance left: claim what is stored and not final.
-    await deliver([d for d in stored.values() if not d.status.final], contexts, deps)
+    # Stored already claimed, one write each. Ids stored before (a redelivery, or work a crashed
+    # instance left) go through the claim, which skips final ones and waits for live leases.
+    await deliver(list(fresh.values()), contexts, deps, stored=False)
 
 
 async def deliver(

@@ -6,6 +6,7 @@ weekday names so the output does not depend on the host's locale settings.
 
 from __future__ import annotations
 
+import email.header
 import email.policy
 import email.quoprimime
 import html
@@ -234,6 +235,16 @@ def _header(name: str, value: str) -> str:
     return folded
 
 
+def _address_header(name: str, display_name: str, address: str) -> str:
+    """From or To. An ASCII name (the common case) is quoted as needed and folded the cheap
+    compat32 way; any other goes through the email policy, which makes RFC 2047 encoded words
+    that parsers read back exactly."""
+    value = formataddr((_one_line(display_name), address))
+    if not display_name.isascii():
+        return _header(name, value)
+    return f"{name}: {email.header.Header(value, header_name=name).encode(linesep=CRLF)}{CRLF}"
+
+
 @dataclass(frozen=True)
 class _Template:
     """Everything in an invitation that is the same for every recipient of one conference in one
@@ -263,8 +274,7 @@ def _template(conference_json: str, language: Language, sender: Sender, domain: 
     html_body = _html_body(facts, t, sender, language)
     html_before, html_after = html_body.split(html.escape(marker))
     return _Template(
-        headers=_header("From", formataddr((_one_line(sender.name), sender.email)))
-        + _header("Subject", _one_line(subject)),
+        headers=_address_header("From", sender.name, sender.email) + _header("Subject", _one_line(subject)),
         plain_after_greeting=plain.split(marker)[1],
         html_before_greeting=html_before,
         html_after_greeting=html_after,
@@ -303,7 +313,7 @@ def render_invitation(
         [
             "MIME-Version: 1.0" + CRLF,
             t.headers,
-            _header("To", formataddr((_one_line(recipient.name), recipient.email), charset="utf-8")),
+            _address_header("To", recipient.name, recipient.email),
             f"Date: {format_datetime(datetime.now(UTC))}{CRLF}",
             f"Message-ID: {msg_id}{CRLF}",
             f"Content-Language: {t.language}{CRLF}",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -124,33 +125,46 @@ class MongoDeliveryRepository:
         cursor = self.collection.find({"_id": {"$in": ids}, "claim": token}, session=self.session)
         return [_delivery(d) async for d in cursor]
 
-    async def finish(self, outcomes: list[tuple[Delivery, DeliveryStatus, str | None]], token: str) -> set[str]:
+    async def finish(self, outcomes: Sequence[tuple[Delivery, DeliveryStatus, str | None]], token: str) -> set[str]:
         """Record outcomes of deliveries still held by ``token``; returns their ids (a lease that ran
         out may have passed a delivery to another instance, which then records it)."""
-        ids = [d.id for d, _, _ in outcomes]
-        held = {
-            doc["_id"]
-            async for doc in self.collection.find(
-                {"_id": {"$in": ids}, "claim": token, "status": DeliveryStatus.SENDING.value},
-                {"_id": 1},
-                session=self.session,
-            )
-        }
         now = datetime.now(UTC)
-        sent = [d.id for d, status, _ in outcomes if d.id in held and status is DeliveryStatus.SENT]
-        if sent:  # the common case, in one update_many (cheaper than one update per delivery)
-            await self.collection.update_many(
-                {"_id": {"$in": sent}},
-                {"$set": {"status": DeliveryStatus.SENT.value, "reason": None, "finished_at": now}},
+        held: set[str] = set()
+        sending = DeliveryStatus.SENDING.value
+        sent = [d.id for d, status, _ in outcomes if status is DeliveryStatus.SENT]
+        if sent:  # the common case: one update_many, and no read when every one was still held
+            this_call = uuid.uuid4().hex  # tells the documents this very update changed
+            result = await self.collection.update_many(
+                {"_id": {"$in": sent}, "claim": token, "status": sending},
+                {
+                    "$set": {
+                        "status": DeliveryStatus.SENT.value,
+                        "reason": None,
+                        "finished_at": now,
+                        "finish": this_call,
+                    }
+                },
                 session=self.session,
             )
-        failed = [
-            UpdateOne({"_id": d.id}, {"$set": {"status": status.value, "reason": reason, "finished_at": now}})
-            for d, status, reason in outcomes
-            if d.id in held and status is not DeliveryStatus.SENT
-        ]
+            if result.modified_count == len(sent):
+                held.update(sent)
+            else:
+                query = {"_id": {"$in": sent}, "finish": this_call}
+                held.update([doc["_id"] async for doc in self.collection.find(query, {"_id": 1}, session=self.session)])
+        failed = [(d, reason) for d, status, reason in outcomes if status is DeliveryStatus.FAILED]
         if failed:
-            await self.collection.bulk_write(failed, ordered=False, session=self.session)
+            query = {"_id": {"$in": [d.id for d, _ in failed]}, "claim": token, "status": sending}
+            still = {doc["_id"] async for doc in self.collection.find(query, {"_id": 1}, session=self.session)}
+            writes = [
+                UpdateOne(
+                    {"_id": d.id}, {"$set": {"status": DeliveryStatus.FAILED.value, "reason": r, "finished_at": now}}
+                )
+                for d, r in failed
+                if d.id in still
+            ]
+            if writes:
+                await self.collection.bulk_write(writes, ordered=False, session=self.session)
+            held |= still
         return held
 
     async def waiting_for(self, actor_id: str) -> list[Delivery]:
