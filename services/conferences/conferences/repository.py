@@ -73,7 +73,7 @@ class MongoInvitationRepository:
 
     async def exists(self, conference_id: str, actor_id: str) -> bool:
         doc = await self.collection.find_one(
-            {"conference_id": conference_id, "actor_id": actor_id}, {"_id": 1}, session=self.session
+            {"_id": Invitation.id_for(conference_id, actor_id)}, {"_id": 1}, session=self.session
         )
         return doc is not None
 
@@ -123,7 +123,9 @@ class MongoRosterRepository:
 
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db["conferences"].create_index([("district", ASCENDING), ("starts_at", ASCENDING)])
-    await db["invitations"].create_index([("conference_id", ASCENDING), ("actor_id", ASCENDING)], unique=True)
+    # One invitation per conference and actor is the _id's job (derived from both); this index
+    # only serves listing a conference's invitations.
+    await db["invitations"].create_index("conference_id")
     await db["roster"].create_index(
         [("districts", ASCENDING), ("active", ASCENDING), ("consent_to_notifications", ASCENDING)]
     )
