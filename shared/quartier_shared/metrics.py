@@ -22,7 +22,7 @@ HANDLER_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 DEAD_LETTERS = Counter("quartier_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "error"])
-OUTBOX_BACKLOG = Gauge("quartier_outbox_backlog", "Outbox entries not yet relayed to Kafka")
+OUTBOX_BACKLOG = Gauge("quartier_outbox_backlog", "Events in the outbox not yet relayed to Kafka")
 CONSUMER_LAG = Gauge("quartier_consumer_lag", "Records behind the end of each topic", ["topic"])
 MAILS = Counter("quartier_mails_total", "Invitation mails by outcome", ["outcome"])
 
