@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
 from icalendar import Calendar
 
+from notifications import handlers, mail
 from notifications.app import build
 from notifications.settings import Settings
 from quartier.embedded import Infrastructure
@@ -124,6 +127,41 @@ async def test_permanent_rejection_fails_with_the_reason_and_consent_is_respecte
         assert failed[rejected.actor_id].startswith("SMTP 550")
         assert "consent" in failed[opted_out.actor_id]
     assert read_mails(maildir) == []
+
+
+async def test_a_mail_that_cannot_be_made_does_not_hold_back_the_others_or_make_them_resend(
+    infra: Infrastructure, database_name: str, smtp_sink: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error while one mail is made still lets the other mails of its claim finish
+    and have their outcomes recorded, so the retries that follow send none of them again."""
+    _, maildir = smtp_sink
+    real_render = mail.render_invitation
+
+    def render(**kwargs: Any) -> Any:
+        if kwargs["recipient"].email == "kaputt@example.org":
+            raise RuntimeError("this mail cannot be made")
+        return real_render(**kwargs)
+
+    monkeypatch.setattr(handlers, "render_invitation", render)
+    app = build(settings_for(Settings, infra, database_name, handler_max_attempts=2, handler_backoff_seconds=0.1))
+    good, also_good, broken = actor("eins@example.org"), actor("zwei@example.org"), actor("kaputt@example.org")
+    issued = [invitation(a.actor_id) for a in (good, also_good, broken)]
+    async with running(app):
+        await publish(infra.kafka_bootstrap, [envelope_of(a) for a in (good, also_good, broken)])
+        await publish(infra.kafka_bootstrap, [envelope_of(i) for i in issued])
+        dead = await read_topic(infra.kafka_bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 1)
+        records = await read_topic(infra.kafka_bootstrap, DELIVERIES_TOPIC, until=lambda r: len(r) >= 2)
+        await eventually(lambda: _outbox_empty(app))
+        statuses = {d["actor_id"]: d["status"] async for d in app.state.runtime.db["deliveries"].find()}
+
+    assert [r.key for r in dead] == [issued[2].invitation_id.encode()]
+    assert {e.payload["actor_id"] for e in envelopes(records, "InvitationSent")} == {good.actor_id, also_good.actor_id}
+    assert statuses[good.actor_id] == statuses[also_good.actor_id] == "sent"
+    assert statuses[broken.actor_id] != "sent"
+    assert sorted(m["To"].addresses[0].addr_spec for m in read_mails(maildir)) == [
+        "eins@example.org",
+        "zwei@example.org",
+    ]
 
 
 async def test_invitation_before_the_contact_waits_for_it(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -125,8 +126,9 @@ async def deliver(
             return [d for d in part if d.id not in taken]
 
         parts = [ready[start : start + size] for start in range(0, len(ready), size)]
-        for stored_elsewhere in await asyncio.gather(*(claim_new(part) for part in parts)):
-            ready_stored += stored_elsewhere
+        results = await asyncio.gather(*(claim_new(part) for part in parts), return_exceptions=True)
+        _raise_first(results)  # after all claims ended, for the reason _send gives
+        ready_stored += [d for result in results if isinstance(result, list) for d in result]
     for start in range(0, len(ready_stored), size):
         await _claim_and_send(ready_stored[start : start + size], contacts, contexts, deps)
 
@@ -204,8 +206,22 @@ async def _send(
             return
         await recorder.add(d, DeliveryStatus.SENT, None)
 
-    await asyncio.gather(*(one(d) for d in claimed))
+    # Every mail runs to its end and every outcome is recorded before an error is raised: an
+    # outcome left unrecorded would have its mail sent again once the lease runs out.
+    # A mail that broke without an outcome (an unexpected error) is released at once, so the
+    # consumer's retry can claim it again instead of waiting for its lease to run out.
+    results = await asyncio.gather(*(one(d) for d in claimed), return_exceptions=True)
     await recorder.flush()
+    broken = [d.id for d, result in zip(claimed, results, strict=True) if isinstance(result, BaseException)]
+    if broken:
+        await deps.deliveries.release(broken, token)
+    _raise_first(results)
+
+
+def _raise_first(results: Sequence[object]) -> None:
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class _OutcomeRecorder:

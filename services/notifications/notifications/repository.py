@@ -125,6 +125,14 @@ class MongoDeliveryRepository:
         cursor = self.collection.find({"_id": {"$in": ids}, "claim": token}, session=self.session)
         return [_delivery(d) async for d in cursor]
 
+    async def release(self, ids: list[str], token: str) -> None:
+        """Give deliveries this claim still holds back, unsent, to be claimed again at once."""
+        await self.collection.update_many(
+            {"_id": {"$in": ids}, "claim": token, "status": DeliveryStatus.SENDING.value},
+            {"$set": {"status": DeliveryStatus.PENDING.value, "lease_until": None, "claim": None}},
+            session=self.session,
+        )
+
     async def finish(self, outcomes: Sequence[tuple[Delivery, DeliveryStatus, str | None]], token: str) -> set[str]:
         """Record outcomes of deliveries still held by ``token``; returns their ids (a lease that ran
         out may have passed a delivery to another instance, which then records it)."""
