@@ -27,6 +27,9 @@ from .metrics import EVENTS_PUBLISHED
 log = get_logger(__name__)
 
 COLLECTION = "outbox"
+# Events per outbox document are bounded by size, well below MongoDB's 16 MB document limit (500
+# invitations to a conference with a long agenda could pass it).
+DOCUMENT_BYTES = 4 * 1024 * 1024
 
 
 class Outbox:
@@ -46,15 +49,13 @@ class Outbox:
         await self.collection.create_index("created_at")
 
     async def store(self, envelopes: list[Envelope], session: AsyncClientSession) -> None:
-        await self.collection.insert_one(
-            {
-                "owner": self.owner,
-                "created_at": datetime.now(UTC),
-                "count": len(envelopes),
-                "events": [_entry(e) for e in envelopes],
-            },
-            session=session,
-        )
+        now = datetime.now(UTC)
+        docs = [
+            {"owner": self.owner, "created_at": now, "count": len(part), "events": part}
+            for part in _split_by_size([_entry(e) for e in envelopes], DOCUMENT_BYTES)
+        ]
+        # ordered: the ids grow in this order, and the relay publishes by id
+        await self.collection.insert_many(docs, ordered=True, session=session)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -98,6 +99,19 @@ def _entry(envelope: Envelope) -> dict[str, Any]:
         "value": envelope.model_dump_json(),
         "headers": [[name, value.decode()] for name, value in kafka_headers(envelope)],
     }
+
+
+def _split_by_size(entries: list[dict[str, Any]], limit: int) -> list[list[dict[str, Any]]]:
+    parts: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for entry in entries:
+        entry_size = len(entry["value"]) + 512  # the envelope, and room for topic, key and headers
+        if parts[-1] and size + entry_size > limit:
+            parts.append([])
+            size = 0
+        parts[-1].append(entry)
+        size += entry_size
+    return parts
 
 
 def to_messages(doc: dict[str, Any]) -> list[OutgoingMessage]:

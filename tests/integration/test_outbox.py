@@ -4,10 +4,13 @@ crashed process left behind are taken over after the grace period."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import pytest
 from pymongo import AsyncMongoClient
 
+from quartier_shared import outbox as outbox_module
 from quartier_shared.events import ActorDeactivated
 from quartier_shared.outbox import Outbox, OutboxRelay
 from tests.helpers import RecordingPublisher, envelope_of
@@ -42,4 +45,25 @@ async def test_two_instances_relay_only_their_own_entries_until_one_is_abandoned
     assert await relay_one.relay_once() == 0
     assert await first.pending_count() == 0
     assert len({m.value for m in to_kafka_two.sent}) == 5 and to_kafka_one.sent == []
+    await client.close()
+
+
+async def test_a_large_transaction_is_split_into_documents_and_relayed_in_order(
+    mongo_uri: str, database_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "DOCUMENT_BYTES", 4_000)  # about six events per document
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+    outbox = Outbox(client[database_name], owner="one")
+    await outbox.create_indexes()
+    await store(outbox, client, 40)
+    assert await outbox.collection.count_documents({}) > 1
+    assert await outbox.pending_count() == 40
+
+    to_kafka = RecordingPublisher()
+    relay = OutboxRelay(outbox, to_kafka, batch_size=2)  # documents per round
+    while await relay.relay_once():
+        pass
+    actor_ids = [json.loads(m.value)["payload"]["actor_id"] for m in to_kafka.sent]
+    assert actor_ids == [f"a{i}" for i in range(40)]
+    assert await outbox.pending_count() == 0
     await client.close()
