@@ -324,7 +324,7 @@ def render_invitation(
             CRLF,
             f"--{alternative}{CRLF}",
             _text_part_headers("plain"),
-            _qp(greeting + "\n" + t.plain_after_greeting),
+            _qp(greeting + t.plain_after_greeting),
             CRLF,
             f"--{alternative}{CRLF}",
             _text_part_headers("html"),

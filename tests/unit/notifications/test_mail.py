@@ -342,7 +342,8 @@ def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts
     second = email.message_from_bytes(second_raw.as_bytes(), policy=email.policy.default)
     assert isinstance(second, EmailMessage)
     assert "Guten Tag Jana Beispiel-Öztürk" in body(first, "plain")
-    assert "Guten Tag Kai Muster" in body(second, "plain") and "Jana" not in body(second, "html")
+    assert body(second, "plain").startswith("Guten Tag Kai Muster,\n\nwir laden Sie herzlich")
+    assert "Jana" not in body(second, "html")
     assert second["To"].addresses[0].addr_spec == "kai.muster@example.org"
     assert str(attached_event(second)[1]["attendee"]) == "mailto:kai.muster@example.org"  # one, not a list
     assert body(first, "plain").split("\n")[1:] == body(second, "plain").split("\n")[1:]
