@@ -164,6 +164,20 @@ async def test_a_mail_that_cannot_be_made_does_not_hold_back_the_others_or_make_
     ]
 
 
+async def test_an_internationalised_address_is_sent_with_smtputf8(
+    infra: Infrastructure, database_name: str, smtp_sink: tuple[int, Path]
+) -> None:
+    _, maildir = smtp_sink
+    app = build(fast_settings(infra, database_name))
+    jurgen = actor("jürgen@beispiel.example.org")
+    async with running(app):
+        await publish(infra.kafka_bootstrap, [envelope_of(jurgen), envelope_of(invitation(jurgen.actor_id))])
+        records = await read_topic(infra.kafka_bootstrap, DELIVERIES_TOPIC, until=lambda r: len(r) >= 1)
+    assert [e.event_type for e in envelopes(records)] == ["InvitationSent"]
+    (raw,) = [path.read_bytes() for path in maildir.glob("*.eml")]
+    assert 'To: "Moschee-Gemeinde Altendorf" <jürgen@beispiel.example.org>' in raw.decode("utf-8")
+
+
 async def test_invitation_before_the_contact_waits_for_it(
     infra: Infrastructure, database_name: str, smtp_sink: tuple[int, Path]
 ) -> None:

@@ -72,7 +72,9 @@ class MaildirHandler:
 
 
 def serve(host: str, port: int, folder: Path, answers: dict[str, Answer] | None = None) -> Controller:
-    controller = Controller(MaildirHandler(folder, answers), hostname=host, port=port, ready_timeout=10)
+    controller = Controller(
+        MaildirHandler(folder, answers), hostname=host, port=port, ready_timeout=10, enable_SMTPUTF8=True
+    )
     controller.start()
     return controller
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.header
 import email.policy
 import email.quoprimime
+import email.utils
 import html
 import re
 import uuid
@@ -239,7 +240,10 @@ def _address_header(name: str, display_name: str, address: str) -> str:
     """From or To. An ASCII name (the common case) is quoted as needed and folded the cheap
     compat32 way; any other goes through the email policy, which makes RFC 2047 encoded words
     that parsers read back exactly."""
-    value = formataddr((_one_line(display_name), address))
+    display_name = _one_line(display_name)
+    if not address.isascii():  # internationalised: the header goes out as UTF-8, under SMTPUTF8
+        return f'{name}: "{email.utils.quote(display_name)}" <{address}>{CRLF}'
+    value = formataddr((display_name, address))
     if not display_name.isascii():
         return _header(name, value)
     return f"{name}: {email.header.Header(value, header_name=name).encode(linesep=CRLF)}{CRLF}"
@@ -340,7 +344,8 @@ def render_invitation(
             f"--{mixed}--{CRLF}",
         ]
     )
-    return OutgoingMail(sender=sender.email, recipient=recipient.email, message_id=msg_id, data=text.encode("ascii"))
+    # ASCII throughout, except an internationalised address (sent with SMTPUTF8, see smtp.py).
+    return OutgoingMail(sender=sender.email, recipient=recipient.email, message_id=msg_id, data=text.encode("utf-8"))
 
 
 def _text_part_headers(subtype: str, params: str = "", more: str = "") -> str:

@@ -351,3 +351,19 @@ def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts
     renamed = render(conference(title="Integrationskonferenz Borbeck (verlegt)"))
     assert "verlegt" in renamed["Subject"] and "verlegt" in body(renamed, "html")
     assert "verlegt" in str(attached_event(renamed)[1]["summary"])
+
+
+def test_an_internationalised_address_goes_out_as_utf8_and_everything_else_as_ascii() -> None:
+    ascii_mail = render_invitation(
+        conference=conference(), recipient=RECIPIENTS["de"], sender=SENDER, invitation_id="inv-1", domain=DOMAIN
+    )
+    assert ascii_mail.as_bytes().isascii()  # umlauts in names and bodies are encoded
+    jurgen = Recipient(name="Jürgen Beispiel", email="jürgen@beispiel.example.org", language="de")
+    raw = render_invitation(
+        conference=conference(), recipient=jurgen, sender=SENDER, invitation_id="inv-2", domain=DOMAIN
+    ).as_bytes()
+    parsed = email.message_from_string(raw.decode("utf-8"), policy=email.policy.SMTPUTF8)  # as RFC 6532 reads it
+    assert isinstance(parsed, EmailMessage)
+    assert parsed["To"].addresses[0].addr_spec == "jürgen@beispiel.example.org"
+    assert parsed["To"].addresses[0].display_name == "Jürgen Beispiel"
+    assert "Guten Tag Jürgen Beispiel" in body(parsed, "plain")
