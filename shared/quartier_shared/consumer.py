@@ -29,7 +29,8 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
-from .events import DEAD_LETTER_TOPIC, Envelope, Event, UnknownEventVersion, parse_payload
+from . import dead_letters as dlq
+from .events import Envelope, Event, UnknownEventVersion, parse_payload
 from .kafka import KafkaPublisher, OutgoingMessage
 from .logging import bound_contextvars, get_logger, redact
 from .metrics import DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
@@ -202,18 +203,18 @@ class EventConsumer:
 
     async def dead_letter(self, record: Record, exc: BaseException) -> None:
         # A replayed message that fails again keeps its link to the dead letter it came from.
-        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq.") or k == "dlq.replayed_from"]
-        headers += [
-            ("dlq.original_topic", record.topic.encode()),
-            ("dlq.partition", str(record.partition).encode()),
-            ("dlq.offset", str(record.offset).encode()),
-            ("dlq.service", self.settings.service_name.encode()),
-            ("dlq.error_class", type(exc).__name__.encode()),
-            ("dlq.error_message", redact(describe_error(exc), limit=1000).encode()),
-            ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+        kept = [(k, v) for k, v in (record.headers or ()) if not k.startswith(dlq.PREFIX) or k == dlq.REPLAYED_FROM]
+        headers = kept + [
+            (dlq.ORIGINAL_TOPIC, record.topic.encode()),
+            (dlq.PARTITION, str(record.partition).encode()),
+            (dlq.OFFSET, str(record.offset).encode()),
+            (dlq.SERVICE, self.settings.service_name.encode()),
+            (dlq.ERROR_CLASS, type(exc).__name__.encode()),
+            (dlq.ERROR_MESSAGE, redact(describe_error(exc), limit=1000).encode()),
+            (dlq.FAILED_AT, datetime.now(UTC).isoformat().encode()),
         ]
         await self.publisher.publish(
-            [OutgoingMessage(topic=DEAD_LETTER_TOPIC, key=record.key, value=record.value or b"", headers=headers)]
+            [OutgoingMessage(topic=dlq.DEAD_LETTER_TOPIC, key=record.key, value=record.value or b"", headers=headers)]
         )
         DEAD_LETTERS.labels(record.topic, type(exc).__name__).inc()
         log.error(

@@ -1,7 +1,8 @@
+from quartier_shared.services import ACTORS
 from quartier_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    service_name: str = "actors"
-    port: int = 8001
-    mongodb_database: str = "quartier_actors"
+    service_name: str = ACTORS.name
+    port: int = ACTORS.port
+    mongodb_database: str = ACTORS.database

@@ -1,10 +1,11 @@
+from quartier_shared.services import NOTIFICATIONS
 from quartier_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    service_name: str = "notifications"
-    port: int = 8003
-    mongodb_database: str = "quartier_notifications"
+    service_name: str = NOTIFICATIONS.name
+    port: int = NOTIFICATIONS.port
+    mongodb_database: str = NOTIFICATIONS.database
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
