@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
@@ -30,40 +30,35 @@ from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from . import dead_letters as dlq
-from .events import Envelope, Event, UnknownEventVersion, parse_payload
+from .events import Envelope, Event, EventContext, UnknownEventVersion, parse_payload
 from .kafka import KafkaPublisher, OutgoingMessage
 from .logging import bound_contextvars, get_logger, redact
 from .metrics import DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
-from .mongo import EventContext, is_unavailable
+from .mongo import is_unavailable
+from .retry import Retry
 from .settings import ServiceSettings
 
 log = get_logger(__name__)
 
 
 Record: TypeAlias = ConsumerRecord  # aiokafka ships no type information
+EventT_co = TypeVar("EventT_co", bound=Event, covariant=True)
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """An event as a handler receives it, with what it needs to cause further events."""
+class Received(Generic[EventT_co]):
+    """An event as a handler receives it: typed, with its envelope, the raw record, and the
+    context of the events the handler causes in answer (this service as producer, the same
+    correlation id, this event as their cause)."""
 
+    event: EventT_co
     envelope: Envelope
-
-    def context(self, producer: str) -> EventContext:
-        return EventContext(producer, self.envelope.correlation_id, causation_id=self.envelope.event_id)
-
-
-@dataclass(frozen=True)
-class Received:
-    """One decoded record: the typed event, its delivery context and the raw record."""
-
-    event: Any
-    delivery: Delivery
+    context: EventContext
     record: Record
 
 
-Handler = Callable[[Any, Delivery], Awaitable[None]]
-BatchHandler = Callable[[list[Received]], Awaitable[None]]
+Handler = Callable[[Received[Any]], Awaitable[None]]
+BatchHandler = Callable[[list[Received[Any]]], Awaitable[None]]
 
 
 class EventConsumer:
@@ -89,6 +84,11 @@ class EventConsumer:
         self.handlers = dict(handlers or {})
         self.batch_handlers = dict(batch_handlers or {})
         self._limit = asyncio.Semaphore(concurrency)
+        backoff = settings.handler_backoff_seconds
+        # A failing handler is retried a few times, then its message is dead-lettered ...
+        self._bounded = Retry(backoff, cap=30.0, attempts=settings.handler_max_attempts)
+        # ... but a database that is away is not the message's fault: wait for it, commit nothing.
+        self._waiting = Retry(backoff, cap=30.0, transient=is_unavailable)
         self.subscriber = broker.subscriber(
             *topics,
             group_id=group_id,
@@ -109,8 +109,8 @@ class EventConsumer:
 
     async def on_batch(self, message: KafkaMessage) -> None:
         records: Sequence[Record] = message.raw_message
-        by_key: dict[tuple[str, int, bytes | None], list[Received]] = defaultdict(list)
-        by_type: dict[type[Event], list[Received]] = defaultdict(list)
+        by_key: dict[tuple[str, int, bytes | None], list[Received[Event]]] = defaultdict(list)
+        by_type: dict[type[Event], list[Received[Event]]] = defaultdict(list)
         for record in records:
             received = await self.decode(record)
             if received is None:
@@ -124,7 +124,7 @@ class EventConsumer:
             *(self._as_batch(self.batch_handlers[kind], items) for kind, items in by_type.items()),
         )
 
-    async def decode(self, record: Record) -> Received | None:
+    async def decode(self, record: Record) -> Received[Event] | None:
         """The typed event, or None when it is not for us or was dead-lettered as unreadable."""
         try:
             envelope = Envelope.model_validate_json(record.value)
@@ -134,24 +134,25 @@ class EventConsumer:
             return None
         if event is None:
             return None
-        return Received(event, Delivery(envelope), record)
+        context = EventContext(self.settings.service_name, envelope.correlation_id, causation_id=envelope.event_id)
+        return Received(event, envelope, context, record)
 
-    async def _in_order(self, items: list[Received]) -> None:
+    async def _in_order(self, items: list[Received[Event]]) -> None:
         async with self._limit:
             for item in items:
                 handler = self.handlers[type(item.event)]
                 kind = type(item.event).__name__
                 with _bound(item), HANDLER_SECONDS.labels(kind).time():
-                    await self._retrying(functools.partial(handler, item.event, item.delivery), item)
+                    await self._retrying(functools.partial(handler, item), item)
                 EVENTS_CONSUMED.labels(kind).inc()
 
-    async def _as_batch(self, handler: BatchHandler, items: list[Received]) -> None:
+    async def _as_batch(self, handler: BatchHandler, items: list[Received[Event]]) -> None:
         kind = type(items[0].event).__name__
         with HANDLER_SECONDS.labels(kind).time():
             await self._batch_or_one_by_one(handler, items)
         EVENTS_CONSUMED.labels(kind).inc(len(items))
 
-    async def _batch_or_one_by_one(self, handler: BatchHandler, items: list[Received]) -> None:
+    async def _batch_or_one_by_one(self, handler: BatchHandler, items: list[Received[Event]]) -> None:
         if len(items) == 1:
             with _bound(items[0]):
                 await self._retrying(functools.partial(handler, items), items[0])
@@ -162,29 +163,17 @@ class EventConsumer:
                 with _bound(item):
                     await self._retrying(functools.partial(handler, [item]), item)
 
-    async def _retrying(self, call: Callable[[], Awaitable[None]], item: Received | None) -> bool:
+    async def _retrying(self, call: Callable[[], Awaitable[None]], item: Received[Event] | None) -> bool:
         """Run ``call`` until it succeeds (True). When it keeps failing, dead-letter ``item``;
         without an item (a whole batch), return False and let the caller split the batch."""
-        attempt = 0
-        while True:
-            try:
-                await call()
-                return True
-            except Exception as exc:
-                wait = self._backoff(attempt)
-                if is_unavailable(exc):
-                    # Not the message's fault: wait for the database without committing.
-                    log.warning("dependency_unavailable", error=type(exc).__name__, retry_in_s=wait)
-                    attempt = min(attempt + 1, 6)
-                else:
-                    attempt += 1
-                    if attempt >= self.settings.handler_max_attempts:
-                        if item is None:
-                            return False
-                        await self.dead_letter(item.record, exc)
-                        return True
-                    log.warning("handler_retrying", error=type(exc).__name__, attempt=attempt, retry_in_s=wait)
-                await asyncio.sleep(wait)
+        try:
+            await self._bounded.run(lambda: self._waiting.run(call, event="dependency_unavailable"))
+            return True
+        except Exception as exc:
+            if item is None:
+                return False
+            await self.dead_letter(item.record, exc)
+            return True
 
     async def lag(self) -> dict[str, int]:
         """Records behind the end of each topic, over the partitions assigned to this instance."""
@@ -198,13 +187,11 @@ class EventConsumer:
                 lag[tp.topic] += max(end - await consumer.position(tp), 0)
         return lag
 
-    def _backoff(self, attempt: int) -> float:
-        return float(min(self.settings.handler_backoff_seconds * 2**attempt, 30.0))
-
     async def dead_letter(self, record: Record, exc: BaseException) -> None:
         # A replayed message that fails again keeps its link to the dead letter it came from.
         kept = [(k, v) for k, v in (record.headers or ()) if not k.startswith(dlq.PREFIX) or k == dlq.REPLAYED_FROM]
-        headers = kept + [
+        headers = [
+            *kept,
             (dlq.ORIGINAL_TOPIC, record.topic.encode()),
             (dlq.PARTITION, str(record.partition).encode()),
             (dlq.OFFSET, str(record.offset).encode()),
@@ -235,8 +222,8 @@ def describe_error(exc: BaseException) -> str:
     return str(exc)[:1000]
 
 
-def _bound(item: Received) -> contextlib.AbstractContextManager[object]:
-    envelope = item.delivery.envelope
+def _bound(item: Received[Event]) -> contextlib.AbstractContextManager[object]:
+    envelope = item.envelope
     return bound_contextvars(
         correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.event_type
     )

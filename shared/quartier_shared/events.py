@@ -12,6 +12,7 @@ fields; a message whose *major* version the consumer does not know is dead-lette
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
@@ -101,6 +102,25 @@ def wrap(
         aggregate_id=event.aggregate_id,
         payload=event.model_dump(mode="json"),
     )
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """Who is causing events now: the producer (a service's SERVICE_NAME), the correlation id
+    that travels on from the first request, and the event that caused them, if any."""
+
+    producer: str
+    correlation_id: str
+    causation_id: str | None = None
+
+    def wrap(self, event: Event, event_id: str | None = None) -> Envelope:
+        return wrap(
+            event,
+            producer=self.producer,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            event_id=event_id,
+        )
 
 
 def kafka_headers(envelope: Envelope) -> list[tuple[str, bytes]]:

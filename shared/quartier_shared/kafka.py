@@ -50,8 +50,11 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str] | None = None) -> 
 
 
 def make_broker(bootstrap: str) -> KafkaBroker:
+    """The FastStream broker for the service's consumers. Consumer-only: events go out through
+    the process's one ``KafkaPublisher`` (the outbox relay and dead letters), so the broker starts
+    no producer or admin client of its own."""
     # FastStream logs each message at INFO; our handlers log what matters.
-    return KafkaBroker(bootstrap, logger=logging.getLogger("faststream"), log_level=logging.DEBUG)
+    return KafkaBroker(bootstrap, logger=logging.getLogger("faststream"), log_level=logging.DEBUG, consumer_only=True)
 
 
 class KafkaPublisher:
@@ -80,6 +83,13 @@ class KafkaPublisher:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+    async def ping(self) -> bool:
+        """Whether the broker answers a metadata request (the caller bounds the wait)."""
+        if self._producer is None:
+            return False
+        await self._producer.client.fetch_all_metadata()
+        return True
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if self._producer is None:

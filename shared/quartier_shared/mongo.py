@@ -6,37 +6,18 @@ entries of the events the change caused commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, OperationFailure
 
-from .events import Envelope, Event, wrap
+from .events import Envelope, Event, EventContext
 from .outbox import Outbox
 
-Document = dict[str, Any]
-T = TypeVar("T")
-
-# Longest $in list we send. SecantusDB (the embedded MongoDB) compares each document with every
-# element of an $in list, so one query over 500 ids costs 25 times one over 100; MongoDB itself
-# does not care, and a few more round trips cost it little.
-IN_LIST_SIZE = 100
-
-
-def chunked(items: Iterable[T], size: int = IN_LIST_SIZE) -> Iterator[list[T]]:
-    """``items`` in lists of at most ``size``, for ``$in`` queries."""
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+Document = dict[str, Any]  # a MongoDB document, as PyMongo reads and writes it
 
 
 def make_client(uri: str, timeout_ms: int = 5_000) -> AsyncMongoClient[Document]:
@@ -55,24 +36,6 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionFailure):
         return True
     return isinstance(exc, OperationFailure) and exc.has_error_label("TransientTransactionError")
-
-
-class EventContext:
-    """Who is causing events now: the correlation id travels on, the causation is the trigger."""
-
-    def __init__(self, producer: str, correlation_id: str, causation_id: str | None = None) -> None:
-        self.producer = producer
-        self.correlation_id = correlation_id
-        self.causation_id = causation_id
-
-    def wrap(self, event: Event, event_id: str | None = None) -> Envelope:
-        return wrap(
-            event,
-            producer=self.producer,
-            correlation_id=self.correlation_id,
-            causation_id=self.causation_id,
-            event_id=event_id,
-        )
 
 
 class MongoUnitOfWork:

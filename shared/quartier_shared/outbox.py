@@ -23,6 +23,7 @@ from .events import EVENT_TYPES, Envelope, kafka_headers
 from .kafka import KafkaPublisher, OutgoingMessage
 from .logging import get_logger
 from .metrics import EVENTS_PUBLISHED
+from .retry import Retry
 
 log = get_logger(__name__)
 
@@ -69,7 +70,7 @@ class Outbox:
     async def pending(self, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` documents: this process's and abandoned ones, oldest first.
 
-        Two queries rather than one with $or: SecantusDB scans the collection for a top-level $or.
+        Two queries rather than one with $or, for the embedded database (see ``embedded_db``).
         """
         cutoff = datetime.now(UTC) - timedelta(seconds=self.takeover_seconds)
         mine = self.collection.find({"owner": self.owner}).sort("_id", ASCENDING).limit(limit)
@@ -138,21 +139,12 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
 
     async def run(self) -> None:
-        backoff = 0.2
+        # Kafka or MongoDB away: the events stay in the outbox, and the relay tries again later.
+        retry = Retry(base=0.2, cap=10.0)
         while True:
-            try:
-                await self.relay_once()
-                backoff = 0.2
-                if not self.more:
-                    await self.outbox.wait(self.poll_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Kafka or MongoDB away: keep the events, try again later
-                log.warning(
-                    "outbox_relay_retrying", error=type(exc).__name__, detail=str(exc)[:200], retry_in_s=backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+            await retry.run(self.relay_once, event="outbox_relay_retrying")
+            if not self.more:
+                await self.outbox.wait(self.poll_seconds)
 
     async def relay_once(self) -> int:
         """Publish the oldest pending documents; returns how many events went to Kafka."""

@@ -19,16 +19,19 @@ from fastapi import APIRouter, FastAPI
 
 from .asyncapi import asyncapi_router, declare_published, document
 from .consumer import BatchHandler, EventConsumer, Handler
-from .events import Event
+from .events import Event, EventContext
 from .http import health_router, install_http_basics
 from .kafka import KafkaPublisher, ensure_topics, make_broker
 from .logging import configure_logging, get_logger
 from .metrics import CONSUMER_LAG, OUTBOX_BACKLOG, metrics_router
-from .mongo import EventContext, make_client
+from .mongo import make_client
 from .outbox import Outbox, OutboxRelay
+from .retry import Retry
 from .settings import ServiceSettings
 
 log = get_logger(__name__)
+# Dependencies at start-up: wait for them as long as it takes, a little longer each time.
+_until_up = Retry(base=0.2, cap=5.0)
 
 
 class Runtime:
@@ -82,7 +85,9 @@ class Runtime:
         return EventContext(self.settings.service_name, correlation_id)
 
     async def start(self, create_indexes: Callable[[], Awaitable[None]]) -> None:
-        await _retry("mongodb", lambda: self._prepare_db(create_indexes))
+        await _until_up.run(
+            lambda: self._prepare_db(create_indexes), event="waiting_for_dependency", dependency="mongodb"
+        )
         self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
 
     async def _prepare_db(self, create_indexes: Callable[[], Awaitable[None]]) -> None:
@@ -92,9 +97,8 @@ class Runtime:
 
     async def _connect_kafka(self) -> None:
         bootstrap = self.settings.kafka_bootstrap_servers
-        await _retry("kafka", lambda: ensure_topics(bootstrap))
-        await _retry("kafka", self.publisher.start)
-        await _retry("kafka", self.broker.start)
+        for step in (lambda: ensure_topics(bootstrap), self.publisher.start, self.broker.start):
+            await _until_up.run(step, event="waiting_for_dependency", dependency="kafka")
         self.kafka_connected.set()
         log.info("kafka_connected")
         await self.relay.run()
@@ -118,22 +122,9 @@ class Runtime:
         return True
 
     async def kafka_ready(self) -> bool:
-        return self.kafka_connected.is_set() and await self.broker.ping(timeout=2)
-
-
-async def _retry(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
-    """Await ``attempt()`` until it succeeds, logging each failure and pausing longer each time."""
-    delay = 0.2
-    while True:
-        try:
-            await attempt()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("waiting_for_dependency", dependency=what, error=type(exc).__name__, retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        # The broker is consumer-only (the publisher is the one producer), so it has no client to
+        # ping; the publisher's metadata request answers for Kafka.
+        return self.kafka_connected.is_set() and await asyncio.wait_for(self.publisher.ping(), timeout=2)
 
 
 def create_app(

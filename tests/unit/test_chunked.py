@@ -1,6 +1,6 @@
 """``chunked`` keeps $in lists short without losing or repeating an id."""
 
-from quartier_shared.mongo import chunked
+from quartier_shared.embedded_db import chunked
 
 
 def test_chunks_cover_every_item_once_in_order() -> None:

@@ -4,11 +4,12 @@ event is dead-lettered, and a database outage is waited out rather than dead-let
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pymongo.errors import ServerSelectionTimeoutError
 
 from quartier_shared.consumer import EventConsumer, Received
-from quartier_shared.events import DEAD_LETTER_TOPIC, ActorDeactivated, kafka_headers
+from quartier_shared.events import DEAD_LETTER_TOPIC, ActorDeactivated, Event, kafka_headers
 from quartier_shared.kafka import KafkaPublisher, make_broker
 from quartier_shared.settings import ServiceSettings
 from tests.helpers import RecordingPublisher, envelope_of
@@ -35,7 +36,7 @@ def consumer(publisher: KafkaPublisher) -> EventConsumer:
     )
 
 
-async def received(consumer: EventConsumer, count: int) -> list[Received]:
+async def received(consumer: EventConsumer, count: int) -> list[Received[Event]]:
     items = []
     for i in range(count):
         envelope = envelope_of(ActorDeactivated(actor_id=f"a{i}", revision=2))
@@ -58,7 +59,7 @@ async def test_a_failing_batch_is_split_and_only_the_poison_event_is_dead_letter
     c = consumer(publisher)
     handled: list[str] = []
 
-    async def handler(batch: list[Received]) -> None:
+    async def handler(batch: list[Received[Any]]) -> None:
         if any(item.event.actor_id == "a2" for item in batch):
             raise ValueError("cannot handle a2")
         handled.extend(item.event.actor_id for item in batch)
@@ -76,7 +77,7 @@ async def test_a_database_outage_is_waited_out_not_dead_lettered() -> None:
     c = consumer(publisher)
     calls = 0
 
-    async def handler(batch: list[Received]) -> None:
+    async def handler(batch: list[Received[Any]]) -> None:
         nonlocal calls
         calls += 1
         if calls <= 4:  # more failures than handler_max_attempts allows for other errors

@@ -11,9 +11,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from quartier_shared.catalogue import DistrictCode, load_catalogue
-from quartier_shared.events import ConferenceScheduled, Venue
+from quartier_shared.events import ConferenceScheduled, EventContext, Venue
 from quartier_shared.http import correlation_id
-from quartier_shared.mongo import EventContext
 
 from .domain import Conference, Invitation, InvitationStatus
 from .repository import MongoConferenceRepository, MongoInvitationRepository

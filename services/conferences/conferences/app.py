@@ -14,11 +14,11 @@ from quartier_shared.events import (
     ActorRegistered,
     ActorUpdated,
     ConferenceScheduled,
+    EventContext,
     InvitationFailed,
     InvitationIssued,
     InvitationSent,
 )
-from quartier_shared.mongo import EventContext
 from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from quartier_shared.consumer import Delivery, Received
+from quartier_shared.consumer import Received
 from quartier_shared.events import (
     ActorDeactivated,
     ActorSnapshot,
@@ -25,14 +25,12 @@ from .repository import MongoInvitationRepository
 from .unit_of_work import ConferencesUnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
-SERVICE = "conferences"
 
 
-async def update_roster(
-    event: ActorSnapshot | ActorDeactivated, delivery: Delivery, uow_factory: UnitOfWorkFactory
-) -> None:
+async def update_roster(received: Received[ActorSnapshot | ActorDeactivated], uow_factory: UnitOfWorkFactory) -> None:
     """Keep the roster copy current; invite an actor who became invitable to upcoming conferences."""
-    async with uow_factory(delivery.context(SERVICE)) as uow:
+    event = received.event
+    async with uow_factory(received.context) as uow:
         current = await uow.roster.get(event.actor_id)
         if current is not None and current.revision >= event.revision:
             return  # an older or repeated event
@@ -59,13 +57,14 @@ async def update_roster(
 
 
 async def invite_district(
-    event: ConferenceScheduled, delivery: Delivery, uow_factory: UnitOfWorkFactory, batch_size: int
+    received: Received[ConferenceScheduled], uow_factory: UnitOfWorkFactory, batch_size: int
 ) -> None:
     """Fan-out: one invitation for every invitable actor of the district, in batches.
 
     Re-running it (after a crash or a redelivery) issues only the invitations still missing.
     """
-    async with uow_factory(delivery.context(SERVICE)) as uow:
+    event = received.event
+    async with uow_factory(received.context) as uow:
         conference = await uow.conferences.get(event.conference_id)
         if conference is None or not conference.is_upcoming():
             return
@@ -73,7 +72,7 @@ async def invite_district(
         already = await uow.invitations.invited_actor_ids(conference.id)
     missing = [actor_id for actor_id in eligible if actor_id not in already]
     for start in range(0, len(missing), batch_size):
-        async with uow_factory(delivery.context(SERVICE)) as uow:
+        async with uow_factory(received.context) as uow:
             await uow.invitations.add_many(_issue(uow, conference, missing[start : start + batch_size]))
             await uow.commit()
     log.info("invitations_issued", conference_id=conference.id, issued=len(missing), already=len(already))
@@ -99,7 +98,9 @@ def _issue(uow: ConferencesUnitOfWork, conference: Conference, actor_ids: list[s
     return invitations
 
 
-async def record_outcomes(batch: list[Received], invitations: MongoInvitationRepository) -> None:
+async def record_outcomes(
+    batch: list[Received[InvitationSent | InvitationFailed]], invitations: MongoInvitationRepository
+) -> None:
     """Delivery outcomes of a whole batch in one write; a repeated or late outcome changes nothing."""
     outcomes: list[InvitationSent | InvitationFailed] = [item.event for item in batch]
     await invitations.record_outcomes(outcomes)

@@ -10,8 +10,8 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
+from quartier_shared.embedded_db import chunked
 from quartier_shared.events import InvitationFailed, InvitationSent, Venue
-from quartier_shared.mongo import chunked
 
 from .domain import Conference, Invitation, InvitationStatus, RosterEntry
 

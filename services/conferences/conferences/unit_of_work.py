@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from quartier_shared.mongo import EventContext, MongoUnitOfWork
+from quartier_shared.events import EventContext
+from quartier_shared.mongo import MongoUnitOfWork
 
 from .repository import MongoConferenceRepository, MongoInvitationRepository, MongoRosterRepository
 

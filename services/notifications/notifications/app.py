@@ -12,11 +12,11 @@ from quartier_shared.events import (
     ActorDeactivated,
     ActorRegistered,
     ActorUpdated,
+    EventContext,
     InvitationFailed,
     InvitationIssued,
     InvitationSent,
 )
-from quartier_shared.mongo import EventContext
 from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers

@@ -15,12 +15,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from quartier_shared.consumer import Delivery as EventDelivery
 from quartier_shared.consumer import Received
-from quartier_shared.events import ActorDeactivated, ActorSnapshot, InvitationFailed, InvitationIssued, InvitationSent
+from quartier_shared.events import (
+    ActorDeactivated,
+    ActorSnapshot,
+    EventContext,
+    InvitationFailed,
+    InvitationIssued,
+    InvitationSent,
+)
 from quartier_shared.logging import get_logger, redact
 from quartier_shared.metrics import MAILS
-from quartier_shared.mongo import EventContext, is_unavailable
+from quartier_shared.mongo import is_unavailable
+from quartier_shared.retry import Retry
 
 from .domain import Contact, Delivery, DeliveryStatus
 from .mail import Recipient, Sender, message_id, render_invitation
@@ -30,8 +37,8 @@ from .smtp import PermanentMailError, SmtpSender, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
 
 log = get_logger(__name__)
-SERVICE = "notifications"
 OUTCOMES_PER_TRANSACTION = 50
+_until_recorded = Retry(base=0.2, cap=5.0, transient=is_unavailable)
 
 Outcome = tuple[Delivery, DeliveryStatus, str | None]
 
@@ -45,7 +52,8 @@ class Dependencies:
     smtp: SmtpSender
 
 
-async def update_contact(event: ActorSnapshot | ActorDeactivated, delivery: EventDelivery, deps: Dependencies) -> None:
+async def update_contact(received: Received[ActorSnapshot | ActorDeactivated], deps: Dependencies) -> None:
+    event = received.event
     current = await deps.contacts.get(event.actor_id)
     if current is not None and current.revision >= event.revision:
         return  # an older or repeated event
@@ -65,15 +73,15 @@ async def update_contact(event: ActorSnapshot | ActorDeactivated, delivery: Even
         )
     await deps.contacts.save(contact)
     waiting = await deps.deliveries.waiting_for(contact.actor_id)
-    context = delivery.context(SERVICE)
+    context = received.context
     await deliver(waiting, {d.id: context for d in waiting}, deps)
 
 
-async def send_invitations(batch: list[Received], deps: Dependencies) -> None:
+async def send_invitations(batch: list[Received[InvitationIssued]], deps: Dependencies) -> None:
     fresh: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
     for item in batch:
-        event: InvitationIssued = item.event
+        event = item.event
         d = Delivery(
             id=Delivery.id_for(event.invitation_id, "invitation"),
             kind="invitation",
@@ -85,7 +93,7 @@ async def send_invitations(batch: list[Received], deps: Dependencies) -> None:
             message_id=message_id(event.invitation_id, "invitation", deps.settings.mail_domain),
         )
         fresh.setdefault(d.id, d)
-        contexts.setdefault(d.id, item.delivery.context(SERVICE))
+        contexts.setdefault(d.id, item.context)
     # Stored already claimed, one write each. Ids stored before (a redelivery, or work a crashed
     # instance left) go through the claim, which skips final ones and waits for live leases.
     await deliver(list(fresh.values()), contexts, deps, stored=False)
@@ -246,19 +254,9 @@ class _OutcomeRecorder:
                 await self._record(outcomes)
 
     async def _record(self, outcomes: list[Outcome]) -> None:
-        """Wait for MongoDB if it is away: once the SMTP server has taken a mail, retrying the
-        whole delivery would send it twice."""
-        pause = 0.2
-        while True:
-            try:
-                await self._store(outcomes)
-                return
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                log.warning("outcomes_not_recorded_yet", count=len(outcomes), error=type(exc).__name__)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
+        # Wait for MongoDB if it is away: once the SMTP server has taken a mail, retrying the
+        # whole delivery would send it twice.
+        await _until_recorded.run(lambda: self._store(outcomes), event="outcomes_not_recorded_yet", count=len(outcomes))
 
     async def _store(self, outcomes: list[Outcome]) -> None:
         now = datetime.now(UTC)

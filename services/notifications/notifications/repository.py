@@ -13,8 +13,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from quartier_shared.embedded_db import chunked
 from quartier_shared.events import ConferenceDetails
-from quartier_shared.mongo import chunked
 
 from .domain import Contact, Delivery, DeliveryStatus
 
@@ -112,7 +112,7 @@ class MongoDeliveryRepository:
             },
             "$inc": {"attempts": 1},
         }
-        # Two updates rather than one with $or: SecantusDB scans the collection for a top-level $or.
+        # Two updates rather than one with $or, for the embedded database (see quartier_shared.embedded_db).
         claimable = [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value]
         await self.collection.update_many(
             {"_id": {"$in": ids}, "status": {"$in": claimable}}, lease, session=self.session

@@ -12,12 +12,10 @@ import contextlib
 
 import aiosmtplib
 
-from quartier_shared.logging import get_logger, redact
+from quartier_shared.retry import Retry
 
 from .mail import OutgoingMail
 from .settings import Settings
-
-log = get_logger(__name__)
 
 
 class PermanentMailError(Exception):
@@ -33,21 +31,21 @@ class SmtpSender:
         self.settings = settings
         self._slots = asyncio.Semaphore(settings.smtp_connections)
         self._idle: list[aiosmtplib.SMTP] = []
+        self._retry = Retry(
+            settings.smtp_backoff_seconds,
+            cap=300.0,
+            attempts=settings.smtp_max_attempts,
+            transient=lambda exc: isinstance(exc, TemporaryMailError),
+        )
 
     async def send(self, mail: OutgoingMail) -> None:
         """Send, retrying temporary failures; raises PermanentMailError or, when the attempts are
         used up, TemporaryMailError."""
-        attempts = self.settings.smtp_max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                await self.send_once(mail)
-                return
-            except TemporaryMailError as exc:
-                if attempt == attempts:
-                    raise TemporaryMailError(f"{exc} (gave up after {attempts} attempts)") from exc
-                wait = self.settings.smtp_backoff_seconds * 2 ** (attempt - 1)
-                log.warning("smtp_temporary_failure", attempt=attempt, retry_in_s=wait, reason=redact(str(exc)))
-                await asyncio.sleep(wait)
+        try:
+            await self._retry.run(lambda: self.send_once(mail), event="smtp_temporary_failure")
+        except TemporaryMailError as exc:
+            attempts = self.settings.smtp_max_attempts
+            raise TemporaryMailError(f"{exc} (gave up after {attempts} attempts)") from exc
 
     async def send_once(self, mail: OutgoingMail) -> None:
         async with self._slots:
