@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
+from .events import EventContext
 from .logging import bind_contextvars, clear_contextvars, get_logger
 from .mongo import is_unavailable
 
@@ -78,3 +79,9 @@ def install_http_basics(app: FastAPI) -> None:
 
 def correlation_id(request: Request) -> str:
     return str(getattr(request.state, "correlation_id", None) or uuid.uuid4())
+
+
+def event_context(request: Request) -> EventContext:
+    """The context of the events this request causes: this service as their producer, and the
+    request's correlation id."""
+    return EventContext(request.app.state.runtime.settings.service_name, correlation_id(request))

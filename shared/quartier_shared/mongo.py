@@ -7,8 +7,9 @@ entries of the events the change caused commit together or not at all.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Protocol, Self, TypeVar
 
+from pydantic import TypeAdapter
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -18,6 +19,7 @@ from .events import Envelope, Event, EventContext
 from .outbox import Outbox
 
 Document = dict[str, Any]  # a MongoDB document, as PyMongo reads and writes it
+T = TypeVar("T")
 
 
 def make_client(uri: str, timeout_ms: int = 5_000) -> AsyncMongoClient[Document]:
@@ -36,6 +38,35 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionFailure):
         return True
     return isinstance(exc, OperationFailure) and exc.has_error_label("TransientTransactionError")
+
+
+class UnitOfWork(Protocol):
+    """What handlers need of a unit of work. Each service's ``unit_of_work.py`` extends it with its
+    repositories; the Mongo implementation below is the real one, unit tests use fakes."""
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    def record(self, event: Event, event_id: str | None = None, context: EventContext | None = None) -> Envelope: ...
+    async def commit(self) -> None: ...
+
+
+class DocumentMapper(Generic[T]):
+    """Documents from a domain dataclass and back, derived from its one declaration (pydantic
+    converts tuples, enums, value objects and dates); its ``id`` is stored as ``_id``."""
+
+    def __init__(self, cls: type[T]) -> None:
+        self._adapter: TypeAdapter[T] = TypeAdapter(cls)
+
+    def to_document(self, obj: T) -> Document:
+        doc: Document = self._adapter.dump_python(obj)
+        doc["_id"] = doc.pop("id")
+        return doc
+
+    def from_document(self, doc: Document) -> T:
+        fields = {k: v for k, v in doc.items() if k != "_id"}
+        return self._adapter.validate_python({"id": doc["_id"], **fields})
 
 
 class MongoUnitOfWork:

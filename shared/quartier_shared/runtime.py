@@ -12,7 +12,7 @@ import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -24,12 +24,13 @@ from .http import health_router, install_http_basics
 from .kafka import KafkaPublisher, ensure_topics, make_broker
 from .logging import configure_logging, get_logger
 from .metrics import CONSUMER_LAG, OUTBOX_BACKLOG, metrics_router
-from .mongo import make_client
+from .mongo import MongoUnitOfWork, make_client
 from .outbox import Outbox, OutboxRelay
 from .retry import Retry
 from .settings import ServiceSettings
 
 log = get_logger(__name__)
+UoW = TypeVar("UoW", bound=MongoUnitOfWork)
 # Dependencies at start-up: wait for them as long as it takes, a little longer each time.
 _until_up = Retry(base=0.2, cap=5.0)
 
@@ -83,6 +84,10 @@ class Runtime:
 
     def context(self, correlation_id: str) -> EventContext:
         return EventContext(self.settings.service_name, correlation_id)
+
+    def unit_of_work(self, cls: type[UoW]) -> Callable[[EventContext], UoW]:
+        """The service's unit-of-work factory: one transaction on this database per call."""
+        return lambda context: cls(self.client, self.db, self.outbox, context)
 
     async def start(self, create_indexes: Callable[[], Awaitable[None]]) -> None:
         await _until_up.run(
