@@ -167,14 +167,20 @@ class ConferenceDetails(BaseModel):
 # --- actors -------------------------------------------------------------------------------------
 
 
-class ActorSnapshot(Event):
-    """Full state of an actor, so consumers can keep their own copy (event-carried state)."""
+class ActorEvent(Event):
+    """Any event of one actor: on the actors topic, keyed by the actor id, with the actor's
+    revision after the change (consumers only ever move forward by it)."""
 
     topic: ClassVar[str] = ACTORS_TOPIC
     aggregate_field: ClassVar[str] = "actor_id"
 
     actor_id: str
     revision: int
+
+
+class ActorSnapshot(ActorEvent):
+    """Full state of an actor, so consumers can keep their own copy (event-carried state)."""
+
     name: str
     kind: str
     districts: list[str]
@@ -192,14 +198,8 @@ class ActorUpdated(ActorSnapshot):
     """An actor's data changed (full snapshot with the new revision)."""
 
 
-class ActorDeactivated(Event):
+class ActorDeactivated(ActorEvent):
     """An actor was deactivated: kept on record, no longer invited."""
-
-    topic: ClassVar[str] = ACTORS_TOPIC
-    aggregate_field: ClassVar[str] = "actor_id"
-
-    actor_id: str
-    revision: int
 
 
 # --- conferences --------------------------------------------------------------------------------
@@ -230,8 +230,8 @@ class InvitationIssued(Event):
 # --- notifications ------------------------------------------------------------------------------
 
 
-class InvitationSent(Event):
-    """The invitation mail was accepted by the SMTP server."""
+class InvitationOutcome(Event):
+    """What became of one invitation mail: on the deliveries topic, keyed by the invitation id."""
 
     topic: ClassVar[str] = DELIVERIES_TOPIC
     aggregate_field: ClassVar[str] = "invitation_id"
@@ -239,19 +239,18 @@ class InvitationSent(Event):
     invitation_id: str
     conference_id: str
     actor_id: str
+
+
+class InvitationSent(InvitationOutcome):
+    """The invitation mail was accepted by the SMTP server."""
+
     message_id: str
     sent_at: AwareDatetime
 
 
-class InvitationFailed(Event):
+class InvitationFailed(InvitationOutcome):
     """The invitation mail could not be delivered (a permanent refusal, or retries used up)."""
 
-    topic: ClassVar[str] = DELIVERIES_TOPIC
-    aggregate_field: ClassVar[str] = "invitation_id"
-
-    invitation_id: str
-    conference_id: str
-    actor_id: str
     reason: str
     failed_at: AwareDatetime
 
