@@ -1,8 +1,14 @@
-"""HTTP API of the actors service (quarter managers keep the registry current)."""
+"""HTTP API of the actors service (quarter managers keep the registry current).
+
+Thin: the request models check the input (a 422 names the field), a handler does the work, and
+the answer is the handler's result as ``ActorOut``. The response models are the HTTP contract and
+are declared here on purpose; they are filled from the domain objects by field name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,12 +16,13 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from quartier_shared.catalogue import ActorKindName, Catalogue, DistrictCode, load_catalogue
-from quartier_shared.http import correlation_id
+from quartier_shared.events import Language
+from quartier_shared.http import event_context
 
-from . import service
-from .domain import Actor, ActorNotFound, Language
-from .repository import MongoActorRepository
-from .unit_of_work import MongoActorsUnitOfWork
+from . import handlers
+from .commands import DeactivateActor, RegisterActor, UpdateActor
+from .domain import Actor, ActorNotFound
+from .unit_of_work import UnitOfWorkFactory
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -55,41 +62,19 @@ class ActorOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, actor: Actor) -> ActorOut:
-        return cls(
-            id=actor.id,
-            name=actor.name,
-            kind=actor.kind,
-            districts=list(actor.districts),
-            email=actor.email,
-            language=actor.language,
-            consent_to_notifications=actor.consent_to_notifications,
-            active=actor.active,
-            revision=actor.revision,
-            created_at=actor.created_at,
-            updated_at=actor.updated_at,
-        )
 
-
-def build_router(uow_for: Callable[[str], MongoActorsUnitOfWork]) -> APIRouter:
-    """``uow_for(correlation_id)`` makes a unit of work whose events carry that correlation id."""
+def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["actors"])
-
-    def not_found(actor_id: str) -> HTTPException:
-        return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"actor {actor_id} not found")
 
     @router.post("/actors", status_code=status.HTTP_201_CREATED, response_model=ActorOut)
     async def register(body: ActorIn, request: Request) -> ActorOut:
-        actor = await service.register_actor(uow_for(correlation_id(request)), **body.model_dump())
-        return ActorOut.of(actor)
+        command = RegisterActor(**body.model_dump())
+        return _out(await handlers.register_actor(command, event_context(request), uow_factory=uow_factory))
 
     @router.get("/actors/{actor_id}", response_model=ActorOut)
     async def get(actor_id: str, request: Request) -> ActorOut:
-        actor = await _repository(request).get(actor_id)
-        if actor is None:
-            raise not_found(actor_id)
-        return ActorOut.of(actor)
+        with _not_found_is_404():
+            return _out(await handlers.actor_by_id(actor_id, event_context(request), uow_factory=uow_factory))
 
     @router.get("/actors", response_model=list[ActorOut])
     async def list_actors(
@@ -97,32 +82,29 @@ def build_router(uow_for: Callable[[str], MongoActorsUnitOfWork]) -> APIRouter:
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
         include_inactive: bool = False,
     ) -> list[ActorOut]:
-        actors = await _repository(request).find(district, include_inactive)
-        return [ActorOut.of(a) for a in actors]
+        context = event_context(request)
+        found = await handlers.actors_by_district(district, include_inactive, context, uow_factory=uow_factory)
+        return [_out(actor) for actor in found]
 
     @router.patch("/actors/{actor_id}", response_model=ActorOut)
     async def update(actor_id: str, body: ActorPatch, request: Request) -> ActorOut:
         changes: dict[str, Any] = body.model_dump(exclude_unset=True)
-        if any(v is None for v in changes.values()):
-            nulls = [k for k, v in changes.items() if v is None]
+        nulls = [k for k, v in changes.items() if v is None]
+        if nulls:  # leaving a field out keeps it; null would erase it, and no field may be empty
             raise HTTPException(
                 422,
                 detail=[{"loc": ["body", k], "msg": "may not be null", "type": "value_error"} for k in nulls],
             )
-        try:
-            actor = await service.update_actor(uow_for(correlation_id(request)), actor_id, changes)
-        except ActorNotFound:
-            raise not_found(actor_id) from None
-        return ActorOut.of(actor)
+        command = UpdateActor(actor_id, changes)
+        with _not_found_is_404():
+            return _out(await handlers.update_actor(command, event_context(request), uow_factory=uow_factory))
 
     @router.delete("/actors/{actor_id}", response_model=ActorOut)
     async def deactivate(actor_id: str, request: Request) -> ActorOut:
         """Deactivates the actor: it stays on record but is no longer invited."""
-        try:
-            actor = await service.deactivate_actor(uow_for(correlation_id(request)), actor_id)
-        except ActorNotFound:
-            raise not_found(actor_id) from None
-        return ActorOut.of(actor)
+        command = DeactivateActor(actor_id)
+        with _not_found_is_404():
+            return _out(await handlers.deactivate_actor(command, event_context(request), uow_factory=uow_factory))
 
     @router.get("/districts", response_model=Catalogue, tags=["districts"])
     async def districts() -> Catalogue:
@@ -131,5 +113,13 @@ def build_router(uow_for: Callable[[str], MongoActorsUnitOfWork]) -> APIRouter:
     return router
 
 
-def _repository(request: Request) -> MongoActorRepository:
-    return MongoActorRepository(request.app.state.runtime.db)
+def _out(actor: Actor) -> ActorOut:
+    return ActorOut.model_validate(actor, from_attributes=True)
+
+
+@contextmanager
+def _not_found_is_404() -> Iterator[None]:
+    try:
+        yield
+    except ActorNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"actor {exc} not found") from None

@@ -10,21 +10,18 @@ from quartier_shared.runtime import Runtime, create_app
 from .api import build_router
 from .repository import create_indexes
 from .settings import Settings
-from .unit_of_work import MongoActorsUnitOfWork
+from .unit_of_work import MongoActorsUnitOfWork, UnitOfWorkFactory
 
 
 def build(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings or Settings())
-
-    def uow_for(correlation_id: str) -> MongoActorsUnitOfWork:
-        return MongoActorsUnitOfWork(runtime.client, runtime.db, runtime.outbox, runtime.context(correlation_id))
-
+    uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoActorsUnitOfWork)
     return create_app(
         runtime,
         title="Quartier actors",
         description="Registry of the actors of each district: publishes ActorRegistered, ActorUpdated, "
         "ActorDeactivated.",
-        routers=[build_router(uow_for)],
+        routers=[build_router(uow_factory)],
         create_indexes=lambda: create_indexes(runtime.db),
         publishes=[ActorRegistered, ActorUpdated, ActorDeactivated],
     )

@@ -1,18 +1,26 @@
-"""The actor: an organisation or person taking part in a district's integration work."""
+"""The actor: an organisation or person taking part in a district's integration work.
+
+Every change returns the new state and the event it raises, or no event when nothing changed, so
+the service layer stores both in one unit of work. The events carry the whole actor (event-carried
+state), taken from the dataclass's fields, so they cannot forget one.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, TypeVar
 
-from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated
+from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorSnapshot, ActorUpdated, Language
 
-Language = Literal["de", "en"]
+from .commands import RegisterActor
 
 # Fields a quarter manager may change after registration.
-EDITABLE = ("name", "kind", "districts", "email", "language", "consent_to_notifications")
+EDITABLE = frozenset({"name", "kind", "districts", "email", "language", "consent_to_notifications"})
+
+SnapshotT = TypeVar("SnapshotT", bound=ActorSnapshot)
 
 
 class ActorNotFound(Exception):
@@ -34,38 +42,21 @@ class Actor:
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
-    def register(
-        cls,
-        *,
-        name: str,
-        kind: str,
-        districts: list[str],
-        email: str,
-        language: Language,
-        consent_to_notifications: bool,
-    ) -> tuple[Actor, ActorRegistered]:
-        actor = cls(
-            id=str(uuid.uuid4()),
-            name=name,
-            kind=kind,
-            districts=tuple(dict.fromkeys(districts)),
-            email=email,
-            language=language,
-            consent_to_notifications=consent_to_notifications,
-        )
-        return actor, ActorRegistered(**actor.snapshot())
+    def register(cls, command: RegisterActor) -> tuple[Actor, ActorRegistered]:
+        fields = {**asdict(command), "districts": _once_each(command.districts)}
+        actor = cls(id=str(uuid.uuid4()), **fields)
+        return actor, actor._snapshot(ActorRegistered)
 
-    def update(self, changes: dict[str, Any]) -> tuple[Actor, ActorUpdated | None]:
-        """Apply changes; no event when nothing actually changed."""
-        unknown = set(changes) - set(EDITABLE)
+    def update(self, changes: Mapping[str, Any]) -> tuple[Actor, ActorUpdated | None]:
+        unknown = set(changes) - EDITABLE
         if unknown:
             raise ValueError(f"not editable: {sorted(unknown)}")
         if "districts" in changes:
-            changes = {**changes, "districts": tuple(dict.fromkeys(changes["districts"]))}
+            changes = {**changes, "districts": _once_each(changes["districts"])}
         if all(getattr(self, k) == v for k, v in changes.items()):
             return self, None
         updated = replace(self, **changes, revision=self.revision + 1, updated_at=datetime.now(UTC))
-        return updated, ActorUpdated(**updated.snapshot())
+        return updated, updated._snapshot(ActorUpdated)
 
     def deactivate(self) -> tuple[Actor, ActorDeactivated | None]:
         if not self.active:
@@ -73,15 +64,11 @@ class Actor:
         updated = replace(self, active=False, revision=self.revision + 1, updated_at=datetime.now(UTC))
         return updated, ActorDeactivated(actor_id=self.id, revision=updated.revision)
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "actor_id": self.id,
-            "revision": self.revision,
-            "name": self.name,
-            "kind": self.kind,
-            "districts": list(self.districts),
-            "email": self.email,
-            "language": self.language,
-            "consent_to_notifications": self.consent_to_notifications,
-            "active": self.active,
-        }
+    def _snapshot(self, event: type[SnapshotT]) -> SnapshotT:
+        # Every field the event names, by name (it ignores the rest: created_at, updated_at).
+        return event.model_validate({**asdict(self), "actor_id": self.id})
+
+
+def _once_each(districts: Sequence[str]) -> tuple[str, ...]:
+    """Each district once, in the order given."""
+    return tuple(dict.fromkeys(districts))

@@ -1,30 +1,31 @@
+"""The actors service's unit of work: one transaction holding the actor repository and the
+events the change raises (see ``quartier_shared.mongo``).
+
+Handlers depend on the ``UnitOfWork`` protocol only: the service runs on ``MongoActorsUnitOfWork``,
+the unit tests on a fake.
+"""
+
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Protocol, Self
+from collections.abc import Callable
+from typing import Protocol
 
-from quartier_shared.events import Event
-from quartier_shared.mongo import MongoUnitOfWork
+from quartier_shared import mongo
+from quartier_shared.events import EventContext
 
 from .repository import ActorRepository, MongoActorRepository
 
 
-class UnitOfWork(Protocol):
-    """What the service layer needs: the real one is Mongo's, the unit tests' is a fake."""
-
-    @property
-    def actors(self) -> ActorRepository: ...
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-    def record(self, event: Event) -> object: ...
-    async def commit(self) -> None: ...
+class UnitOfWork(mongo.UnitOfWork, Protocol):
+    actors: ActorRepository
 
 
-class MongoActorsUnitOfWork(MongoUnitOfWork):
-    actors: MongoActorRepository
+class MongoActorsUnitOfWork(mongo.MongoUnitOfWork):
+    actors: ActorRepository
 
     def bind(self) -> None:
         self.actors = MongoActorRepository(self.db, self.session)
+
+
+# One unit of work per call, its events caused in this context.
+UnitOfWorkFactory = Callable[[EventContext], UnitOfWork]

@@ -1,0 +1,63 @@
+"""The use cases of the actors service: the HTTP commands and queries. Plain functions, wired in
+app.py and called by api.py.
+
+Each command is one unit of work: load, let the domain decide, store the change with its event,
+commit. A change that changes nothing commits nothing and raises no event. Queries read through
+the unit of work's repositories and commit nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from quartier_shared.events import Event, EventContext
+
+from .commands import DeactivateActor, RegisterActor, UpdateActor
+from .domain import Actor, ActorNotFound
+from .unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+
+async def register_actor(command: RegisterActor, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> Actor:
+    actor, registered = Actor.register(command)
+    async with uow_factory(context) as uow:
+        await uow.actors.add(actor)
+        uow.record(registered)
+        await uow.commit()
+    return actor
+
+
+async def update_actor(command: UpdateActor, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> Actor:
+    return await _change(command.actor_id, lambda actor: actor.update(command.changes), uow_factory(context))
+
+
+async def deactivate_actor(command: DeactivateActor, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> Actor:
+    return await _change(command.actor_id, Actor.deactivate, uow_factory(context))
+
+
+async def actor_by_id(actor_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> Actor:
+    async with uow_factory(context) as uow:
+        return await _existing(uow, actor_id)
+
+
+async def actors_by_district(
+    district: str | None, include_inactive: bool, context: EventContext, *, uow_factory: UnitOfWorkFactory
+) -> list[Actor]:
+    async with uow_factory(context) as uow:
+        return await uow.actors.find(district, include_inactive)
+
+
+async def _change(actor_id: str, change: Callable[[Actor], tuple[Actor, Event | None]], uow: UnitOfWork) -> Actor:
+    async with uow:
+        changed, event = change(await _existing(uow, actor_id))
+        if event is not None:
+            await uow.actors.save(changed)
+            uow.record(event)
+            await uow.commit()
+    return changed
+
+
+async def _existing(uow: UnitOfWork, actor_id: str) -> Actor:
+    actor = await uow.actors.get(actor_id)
+    if actor is None:
+        raise ActorNotFound(actor_id)
+    return actor

@@ -1,0 +1,88 @@
+"""Actors: the service layer, on a fake unit of work (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors import handlers
+from actors.commands import DeactivateActor, RegisterActor, UpdateActor
+from actors.domain import Actor, ActorNotFound
+from actors.repository import ActorRepository
+from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated, EventContext
+from tests.unit.fakes import FakeUnitOfWork, InMemory
+
+CONTEXT = EventContext("actors", "request-1")
+REGISTRATION = RegisterActor(
+    name="Runder Tisch Frintrop",
+    kind="round_table",
+    districts=["IV", "III"],
+    email="frintrop@example.org",
+    language="en",
+    consent_to_notifications=True,
+)
+
+
+class FakeActorRepository(InMemory[Actor]):
+    async def add(self, actor: Actor) -> None:
+        self.insert(actor.id, actor)
+
+    async def get(self, actor_id: str) -> Actor | None:
+        return self.rows.get(actor_id)
+
+    async def save(self, actor: Actor) -> None:
+        self.rows[actor.id] = actor
+
+    async def find(self, district: str | None, include_inactive: bool) -> list[Actor]:
+        found = [a for a in self.rows.values() if (district is None or district in a.districts)]
+        return sorted((a for a in found if include_inactive or a.active), key=lambda a: a.created_at)
+
+
+class FakeActorsUnitOfWork(FakeUnitOfWork):
+    actors: ActorRepository
+
+    def __init__(self) -> None:
+        actors = FakeActorRepository()
+        super().__init__(actors)
+        self.actors = actors
+
+
+async def test_registering_stores_the_actor_with_its_event_in_the_requests_context() -> None:
+    uow = FakeActorsUnitOfWork()
+    actor = await handlers.register_actor(REGISTRATION, CONTEXT, uow_factory=uow)
+    assert await handlers.actor_by_id(actor.id, CONTEXT, uow_factory=uow) == actor
+    [registered] = uow.events
+    assert registered.event_type == "ActorRegistered" and registered.aggregate_id == actor.id
+    assert (registered.producer, registered.correlation_id) == ("actors", "request-1")
+    assert ActorRegistered.model_validate(registered.payload).districts == ["IV", "III"]
+
+
+async def test_an_update_that_changes_nothing_commits_nothing() -> None:
+    uow = FakeActorsUnitOfWork()
+    actor = await handlers.register_actor(REGISTRATION, CONTEXT, uow_factory=uow)
+    updated = await handlers.update_actor(UpdateActor(actor.id, {"language": "de"}), CONTEXT, uow_factory=uow)
+    same = await handlers.update_actor(UpdateActor(actor.id, {"language": "de"}), CONTEXT, uow_factory=uow)
+    assert updated.revision == same.revision == 2
+    assert [e.event_type for e in uow.events] == ["ActorRegistered", "ActorUpdated"] and uow.commits == 2
+    assert ActorUpdated.model_validate(uow.events[-1].payload).language == "de"
+
+
+async def test_deactivating_twice_records_one_event_and_hides_the_actor_from_the_list() -> None:
+    uow = FakeActorsUnitOfWork()
+    actor = await handlers.register_actor(REGISTRATION, CONTEXT, uow_factory=uow)
+    first = await handlers.deactivate_actor(DeactivateActor(actor.id), CONTEXT, uow_factory=uow)
+    second = await handlers.deactivate_actor(DeactivateActor(actor.id), CONTEXT, uow_factory=uow)
+    assert not first.active and second == first
+    assert uow.committed(ActorDeactivated)[0].payload == {"actor_id": actor.id, "revision": 2}
+    assert await handlers.actors_by_district("IV", False, CONTEXT, uow_factory=uow) == []
+    assert await handlers.actors_by_district("IV", True, CONTEXT, uow_factory=uow) == [first]
+
+
+async def test_an_unknown_actor_is_not_found_and_nothing_is_recorded() -> None:
+    uow = FakeActorsUnitOfWork()
+    with pytest.raises(ActorNotFound):
+        await handlers.update_actor(UpdateActor("missing", {"name": "x"}), CONTEXT, uow_factory=uow)
+    with pytest.raises(ActorNotFound):
+        await handlers.deactivate_actor(DeactivateActor("missing"), CONTEXT, uow_factory=uow)
+    with pytest.raises(ActorNotFound):
+        await handlers.actor_by_id("missing", CONTEXT, uow_factory=uow)
+    assert uow.events == [] and uow.commits == 0
