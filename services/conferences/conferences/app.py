@@ -14,7 +14,6 @@ from quartier_shared.events import (
     ActorRegistered,
     ActorUpdated,
     ConferenceScheduled,
-    EventContext,
     InvitationFailed,
     InvitationIssued,
     InvitationSent,
@@ -23,20 +22,18 @@ from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
 from .api import build_router
-from .repository import MongoInvitationRepository, create_indexes
+from .repository import create_indexes
 from .settings import Settings
-from .unit_of_work import ConferencesUnitOfWork
+from .unit_of_work import MongoConferencesUnitOfWork, UnitOfWorkFactory
 
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings)
-
-    def uow_factory(context: EventContext) -> ConferencesUnitOfWork:
-        return ConferencesUnitOfWork(runtime.client, runtime.db, runtime.outbox, context)
-
+    uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoConferencesUnitOfWork)
     roster = partial(handlers.update_roster, uow_factory=uow_factory)
-    outcomes = partial(handlers.record_outcomes, invitations=MongoInvitationRepository(runtime.db))
+    outcomes = partial(handlers.record_outcomes, uow_factory=uow_factory)
+    fan_out = partial(handlers.invite_district, uow_factory=uow_factory, batch_size=settings.fanout_batch_size)
     runtime.consume(
         group_id="conferences",
         topics=[ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC],
@@ -44,9 +41,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             ActorRegistered: roster,
             ActorUpdated: roster,
             ActorDeactivated: roster,
-            ConferenceScheduled: partial(
-                handlers.invite_district, uow_factory=uow_factory, batch_size=settings.fanout_batch_size
-            ),
+            ConferenceScheduled: fan_out,
         },
         batch_handlers={InvitationSent: outcomes, InvitationFailed: outcomes},
     )
@@ -55,7 +50,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         title="Quartier conferences",
         description="District integration conferences and their invitations: publishes ConferenceScheduled "
         "and InvitationIssued; consumes actor events and delivery outcomes.",
-        routers=[build_router(uow_factory, runtime.context)],
+        routers=[build_router(uow_factory)],
         create_indexes=lambda: create_indexes(runtime.db),
         publishes=[ConferenceScheduled, InvitationIssued],
     )

@@ -1,17 +1,34 @@
 """Conferences, the invitations they cause, and the roster of actors they are sent to.
 
+Each change returns the new state and the event it raises, so the service layer stores both in
+one unit of work. The events carry the conference's details, taken from the dataclass's fields.
+
 The roster is this service's own copy of the actors, built from actor events: only what deciding
-who is invited needs (districts, active, consent), never contact data.
+who is invited needs (districts, active, consent), never contact data. It only moves forward by
+the actor's revision, so an older or repeated event changes nothing.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 
-from quartier_shared.events import ConferenceDetails, Venue
+from quartier_shared.catalogue import District
+from quartier_shared.events import (
+    ActorDeactivated,
+    ActorSnapshot,
+    ConferenceDetails,
+    ConferenceScheduled,
+    InvitationFailed,
+    InvitationIssued,
+    InvitationSent,
+    Venue,
+)
+
+from .commands import ScheduleConference
 
 # Namespace for ids derived from other ids, so re-running a fan-out yields the same ids.
 ID_NAMESPACE = uuid.UUID("5b0c6a36-8f3e-4f5e-9c1a-2f6f1f0c9a77")
@@ -23,13 +40,13 @@ class ConferenceNotFound(Exception):
 
 class InvitationStatus(StrEnum):
     PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"
+    SENT = "sent"  # final: no later outcome changes it
+    FAILED = "failed"  # may still become sent, when a later attempt got through
 
 
 @dataclass(frozen=True)
 class RosterEntry:
-    actor_id: str
+    id: str  # the actor's id
     districts: tuple[str, ...]
     active: bool
     consent_to_notifications: bool
@@ -38,6 +55,22 @@ class RosterEntry:
     @property
     def invitable(self) -> bool:
         return self.active and self.consent_to_notifications
+
+    @classmethod
+    def after(cls, event: ActorSnapshot | ActorDeactivated, current: RosterEntry | None) -> RosterEntry | None:
+        """The actor's entry once ``event`` is applied; None when the event changes nothing (it is
+        older than the entry or repeated, or deactivates an actor the roster never saw)."""
+        if current is not None and current.revision >= event.revision:
+            return None
+        if isinstance(event, ActorDeactivated):
+            return None if current is None else replace(current, active=False, revision=event.revision)
+        return cls(
+            id=event.actor_id,
+            districts=tuple(event.districts),
+            active=event.active,
+            consent_to_notifications=event.consent_to_notifications,
+            revision=event.revision,
+        )
 
 
 @dataclass(frozen=True)
@@ -57,49 +90,30 @@ class Conference:
 
     @classmethod
     def schedule(
-        cls,
-        *,
-        district: str,
-        district_name: str,
-        timezone: str,
-        title: str,
-        starts_at: datetime,
-        ends_at: datetime,
-        venue: Venue,
-        agenda: list[str],
-        now: datetime | None = None,
-    ) -> Conference:
-        now = now or datetime.now(UTC)
-        if ends_at <= starts_at:
+        cls, command: ScheduleConference, *, district: District, timezone: str, now: datetime | None = None
+    ) -> tuple[Conference, ConferenceScheduled]:
+        if command.ends_at <= command.starts_at:
             raise ValueError("ends_at must be after starts_at")
-        if starts_at <= now:
+        if command.starts_at <= (now or datetime.now(UTC)):
             raise ValueError("starts_at must be in the future")
-        return cls(
+        conference = cls(
             id=str(uuid.uuid4()),
-            district=district,
-            district_name=district_name,
+            district=district.code,
+            district_name=district.name,
             timezone=timezone,
-            title=title,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            venue=venue,
-            agenda=tuple(agenda),
+            title=command.title,
+            starts_at=command.starts_at,
+            ends_at=command.ends_at,
+            venue=command.venue,
+            agenda=tuple(command.agenda),
         )
+        return conference, ConferenceScheduled(conference_id=conference.id, details=conference.details)
 
-    @property
+    @cached_property
     def details(self) -> ConferenceDetails:
-        return ConferenceDetails(
-            conference_id=self.id,
-            district=self.district,
-            district_name=self.district_name,
-            title=self.title,
-            starts_at=self.starts_at,
-            ends_at=self.ends_at,
-            timezone=self.timezone,
-            venue=self.venue,
-            agenda=list(self.agenda),
-            sequence=self.sequence,
-        )
+        """What its invitations say about it: every field the details name, by name. Made once per
+        conference object, as a fan-out issues hundreds of invitations from one."""
+        return ConferenceDetails.model_validate({**asdict(self), "conference_id": self.id})
 
     def is_upcoming(self, now: datetime | None = None) -> bool:
         return self.status == "scheduled" and self.starts_at > (now or datetime.now(UTC))
@@ -121,10 +135,27 @@ class Invitation:
     def id_for(conference_id: str, actor_id: str) -> str:
         return str(uuid.uuid5(ID_NAMESPACE, f"invitation:{conference_id}:{actor_id}"))
 
-    @staticmethod
-    def issued_event_id(invitation_id: str) -> str:
-        return str(uuid.uuid5(ID_NAMESPACE, f"issued:{invitation_id}"))
-
     @classmethod
-    def issue(cls, conference_id: str, actor_id: str) -> Invitation:
-        return cls(id=cls.id_for(conference_id, actor_id), conference_id=conference_id, actor_id=actor_id)
+    def issue(cls, conference: Conference, actor_id: str) -> tuple[Invitation, InvitationIssued]:
+        """The invitation of ``actor_id`` to ``conference``. Its id is derived from both, and so is
+        the id of its event (``issued_event_id``), so issuing it again yields the same ones."""
+        invitation = cls(id=cls.id_for(conference.id, actor_id), conference_id=conference.id, actor_id=actor_id)
+        issued = InvitationIssued(
+            invitation_id=invitation.id,
+            conference_id=conference.id,
+            actor_id=actor_id,
+            conference=conference.details,
+        )
+        return invitation, issued
+
+    @property
+    def issued_event_id(self) -> str:
+        return str(uuid.uuid5(ID_NAMESPACE, f"issued:{self.id}"))
+
+    def with_outcome(self, outcome: InvitationSent | InvitationFailed, now: datetime) -> Invitation:
+        """Sent is final; failed may still become sent (a later attempt got through)."""
+        if self.status is InvitationStatus.SENT:
+            return self
+        if isinstance(outcome, InvitationSent):
+            return replace(self, status=InvitationStatus.SENT, reason=None, updated_at=now)
+        return replace(self, status=InvitationStatus.FAILED, reason=outcome.reason, updated_at=now)

@@ -1,106 +1,129 @@
-"""What the conferences service does when events arrive. Plain functions, wired in app.py.
+"""The use cases of the conferences service: the HTTP commands and queries, and the events it
+consumes. Plain functions, wired in app.py and called by api.py and the consumer.
 
-Every handler is idempotent: the roster only moves forward by actor revision, invitation ids
-are derived from (conference, actor) under a unique index, and a delivery outcome only moves an
-invitation forward (sent is final). A redelivered event therefore changes nothing.
+Every event handler is idempotent: the roster only moves forward by actor revision, invitation
+ids are derived from (conference, actor) and so are the ids of their InvitationIssued events, and
+a delivery outcome only moves an invitation forward (sent is final). A redelivered event
+therefore changes nothing. Queries read through the unit of work's repositories and commit nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from quartier_shared.catalogue import load_catalogue
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
     ActorDeactivated,
     ActorSnapshot,
     ConferenceScheduled,
+    EventContext,
     InvitationFailed,
-    InvitationIssued,
     InvitationSent,
 )
 from quartier_shared.logging import get_logger
 
-from .domain import Conference, Invitation, RosterEntry
-from .repository import MongoInvitationRepository
-from .unit_of_work import ConferencesUnitOfWork, UnitOfWorkFactory
+from .commands import ScheduleConference
+from .domain import Conference, ConferenceNotFound, Invitation, RosterEntry
+from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
 
 
-async def update_roster(received: Received[ActorSnapshot | ActorDeactivated], uow_factory: UnitOfWorkFactory) -> None:
-    """Keep the roster copy current; invite an actor who became invitable to upcoming conferences."""
+# --- HTTP -----------------------------------------------------------------------------------------
+
+
+async def schedule_conference(
+    command: ScheduleConference, context: EventContext, *, uow_factory: UnitOfWorkFactory
+) -> Conference:
+    """Store the conference with its ConferenceScheduled; the fan-out follows when that arrives."""
+    catalogue = load_catalogue()
+    district = catalogue.district(command.district)
+    if district is None:  # api.py accepts only the catalogue's codes
+        raise ValueError(f"unknown district {command.district!r}")
+    conference, scheduled = Conference.schedule(command, district=district, timezone=catalogue.timezone)
+    async with uow_factory(context) as uow:
+        await uow.conferences.add(conference)
+        uow.record(scheduled)
+        await uow.commit()
+    return conference
+
+
+async def conference_with_invitations(
+    conference_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory
+) -> tuple[Conference, list[Invitation]]:
+    async with uow_factory(context) as uow:
+        conference = await uow.conferences.get(conference_id)
+        if conference is None:
+            raise ConferenceNotFound(conference_id)
+        return conference, await uow.invitations.for_conference(conference_id)
+
+
+async def conferences_by_district(
+    district: str | None, context: EventContext, *, uow_factory: UnitOfWorkFactory
+) -> list[Conference]:
+    async with uow_factory(context) as uow:
+        return await uow.conferences.find(district)
+
+
+# --- consumed events ------------------------------------------------------------------------------
+
+
+async def update_roster(
+    received: Received[ActorSnapshot | ActorDeactivated], *, uow_factory: UnitOfWorkFactory
+) -> None:
+    """Keep the roster copy current; invite an actor who became invitable to the upcoming
+    conferences of its districts (a late joiner)."""
     event = received.event
     async with uow_factory(received.context) as uow:
-        current = await uow.roster.get(event.actor_id)
-        if current is not None and current.revision >= event.revision:
-            return  # an older or repeated event
-        if isinstance(event, ActorDeactivated):
-            if current is None:
-                return  # deactivated before we ever saw it: nothing to keep
-            entry = RosterEntry(
-                event.actor_id, current.districts, False, current.consent_to_notifications, event.revision
-            )
-        else:
-            entry = RosterEntry(
-                event.actor_id, tuple(event.districts), event.active, event.consent_to_notifications, event.revision
-            )
+        entry = RosterEntry.after(event, await uow.roster.get(event.actor_id))
+        if entry is None:
+            return
         await uow.roster.save(entry)
-        invited = 0
-        if entry.invitable:
-            for conference in await uow.conferences.upcoming_in(entry.districts, datetime.now(UTC)):
-                if not await uow.invitations.exists(conference.id, entry.actor_id):
-                    await uow.invitations.add_many(_issue(uow, conference, [entry.actor_id]))
-                    invited += 1
+        upcoming = await uow.conferences.upcoming_in(entry.districts, datetime.now(UTC)) if entry.invitable else []
+        late = [c for c in upcoming if c.invites(entry) and not await uow.invitations.exists(c.id, entry.id)]
+        for conference in late:
+            await _issue(uow, conference, [entry.id])
         await uow.commit()
-    if invited:
-        log.info("late_joiner_invited", actor_id=event.actor_id, conferences=invited)
+    if late:
+        log.info("late_joiner_invited", actor_id=entry.id, conferences=len(late))
 
 
 async def invite_district(
-    received: Received[ConferenceScheduled], uow_factory: UnitOfWorkFactory, batch_size: int
+    received: Received[ConferenceScheduled], *, uow_factory: UnitOfWorkFactory, batch_size: int
 ) -> None:
-    """Fan-out: one invitation for every invitable actor of the district, in batches.
-
-    Re-running it (after a crash or a redelivery) issues only the invitations still missing.
-    """
-    event = received.event
+    """Fan-out: one invitation for every invitable actor of the district, ``batch_size`` per
+    transaction. Re-running it (after a crash or a redelivery) issues only the ones still missing."""
     async with uow_factory(received.context) as uow:
-        conference = await uow.conferences.get(event.conference_id)
+        conference = await uow.conferences.get(received.event.conference_id)
         if conference is None or not conference.is_upcoming():
             return
-        eligible = await uow.roster.invitable_in(conference.district)
+        invitable = await uow.roster.invitable_in(conference.district)
         already = await uow.invitations.invited_actor_ids(conference.id)
-    missing = [actor_id for actor_id in eligible if actor_id not in already]
+    missing = [actor_id for actor_id in invitable if actor_id not in already]
     for start in range(0, len(missing), batch_size):
         async with uow_factory(received.context) as uow:
-            await uow.invitations.add_many(_issue(uow, conference, missing[start : start + batch_size]))
+            await _issue(uow, conference, missing[start : start + batch_size])
             await uow.commit()
     log.info("invitations_issued", conference_id=conference.id, issued=len(missing), already=len(already))
 
 
-def _issue(uow: ConferencesUnitOfWork, conference: Conference, actor_ids: list[str]) -> list[Invitation]:
-    """Record InvitationIssued for each actor (with a derived event id) and return the invitations.
-
-    The caller stores the invitations in the same unit of work.
-    """
-    invitations = [Invitation.issue(conference.id, actor_id) for actor_id in actor_ids]
-    details = conference.details
-    for invitation in invitations:
-        uow.record(
-            InvitationIssued(
-                invitation_id=invitation.id,
-                conference_id=conference.id,
-                actor_id=invitation.actor_id,
-                conference=details,
-            ),
-            event_id=Invitation.issued_event_id(invitation.id),
-        )
-    return invitations
-
-
 async def record_outcomes(
-    batch: list[Received[InvitationSent | InvitationFailed]], invitations: MongoInvitationRepository
+    batch: list[Received[InvitationSent | InvitationFailed]], *, uow_factory: UnitOfWorkFactory
 ) -> None:
-    """Delivery outcomes of a whole batch in one write; a repeated or late outcome changes nothing."""
-    outcomes: list[InvitationSent | InvitationFailed] = [item.event for item in batch]
-    await invitations.record_outcomes(outcomes)
+    """Delivery outcomes of a whole batch in one unit of work; a repeated or late one changes nothing."""
+    # No events are caused here, so the context of any event of the batch will do.
+    async with uow_factory(batch[0].context) as uow:
+        await uow.invitations.record_outcomes([item.event for item in batch])
+        await uow.commit()
+
+
+async def _issue(uow: UnitOfWork, conference: Conference, actor_ids: Sequence[str]) -> None:
+    """Store the invitations of ``actor_ids`` to ``conference``, each with its InvitationIssued."""
+    issued = [Invitation.issue(conference, actor_id) for actor_id in actor_ids]
+    await uow.invitations.add_many([invitation for invitation, _ in issued])
+    for invitation, event in issued:
+        # A derived event id: were the same invitation ever issued twice, consumers would see one
+        # event twice (and skip the repeat), not two events.
+        uow.record(event, event_id=invitation.issued_event_id)

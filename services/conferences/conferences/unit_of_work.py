@@ -1,17 +1,38 @@
+"""The conferences service's unit of work: one transaction holding its repositories and the
+events the change raises (see ``quartier_shared.mongo``).
+
+Handlers depend on the ``UnitOfWork`` protocol only: the service runs on
+``MongoConferencesUnitOfWork``, the unit tests on a fake.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
+from quartier_shared import mongo
 from quartier_shared.events import EventContext
-from quartier_shared.mongo import MongoUnitOfWork
 
-from .repository import MongoConferenceRepository, MongoInvitationRepository, MongoRosterRepository
+from .repository import (
+    ConferenceRepository,
+    InvitationRepository,
+    MongoConferenceRepository,
+    MongoInvitationRepository,
+    MongoRosterRepository,
+    RosterRepository,
+)
 
 
-class ConferencesUnitOfWork(MongoUnitOfWork):
-    conferences: MongoConferenceRepository
-    invitations: MongoInvitationRepository
-    roster: MongoRosterRepository
+class UnitOfWork(mongo.UnitOfWork, Protocol):
+    conferences: ConferenceRepository
+    invitations: InvitationRepository
+    roster: RosterRepository
+
+
+class MongoConferencesUnitOfWork(mongo.MongoUnitOfWork):
+    conferences: ConferenceRepository
+    invitations: InvitationRepository
+    roster: RosterRepository
 
     def bind(self) -> None:
         self.conferences = MongoConferenceRepository(self.db, self.session)
@@ -19,4 +40,5 @@ class ConferencesUnitOfWork(MongoUnitOfWork):
         self.roster = MongoRosterRepository(self.db, self.session)
 
 
-UnitOfWorkFactory = Callable[[EventContext], ConferencesUnitOfWork]
+# One unit of work per call, its events caused in this context.
+UnitOfWorkFactory = Callable[[EventContext], UnitOfWork]

@@ -1,0 +1,22 @@
+"""What a city coordinator asks of the conferences service: one frozen dataclass per command.
+
+They say what is wanted, already checked at the edge (api.py); the domain decides what follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from quartier_shared.events import Venue
+
+
+@dataclass(frozen=True)
+class ScheduleConference:
+    district: str  # a code of the district catalogue
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    venue: Venue
+    agenda: Sequence[str]
