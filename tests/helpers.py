@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
 from quartier.embedded import Infrastructure
-from quartier_shared.events import Envelope, Event, kafka_headers, wrap
+from quartier_shared.events import TOPIC_PARTITIONS, ActorRegistered, Envelope, Event, kafka_headers, wrap
 from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
+from quartier_shared.outbox import pending_events
 from quartier_shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -95,6 +96,52 @@ async def read_topic(
     return records
 
 
+async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    """The offset after the last record of each partition of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(_partitions(topic))
+    finally:
+        await consumer.stop()
+
+
+async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record ``topic`` holds now. Unlike ``read_topic(until=len(r) >= n)``, it also sees
+    records beyond the ones expected: each test's broker is fresh, so its offsets count records."""
+    total = sum((await end_offsets(bootstrap, topic)).values())
+    return await read_topic(bootstrap, topic, until=lambda records: len(records) >= total)
+
+
+async def caught_up(bootstrap: str, group_id: str, *topics: str) -> bool:
+    """True once ``group_id`` has committed the end offset of every partition of ``topics``: it
+    has handled every record published there so far (consumers commit only after handling).
+
+    It asks under the group's id without joining the group (it subscribes to nothing), so the
+    group's members are not disturbed.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for topic in topics:
+            ends = await consumer.end_offsets(_partitions(topic))
+            for partition, end in ends.items():
+                if end > (await consumer.committed(partition) or 0):
+                    return False
+        return True
+    finally:
+        await consumer.stop()
+
+
+async def outbox_empty(app: FastAPI) -> bool:
+    """True once the service has relayed every event it stored to Kafka."""
+    return await pending_events(app.state.runtime.db) == 0
+
+
+def _partitions(topic: str) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in range(TOPIC_PARTITIONS[topic])]
+
+
 def envelopes(records: list[ConsumerRecord[bytes, bytes]], event_type: str | None = None) -> list[Envelope]:
     found = [Envelope.model_validate_json(r.value) for r in records if r.value]
     return [e for e in found if event_type is None or e.event_type == event_type]
@@ -117,6 +164,22 @@ def actor_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+def actor_registered(
+    *districts: str, consent: bool = True, revision: int = 1, actor_id: str | None = None
+) -> ActorRegistered:
+    """The event of an actor registered for ``districts`` (a fresh id unless one is given)."""
+    return ActorRegistered(
+        actor_id=actor_id or str(uuid.uuid4()),
+        revision=revision,
+        name="Testakteur",
+        kind="church_parish",
+        districts=list(districts),
+        email="akteur@example.org",
+        language="de",
+        consent_to_notifications=consent,
+    )
+
+
 def conference_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "district": "IV",
@@ -128,6 +191,14 @@ def conference_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+async def assert_refused(client: httpx.AsyncClient, path: str, cases: dict[str, dict[str, Any]]) -> None:
+    """POSTing each body to ``path`` answers 422 and names its field (the case's key)."""
+    for field, body in cases.items():
+        response = await client.post(path, json=body)
+        assert response.status_code == 422, field
+        assert field in response.json()["detail"][0]["loc"], (field, response.json())
 
 
 S = TypeVar("S", bound=ServiceSettings)

@@ -1,146 +1,126 @@
 """The conferences service against a real broker and database: roster from actor events,
-fan-out of invitations, delivery outcomes, and idempotency under redelivery."""
+fan-out of invitations, delivery outcomes, and idempotency under redelivery.
+
+After publishing events whose effect must be *nothing* (a repeat, a late failure), waiting until
+some state shows up proves nothing: it may show up before those events are even read. These
+tests wait until the service's consumer group has committed past them (``caught_up``), that is,
+until they were handled, and only then look.
+"""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+import httpx
 
 from conferences.app import build
 from conferences.settings import Settings
 from quartier.embedded import Infrastructure
 from quartier_shared.events import (
+    ACTORS_TOPIC,
+    CONFERENCES_TOPIC,
+    DEAD_LETTER_TOPIC,
+    DELIVERIES_TOPIC,
     INVITATIONS_TOPIC,
     ActorDeactivated,
-    ActorRegistered,
     ActorUpdated,
     InvitationFailed,
     InvitationSent,
 )
-from quartier_shared.outbox import pending_events
 from tests.helpers import (
+    actor_registered,
+    assert_refused,
+    caught_up,
     conference_body,
     envelope_of,
     envelopes,
     eventually,
+    outbox_empty,
     publish,
+    read_to_end,
     read_topic,
     running,
     settings_for,
 )
 
+GROUP = "conferences"
+NOW = datetime.now(UTC)
 
-def registered(
-    district: list[str], consent: bool = True, revision: int = 1, actor_id: str | None = None
-) -> ActorRegistered:
-    return ActorRegistered(
-        actor_id=actor_id or str(uuid.uuid4()),
-        revision=revision,
-        name="Testakteur",
-        kind="church_parish",
-        districts=district,
-        email="akteur@example.org",
-        language="de",
-        consent_to_notifications=consent,
-    )
+
+def sent(invitation: dict[str, Any]) -> InvitationSent:
+    """The outcome notifications would publish for an invitation as GET /conferences/{id} shows it."""
+    ids = {k: invitation[k] for k in ("conference_id", "actor_id")}
+    return InvitationSent(invitation_id=invitation["id"], message_id=f"<{invitation['id']}@x>", sent_at=NOW, **ids)
+
+
+def failed(invitation: dict[str, Any], reason: str) -> InvitationFailed:
+    ids = {k: invitation[k] for k in ("conference_id", "actor_id")}
+    return InvitationFailed(invitation_id=invitation["id"], reason=reason, failed_at=NOW, **ids)
+
+
+async def detail(client: httpx.AsyncClient, conference_id: str) -> dict[str, Any]:
+    response = await client.get(f"/conferences/{conference_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    for invitation in found["invitations"]:
+        invitation["conference_id"] = conference_id
+    return found
 
 
 async def test_fan_out_invites_every_invitable_actor_of_the_district_once(
     infra: Infrastructure, database_name: str
 ) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    invited = [registered(["IV"]), registered(["III", "IV"])]
-    no_consent = registered(["IV"], consent=False)
-    other_district = registered(["I"])
-    gone = registered(["IV"])
-    later_no_consent = registered(["IV"])
+    bootstrap = infra.kafka_bootstrap
+    invited = [actor_registered("IV"), actor_registered("III", "IV")]
+    no_consent = actor_registered("IV", consent=False)
+    gone = actor_registered("IV")
+    later_no_consent = actor_registered("IV")
     actor_events = [
-        *(envelope_of(e) for e in [*invited, no_consent, other_district, gone, later_no_consent]),
+        *(envelope_of(e) for e in [*invited, no_consent, actor_registered("I"), gone, later_no_consent]),
         envelope_of(ActorDeactivated(actor_id=gone.actor_id, revision=2)),
         envelope_of(
             ActorUpdated(**{**later_no_consent.model_dump(), "revision": 2, "consent_to_notifications": False})
         ),
     ]
     async with running(app) as client:
-        await publish(infra.kafka_bootstrap, actor_events)
-        db = app.state.runtime.db
-
-        async def roster_settled() -> bool:
-            return (
-                await db["roster"].count_documents({"revision": 2}) == 2 and await db["roster"].count_documents({}) == 6
-            )
-
-        await eventually(roster_settled)
+        await publish(bootstrap, actor_events)
+        await eventually(lambda: caught_up(bootstrap, GROUP, ACTORS_TOPIC))
         response = await client.post("/conferences", json=conference_body())
         assert response.status_code == 201, response.text
         conference_id = response.json()["id"]
 
         async def all_issued() -> dict[str, Any] | None:
-            detail = (await client.get(f"/conferences/{conference_id}")).json()
-            return detail if detail["counts"]["total"] == 2 else None
+            found = await detail(client, conference_id)
+            return found if found["counts"]["total"] == 2 else None
 
-        detail = await eventually(all_issued)
-        assert {i["actor_id"] for i in detail["invitations"]} == {a.actor_id for a in invited}
-        assert detail["counts"] == {"pending": 2, "sent": 0, "failed": 0, "total": 2}
+        found = await eventually(all_issued)
+        assert {i["actor_id"] for i in found["invitations"]} == {a.actor_id for a in invited}
+        assert found["counts"] == {"pending": 2, "sent": 0, "failed": 0, "total": 2}
 
-        records = await read_topic(infra.kafka_bootstrap, INVITATIONS_TOPIC, until=lambda r: len(r) >= 2)
+        records = await read_topic(bootstrap, INVITATIONS_TOPIC, until=lambda r: len(r) >= 2)
         issued = envelopes(records, "InvitationIssued")
         assert {e.payload["actor_id"] for e in issued} == {a.actor_id for a in invited}
         assert all(e.payload["conference"]["venue"]["name"] == "Kulturzentrum Borbeck" for e in issued)
         assert all(e.correlation_id == response.headers["X-Correlation-ID"] for e in issued)
 
         # Delivery outcomes move invitations forward; a late failure never undoes a sent mail.
-        first, second = detail["invitations"]
-        now = datetime.now(UTC)
-        sent = InvitationSent(
-            invitation_id=first["id"],
-            conference_id=conference_id,
-            actor_id=first["actor_id"],
-            message_id="<m@x>",
-            sent_at=now,
+        first, second = found["invitations"]
+        await publish(
+            bootstrap, [envelope_of(e) for e in (sent(first), failed(second, "SMTP 550"), failed(first, "late"))]
         )
-        failed = InvitationFailed(
-            invitation_id=second["id"],
-            conference_id=conference_id,
-            actor_id=second["actor_id"],
-            reason="SMTP 550",
-            failed_at=now,
-        )
-        late_failure = InvitationFailed(
-            invitation_id=first["id"],
-            conference_id=conference_id,
-            actor_id=first["actor_id"],
-            reason="late",
-            failed_at=now,
-        )
-        await publish(infra.kafka_bootstrap, [envelope_of(sent), envelope_of(failed), envelope_of(late_failure)])
+        await eventually(lambda: caught_up(bootstrap, GROUP, DELIVERIES_TOPIC))
+        by_id = {i["id"]: i for i in (await detail(client, conference_id))["invitations"]}
+        assert (by_id[first["id"]]["status"], by_id[first["id"]]["reason"]) == ("sent", None)
+        assert (by_id[second["id"]]["status"], by_id[second["id"]]["reason"]) == ("failed", "SMTP 550")
 
-        async def outcomes() -> dict[str, Any] | None:
-            detail = (await client.get(f"/conferences/{conference_id}")).json()
-            return detail if detail["counts"]["sent"] == 1 and detail["counts"]["failed"] == 1 else None
-
-        detail = await eventually(outcomes)
-        by_id = {i["id"]: i for i in detail["invitations"]}
-        assert by_id[first["id"]]["status"] == "sent"
-        assert by_id[second["id"]]["reason"] == "SMTP 550"
-
-        # A later attempt that got through turns a failure into sent, even in the same batch.
-        retried = InvitationSent(
-            invitation_id=second["id"],
-            conference_id=conference_id,
-            actor_id=second["actor_id"],
-            message_id="<m2@x>",
-            sent_at=now,
-        )
-        await publish(infra.kafka_bootstrap, [envelope_of(retried), envelope_of(failed)])
-
-        async def both_sent() -> dict[str, Any] | None:
-            detail = (await client.get(f"/conferences/{conference_id}")).json()
-            return detail if detail["counts"]["sent"] == 2 else None
-
-        detail = await eventually(both_sent)
-        assert {i["reason"] for i in detail["invitations"]} == {None}
+        # A later attempt that got through turns a failure into sent, and a failure after it does not
+        # turn it back (same key, so the failure is handled after the success).
+        await publish(bootstrap, [envelope_of(sent(second)), envelope_of(failed(second, "SMTP 550"))])
+        await eventually(lambda: caught_up(bootstrap, GROUP, DELIVERIES_TOPIC))
+        found = await detail(client, conference_id)
+        assert found["counts"]["sent"] == 2 and {i["reason"] for i in found["invitations"]} == {None}
 
         listed = (await client.get("/conferences", params={"district": "IV"})).json()
         assert [c["id"] for c in listed] == [conference_id]
@@ -148,40 +128,29 @@ async def test_fan_out_invites_every_invitable_actor_of_the_district_once(
 
 async def test_the_same_events_delivered_three_times_have_one_effect(infra: Infrastructure, database_name: str) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    actor = registered(["VII"])
+    bootstrap = infra.kafka_bootstrap
+    early, late = actor_registered("VII"), actor_registered("VII")
     async with running(app) as client:
-        once = envelope_of(actor)
-        await publish(infra.kafka_bootstrap, [once, once, once])
-        db = app.state.runtime.db
-
-        async def in_roster() -> bool:
-            return await db["roster"].count_documents({"_id": actor.actor_id}) == 1
-
-        await eventually(in_roster)
+        await publish(bootstrap, [envelope_of(early)] * 3)
+        await eventually(lambda: caught_up(bootstrap, GROUP, ACTORS_TOPIC))
         response = await client.post("/conferences", json=conference_body(district="VII"))
         conference_id = response.json()["id"]
-        scheduled = await read_topic(infra.kafka_bootstrap, "quartier.conferences", until=lambda r: len(r) >= 1)
-        # The fan-out event itself redelivered twice more: still one invitation, one InvitationIssued.
-        await publish(infra.kafka_bootstrap, envelopes(scheduled) * 2)
-        records = await read_topic(infra.kafka_bootstrap, "quartier.conferences", until=lambda r: len(r) >= 3)
-        assert len(records) == 3
+        scheduled = await read_topic(bootstrap, CONFERENCES_TOPIC, until=lambda r: len(r) >= 1)
+        # The fan-out's event twice more, and a late joiner's event three times.
+        await publish(bootstrap, envelopes(scheduled) * 2 + [envelope_of(late)] * 3)
 
-        async def issued() -> int:
-            return await db["invitations"].count_documents({"conference_id": conference_id})
-
-        assert await eventually(issued) == 1
-        # Let every redelivery be processed, then count what the outbox published.
-        await eventually(lambda: _no_pending(db))
-        invitations = await read_topic(infra.kafka_bootstrap, INVITATIONS_TOPIC, until=lambda r: len(r) >= 1)
-        assert len(envelopes(invitations, "InvitationIssued")) == 1
-        assert await db["invitations"].count_documents({}) == 1
-
-
-async def _no_pending(db: object) -> bool:
-    from pymongo.asynchronous.database import AsyncDatabase
-
-    assert isinstance(db, AsyncDatabase)
-    return await pending_events(db) == 0
+        # Only once every copy was handled and whatever it caused was relayed do the counts mean
+        # anything.
+        await eventually(lambda: caught_up(bootstrap, GROUP, ACTORS_TOPIC, CONFERENCES_TOPIC))
+        await eventually(lambda: outbox_empty(app))
+        assert len(await read_to_end(bootstrap, CONFERENCES_TOPIC)) == 3
+        invitations = (await detail(client, conference_id))["invitations"]
+        assert sorted(i["actor_id"] for i in invitations) == sorted([early.actor_id, late.actor_id])
+        issued = envelopes(await read_to_end(bootstrap, INVITATIONS_TOPIC), "InvitationIssued")
+        assert sorted(e.payload["invitation_id"] for e in issued) == sorted(i["id"] for i in invitations)
+        assert await app.state.runtime.db["roster"].count_documents({}) == 2
+        # A copy that tried to store its invitation again would fail on the derived _id and end here.
+        assert await read_to_end(bootstrap, DEAD_LETTER_TOPIC) == []
 
 
 async def test_late_joiner_is_invited_to_upcoming_conferences(infra: Infrastructure, database_name: str) -> None:
@@ -189,13 +158,12 @@ async def test_late_joiner_is_invited_to_upcoming_conferences(infra: Infrastruct
     async with running(app) as client:
         response = await client.post("/conferences", json=conference_body(district="II"))
         conference_id = response.json()["id"]
-        await read_topic(infra.kafka_bootstrap, "quartier.conferences", until=lambda r: len(r) >= 1)
-        newcomer = registered(["II"])
+        await read_topic(infra.kafka_bootstrap, CONFERENCES_TOPIC, until=lambda r: len(r) >= 1)
+        newcomer = actor_registered("II")
         await publish(infra.kafka_bootstrap, [envelope_of(newcomer)])
 
         async def invited() -> list[Any] | None:
-            detail = (await client.get(f"/conferences/{conference_id}")).json()
-            return detail["invitations"] or None
+            return (await detail(client, conference_id))["invitations"] or None
 
         invitations = await eventually(invited)
         assert [i["actor_id"] for i in invitations] == [newcomer.actor_id]
@@ -210,10 +178,7 @@ async def test_bad_conferences_are_refused_naming_the_field(infra: Infrastructur
             "ends_at": conference_body(ends_at="2031-03-04T16:00:00+01:00"),
             "starts_at": conference_body(starts_at="2020-03-04T17:00:00+01:00"),
         }
-        for field, body in cases.items():
-            response = await client.post("/conferences", json=body)
-            assert response.status_code == 422, field
-            assert field in response.json()["detail"][0]["loc"], (field, response.json())
+        await assert_refused(client, "/conferences", cases)
         naive = await client.post("/conferences", json=conference_body(starts_at="2031-03-04T17:00:00"))
         assert naive.status_code == 422
         assert (await client.get("/conferences/unknown")).status_code == 404
