@@ -24,6 +24,7 @@ from quartier_shared.events import (
     InvitationSent,
     Venue,
 )
+from tests.helpers import actor_registered
 from tests.unit.fakes import FakeUnitOfWork, InMemory, delivered, received
 
 SERVICE = "conferences"
@@ -95,17 +96,8 @@ class FakeConferencesUnitOfWork(FakeUnitOfWork):
         self.conferences, self.invitations, self.roster = conferences, invitations, roster
 
 
-def registered(actor_id: str, *districts: str, consent: bool = True, revision: int = 1) -> ActorRegistered:
-    return ActorRegistered(
-        actor_id=actor_id,
-        revision=revision,
-        name="Testakteur",
-        kind="church_parish",
-        districts=list(districts),
-        email="akteur@example.org",
-        language="de",
-        consent_to_notifications=consent,
-    )
+def registered(actor_id: str, *districts: str, consent: bool = True) -> ActorRegistered:
+    return actor_registered(*districts, consent=consent, actor_id=actor_id)
 
 
 def updated(actor: ActorRegistered, **changes: object) -> ActorUpdated:
