@@ -96,17 +96,8 @@ class Conference:
             raise ValueError("ends_at must be after starts_at")
         if command.starts_at <= (now or datetime.now(UTC)):
             raise ValueError("starts_at must be in the future")
-        conference = cls(
-            id=str(uuid.uuid4()),
-            district=district.code,
-            district_name=district.name,
-            timezone=timezone,
-            title=command.title,
-            starts_at=command.starts_at,
-            ends_at=command.ends_at,
-            venue=command.venue,
-            agenda=tuple(command.agenda),
-        )
+        fields = {**asdict(command), "district": district.code, "agenda": tuple(command.agenda)}
+        conference = cls(id=str(uuid.uuid4()), district_name=district.name, timezone=timezone, **fields)
         return conference, ConferenceScheduled(conference_id=conference.id, details=conference.details)
 
     @cached_property
