@@ -50,6 +50,7 @@ class UnitOfWork(Protocol):
     ) -> None: ...
     def record(self, event: Event, event_id: str | None = None, context: EventContext | None = None) -> Envelope: ...
     async def commit(self) -> None: ...
+    def for_reading(self) -> Self: ...
 
 
 class DocumentMapper(Generic[T]):
@@ -85,6 +86,7 @@ class MongoUnitOfWork:
         self.context = context
         self.events: list[Envelope] = []
         self._session: AsyncClientSession | None = None
+        self._reading = False
 
     @property
     def session(self) -> AsyncClientSession:
@@ -95,9 +97,16 @@ class MongoUnitOfWork:
     def bind(self) -> None:
         """Create the repositories on ``self.session``."""
 
+    def for_reading(self) -> Self:
+        """For queries: a session without a transaction, so a long read does not hold up writers
+        (on the embedded database it would); it cannot commit."""
+        self._reading = True
+        return self
+
     async def __aenter__(self) -> Self:
         self._session = self.client.start_session()
-        await self._session.start_transaction()
+        if not self._reading:
+            await self._session.start_transaction()
         self.events = []
         self.bind()
         return self
@@ -109,11 +118,14 @@ class MongoUnitOfWork:
         return envelope
 
     async def commit(self) -> None:
+        if self._reading:
+            raise RuntimeError("a unit of work for reading cannot commit")
         session = self.session
         if self.events:
             await self.outbox.store(self.events, session)
         await session.commit_transaction()
-        self.outbox.wake()
+        if self.events:
+            self.outbox.wake()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -82,9 +82,6 @@ class Runtime:
                 for topic, lag in (await consumer.lag()).items():
                     CONSUMER_LAG.labels(topic).set(lag)
 
-    def context(self, correlation_id: str) -> EventContext:
-        return EventContext(self.settings.service_name, correlation_id)
-
     def unit_of_work(self, cls: type[UoW]) -> Callable[[EventContext], UoW]:
         """The service's unit-of-work factory: one transaction on this database per call."""
         return lambda context: cls(self.client, self.db, self.outbox, context)

@@ -53,6 +53,9 @@ class FakeUnitOfWork:
         self.context = context
         return self
 
+    def for_reading(self) -> Self:
+        return self
+
     async def __aenter__(self) -> Self:
         self._pending = []
         self._before = [dict(r.rows) for r in self.repositories]

@@ -35,14 +35,14 @@ async def deactivate_actor(command: DeactivateActor, context: EventContext, *, u
 
 
 async def actor_by_id(actor_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> Actor:
-    async with uow_factory(context) as uow:
+    async with uow_factory(context).for_reading() as uow:
         return await _existing(uow, actor_id)
 
 
 async def actors_by_district(
     district: str | None, include_inactive: bool, context: EventContext, *, uow_factory: UnitOfWorkFactory
 ) -> list[Actor]:
-    async with uow_factory(context) as uow:
+    async with uow_factory(context).for_reading() as uow:
         return await uow.actors.find(district, include_inactive)
 
 

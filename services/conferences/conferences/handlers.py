@@ -53,7 +53,7 @@ async def schedule_conference(
 async def conference_with_invitations(
     conference_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory
 ) -> tuple[Conference, list[Invitation]]:
-    async with uow_factory(context) as uow:
+    async with uow_factory(context).for_reading() as uow:
         conference = await uow.conferences.get(conference_id)
         if conference is None:
             raise ConferenceNotFound(conference_id)
@@ -63,7 +63,7 @@ async def conference_with_invitations(
 async def conferences_by_district(
     district: str | None, context: EventContext, *, uow_factory: UnitOfWorkFactory
 ) -> list[Conference]:
-    async with uow_factory(context) as uow:
+    async with uow_factory(context).for_reading() as uow:
         return await uow.conferences.find(district)
 
 
