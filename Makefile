@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e shared -e services/actors -e services/conferences -e services/notifications -e tools
 PIP_FLAGS = --quiet --disable-pip-version-check
 
-.PHONY: install run test lint unit clean asyncapi lock
+.PHONY: install run test lint unit clean asyncapi lock test-lowest
 
 # The locked third-party packages, each checked against its hash. The venv is made afresh whenever
 # the lock changes, so nothing an older lock installed stays behind.
@@ -47,7 +47,7 @@ unit: install
 	$(PY) -m pytest tests/unit
 
 clean:
-	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(LOWEST) var .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: bench
 bench: install  ## the invitation fan-out against this machine's floor: make bench [N="1000 10000"] [RUNS=3]
@@ -74,3 +74,17 @@ $(UV):
 lock: $(UV)  ## re-resolve requirements-dev.lock and requirements.lock: make lock [UPGRADE=all|"pkg …"]
 	$(COMPILE) --custom-compile-command 'make lock' $(UPGRADE_FLAGS) requirements-dev.txt -o requirements-dev.lock
 	$(COMPILE) --custom-compile-command 'make lock' -c requirements-dev.lock requirements.in -o requirements.lock
+
+# The lower bounds: every direct dependency (pyproject.toml files, requirements*.txt/.in) at the lowest
+# version it allows, the rest at the newest that fits, in .venv-lowest; then the unit tests
+# (LOWEST_TESTS="tests/unit tests/integration" for more).
+LOWEST := .venv-lowest
+LOWEST_TESTS ?= tests/unit
+test-lowest: $(UV)  ## the unit tests with each direct dependency at its lower bound (needs PyPI)
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(COMPILE) --resolution lowest-direct requirements-dev.txt -o $(LOWEST)/requirements.txt
+	$(LOWEST)/bin/python -m pip install $(PIP_FLAGS) --require-hashes -r $(LOWEST)/requirements.txt
+	$(LOWEST)/bin/python -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation $(PACKAGES)
+	$(LOWEST)/bin/python -m pip check
+	$(LOWEST)/bin/python -m pytest $(LOWEST_TESTS)
