@@ -60,18 +60,22 @@ bench: install  ## the invitation fan-out against this machine's floor: make ben
 UV_VERSION := 0.13.9
 TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
+# A new UV_VERSION makes the tools venv again.
+UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
 OWN := quartier-shared quartier-actors quartier-conferences quartier-notifications quartier-tools
 COMPILE = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	$(addprefix --no-emit-package ,$(OWN))
 UPGRADE_FLAGS = $(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE)))
 
-$(UV):
+$(UV_STAMP):
+	rm -rf $(TOOLS)
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install $(PIP_FLAGS) uv==$(UV_VERSION)
+	touch $(UV_STAMP)
 
 # Keeps every pin that still fits the inputs; UPGRADE=all moves everything to the newest release,
 # UPGRADE="faststream icalendar" only those. requirements.lock takes its versions from the dev lock.
-lock: $(UV)  ## re-resolve requirements-dev.lock and requirements.lock: make lock [UPGRADE=all|"pkg …"]
+lock: $(UV_STAMP)  ## re-resolve requirements-dev.lock and requirements.lock: make lock [UPGRADE=all|"pkg …"]
 	$(COMPILE) --custom-compile-command 'make lock' $(UPGRADE_FLAGS) requirements-dev.txt -o requirements-dev.lock
 	$(COMPILE) --custom-compile-command 'make lock' -c requirements-dev.lock requirements.in -o requirements.lock
 
@@ -80,7 +84,7 @@ lock: $(UV)  ## re-resolve requirements-dev.lock and requirements.lock: make loc
 # (LOWEST_TESTS="tests/unit tests/integration" for more).
 LOWEST := .venv-lowest
 LOWEST_TESTS ?= tests/unit
-test-lowest: $(UV)  ## the unit tests with each direct dependency at its lower bound (needs PyPI)
+test-lowest: $(UV_STAMP)  ## the unit tests with each direct dependency at its lower bound (needs PyPI)
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)
 	$(COMPILE) --resolution lowest-direct requirements-dev.txt -o $(LOWEST)/requirements.txt
