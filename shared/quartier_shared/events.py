@@ -40,13 +40,22 @@ TOPIC_PARTITIONS: dict[str, int] = {
 
 
 class Event(BaseModel):
-    """A fact that happened. Subclasses name their topic, aggregate id field and version."""
+    """A fact that happened. Subclasses name their topic and the field holding their aggregate id
+    (the Kafka key) in the class line, ``class X(Event, topic=..., key="..._id")``, and may raise
+    their ``version``."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     topic: ClassVar[str]
     aggregate_field: ClassVar[str]
     version: ClassVar[str] = "1.0"
+
+    def __init_subclass__(cls, *, topic: str | None = None, key: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if topic is not None:
+            cls.topic = topic
+        if key is not None:
+            cls.aggregate_field = key
 
     @property
     def aggregate_id(self) -> str:
@@ -167,12 +176,9 @@ class ConferenceDetails(BaseModel):
 # --- actors -------------------------------------------------------------------------------------
 
 
-class ActorEvent(Event):
+class ActorEvent(Event, topic=ACTORS_TOPIC, key="actor_id"):
     """Any event of one actor: on the actors topic, keyed by the actor id, with the actor's
     revision after the change (consumers only ever move forward by it)."""
-
-    topic: ClassVar[str] = ACTORS_TOPIC
-    aggregate_field: ClassVar[str] = "actor_id"
 
     actor_id: str
     revision: int
@@ -205,21 +211,15 @@ class ActorDeactivated(ActorEvent):
 # --- conferences --------------------------------------------------------------------------------
 
 
-class ConferenceScheduled(Event):
+class ConferenceScheduled(Event, topic=CONFERENCES_TOPIC, key="conference_id"):
     """A coordinator scheduled an integration conference for a district."""
-
-    topic: ClassVar[str] = CONFERENCES_TOPIC
-    aggregate_field: ClassVar[str] = "conference_id"
 
     conference_id: str
     details: ConferenceDetails
 
 
-class InvitationIssued(Event):
+class InvitationIssued(Event, topic=INVITATIONS_TOPIC, key="invitation_id"):
     """An actor is invited to a conference; carries what the invitation mail needs."""
-
-    topic: ClassVar[str] = INVITATIONS_TOPIC
-    aggregate_field: ClassVar[str] = "invitation_id"
 
     invitation_id: str
     conference_id: str
@@ -230,11 +230,8 @@ class InvitationIssued(Event):
 # --- notifications ------------------------------------------------------------------------------
 
 
-class InvitationOutcome(Event):
+class InvitationOutcome(Event, topic=DELIVERIES_TOPIC, key="invitation_id"):
     """What became of one invitation mail: on the deliveries topic, keyed by the invitation id."""
-
-    topic: ClassVar[str] = DELIVERIES_TOPIC
-    aggregate_field: ClassVar[str] = "invitation_id"
 
     invitation_id: str
     conference_id: str
