@@ -13,7 +13,6 @@ import psutil
 
 from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, service_process, wait_ready
 
-SERVICE_NAMES = ("actors", "conferences", "notifications")
 INFRA_NAMES = ("kafka", "mongodb", "smtp")
 
 

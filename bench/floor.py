@@ -35,6 +35,7 @@ from quartier_shared.events import (
     kafka_headers,
     wrap,
 )
+from quartier_shared.services import CONFERENCES
 
 from .pipeline import DISTRICT, conference_body, producer_for
 
@@ -75,7 +76,7 @@ def sample_envelope(details: ConferenceDetails) -> tuple[bytes, list[tuple[str, 
         actor_id=str(uuid.uuid4()),
         conference=details,
     )
-    envelope = wrap(event, producer="conferences", correlation_id=f"bench-{uuid.uuid4()}")
+    envelope = wrap(event, producer=CONFERENCES.name, correlation_id=f"bench-{uuid.uuid4()}")
     return envelope.model_dump_json().encode(), kafka_headers(envelope)
 
 

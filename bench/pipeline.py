@@ -32,6 +32,7 @@ from quartier_shared.events import (
     kafka_headers,
     wrap,
 )
+from quartier_shared.services import ACTORS, CONFERENCES, NOTIFICATIONS
 
 from .cluster import BenchCluster, BenchError, cpu_used
 
@@ -82,7 +83,7 @@ async def register_actors(bootstrap: str, n: int, correlation_id: str) -> None:
         futures = []
         for i in range(n):
             event = actor_event(i)
-            envelope = wrap(event, producer="actors", correlation_id=correlation_id)
+            envelope = wrap(event, producer=ACTORS.name, correlation_id=correlation_id)
             futures.append(
                 await producer.send(
                     ActorRegistered.topic,
@@ -99,8 +100,8 @@ async def register_actors(bootstrap: str, n: int, correlation_id: str) -> None:
 async def wait_for_copies(cluster: BenchCluster, n: int, within_s: float) -> None:
     """Until the conferences roster and the notifications contacts both hold N documents."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(cluster.infra.mongodb_uri)
-    roster = client["quartier_conferences"]["roster"]
-    contacts = client["quartier_notifications"]["contacts"]
+    roster = client[CONFERENCES.database]["roster"]
+    contacts = client[NOTIFICATIONS.database]["contacts"]
     deadline = time.monotonic() + within_s
     try:
         while True:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from quartier_shared.services import SERVICES
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -21,7 +23,6 @@ TARGET_N = 10_000
 TARGET_RATIO = 2.0
 TARGET_POST_MS = 200.0
 TARGET_RSS_MB = 250.0
-SERVICES = ("actors", "conferences", "notifications")
 
 PROFILE_START = "<!-- profile:start (hand-written: `make bench` keeps this section as it is) -->"
 PROFILE_END = "<!-- profile:end -->"

@@ -17,8 +17,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from quartier_shared.services import SERVICES
+
 from . import report
-from .cluster import SERVICE_NAMES, BenchCluster, BenchError, MemorySampler, cpu_used
+from .cluster import BenchCluster, BenchError, MemorySampler, cpu_used
 from .floor import run_floor
 from .pipeline import run_pipeline
 
@@ -86,7 +88,7 @@ def measure(n: int, instances: int, run: int) -> dict[str, Any]:
         "floor": {**asdict(floor), "floor_seconds": floor.floor_seconds, "cpu_seconds": floor_cpu},
         "floor_seconds": floor.floor_seconds,
         "ratio": round(pipeline.pipeline_seconds / floor.floor_seconds, 2),
-        "peak_rss_mb": {s: peak_of(s) for s in SERVICE_NAMES},
+        "peak_rss_mb": {s: peak_of(s) for s in SERVICES},
         "peak_rss_mb_each": peaks,
     }
 

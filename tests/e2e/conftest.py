@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from quartier.embedded import SERVICES, Infrastructure, Process, free_port, service_process, wait_ready
+from quartier.embedded import Infrastructure, Process, free_port, service_process, wait_ready
+from quartier_shared.services import SERVICES
 
 
 @dataclass

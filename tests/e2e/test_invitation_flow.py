@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from icalendar import Calendar
 
+from quartier_shared.services import SERVICES
 from tests.e2e.conftest import RunningServices
 from tests.helpers import actor_body, conference_body, eventually, read_mails
 
@@ -91,9 +92,7 @@ async def test_a_conference_invites_each_consenting_active_actor_of_its_district
     assert len(sent) == 3 and {r["correlation_id"] for r in sent} == {correlation_id}
     assert all(r["service"] == "notifications" and r["event_type"] == "InvitationIssued" for r in sent)
     # No personal data in any log line.
-    everything = "".join(
-        (services.log_dir / f"{n}.log").read_text() for n in ("actors", "conferences", "notifications")
-    )
+    everything = "".join((services.log_dir / f"{n}.log").read_text() for n in SERVICES)
     assert "@example.org" not in everything and "Caritas" not in everything
 
     # Metrics say the same as the mailbox.

@@ -26,6 +26,7 @@ from quartier.embedded import (
     wait_for_port,
     wait_ready,
 )
+from quartier_shared.services import SERVICES
 from tests.helpers import actor_body, conference_body, eventually
 
 # Short timings so a fault case takes seconds, not minutes; the mechanisms are the production ones.
@@ -167,7 +168,7 @@ class Cluster:
     def database(self, service: str) -> Any:
         own = self.extra_mongo.get(f"mongodb-{service}")
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(own[1] if own else self.infra.mongodb_uri)
-        return client[f"quartier_{service}"]
+        return client[SERVICES[service].database]
 
 
 async def register_actors(

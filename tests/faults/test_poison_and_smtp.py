@@ -20,6 +20,7 @@ from quartier_shared.events import (
     InvitationFailed,
 )
 from quartier_shared.outbox import pending_events
+from quartier_shared.services import SERVICES
 from tests.faults.cluster import (
     Cluster,
     assert_each_once,
@@ -132,7 +133,7 @@ async def test_7_every_event_delivered_three_times_has_one_effect(cluster: Clust
             await read_topic(bootstrap, topic, until=at_least(3 * len(records)))
 
         async def quiet() -> bool:
-            pending = [await pending_events(cluster.database(s)) for s in ("actors", "conferences", "notifications")]
+            pending = [await pending_events(cluster.database(s)) for s in SERVICES]
             return sum(pending) == 0
 
         await eventually(quiet)

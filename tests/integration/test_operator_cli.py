@@ -31,6 +31,7 @@ from quartier_shared.events import (
     INVITATIONS_TOPIC,
 )
 from quartier_shared.kafka import ensure_topics
+from quartier_shared.services import SERVICES
 from tests.helpers import publish_raw, read_topic, running, settings_for
 
 QUARTIER = Path(sys.executable).parent / "quartier"
@@ -330,11 +331,7 @@ async def test_outbox_status_counts_what_waits_and_how_long(
 
     code, out, _ = await cli(capsys, "outbox", "status", "--json", "--mongodb", mongo_uri)
     assert code == 0
-    assert [s["database"] for s in json.loads(out)] == [
-        "quartier_actors",
-        "quartier_conferences",
-        "quartier_notifications",
-    ]
+    assert [s["database"] for s in json.loads(out)] == [s.database for s in SERVICES.values()]
 
 
 # --- where to connect, and failing in one line ---------------------------------------------------

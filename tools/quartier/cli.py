@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from quartier_shared.services import SERVICES
+
 from . import run as run_module
 from .common import OperatorError, resolve
 
@@ -25,7 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="start the embedded stack and the three services")
     run.add_argument("--var", type=Path, default=Path("var"), help="data, mail and log folder (default: ./var)")
-    run.add_argument("--base-port", type=int, default=8001, help="actors on it, conferences and notifications next")
+    run.add_argument(
+        "--base-port",
+        type=int,
+        help="actors on it, conferences and notifications next "
+        f"(default: each service's own port, {', '.join(str(s.port) for s in SERVICES.values())})",
+    )
 
     dlq = commands.add_parser("dlq", help="dead letters: messages no consumer could handle")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)

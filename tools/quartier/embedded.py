@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SERVICES = {"actors": 8001, "conferences": 8002, "notifications": 8003}
-
 # Consumer settings that suit the embedded broker (see README: Tansu holds JoinGroup for half the
 # session timeout, and does not answer a waiting fetch early).
 EMBEDDED_KAFKA_TUNING = {

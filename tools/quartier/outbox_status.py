@@ -17,11 +17,12 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import ConfigurationError, PyMongoError, ServerSelectionTimeoutError
 
 from quartier_shared.outbox import COLLECTION, pending_events
+from quartier_shared.services import SERVICES
 
 from .common import USAGE, Address, OperatorError, printable, quiet, without_credentials
 
-# The services' own databases (their MONGODB_DATABASE defaults); tools import no service.
-DEFAULT_DATABASES = ("quartier_actors", "quartier_conferences", "quartier_notifications")
+# The services' own databases (their MONGODB_DATABASE defaults), from the registry: tools import no service.
+DEFAULT_DATABASES = tuple(service.database for service in SERVICES.values())
 TIMEOUT_MS = 3000
 
 

@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .embedded import SERVICES, EmbeddedStack, Infrastructure, Process, is_ready, service_process, wait_for_port
+from quartier_shared.services import SERVICES
+
+from .embedded import EmbeddedStack, Infrastructure, Process, is_ready, service_process, wait_for_port
 
 
 def say(event: str, **fields: Any) -> None:
@@ -27,9 +29,16 @@ def say(event: str, **fields: Any) -> None:
 STACK_ENV = "stack.env"
 
 
-def run(var_dir: Path, base_port: int = 8001) -> int:
+def service_ports(base_port: int | None = None) -> dict[str, int]:
+    """Each service's own port (the registry's), or consecutive ports from ``base_port`` in registry order."""
+    if base_port is None:
+        return {name: service.port for name, service in SERVICES.items()}
+    return {name: base_port + i for i, name in enumerate(SERVICES)}
+
+
+def run(var_dir: Path, base_port: int | None = None) -> int:
     stack = EmbeddedStack(var_dir, log_dir=var_dir / "logs")
-    ports = {name: base_port + i for i, name in enumerate(SERVICES)}
+    ports = service_ports(base_port)
     stopping = False
 
     def _stop(*_: Any) -> None:
