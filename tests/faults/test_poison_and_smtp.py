@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from quartier_shared import dead_letters as dlq
 from quartier_shared.events import (
     ACTORS_TOPIC,
     CONFERENCES_TOPIC,
@@ -92,14 +93,12 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
         ("conferences", DELIVERIES_TOPIC): 3,
     }
     dead = await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 15, timeout=60)
-    found = Counter(
-        (dict(r.headers)["dlq.service"].decode(), dict(r.headers)["dlq.original_topic"].decode()) for r in dead
-    )
+    found = Counter((dict(r.headers)[dlq.SERVICE].decode(), dict(r.headers)[dlq.ORIGINAL_TOPIC].decode()) for r in dead)
     assert found == expected
     for r in dead:
         headers = dict(r.headers)
-        assert {"dlq.partition", "dlq.offset", "dlq.error_class", "dlq.error_message", "dlq.failed_at"} <= set(headers)
-    assert Counter(dict(r.headers)["dlq.error_class"] for r in dead) == {
+        assert {dlq.PARTITION, dlq.OFFSET, dlq.ERROR_CLASS, dlq.ERROR_MESSAGE, dlq.FAILED_AT} <= set(headers)
+    assert Counter(dict(r.headers)[dlq.ERROR_CLASS] for r in dead) == {
         b"ValidationError": 10,
         b"UnknownEventVersion": 5,
     }

@@ -24,6 +24,7 @@ from notifications.settings import Settings
 from quartier.cli import main
 from quartier.common import OperatorError, resolve
 from quartier.embedded import Infrastructure, free_port
+from quartier_shared import dead_letters as dlq
 from quartier_shared.events import (
     ACTORS_TOPIC,
     DEAD_LETTER_TOPIC,
@@ -74,13 +75,13 @@ async def publish_dead_letter(bootstrap: str, key: bytes | None, value: bytes, h
 
 def dlq_headers(service: str, topic: str, partition: int, offset: int, error: str, message: str) -> dict[str, str]:
     return {
-        "dlq.original_topic": topic,
-        "dlq.partition": str(partition),
-        "dlq.offset": str(offset),
-        "dlq.service": service,
-        "dlq.error_class": error,
-        "dlq.error_message": message,
-        "dlq.failed_at": "2031-01-02T03:04:05.678901+00:00",
+        dlq.ORIGINAL_TOPIC: topic,
+        dlq.PARTITION: str(partition),
+        dlq.OFFSET: str(offset),
+        dlq.SERVICE: service,
+        dlq.ERROR_CLASS: error,
+        dlq.ERROR_MESSAGE: message,
+        dlq.FAILED_AT: "2031-01-02T03:04:05.678901+00:00",
     }
 
 
@@ -133,11 +134,11 @@ async def test_a_real_dead_letter_is_listed_without_personal_data_and_replayed_b
         headers = header_map(record)
         assert row["service"] == "notifications"
         assert row["original_topic"] == INVITATIONS_TOPIC
-        assert row["original_partition"] == int(headers["dlq.partition"])
-        assert row["original_offset"] == int(headers["dlq.offset"])
+        assert row["original_partition"] == int(headers[dlq.PARTITION])
+        assert row["original_offset"] == int(headers[dlq.OFFSET])
         assert row["error_class"] == "ValidationError"
-        assert row["error_message"] == headers["dlq.error_message"].decode()
-        assert row["failed_at"] == headers["dlq.failed_at"].decode()
+        assert row["error_message"] == headers[dlq.ERROR_MESSAGE].decode()
+        assert row["failed_at"] == headers[dlq.FAILED_AT].decode()
         assert row["event_type"] is None  # raw messages came without headers
     code, table, _ = await cli(capsys, "dlq", "list", "--kafka", kafka)
     assert code == 0
@@ -150,13 +151,13 @@ async def test_a_real_dead_letter_is_listed_without_personal_data_and_replayed_b
     assert (code, err) == (0, "")
     assert out.startswith("replayed 1 dead letter:")
     replayed = await read_topic(
-        kafka, INVITATIONS_TOPIC, until=lambda records: any("dlq.replayed_from" in header_map(r) for r in records)
+        kafka, INVITATIONS_TOPIC, until=lambda records: any(dlq.REPLAYED_FROM in header_map(r) for r in records)
     )
-    again = next(r for r in replayed if "dlq.replayed_from" in header_map(r))
+    again = next(r for r in replayed if dlq.REPLAYED_FROM in header_map(r))
     assert again.value == GARBAGE
     assert again.key == b"invitation-garbage"
-    assert again.partition == int(header_map(garbage)["dlq.partition"])
-    assert header_map(again) == {"dlq.replayed_from": str(garbage.offset).encode()}
+    assert again.partition == int(header_map(garbage)[dlq.PARTITION])
+    assert header_map(again) == {dlq.REPLAYED_FROM: str(garbage.offset).encode()}
     assert f"offset {garbage.offset} -> {INVITATIONS_TOPIC}[{again.partition}]@{again.offset}" in out
 
 
@@ -264,17 +265,17 @@ async def test_replay_restores_topic_key_and_headers_and_refuses_unknown_offsets
 
     delivery = (await read_topic(kafka, DELIVERIES_TOPIC, until=lambda r: len(r) >= 1))[0]
     assert (delivery.partition, delivery.key, delivery.value) == (1, b"invitation-2", b"{}")
-    assert header_map(delivery) == {"dlq.replayed_from": b"1"}
+    assert header_map(delivery) == {dlq.REPLAYED_FROM: b"1"}
     invitation = (await read_topic(kafka, INVITATIONS_TOPIC, until=lambda r: len(r) >= 1))[0]
     assert (invitation.partition, invitation.key) == (2, b"invitation-1")
     assert invitation.value == b'{"payload": {"email": "erika.mustermann@example.org"}}'
     assert list(invitation.headers) == [
         ("event_id", b"e-1"),
         ("event_type", b"InvitationIssued"),
-        ("dlq.replayed_from", b"0"),
+        (dlq.REPLAYED_FROM, b"0"),
     ]
     actor = (await read_topic(kafka, ACTORS_TOPIC, until=lambda r: len(r) >= 1))[0]
-    assert (actor.key, actor.value, header_map(actor)) == (None, b"\x00", {"dlq.replayed_from": b"2"})
+    assert (actor.key, actor.value, header_map(actor)) == (None, b"\x00", {dlq.REPLAYED_FROM: b"2"})
     assert await end_offsets(kafka, INVITATIONS_TOPIC) == {0: 0, 1: 0, 2: 1, 3: 0, 4: 0, 5: 0}
 
 

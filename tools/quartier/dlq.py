@@ -19,7 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from quartier_shared.events import DEAD_LETTER_TOPIC
+from quartier_shared import dead_letters as dlq
+from quartier_shared.dead_letters import DEAD_LETTER_TOPIC
 from quartier_shared.logging import redact
 
 from .common import USAGE, Address, OperatorError, printable, quiet
@@ -27,7 +28,6 @@ from .common import USAGE, Address, OperatorError, printable, quiet
 REQUEST_TIMEOUT_MS = 5000
 # Reading stops with an error when records are due but none arrived for this long.
 STALL_SECONDS = 10.0
-REPLAYED_FROM = "dlq.replayed_from"
 
 
 @dataclass(frozen=True)
@@ -72,17 +72,17 @@ def _int(value: bytes | None) -> int | None:
 
 def from_record(partition: int, offset: int, key: bytes | None, value: bytes | None, headers: Any) -> RawDeadLetter:
     pairs: tuple[tuple[str, bytes], ...] = tuple((str(k), bytes(v or b"")) for k, v in (headers or ()))
-    found = dict(pairs)  # the consumer writes each dlq.* header once; the last one wins otherwise
-    message = _text(found.get("dlq.error_message"))
+    found = dict(pairs)  # the consumer writes each dead-letter header once; the last one wins otherwise
+    message = _text(found.get(dlq.ERROR_MESSAGE))
     letter = DeadLetter(
         dlq_partition=partition,
         dlq_offset=offset,
-        failed_at=_text(found.get("dlq.failed_at")),
-        service=_text(found.get("dlq.service")),
-        original_topic=_text(found.get("dlq.original_topic")),
-        original_partition=_int(found.get("dlq.partition")),
-        original_offset=_int(found.get("dlq.offset")),
-        error_class=_text(found.get("dlq.error_class")),
+        failed_at=_text(found.get(dlq.FAILED_AT)),
+        service=_text(found.get(dlq.SERVICE)),
+        original_topic=_text(found.get(dlq.ORIGINAL_TOPIC)),
+        original_partition=_int(found.get(dlq.PARTITION)),
+        original_offset=_int(found.get(dlq.OFFSET)),
+        error_class=_text(found.get(dlq.ERROR_CLASS)),
         # The consumer leaves the input out of validation errors; a handler's own message might
         # still quote an address, so addresses are taken out here as well.
         error_message=None if message is None else redact(message, limit=1000),
@@ -264,8 +264,8 @@ def choose(letters: list[RawDeadLetter], offsets: Sequence[int] | None, service:
 
 def replay_headers(d: RawDeadLetter) -> list[tuple[str, bytes]]:
     """The original headers: the dead-letter ones go, and the replay names where it came from."""
-    kept = [(k, v) for k, v in d.headers if not k.startswith("dlq.")]
-    return [*kept, (REPLAYED_FROM, str(d.letter.dlq_offset).encode())]
+    kept = [(k, v) for k, v in d.headers if not k.startswith(dlq.PREFIX)]
+    return [*kept, (dlq.REPLAYED_FROM, str(d.letter.dlq_offset).encode())]
 
 
 @dataclass(frozen=True)
