@@ -2,7 +2,8 @@
 and no service logic in between.
 
 - Kafka: N messages the size of an InvitationIssued envelope, produced without awaiting each
-  (configured like the services' outbox relay), then read by one consumer.
+  (through the services' own publisher, quartier_shared.kafka.KafkaPublisher), then read by one
+  consumer.
 - MongoDB: N documents of that size, `insert_many` in batches of 1,000.
 - SMTP: N mails the size of a real invitation mail (rendered by the notifications service's own
   code), over as many reused connections as notifications uses (SMTP_CONNECTIONS, default 4).
@@ -35,9 +36,10 @@ from quartier_shared.events import (
     kafka_headers,
     wrap,
 )
+from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.services import CONFERENCES
 
-from .pipeline import DISTRICT, conference_body, producer_for
+from .pipeline import DISTRICT, conference_body
 
 FLOOR_TOPIC = "bench.floor"
 FLOOR_DATABASE = "bench_floor"
@@ -117,7 +119,6 @@ async def kafka_floor(bootstrap: str, n: int, value: bytes, headers: list[tuple[
         await admin.create_topics([NewTopic(FLOOR_TOPIC, num_partitions=partitions, replication_factor=1)])
     finally:
         await admin.close()
-    producer = producer_for(bootstrap)
     consumer = AIOKafkaConsumer(
         FLOOR_TOPIC,
         bootstrap_servers=bootstrap,
@@ -126,15 +127,12 @@ async def kafka_floor(bootstrap: str, n: int, value: bytes, headers: list[tuple[
         enable_auto_commit=False,
         fetch_max_wait_ms=50,
     )
-    await producer.start()
-    try:
-        keys = [str(uuid.uuid4()).encode() for _ in range(n)]
+    # The services' own publisher: each message sent without awaiting it, then all awaited together.
+    messages = [OutgoingMessage(FLOOR_TOPIC, str(uuid.uuid4()).encode(), value, headers) for _ in range(n)]
+    async with KafkaPublisher(bootstrap) as publisher:
         started = time.perf_counter()
-        futures = [await producer.send(FLOOR_TOPIC, value, key=key, headers=headers) for key in keys]
-        await asyncio.gather(*futures)
+        await publisher.publish(messages)
         produced = time.perf_counter() - started
-    finally:
-        await producer.stop()
     await consumer.start()
     try:
         started = time.perf_counter()

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 
 from quartier_shared.events import (
@@ -32,6 +32,7 @@ from quartier_shared.events import (
     kafka_headers,
     wrap,
 )
+from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.services import ACTORS, CONFERENCES, NOTIFICATIONS
 
 from .cluster import BenchCluster, BenchError, cpu_used
@@ -68,33 +69,16 @@ def actor_event(i: int) -> ActorRegistered:
     )
 
 
-def producer_for(bootstrap: str) -> AIOKafkaProducer:
-    """Configured like the services' outbox relay (quartier_shared.kafka.KafkaPublisher)."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=15_000, max_batch_size=256 * 1024
-    )
-
-
 async def register_actors(bootstrap: str, n: int, correlation_id: str) -> None:
     """Publish N ActorRegistered events as the actors service would (same envelope and headers)."""
-    producer = producer_for(bootstrap)
-    await producer.start()
-    try:
-        futures = []
-        for i in range(n):
-            event = actor_event(i)
-            envelope = wrap(event, producer=ACTORS.name, correlation_id=correlation_id)
-            futures.append(
-                await producer.send(
-                    ActorRegistered.topic,
-                    envelope.model_dump_json().encode(),
-                    key=event.actor_id.encode(),
-                    headers=kafka_headers(envelope),
-                )
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    messages = []
+    for i in range(n):
+        event = actor_event(i)
+        envelope = wrap(event, producer=ACTORS.name, correlation_id=correlation_id)
+        value = envelope.model_dump_json().encode()
+        messages.append(OutgoingMessage(ActorRegistered.topic, event.actor_id.encode(), value, kafka_headers(envelope)))
+    async with KafkaPublisher(bootstrap) as publisher:
+        await publisher.publish(messages)
 
 
 async def wait_for_copies(cluster: BenchCluster, n: int, within_s: float) -> None:

@@ -327,10 +327,10 @@ notifications process with its own port and the same environment joins the same 
 - **Peak RSS**: every process (with children) sampled every 0.2 s from start-up to the end of the
   pipeline with psutil.
 - **Floor**, in the same run on the same broker, database and SMTP sink, after the services are
-  stopped: N messages produced with plain aiokafka without awaiting each, then read by one consumer;
-  N documents with PyMongo's async `insert_many` in batches of 1,000; N mails with aiosmtplib over as
-  many reused connections as notifications uses (`SMTP_CONNECTIONS`). floor = the sum of the three.
-  ratio = pipeline seconds / floor seconds of the same run.
+  stopped: N messages produced through the services' publisher without awaiting each, then read
+  by one consumer; N documents with PyMongo's async `insert_many` in batches of 1,000; N mails with
+  aiosmtplib over as many reused connections as notifications uses (`SMTP_CONNECTIONS`). floor =
+  the sum of the three. ratio = pipeline seconds / floor seconds of the same run.
 """
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
 from quartier.embedded import Infrastructure
-from quartier_shared.events import TOPIC_PARTITIONS, ActorRegistered, Envelope, Event, kafka_headers, wrap
+from quartier_shared.events import EVENT_TYPES, TOPIC_PARTITIONS, ActorRegistered, Envelope, Event, kafka_headers, wrap
 from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.outbox import pending_events
 from quartier_shared.settings import ServiceSettings
@@ -44,27 +44,25 @@ def envelope_of(event: Event, correlation_id: str = "test-correlation", event_id
 
 
 async def publish(bootstrap: str, envelopes: list[Envelope]) -> None:
-    from quartier_shared.events import EVENT_TYPES
+    """Each envelope on its topic, keyed by its aggregate, as a service's relay publishes it.
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
+    One at a time: each is on the broker before the next is sent, so a test's order is the order
+    the broker holds, across topics too (an invitation before its contact, say)."""
+    async with KafkaPublisher(bootstrap) as publisher:
         for e in envelopes:
             topic = EVENT_TYPES[e.event_type].topic
-            await producer.send_and_wait(
-                topic, e.model_dump_json().encode(), key=e.aggregate_id.encode(), headers=kafka_headers(e)
+            await publisher.publish(
+                [OutgoingMessage(topic, e.aggregate_id.encode(), e.model_dump_json().encode(), kafka_headers(e))]
             )
-    finally:
-        await producer.stop()
 
 
-async def publish_raw(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
+async def publish_raw(
+    bootstrap: str, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, str] | None = None
+) -> None:
+    """Any bytes (garbage, a wrong shape, a hand-made dead letter) to ``topic``."""
+    message_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
+    async with KafkaPublisher(bootstrap) as publisher:
+        await publisher.publish([OutgoingMessage(topic, key, value, message_headers)])
 
 
 async def read_topic(

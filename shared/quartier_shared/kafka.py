@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -31,6 +32,7 @@ class OutgoingMessage:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    partition: int | None = None  # None: the partitioner's choice by key (a replay names the original one)
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str] | None = None) -> None:
@@ -60,16 +62,24 @@ def make_broker(bootstrap: str) -> KafkaBroker:
 class KafkaPublisher:
     """Publishes batches of prepared messages and returns when the broker has taken all of them."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, request_timeout_ms: int = 15_000) -> None:
         self._bootstrap = bootstrap
+        self._request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             acks="all",
             linger_ms=5,
-            request_timeout_ms=15_000,
+            request_timeout_ms=self._request_timeout_ms,
             max_batch_size=256 * 1024,
         )
         try:
@@ -92,7 +102,16 @@ class KafkaPublisher:
         return True
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        for outcome in await self.publish_each(messages):
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def publish_each(self, messages: Sequence[OutgoingMessage]) -> list[Any]:
+        """Each message's outcome, in order: its RecordMetadata (topic, partition, offset) or the exception."""
         if self._producer is None:
             raise RuntimeError("publisher not started")
-        futures = [await self._producer.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages]
-        await asyncio.gather(*futures)
+        futures = [
+            await self._producer.send(m.topic, m.value, key=m.key, partition=m.partition, headers=m.headers)
+            for m in messages
+        ]
+        return list(await asyncio.gather(*futures, return_exceptions=True))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from pymongo import AsyncMongoClient
 
@@ -60,17 +60,6 @@ def script(*args: str, cwd: Path, timeout: float = 60, **env: str) -> subprocess
     return subprocess.run(
         [str(QUARTIER), *args], cwd=cwd, env={**environ, **env}, capture_output=True, text=True, timeout=timeout
     )
-
-
-async def publish_dead_letter(bootstrap: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            DEAD_LETTER_TOPIC, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
-        )
-    finally:
-        await producer.stop()
 
 
 def dlq_headers(service: str, topic: str, partition: int, offset: int, error: str, message: str) -> dict[str, str]:
@@ -169,21 +158,29 @@ async def three_dead_letters(kafka: str) -> str:
     """Offsets 0 (notifications, from invitations), 1 (conferences, from deliveries), 2 (notifications,
     from actors); the one at 0 carries an address in its reason, as a careless handler might."""
     await ensure_topics(kafka)
-    await publish_dead_letter(
+    await publish_raw(
         kafka,
-        b"invitation-1",
+        DEAD_LETTER_TOPIC,
         b'{"payload": {"email": "erika.mustermann@example.org"}}',
-        {
+        key=b"invitation-1",
+        headers={
             "event_id": "e-1",
             "event_type": "InvitationIssued",
             **dlq_headers("notifications", INVITATIONS_TOPIC, 2, 7, "SMTPRecipientsRefused", "550 erika@example.org"),
         },
     )
-    await publish_dead_letter(
-        kafka, b"invitation-2", b"{}", dlq_headers("conferences", DELIVERIES_TOPIC, 1, 3, "ValidationError", "x")
+    await publish_raw(
+        kafka,
+        DEAD_LETTER_TOPIC,
+        b"{}",
+        key=b"invitation-2",
+        headers=dlq_headers("conferences", DELIVERIES_TOPIC, 1, 3, "ValidationError", "x"),
     )
-    await publish_dead_letter(
-        kafka, None, b"\x00", dlq_headers("notifications", ACTORS_TOPIC, 0, 1, "ValueError", "line\n\x1b[31mred")
+    await publish_raw(
+        kafka,
+        DEAD_LETTER_TOPIC,
+        b"\x00",
+        headers=dlq_headers("notifications", ACTORS_TOPIC, 0, 1, "ValueError", "line\n\x1b[31mred"),
     )
     return kafka
 

@@ -15,12 +15,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from quartier_shared import dead_letters as dlq
 from quartier_shared.dead_letters import DEAD_LETTER_TOPIC
+from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.logging import redact
 
 from .common import USAGE, Address, OperatorError, printable, quiet
@@ -262,10 +263,16 @@ def choose(letters: list[RawDeadLetter], offsets: Sequence[int] | None, service:
     return chosen
 
 
-def replay_headers(d: RawDeadLetter) -> list[tuple[str, bytes]]:
-    """The original headers: the dead-letter ones go, and the replay names where it came from."""
-    kept = [(k, v) for k, v in d.headers if not k.startswith(dlq.PREFIX)]
-    return [*kept, (dlq.REPLAYED_FROM, str(d.letter.dlq_offset).encode())]
+def replay_message(d: RawDeadLetter, topics: dict[str, set[int]]) -> OutgoingMessage:
+    """The original record, to its original topic and partition, with the original headers: the
+    dead-letter ones go, and the replay names where it came from."""
+    topic = d.letter.original_topic
+    assert topic is not None  # checked by the caller
+    # The original partition keeps the record beside the others of its key.
+    partition = d.letter.original_partition if d.letter.original_partition in topics[topic] else None
+    headers = [(k, v) for k, v in d.headers if not k.startswith(dlq.PREFIX)]
+    headers.append((dlq.REPLAYED_FROM, str(d.letter.dlq_offset).encode()))
+    return OutgoingMessage(topic, d.key, d.value, headers, partition)
 
 
 @dataclass(frozen=True)
@@ -277,21 +284,8 @@ class Replayed:
 
 
 async def _publish(bootstrap: str, chosen: list[RawDeadLetter], topics: dict[str, set[int]]) -> list[Replayed]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=REQUEST_TIMEOUT_MS)
-    try:
-        await producer.start()
-        futures = []
-        for d in chosen:
-            topic = d.letter.original_topic
-            assert topic is not None  # checked by the caller
-            # The original partition keeps the record beside the others of its key.
-            partition = d.letter.original_partition if d.letter.original_partition in topics[topic] else None
-            futures.append(
-                await producer.send(topic, d.value, key=d.key, partition=partition, headers=replay_headers(d))
-            )
-        results = await asyncio.gather(*futures, return_exceptions=True)
-    finally:
-        await producer.stop()
+    async with KafkaPublisher(bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS) as publisher:
+        results = await publisher.publish_each([replay_message(d, topics) for d in chosen])
     done = [
         Replayed(d.letter.dlq_offset, r.topic, r.partition, r.offset)
         for d, r in zip(chosen, results, strict=True)
