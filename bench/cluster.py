@@ -11,7 +11,9 @@ from pathlib import Path
 
 import psutil
 
-from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, service_process, wait_ready
+from quartier.embedded import EmbeddedStack, Infrastructure
+from quartier.processes import ServiceExited, ServiceProcesses
+from quartier_shared.services import NOTIFICATIONS
 
 INFRA_NAMES = ("kafka", "mongodb", "smtp")
 
@@ -107,8 +109,7 @@ class BenchCluster:
     root: Path = field(init=False)
     stack: EmbeddedStack = field(init=False)
     infra: Infrastructure = field(init=False)
-    services: dict[str, Process] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict)
+    services: ServiceProcesses = field(init=False)
 
     def __post_init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="quartier-bench-"))
@@ -117,42 +118,30 @@ class BenchCluster:
     def log_dir(self) -> Path:
         return self.root / "logs"
 
-    def instance_names(self) -> list[str]:
-        names = ["actors", "conferences"]
-        if self.notifications_instances == 1:
-            return [*names, "notifications"]
-        return [*names, *(f"notifications-{i}" for i in range(1, self.notifications_instances + 1))]
-
     def start(self, ready_timeout: float = 120.0) -> None:
         # environ={}: always a fresh embedded Kafka, MongoDB and SMTP sink, whatever the shell says.
-        # The stack adds EMBEDDED_KAFKA_TUNING to infra.env(), which service_process passes on.
         self.stack = EmbeddedStack(self.root / "stack", environ={}, log_dir=self.log_dir)
         self.infra = self.stack.start()
-        for name in self.instance_names():
-            service = name.partition("-")[0]
-            port = free_port()
-            proc = service_process(service, port, self.infra, log_path=self.log_dir / f"{name}.log")
-            self.services[name] = proc.start()
-            self.urls[name] = f"http://127.0.0.1:{port}"
-        for name in self.services:
-            try:
-                wait_ready(self.urls[name], self.services[name], ready_timeout)
-            except (RuntimeError, TimeoutError) as exc:
-                raise BenchError(f"{exc}; see {self.log_dir / (name + '.log')}") from exc
+        self.services = ServiceProcesses(self.infra, log_dir=self.log_dir)
+        self.services.start(copies={NOTIFICATIONS.name: self.notifications_instances})
+        try:
+            self.services.wait_ready(timeout=ready_timeout)
+        except (ServiceExited, TimeoutError) as exc:
+            raise BenchError(str(exc)) from exc
 
     def check_alive(self) -> None:
-        for name, proc in self.services.items():
+        for name, proc in self.services.processes.items():
             if not proc.alive():
-                raise BenchError(f"{name} exited during the run; see {self.log_dir / (name + '.log')}")
+                raise BenchError(f"{name} exited during the run; see {self.services.log_path(name)}")
         for name, proc in self.stack.processes.items():
             if not proc.alive():
                 raise BenchError(f"embedded {name} exited during the run; see {self.log_dir / (name + '.log')}")
 
     def url(self, service: str) -> str:
-        return next(url for name, url in self.urls.items() if name.partition("-")[0] == service)
+        return self.services.url_of(service)
 
     def service_pids(self) -> dict[str, int]:
-        return {name: proc.pid for name, proc in self.services.items()}
+        return self.services.pids()
 
     def infra_pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.stack.processes.items()}
@@ -172,8 +161,8 @@ class BenchCluster:
         return found
 
     def stop_services(self) -> None:
-        for proc in self.services.values():
-            proc.stop()
+        if hasattr(self, "services"):
+            self.services.stop()
 
     def stop(self, failed: bool = False) -> None:
         """Stops every process this cluster started; removes its folder unless a failed run

@@ -309,8 +309,8 @@ rows only when those are small.
 ## How it is measured
 
 Each run starts a fresh embedded stack (Tansu, SecantusDB, SMTP sink) in a new temporary folder, and
-the three services as separate processes exactly as `make run` starts them (`service_process`, with
-the embedded stack's Kafka tuning), on free ports. With "2 notifications instances" a second
+the three services as separate processes exactly as `make run` starts them (`quartier.processes`,
+with the embedded stack's Kafka tuning), on free ports. With "2 notifications instances" a second
 notifications process with its own port and the same environment joins the same consumer group.
 
 - **Set-up (not measured)**: N consenting actors in district IV, published as `ActorRegistered`

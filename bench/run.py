@@ -45,7 +45,7 @@ def measure(n: int, instances: int, run: int) -> dict[str, Any]:
         started = time.monotonic()
         cluster.start()
         startup = time.monotonic() - started
-        say(f"  stack and {len(cluster.services)} service processes ready in {startup:.1f} s")
+        say(f"  stack and {len(cluster.services.instances)} service processes ready in {startup:.1f} s")
         sampler = MemorySampler({**cluster.service_pids(), **cluster.infra_pids()}).start()
         try:
             pipeline = asyncio.run(run_pipeline(cluster, n, pipeline_timeout(n), setup_timeout(n)))

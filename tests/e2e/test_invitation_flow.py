@@ -10,13 +10,12 @@ from typing import Any
 import httpx
 from icalendar import Calendar
 
-from quartier_shared.services import SERVICES
-from tests.e2e.conftest import RunningServices
+from quartier.processes import ServiceProcesses
 from tests.helpers import actor_body, conference_body, eventually, read_mails
 
 
 async def test_a_conference_invites_each_consenting_active_actor_of_its_district_once(
-    services: RunningServices, smtp_sink: tuple[int, Path]
+    services: ServiceProcesses, smtp_sink: tuple[int, Path]
 ) -> None:
     _, maildir = smtp_sink
     actors, conferences = services.urls["actors"], services.urls["conferences"]
@@ -79,11 +78,7 @@ async def test_a_conference_invites_each_consenting_active_actor_of_its_district
 
     # The coordinator's request id travels through Kafka into every service's logs.
     logs = {
-        name: [
-            json.loads(line)
-            for line in (services.log_dir / f"{name}.log").read_text().splitlines()
-            if line.startswith("{")
-        ]
+        name: [json.loads(line) for line in services.log(name, chars=None).splitlines() if line.startswith("{")]
         for name in ("conferences", "notifications")
     }
     issued = [r for r in logs["conferences"] if r["event"] == "invitations_issued"]
@@ -92,7 +87,7 @@ async def test_a_conference_invites_each_consenting_active_actor_of_its_district
     assert len(sent) == 3 and {r["correlation_id"] for r in sent} == {correlation_id}
     assert all(r["service"] == "notifications" and r["event_type"] == "InvitationIssued" for r in sent)
     # No personal data in any log line.
-    everything = "".join((services.log_dir / f"{n}.log").read_text() for n in SERVICES)
+    everything = "".join(services.log(name, chars=None) for name in services.instances)
     assert "@example.org" not in everything and "Caritas" not in everything
 
     # Metrics say the same as the mailbox.

@@ -17,16 +17,8 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from quartier.embedded import (
-    EmbeddedStack,
-    Infrastructure,
-    Process,
-    free_port,
-    service_process,
-    wait_for_port,
-    wait_ready,
-)
-from quartier_shared.services import SERVICES
+from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, wait_for_port
+from quartier.processes import ServiceProcesses
 from tests.helpers import actor_body, conference_body, eventually
 
 # Short timings so a fault case takes seconds, not minutes; the mechanisms are the production ones.
@@ -60,8 +52,7 @@ class Cluster:
     smtp_answers: list[str] = field(default_factory=list)
     stack: EmbeddedStack = field(init=False)
     infra: Infrastructure = field(init=False)
-    instances: dict[str, Process] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict)
+    services: ServiceProcesses = field(init=False)
     extra_mongo: dict[str, tuple[Process, str]] = field(default_factory=dict)
     # Mails one instance may have handed to SMTP without having recorded them yet: the claims in
     # flight (DELIVERY_CLAIM_SIZE x DELIVERY_CLAIMS_IN_FLIGHT). Only these may be resent after a kill -9.
@@ -72,6 +63,7 @@ class Cluster:
             self.root / "stack", environ={}, log_dir=self.root / "logs", smtp_answers=self.smtp_answers
         )
         self.infra = self.stack.start()
+        self.services = ServiceProcesses(self.infra, log_dir=self.root / "logs", env=FAST)
 
     # --- infrastructure faults -------------------------------------------------------------------
 
@@ -108,50 +100,34 @@ class Cluster:
         wait_for_port(port, timeout=60, process=proc.popen)
         uri = f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
         self.extra_mongo[f"mongodb-{service}"] = (proc, uri)
+        self.services.service_env[service] = {"MONGODB_URI": uri}
         return uri
 
     # --- services ---------------------------------------------------------------------------------
 
-    def start(self, service: str, instance: str = "1", **env: str) -> str:
-        name = f"{service}-{instance}"
-        port = free_port()
-        own = self.extra_mongo.get(f"mongodb-{service}")
-        settings = {**FAST, **({"MONGODB_URI": own[1]} if own else {}), **env}
-        proc = service_process(service, port, self.infra, log_path=self.root / "logs" / f"{name}.log", **settings)
-        self.instances[name] = proc.start()
-        self.urls[name] = f"http://127.0.0.1:{port}"
-        self.wait_ready(name)
-        return name
-
-    def wait_ready(self, name: str, timeout: float = 60.0) -> None:
-        try:
-            wait_ready(self.urls[name], self.instances[name], timeout)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}; log:\n{self.log(name)}") from exc
+    def start_services(self, **copies: int) -> None:
+        """Every service once (``notifications=2``: twice), each ready when this returns."""
+        self.services.start(copies=copies)
+        self.services.wait_ready()
 
     def kill(self, name: str) -> None:
-        proc = self.instances[name].popen
-        assert proc is not None
-        proc.kill()
-        proc.wait(10)
+        process = self.services.processes[name]
+        process.signal(signal.SIGKILL)
+        assert process.popen is not None
+        process.popen.wait(10)
 
-    def restart(self, name: str, **env: str) -> None:
-        service, _, instance = name.rpartition("-")
-        self.start(service, instance, **env)
+    def restart(self, name: str) -> None:
+        self.services.restart(name)
+        self.services.wait_ready([name])
 
     def url(self, service: str) -> str:
-        return next(url for name, url in self.urls.items() if name.startswith(service) and self.instances[name].alive())
-
-    def log(self, name: str) -> str:
-        path = self.root / "logs" / f"{name}.log"
-        return path.read_text()[-6000:] if path.exists() else ""
+        return self.services.url_of(service)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {n}\n{self.log(n)}" for n in self.instances)
+        return self.services.logs()
 
     def stop(self) -> None:
-        for proc in self.instances.values():
-            proc.stop()
+        self.services.stop()
         for proc, _ in self.extra_mongo.values():
             proc.stop()
         self.stack.stop()
@@ -168,7 +144,7 @@ class Cluster:
     def database(self, service: str) -> Any:
         own = self.extra_mongo.get(f"mongodb-{service}")
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(own[1] if own else self.infra.mongodb_uri)
-        return client[SERVICES[service].database]
+        return client[self.services.database(service)]
 
 
 async def register_actors(

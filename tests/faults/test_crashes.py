@@ -22,8 +22,7 @@ from tests.helpers import eventually
 
 async def test_1_notifications_killed_mid_fan_out_then_restarted(cluster: Cluster) -> None:
     n = 500
-    for service in ("actors", "conferences", "notifications"):
-        cluster.start(service)
+    cluster.start_services()
     async with httpx.AsyncClient(timeout=30) as http:
         actors = await register_actors(http, cluster.url("actors"), n)
         await wait_for_copies(cluster, n)
@@ -33,9 +32,9 @@ async def test_1_notifications_killed_mid_fan_out_then_restarted(cluster: Cluste
             return cluster.mails().total >= n // 5 and cluster.mails().total
 
         sent_before_kill = await eventually(some_sent, timeout=120, interval=0.05)
-        cluster.kill("notifications-1")
+        cluster.kill("notifications")
         await asyncio.sleep(1)
-        cluster.restart("notifications-1")
+        cluster.restart("notifications")
         detail = await wait_for_outcomes(http, cluster, conference_id, n)
     await asyncio.sleep(2)  # a late duplicate would land now
     assert detail["counts"]["sent"] == n
@@ -47,17 +46,16 @@ async def test_1_notifications_killed_mid_fan_out_then_restarted(cluster: Cluste
 
 async def test_2_conferences_killed_after_201_before_the_relay_published(cluster: Cluster) -> None:
     n = 20
-    for service in ("actors", "conferences", "notifications"):
-        cluster.start(service)
+    cluster.start_services()
     async with httpx.AsyncClient(timeout=30) as http:
         actors = await register_actors(http, cluster.url("actors"), n, district="V")
         await wait_for_copies(cluster, n)
         cluster.pause("kafka")  # the relay cannot publish, so the event can only be in the outbox
         conference_id = await schedule(http, cluster.url("conferences"), district="V")
         pending_at_kill = await pending_events(cluster.database("conferences"))
-        cluster.kill("conferences-1")
+        cluster.kill("conferences")
         cluster.resume("kafka")
-        cluster.restart("conferences-1")
+        cluster.restart("conferences")
         detail = await wait_for_outcomes(http, cluster, conference_id, n)
     await asyncio.sleep(2)
     assert pending_at_kill == 1
@@ -68,10 +66,7 @@ async def test_2_conferences_killed_after_201_before_the_relay_published(cluster
 
 async def test_8_two_notifications_instances_share_a_fan_out_one_killed_midway(cluster: Cluster) -> None:
     n = 2000
-    cluster.start("actors")
-    cluster.start("conferences")
-    cluster.start("notifications", "1")
-    cluster.start("notifications", "2")
+    cluster.start_services(notifications=2)
     async with httpx.AsyncClient(timeout=30) as http:
         t0 = time.monotonic()
         actors = await register_actors(http, cluster.url("actors"), n, district="IX", parallel=32)

@@ -24,8 +24,7 @@ async def test_3_kafka_paused_for_20_seconds_while_actors_register_and_a_confere
     cluster: Cluster,
 ) -> None:
     n = 30
-    for service in ("actors", "conferences", "notifications"):
-        cluster.start(service)
+    cluster.start_services()
     async with httpx.AsyncClient(timeout=30) as http:
         cluster.pause("kafka")
         paused_at = time.monotonic()
@@ -48,8 +47,7 @@ async def test_3_kafka_paused_for_20_seconds_while_actors_register_and_a_confere
 async def test_4_a_services_database_paused_during_processing(cluster: Cluster) -> None:
     n = 200
     cluster.own_mongodb("notifications")
-    for service in ("actors", "conferences", "notifications"):
-        cluster.start(service)
+    cluster.start_services()
     async with httpx.AsyncClient(timeout=30) as http:
         actors = await register_actors(http, cluster.url("actors"), n, district="VII")
         await wait_for_copies(cluster, n)

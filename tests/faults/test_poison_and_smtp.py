@@ -43,8 +43,7 @@ def at_least(count: int) -> Callable[[list[Any]], bool]:
     "late1@example.org=451x2", "late2@example.org=451x1", "never@example.org=451", "gone@example.org=550"
 )
 async def test_5_smtp_temporary_and_permanent_refusals(cluster: Cluster) -> None:
-    for service in ("actors", "conferences", "notifications"):
-        cluster.start(service)
+    cluster.start_services()
     scripted = ["late1@example.org", "late2@example.org", "never@example.org", "gone@example.org"]
     async with httpx.AsyncClient(timeout=30) as http:
         normal = await register_actors(http, cluster.url("actors"), 10, district="VIII")
@@ -67,8 +66,7 @@ async def test_5_smtp_temporary_and_permanent_refusals(cluster: Cluster) -> None
 
 
 async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_topic(cluster: Cluster) -> None:
-    for service in ("actors", "conferences", "notifications"):
-        cluster.start(service)
+    cluster.start_services()
     bootstrap = cluster.infra.kafka_bootstrap
     future = envelope_of(ActorDeactivated(actor_id="a-future", revision=9)).model_copy(update={"event_version": "2.0"})
     future_delivery = envelope_of(
@@ -114,8 +112,7 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
 
 async def test_7_every_event_delivered_three_times_has_one_effect(cluster: Cluster) -> None:
     n = 10
-    for service in ("actors", "conferences", "notifications"):
-        cluster.start(service)
+    cluster.start_services()
     bootstrap = cluster.infra.kafka_bootstrap
     async with httpx.AsyncClient(timeout=30) as http:
         actors = await register_actors(http, cluster.url("actors"), n, district="III")

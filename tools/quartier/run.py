@@ -18,7 +18,8 @@ from typing import Any
 
 from quartier_shared.services import SERVICES
 
-from .embedded import EmbeddedStack, Infrastructure, Process, is_ready, service_process, wait_for_port
+from .embedded import EmbeddedStack, wait_for_port
+from .processes import ServiceProcesses
 
 
 def say(event: str, **fields: Any) -> None:
@@ -54,53 +55,53 @@ def run(var_dir: Path, base_port: int | None = None) -> int:
             continue
         print(f"port {port} is already in use: is `make run` already running?", file=sys.stderr)
         return 1
-    services: dict[str, Process] = {}
+    services: ServiceProcesses | None = None
     try:
         infra = stack.start()
         # Operator commands (quartier dlq/outbox) find the stack here when the environment is silent.
         (var_dir / STACK_ENV).write_text("".join(f"{k}={v}\n" for k, v in infra.env().items()))
-        for name, port in ports.items():
-            services[name] = service_process(name, port, infra).start()
-            say("service_process_started", name=name, pid=services[name].pid, port=port)
-        supervise(services, ports, infra, lambda: stopping, on_ready=lambda: _banner(stack, infra.smtp_host, ports))
+        services = ServiceProcesses(infra)  # no log folder: their JSON lines go to this terminal
+        services.start(ports)
+        for name in services.instances:
+            _started(services, name)
+        supervise(services, lambda: stopping, on_ready=lambda: _banner(stack, infra.smtp_host, ports))
     finally:
         say("stopping")
-        for proc in services.values():
-            proc.stop()
+        if services is not None:
+            services.stop()
         stack.stop()
         (var_dir / STACK_ENV).unlink(missing_ok=True)
         say("stopped")
     return 0
 
 
-def supervise(
-    services: dict[str, Process],
-    ports: dict[str, int],
-    infra: Infrastructure,
-    stopping: Callable[[], bool],
-    on_ready: Callable[[], None],
-) -> None:
+def _started(services: ServiceProcesses, name: str) -> None:
+    instance = services.instances[name]
+    say("service_process_started", name=name, pid=instance.process.pid, port=instance.port)
+
+
+def supervise(services: ServiceProcesses, stopping: Callable[[], bool], on_ready: Callable[[], None]) -> None:
     """Restart dead services until asked to stop; call ``on_ready`` once all answer ready.
 
     One loop for both phases: a service may die while the others are still starting, and that
     must lead to a restart, not to the whole stack stopping.
     """
-    restarts: dict[str, list[float]] = {name: [] for name in services}
+    restarts: dict[str, list[float]] = {name: [] for name in services.instances}
     announced = False
     while not stopping():
         time.sleep(0.5)
-        for name, proc in services.items():
-            if stopping() or proc.alive():
+        for name, instance in services.instances.items():
+            if stopping() or instance.process.alive():
                 continue
-            code = proc.popen.returncode if proc.popen else None
+            code = instance.process.returncode
             recent = [t for t in restarts[name] if time.monotonic() - t < 60]
             delay = min(2 ** len(recent), 30) if len(recent) >= 3 else 0.5  # back off a crash loop
             say("service_restarted", name=name, exit_code=code, restarts_last_minute=len(recent), delay_s=delay)
             time.sleep(delay)
             restarts[name] = [*recent, time.monotonic()]
-            services[name] = service_process(name, ports[name], infra).start()
-            say("service_process_started", name=name, pid=services[name].pid, port=ports[name])
-        if not announced and all(is_ready(f"http://127.0.0.1:{port}") for port in ports.values()):
+            services.restart(name)
+            _started(services, name)
+        if not announced and services.all_ready():
             announced = True
             on_ready()
 
