@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -159,65 +159,94 @@ def cell(s: Stats, digits: int = 1) -> str:
     return f"{_fmt(s['median'], digits)} ({_fmt(s['min'], digits)}–{_fmt(s['max'], digits)})"
 
 
-def results_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| N | notifications instances | pipeline s | floor s | ratio | invitations/s | POST /conferences ms "
-        "| latency p50 ms | p95 ms | p99 ms | peak RSS MB actors | conferences | notifications |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        rss = r["peak_rss_mb"]
-        lines.append(
-            f"| {r['n']:,} | {r['instances']} | {cell(r['pipeline_seconds'])} | {cell(r['floor_seconds'], 2)} "
-            f"| {cell(r['ratio'], 1)} | {cell(r['invitations_per_second'])} | {cell(r['post_conference_ms'])} "
-            f"| {cell(r['latency_ms_p50'], 0)} | {cell(r['latency_ms_p95'], 0)} | {cell(r['latency_ms_p99'], 0)} "
-            f"| {cell(rss['actors'], 0)} | {cell(rss['conferences'], 0)} | {cell(rss['notifications'], 0)} |"
-        )
+Row = dict[str, Any]
+Column = tuple[str, Callable[[Row], str]]  # its title, and its cell in a row
+
+
+def markdown_table(columns: Sequence[Column], rows: Iterable[Row], align: str | None = None) -> str:
+    """A markdown table; ``align`` has "l" or "r" per column (default: all right, as numbers are)."""
+    separator = "|" + "".join("---|" if a == "l" else "---:|" for a in align or "r" * len(columns))
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |", separator]
+    lines += ["| " + " | ".join(value(r) for _, value in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def floor_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| N | notifications instances | Kafka produce + consume s | MongoDB insert_many s | SMTP s | floor s |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        parts = r["floor_parts"]
-        lines.append(
-            f"| {r['n']:,} | {r['instances']} | {cell(parts['kafka_seconds'], 2)} "
-            f"| {cell(parts['mongodb_seconds'], 2)} | {cell(parts['smtp_seconds'], 2)} "
-            f"| {cell(r['floor_seconds'], 2)} |"
-        )
-    return "\n".join(lines)
+def figure(title: str, *path: str, digits: int = 1) -> Column:
+    """A column of one figure's median (min–max), found in a row by its ``path`` of keys."""
+
+    def value(r: Row) -> str:
+        for key in path:
+            r = r[key]
+        return cell(r, digits)
+
+    return title, value
 
 
-def checks_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| N | notifications instances | mails received by the sink | InvitationSent published again "
-        "| set-up s (not measured) | GET shows all sent, s after the last event "
-        "| load average before | CPU s of other programs: pipeline | floor |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['n']:,} | {r['instances']} | {cell(r['mails_received'], 0)} "
-            f"| {cell(r['republished_sent_events'], 0)} | {cell(r['setup_seconds'])} "
-            f"| {cell(r['confirm_seconds'], 2)} | {cell(r['load_average_1m'], 2)} "
-            f"| {cell(r['other_cpu_seconds'], 1)} | {cell(r['floor_other_cpu_seconds'], 1)} |"
-        )
-    return "\n".join(lines)
+RUN: list[Column] = [("N", lambda r: f"{r['n']:,}"), ("notifications instances", lambda r: str(r["instances"]))]
 
 
-def cpu_table(rows: list[dict[str, Any]]) -> str:
+def results_table(rows: list[Row]) -> str:
+    rss = [figure(f"peak RSS MB {s}" if i == 0 else s, "peak_rss_mb", s, digits=0) for i, s in enumerate(SERVICES)]
+    return markdown_table(
+        [
+            *RUN,
+            figure("pipeline s", "pipeline_seconds"),
+            figure("floor s", "floor_seconds", digits=2),
+            figure("ratio", "ratio"),
+            figure("invitations/s", "invitations_per_second"),
+            figure("POST /conferences ms", "post_conference_ms"),
+            figure("latency p50 ms", "latency_ms_p50", digits=0),
+            figure("p95 ms", "latency_ms_p95", digits=0),
+            figure("p99 ms", "latency_ms_p99", digits=0),
+            *rss,
+        ],
+        rows,
+    )
+
+
+def floor_table(rows: list[Row]) -> str:
+    return markdown_table(
+        [
+            *RUN,
+            figure("Kafka produce + consume s", "floor_parts", "kafka_seconds", digits=2),
+            figure("MongoDB insert_many s", "floor_parts", "mongodb_seconds", digits=2),
+            figure("SMTP s", "floor_parts", "smtp_seconds", digits=2),
+            figure("floor s", "floor_seconds", digits=2),
+        ],
+        rows,
+    )
+
+
+def checks_table(rows: list[Row]) -> str:
+    return markdown_table(
+        [
+            *RUN,
+            figure("mails received by the sink", "mails_received", digits=0),
+            figure("InvitationSent published again", "republished_sent_events", digits=0),
+            figure("set-up s (not measured)", "setup_seconds"),
+            figure("GET shows all sent, s after the last event", "confirm_seconds", digits=2),
+            figure("load average before", "load_average_1m", digits=2),
+            figure("CPU s of other programs: pipeline", "other_cpu_seconds"),
+            figure("floor", "floor_other_cpu_seconds"),
+        ],
+        rows,
+    )
+
+
+def cpu_table(rows: list[Row]) -> str:
+    def median(*path: str) -> Callable[[Row], str]:
+        def value(r: Row) -> str:
+            for key in path:
+                if key not in r:
+                    return ""  # a process this run did not have
+                r = r[key]
+            return _fmt(r["median"], 1)
+
+        return value
+
     processes = sorted({p for r in rows for p in r["cpu_seconds"]}, key=_process_order)
-    lines = [
-        "| N | notifications instances | pipeline s | " + " | ".join(processes) + " |",
-        "|---:|---:|---:|" + "---:|" * len(processes),
-    ]
-    for r in rows:
-        values = " | ".join(_fmt(r["cpu_seconds"][p]["median"], 1) if p in r["cpu_seconds"] else "" for p in processes)
-        lines.append(f"| {r['n']:,} | {r['instances']} | {_fmt(r['pipeline_seconds']['median'], 1)} | {values} |")
-    return "\n".join(lines)
+    pipeline: Column = ("pipeline s", median("pipeline_seconds"))
+    return markdown_table([*RUN, pipeline, *((p, median("cpu_seconds", p)) for p in processes)], rows)
 
 
 def _process_order(name: str) -> tuple[int, str]:
@@ -227,15 +256,22 @@ def _process_order(name: str) -> tuple[int, str]:
 
 
 def targets_table(found: list[dict[str, Any]]) -> str:
-    lines = ["| target (N=10,000, one notifications instance) | measured | met |", "|---|---:|---|"]
-    for t in found:
+    def measured(t: dict[str, Any]) -> str:
         if t["value"] is None:
-            lines.append(f"| {t['target']} | not measured at N=10,000 | – |")
-            continue
+            return "not measured at N=10,000"
         digits = 2 if t["target"].startswith("ratio") else 0
         unit = "" if t["target"].startswith("ratio") else (" ms" if "POST" in t["target"] else " MB")
-        lines.append(f"| {t['target']} | {_fmt(t['value'], digits)}{unit} | {'met' if t['met'] else '**not met**'} |")
-    return "\n".join(lines)
+        return f"{_fmt(t['value'], digits)}{unit}"
+
+    def met(t: dict[str, Any]) -> str:
+        return "–" if t["value"] is None else "met" if t["met"] else "**not met**"
+
+    columns: list[Column] = [
+        ("target (N=10,000, one notifications instance)", lambda t: str(t["target"])),
+        ("measured", measured),
+        ("met", met),
+    ]
+    return markdown_table(columns, found, align="lrl")
 
 
 def _kept_profile(existing: str | None) -> str:
@@ -356,28 +392,20 @@ def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
         row = next((r for r in rows if r["n"] == n and r["instances"] == k), None)
         return row[name] if row else None
 
-    for offset, k in enumerate(instances):
-        bar(
-            left,
-            offset,
-            f"pipeline, {k} notifications instance{'s' if k > 1 else ''}",
-            [find(n, k, "pipeline_seconds") for n in ns],
-            len(instances) + 1,
-        )
+    def per_instance_count(ax: Any, name: str, label: str, bars: int) -> None:
+        """One bar per number of notifications instances, of the figure ``name``, at each N."""
+        for offset, k in enumerate(instances):
+            instances_label = f"{k} notifications instance{'s' if k > 1 else ''}"
+            bar(ax, offset, label + instances_label, [find(n, k, name) for n in ns], bars)
+
+    per_instance_count(left, "pipeline_seconds", "pipeline, ", len(instances) + 1)
     bar(left, len(instances), "floor", [find(n, instances[0], "floor_seconds") for n in ns], len(instances) + 1)
     left.set_title("seconds for N invitations (lower is better)")
     left.set_ylabel("seconds")
     if len(ns) > 1:
         left.set_yscale("log")
 
-    for offset, k in enumerate(instances):
-        bar(
-            right,
-            offset,
-            f"{k} notifications instance{'s' if k > 1 else ''}",
-            [find(n, k, "invitations_per_second") for n in ns],
-            len(instances),
-        )
+    per_instance_count(right, "invitations_per_second", "", len(instances))
     right.set_title("invitations per second (higher is better)")
     right.set_ylabel("invitations / s")
 
