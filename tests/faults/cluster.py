@@ -141,6 +141,15 @@ class Cluster:
             found[message["To"].addresses[0].addr_spec].append(str(message["Message-ID"]).strip())
         return Mails(dict(found))
 
+    async def wait_for_mails(self, at_least: int, timeout: float = 120.0) -> int:
+        """Until the SMTP sink holds at least ``at_least`` mails; returns how many it holds then."""
+
+        async def enough() -> int:
+            count = sum(1 for _ in self.stack.maildir.glob("*.eml"))  # one file a mail, renamed in whole
+            return count if count >= at_least else 0
+
+        return await eventually(enough, timeout=timeout, interval=0.05)
+
     def database(self, service: str) -> Any:
         own = self.extra_mongo.get(f"mongodb-{service}")
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(own[1] if own else self.infra.mongodb_uri)
@@ -205,6 +214,32 @@ async def wait_for_outcomes(
         return detail if done else None
 
     return await eventually(settled, timeout=timeout, interval=0.5)
+
+
+async def invite(
+    http: httpx.AsyncClient, cluster: Cluster, count: int, district: str, **register: Any
+) -> tuple[list[dict[str, Any]], str]:
+    """``count`` actors of ``district``, known to conferences and notifications, then a conference
+    there: (the actors, the conference id)."""
+    actors = await register_actors(http, cluster.url("actors"), count, district=district, **register)
+    await wait_for_copies(cluster, count)
+    return actors, await schedule(http, cluster.url("conferences"), district=district)
+
+
+async def assert_invited_once(
+    http: httpx.AsyncClient,
+    cluster: Cluster,
+    conference_id: str,
+    actors: list[dict[str, Any]],
+    timeout: float = 180.0,
+    allowed_crash_duplicates: int = 0,
+) -> dict[str, int]:
+    """Until every invitation is settled; then each of ``actors`` was sent its mail, and nobody else
+    got one, each once but for what a crash allows (see ``assert_each_once``). Returns its counts."""
+    detail = await wait_for_outcomes(http, cluster, conference_id, len(actors), timeout)
+    await asyncio.sleep(2)  # a late duplicate would land now
+    assert detail["counts"]["sent"] == len(actors)
+    return assert_each_once(cluster.mails(), {a["email"] for a in actors}, allowed_crash_duplicates)
 
 
 def record(case: str, **counts: Any) -> None:

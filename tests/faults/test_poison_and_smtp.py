@@ -25,6 +25,8 @@ from quartier_shared.services import SERVICES
 from tests.faults.cluster import (
     Cluster,
     assert_each_once,
+    assert_invited_once,
+    invite,
     record,
     register_actors,
     register_addresses,
@@ -102,11 +104,8 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
     }
     # Later valid events still flow on the same partitions.
     async with httpx.AsyncClient(timeout=30) as http:
-        actors = await register_actors(http, cluster.url("actors"), 5, district="I")
-        await wait_for_copies(cluster, 5)
-        conference_id = await schedule(http, cluster.url("conferences"), district="I")
-        await wait_for_outcomes(http, cluster, conference_id, 5)
-    counts = assert_each_once(cluster.mails(), {a["email"] for a in actors})
+        actors, conference_id = await invite(http, cluster, 5, district="I")
+        counts = await assert_invited_once(http, cluster, conference_id, actors)
     record("6 poison messages on every consumed topic", dead_letters=len(dead), **counts)
 
 
@@ -115,9 +114,7 @@ async def test_7_every_event_delivered_three_times_has_one_effect(cluster: Clust
     cluster.start_services()
     bootstrap = cluster.infra.kafka_bootstrap
     async with httpx.AsyncClient(timeout=30) as http:
-        actors = await register_actors(http, cluster.url("actors"), n, district="III")
-        await wait_for_copies(cluster, n)
-        conference_id = await schedule(http, cluster.url("conferences"), district="III")
+        actors, conference_id = await invite(http, cluster, n, district="III")
         await wait_for_outcomes(http, cluster, conference_id, n)
         topics = (ACTORS_TOPIC, CONFERENCES_TOPIC, INVITATIONS_TOPIC, DELIVERIES_TOPIC)
         originals = {t: await read_topic(bootstrap, t, until=lambda r: len(r) > 0) for t in topics}
