@@ -44,15 +44,37 @@ def chosen_infra() -> str:
     return "docker" if docker_answers() else "embedded"
 
 
+# The variables that tell the embedded stack a server is given, so it starts none of its own.
+GIVEN_BY = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "mongodb": "MONGODB_URI", "smtp": "SMTP_HOST"}
+
+
 @contextlib.contextmanager
 def mongodb(kind: str, data_dir: Path) -> Iterator[str]:
-    if kind == "embedded":
-        stack = EmbeddedStack(data_dir, environ={"KAFKA_BOOTSTRAP_SERVERS": "unused", "SMTP_HOST": "unused"})
-        try:
-            yield stack.start().mongodb_uri
-        finally:
-            stack.stop()
-        return
+    """The URI of a MongoDB replica set (transactions need one)."""
+    with _embedded("mongodb", data_dir) if kind == "embedded" else _mongodb_container() as uri:
+        yield uri
+
+
+@contextlib.contextmanager
+def kafka(kind: str, data_dir: Path) -> Iterator[str]:
+    """The bootstrap address of a Kafka broker."""
+    with _embedded("kafka", data_dir) if kind == "embedded" else _kafka_container() as bootstrap:
+        yield bootstrap
+
+
+@contextlib.contextmanager
+def _embedded(server: str, data_dir: Path) -> Iterator[str]:
+    """The address of one embedded server, "kafka" or "mongodb"; none of the others is started."""
+    stack = EmbeddedStack(data_dir, environ={variable: "unused" for s, variable in GIVEN_BY.items() if s != server})
+    try:
+        infra = stack.start()
+        yield infra.kafka_bootstrap if server == "kafka" else infra.mongodb_uri
+    finally:
+        stack.stop()
+
+
+@contextlib.contextmanager
+def _mongodb_container() -> Iterator[str]:
     from testcontainers.core.container import DockerContainer
 
     container = DockerContainer(MONGO_IMAGE).with_command("--replSet rs0 --bind_ip_all").with_exposed_ports(27017)
@@ -78,14 +100,7 @@ def _initiate_replica_set(container: object, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def kafka(kind: str, data_dir: Path) -> Iterator[str]:
-    if kind == "embedded":
-        stack = EmbeddedStack(data_dir, environ={"MONGODB_URI": "unused", "SMTP_HOST": "unused"})
-        try:
-            yield stack.start().kafka_bootstrap
-        finally:
-            stack.stop()
-        return
+def _kafka_container() -> Iterator[str]:
     from testcontainers.community.kafka import KafkaContainer
 
     with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
