@@ -292,7 +292,8 @@ def test_uid_is_stable_per_conference() -> None:
     assert other != first
 
 
-def cancel_ics(**changes: Any) -> bytes:
+def calendar_file(method: str, **changes: Any) -> bytes:
+    """The calendar file for the German recipient, with ``method`` and the conference changed as given."""
     return invitation_calendar(
         conference=conference(**changes),
         organizer_email=SENDER.email,
@@ -300,12 +301,12 @@ def cancel_ics(**changes: Any) -> bytes:
         attendee_email=RECIPIENTS["de"].email,
         attendee_name=RECIPIENTS["de"].name,
         uid_domain=DOMAIN,
-        method="CANCEL",
+        method=method,
     )
 
 
 def test_cancel_calendar() -> None:
-    calendar, event = the_event(cancel_ics(sequence=4))
+    calendar, event = the_event(calendar_file("CANCEL", sequence=4))
     assert str(calendar["METHOD"]) == "CANCEL"
     assert str(event["STATUS"]) == "CANCELLED"
     assert str(event["UID"]) == conference_uid("conf-4711", DOMAIN)
@@ -314,19 +315,11 @@ def test_cancel_calendar() -> None:
 
 def test_unknown_method_is_rejected() -> None:
     with pytest.raises(ValueError, match="PUBLISH"):
-        invitation_calendar(
-            conference=conference(),
-            organizer_email=SENDER.email,
-            organizer_name=SENDER.name,
-            attendee_email=RECIPIENTS["de"].email,
-            attendee_name=RECIPIENTS["de"].name,
-            uid_domain=DOMAIN,
-            method="PUBLISH",
-        )
+        calendar_file("PUBLISH")
 
 
 def test_ics_uses_crlf_content_lines() -> None:
-    raw = cancel_ics()
+    raw = calendar_file("CANCEL")
     assert raw.startswith(b"BEGIN:VCALENDAR\r\n")
     assert b"\n" not in raw.replace(b"\r\n", b"")
 
