@@ -14,6 +14,8 @@ from typing import Any
 
 from quartier_shared.services import SERVICES
 
+from .cluster import INFRA_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -88,9 +90,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "latency_ms_p95": of("latency_ms_p95"),
                 "latency_ms_p99": of("latency_ms_p99"),
                 "peak_rss_mb": {s: stats(r["peak_rss_mb"][s] for r in runs) for s in SERVICES},
-                "peak_rss_mb_infra": {
-                    p: stats(r["peak_rss_mb_each"][p] for r in runs) for p in ("kafka", "mongodb", "smtp")
-                },
+                "peak_rss_mb_infra": {p: stats(r["peak_rss_mb_each"][p] for r in runs) for p in INFRA_NAMES},
                 "setup_seconds": of("setup_seconds"),
                 "confirm_seconds": of("confirm_seconds"),
                 "mails_received": of("mails_received"),
@@ -250,7 +250,7 @@ def cpu_table(rows: list[Row]) -> str:
 
 
 def _process_order(name: str) -> tuple[int, str]:
-    order = ["actors", "conferences", "notifications", "kafka", "mongodb", "smtp", "bench", "other"]
+    order = [*SERVICES, *INFRA_NAMES, "bench", "other"]
     base = name.partition("-")[0]
     return (order.index(base) if base in order else len(order), name)
 

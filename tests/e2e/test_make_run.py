@@ -16,20 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from quartier.processes import is_ready
+from quartier_shared.services import SERVICES
 
 
 def free_base_port() -> int:
-    """Three consecutive free ports (actors, conferences, notifications)."""
+    """Consecutive free ports, one per service (`quartier run --base-port`)."""
     for _ in range(50):
         base = random.randint(20000, 40000)
         try:
-            for port in range(base, base + 3):
+            for port in range(base, base + len(SERVICES)):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", port))
             return base
         except OSError:
             continue
-    raise RuntimeError("no three consecutive free ports")
+    raise RuntimeError(f"no {len(SERVICES)} consecutive free ports")
 
 
 def alive(pid: int) -> bool:
@@ -83,7 +84,7 @@ def test_a_service_that_dies_is_restarted_and_ctrl_c_stops_everything(tmp_path: 
 
     try:
         started: dict[str, dict[str, Any]] = {}
-        while len(started) < 3:
+        while len(started) < len(SERVICES):
             record = next_event("service_process_started")
             started[record["name"]] = record
         conferences = started["conferences"]
