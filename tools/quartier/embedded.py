@@ -1,7 +1,7 @@
 """The embedded stack: Tansu (Kafka API), SecantusDB (MongoDB API) and an SMTP sink, each a real
-server process speaking the real protocol, on ports of our choosing, and the process handling
-that the services share with it (quartier.processes starts the services). Used by `make run`, the
-benchmark and the tests, so all of them run against the same servers the same way.
+server process speaking the real protocol, on ports of our choosing. Used by `make run`, the
+benchmark and the tests, so all of them run against the same servers. ``Process`` is the handle on
+a child process, for these servers and for the services (``quartier.processes`` starts those).
 """
 
 from __future__ import annotations
