@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 from pymongo import AsyncMongoClient
 
 from notifications.app import build
@@ -33,7 +31,7 @@ from quartier_shared.events import (
 )
 from quartier_shared.kafka import ensure_topics
 from quartier_shared.services import SERVICES
-from tests.helpers import publish_raw, read_topic, running, settings_for
+from tests.helpers import end_offsets, publish_raw, read_topic, running, settings_for
 
 QUARTIER = Path(sys.executable).parent / "quartier"
 GARBAGE = b"\x00\xffnot json"
@@ -72,17 +70,6 @@ def dlq_headers(service: str, topic: str, partition: int, offset: int, error: st
         dlq.ERROR_MESSAGE: message,
         dlq.FAILED_AT: "2031-01-02T03:04:05.678901+00:00",
     }
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
-    finally:
-        await consumer.stop()
 
 
 def header_map(record: Any) -> dict[str, bytes]:
@@ -273,7 +260,8 @@ async def test_replay_restores_topic_key_and_headers_and_refuses_unknown_offsets
     ]
     actor = (await read_topic(kafka, ACTORS_TOPIC, until=lambda r: len(r) >= 1))[0]
     assert (actor.key, actor.value, header_map(actor)) == (None, b"\x00", {dlq.REPLAYED_FROM: b"2"})
-    assert await end_offsets(kafka, INVITATIONS_TOPIC) == {0: 0, 1: 0, 2: 1, 3: 0, 4: 0, 5: 0}
+    ends = await end_offsets(kafka, INVITATIONS_TOPIC)
+    assert {tp.partition: end for tp, end in ends.items()} == {0: 0, 1: 0, 2: 1, 3: 0, 4: 0, 5: 0}
 
 
 async def test_an_empty_or_missing_dead_letter_topic_answers_at_once(
