@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
-from quartier.embedded import EmbeddedStack, Infrastructure, Process, free_port, wait_for_port
+from quartier.embedded import EmbeddedStack, Infrastructure, Process, start_mongodb
 from quartier.processes import ServiceProcesses
 from tests.helpers import actor_body, conference_body, eventually
 
@@ -80,26 +80,9 @@ class Cluster:
 
     def own_mongodb(self, service: str) -> str:
         """A MongoDB server of the service's own (so pausing it touches no other service)."""
-        port = free_port()
-        proc = Process(
-            f"mongodb-{service}",
-            [
-                str(Path(self.stack.processes["mongodb"].args[0])),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--storage-path",
-                str(self.root / f"mongodb-{service}"),
-                "--sync-on-commit",
-                "--log-level",
-                "WARNING",
-            ],
-            log_path=self.root / "logs" / f"mongodb-{service}.log",
-        ).start()
-        wait_for_port(port, timeout=60, process=proc.popen)
-        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
-        self.extra_mongo[f"mongodb-{service}"] = (proc, uri)
+        name = f"mongodb-{service}"
+        proc, uri = start_mongodb(name, self.root / name, log_path=self.root / "logs" / f"{name}.log")
+        self.extra_mongo[name] = (proc, uri)
         self.services.service_env[service] = {"MONGODB_URI": uri}
         return uri
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quartier_shared import embedded_db
+
 # Consumer settings that suit the embedded broker (see README: Tansu holds JoinGroup for half the
 # session timeout, and does not answer a waiting fetch early).
 EMBEDDED_KAFKA_TUNING = {
@@ -42,6 +44,16 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen[by
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def start_mongodb(name: str, storage: Path, log_path: Path | None = None) -> tuple[Process, str]:
+    """A SecantusDB server on a free port, durable on every commit (without ``--sync-on-commit``
+    a kill -9 loses acknowledged writes); returns it, once it listens, with its URI."""
+    port = free_port()
+    command = [_bin("secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage)]
+    process = Process(name, [*command, "--sync-on-commit", "--log-level", "WARNING"], log_path=log_path).start()
+    wait_for_port(port, timeout=60, process=process.popen)
+    return process, embedded_db.uri(port)
 
 
 def tansu_binary() -> str:
@@ -167,26 +179,9 @@ class EmbeddedStack:
             wait_for_port(port, process=self.processes["kafka"].popen)
         mongo = self.environ.get("MONGODB_URI")
         if not mongo:
-            port = free_port()
-            self.processes["mongodb"] = Process(
-                "mongodb",
-                [
-                    _bin("secantusd-py"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--storage-path",
-                    str(self.data_dir / "mongodb"),
-                    "--sync-on-commit",
-                    "--log-level",
-                    "WARNING",
-                ],
-                log_path=self._log("mongodb"),
-            ).start()
-            # retryWrites=false: with retryable writes SecantusDB slows down sharply (README).
-            mongo = f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
-            wait_for_port(port, timeout=60, process=self.processes["mongodb"].popen)
+            self.processes["mongodb"], mongo = start_mongodb(
+                "mongodb", self.data_dir / "mongodb", log_path=self._log("mongodb")
+            )
         smtp_host = self.environ.get("SMTP_HOST")
         smtp_port = int(self.environ.get("SMTP_PORT") or 1025)
         if not smtp_host:
