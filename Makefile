@@ -41,7 +41,8 @@ test: lint  ## lint, type checks, import contracts, then every test
 	$(PY) -m pytest
 
 asyncapi: install  ## regenerate the event catalogue in docs/asyncapi/ from the code
-	for service in actors conferences notifications; do $(PY) -m $$service asyncapi > docs/asyncapi/$$service.json; done
+	for service in $$($(PY) -c 'from quartier_shared.services import SERVICES; print(*SERVICES)'); do \
+		$(PY) -m $$service asyncapi > docs/asyncapi/$$service.json; done
 
 unit: install
 	$(PY) -m pytest tests/unit
