@@ -4,13 +4,18 @@ stored already leased to one claim, and an id another instance stored first is l
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from notifications.domain import Delivery, DeliveryStatus
+from notifications.domain import Delivery, DeliveryStatus, Lease, Outcome
 from notifications.repository import MongoDeliveryRepository
 from tests.integration.test_notifications_service import CONFERENCE
+
+
+def lease(token: str) -> Lease:
+    return Lease(token, datetime.now(UTC) + timedelta(seconds=60))
 
 
 def pending(count: int) -> list[Delivery]:
@@ -34,12 +39,12 @@ async def test_new_deliveries_are_stored_claimed_and_a_second_claimer_gets_none(
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
     deliveries = MongoDeliveryRepository(client[database_name])
     first, later = pending(3), pending(2)
-    taken = await deliveries.add_claimed(first, lease_seconds=60, token="one")
+    taken = await deliveries.add_claimed(first, lease("one"))
     assert [d.id for d in taken] == [d.id for d in first]
     assert {d.status for d in taken} == {DeliveryStatus.SENDING}
 
     # Another instance stores the first three and two new ones: it gets only the new ones.
-    again = await deliveries.add_claimed(first + later, lease_seconds=60, token="two")
+    again = await deliveries.add_claimed(first + later, lease("two"))
     assert [d.id for d in again] == [d.id for d in later]
     stored = await deliveries.get_many(d.id for d in first + later)
     claims = {doc["_id"]: doc["claim"] async for doc in deliveries.collection.find({}, {"claim": 1})}
@@ -60,13 +65,14 @@ async def test_outcomes_are_recorded_only_for_deliveries_the_claim_still_holds(
 ) -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
     deliveries = MongoDeliveryRepository(client[database_name])
-    mine = await deliveries.add_claimed(pending(4), lease_seconds=60, token="one")
+    mine = await deliveries.add_claimed(pending(4), lease("one"))
     # The lease on the last one ran out and another instance took it over.
     await deliveries.collection.update_one({"_id": mine[3].id}, {"$set": {"claim": "two"}})
     sent, bounced, taken_over = mine[:2], mine[2], mine[3]
 
-    outcomes = [(d, DeliveryStatus.SENT, None) for d in [*sent, taken_over]]
-    held = await deliveries.finish([*outcomes, (bounced, DeliveryStatus.FAILED, "SMTP 550")], token="one")
+    outcomes = [Outcome(d, DeliveryStatus.SENT) for d in [*sent, taken_over]]
+    now = datetime.now(UTC)
+    held = await deliveries.finish([*outcomes, Outcome(bounced, DeliveryStatus.FAILED, "SMTP 550")], "one", now)
 
     assert held == {d.id for d in [*sent, bounced]}
     stored = await deliveries.get_many(d.id for d in mine)
@@ -78,5 +84,5 @@ async def test_outcomes_are_recorded_only_for_deliveries_the_claim_still_holds(
     ]
     assert stored[bounced.id].reason == "SMTP 550"
     # Recorded once: the same outcomes again change nothing and report nothing held.
-    assert await deliveries.finish(outcomes, token="one") == set()
+    assert await deliveries.finish(outcomes, "one", now) == set()
     await client.close()

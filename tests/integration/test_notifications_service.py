@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from icalendar import Calendar
 
-from notifications import handlers, mail
+from notifications import mail, sending
 from notifications.app import build
 from notifications.settings import Settings
 from quartier.embedded import Infrastructure
@@ -142,7 +142,7 @@ async def test_a_mail_that_cannot_be_made_does_not_hold_back_the_others_or_make_
             raise RuntimeError("this mail cannot be made")
         return real_render(**kwargs)
 
-    monkeypatch.setattr(handlers, "render_invitation", render)
+    monkeypatch.setattr(sending, "render_invitation", render)
     app = build(settings_for(Settings, infra, database_name, handler_max_attempts=2, handler_backoff_seconds=0.1))
     good, also_good, broken = actor("eins@example.org"), actor("zwei@example.org"), actor("kaputt@example.org")
     issued = [invitation(a.actor_id) for a in (good, also_good, broken)]

@@ -1,4 +1,9 @@
-"""HTTP API of the notifications service: what was sent for a conference (no personal data)."""
+"""HTTP API of the notifications service: what was sent for a conference (no personal data).
+
+Thin: the query's parameter is checked (a 422 names it), a handler does the work, and the answer
+is the handler's result as a response model. The response model is the HTTP contract and is
+declared here on purpose; it is filled from the domain objects by field name.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
+from quartier_shared.http import event_context
+
+from . import handlers
 from .domain import DeliveryStatus
-from .repository import MongoDeliveryRepository
+from .unit_of_work import UnitOfWorkFactory
 
 
 class DeliveryOut(BaseModel):
@@ -22,24 +30,12 @@ class DeliveryOut(BaseModel):
     reason: str | None
 
 
-def build_router() -> APIRouter:
+def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["deliveries"])
 
     @router.get("/deliveries", response_model=list[DeliveryOut])
     async def deliveries(request: Request, conference_id: Annotated[str, Query(min_length=1)]) -> list[DeliveryOut]:
-        found = await MongoDeliveryRepository(request.app.state.runtime.db).for_conference(conference_id)
-        return [
-            DeliveryOut(
-                id=d.id,
-                kind=d.kind,
-                invitation_id=d.invitation_id,
-                conference_id=d.conference_id,
-                actor_id=d.actor_id,
-                status=d.status,
-                message_id=d.message_id,
-                reason=d.reason,
-            )
-            for d in found
-        ]
+        found = await handlers.deliveries_for(conference_id, event_context(request), uow_factory=uow_factory)
+        return [DeliveryOut.model_validate(d, from_attributes=True) for d in found]
 
     return router

@@ -12,7 +12,6 @@ from quartier_shared.events import (
     ActorDeactivated,
     ActorRegistered,
     ActorUpdated,
-    EventContext,
     InvitationFailed,
     InvitationIssued,
     InvitationSent,
@@ -21,46 +20,42 @@ from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
 from .api import build_router
-from .repository import MongoContactRepository, MongoDeliveryRepository, create_indexes
+from .mail import Sender
+from .repository import create_indexes
+from .sending import SendingPolicy
 from .settings import Settings
 from .smtp import SmtpSender
-from .unit_of_work import NotificationsUnitOfWork
+from .unit_of_work import MongoNotificationsUnitOfWork, UnitOfWorkFactory
 
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings)
+    uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoNotificationsUnitOfWork)
     smtp = SmtpSender(settings)
-
-    def uow_factory(context: EventContext) -> NotificationsUnitOfWork:
-        return NotificationsUnitOfWork(runtime.client, runtime.db, runtime.outbox, context)
-
-    deps = handlers.Dependencies(
-        settings=settings,
-        uow_factory=uow_factory,
-        contacts=MongoContactRepository(runtime.db),
-        deliveries=MongoDeliveryRepository(runtime.db),
-        smtp=smtp,
+    policy = SendingPolicy(
+        sender=Sender(name=settings.smtp_from_name, email=settings.smtp_from),
+        mail_domain=settings.mail_domain,
+        lease_seconds=settings.delivery_lease_seconds,
+        claim_size=settings.delivery_claim_size,
+        claims_in_flight=settings.delivery_claims_in_flight,
     )
-    contact = partial(handlers.update_contact, deps=deps)
+
+    contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, policy=policy)
+    invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     runtime.consume(
         group_id="notifications",
         topics=[ACTORS_TOPIC, INVITATIONS_TOPIC],
-        handlers={
-            ActorRegistered: contact,
-            ActorUpdated: contact,
-            ActorDeactivated: contact,
-        },
-        batch_handlers={InvitationIssued: partial(handlers.send_invitations, deps=deps)},
+        handlers={ActorRegistered: contact, ActorUpdated: contact, ActorDeactivated: contact},
+        batch_handlers={InvitationIssued: invitations},
     )
-
     runtime.on_stop(smtp.close)
     return create_app(
         runtime,
         title="Quartier notifications",
         description="Invitation e-mails with calendar files: consumes InvitationIssued and actor events; "
         "publishes InvitationSent and InvitationFailed.",
-        routers=[build_router()],
+        routers=[build_router(uow_factory)],
         create_indexes=lambda: create_indexes(runtime.db),
         publishes=[InvitationSent, InvitationFailed],
     )

@@ -1,22 +1,37 @@
-"""Contacts (this service's copy of actor contact data) and deliveries (one mail each)."""
+"""Contacts (this service's copy of actor contact data), deliveries (one mail each) and the
+events a delivery raises when it ends: InvitationSent or InvitationFailed.
+
+A contact only moves forward by actor revision. A delivery is sent under a lease: a claim holds
+it until ``Lease.until``; a delivery whose lease ran out may be claimed again. A final delivery
+(sent or failed) is never sent again, and the ids of the events it raised are derived from it,
+so recording an outcome twice yields the same event.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
 
-from quartier_shared.events import ConferenceDetails
+from quartier_shared.events import (
+    ActorDeactivated,
+    ActorSnapshot,
+    ConferenceDetails,
+    InvitationFailed,
+    InvitationIssued,
+    InvitationSent,
+    Language,
+)
 
 ID_NAMESPACE = uuid.UUID("a7d4f3c2-1b0e-4d6a-8f3b-9e2c5d7a1f40")
+INVITATION = "invitation"  # the kind of delivery; the only one so far
 
 
 class DeliveryStatus(StrEnum):
-    PENDING = "pending"
+    PENDING = "pending"  # to be claimed (a claim gave it back unsent)
     WAITING_FOR_CONTACT = "waiting_for_contact"  # the actor's contact data has not arrived yet
-    SENDING = "sending"  # leased to one instance; a lease that ran out may be taken over
+    SENDING = "sending"  # leased to one claim; a lease that ran out may be taken over
     SENT = "sent"
     FAILED = "failed"
 
@@ -27,10 +42,10 @@ class DeliveryStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Contact:
-    actor_id: str
+    id: str  # the actor's id: a contact is an actor's contact data
     name: str
     email: str
-    language: Literal["de", "en"]
+    language: Language
     consent_to_notifications: bool
     active: bool
     revision: int
@@ -39,6 +54,36 @@ class Contact:
     def reachable(self) -> bool:
         """Every mail respects opt-out, whatever the sender believed when it issued it."""
         return self.active and self.consent_to_notifications
+
+    @classmethod
+    def after(cls, event: ActorSnapshot | ActorDeactivated, current: Contact | None) -> Contact | None:
+        """The actor's contact once ``event`` is applied; None when the event changes nothing (it is
+        older than the contact or repeated, or deactivates an actor we never saw)."""
+        if current is not None and current.revision >= event.revision:
+            return None
+        if isinstance(event, ActorDeactivated):
+            return None if current is None else replace(current, active=False, revision=event.revision)
+        return cls(
+            id=event.actor_id,
+            name=event.name,
+            email=event.email,
+            language=event.language,
+            consent_to_notifications=event.consent_to_notifications,
+            active=event.active,
+            revision=event.revision,
+        )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One claim's hold on the deliveries it sends: its token, and until when it holds them."""
+
+    token: str
+    until: datetime
+
+    @classmethod
+    def starting(cls, now: datetime, seconds: float) -> Lease:
+        return cls(token=str(uuid.uuid4()), until=now + timedelta(seconds=seconds))
 
 
 @dataclass(frozen=True)
@@ -58,5 +103,53 @@ class Delivery:
     def id_for(invitation_id: str, kind: str) -> str:
         return f"{kind}:{invitation_id}"
 
-    def outcome_event_id(self, outcome: str) -> str:
-        return str(uuid.uuid5(ID_NAMESPACE, f"{outcome}:{self.id}"))
+    @classmethod
+    def for_invitation(cls, invitation: InvitationIssued, message_id: str) -> Delivery:
+        """The delivery of an invitation's mail; its id is derived, so a redelivery finds it."""
+        return cls(
+            id=cls.id_for(invitation.invitation_id, INVITATION),
+            kind=INVITATION,
+            invitation_id=invitation.invitation_id,
+            conference_id=invitation.conference_id,
+            actor_id=invitation.actor_id,
+            conference=invitation.conference,
+            status=DeliveryStatus.PENDING,
+            message_id=message_id,
+        )
+
+    def claimable(self, now: datetime) -> bool:
+        """Not final, and held by no claim whose lease still runs."""
+        if self.status is DeliveryStatus.SENDING:
+            return self.lease_until is not None and self.lease_until < now
+        return not self.status.final
+
+    def outcome(self, status: DeliveryStatus, reason: str | None, now: datetime) -> InvitationSent | InvitationFailed:
+        """The event that says how sending ended: ``SENT``, or ``FAILED`` with the reason."""
+        if status is DeliveryStatus.SENT:
+            assert self.message_id is not None
+            return InvitationSent(
+                invitation_id=self.invitation_id,
+                conference_id=self.conference_id,
+                actor_id=self.actor_id,
+                message_id=self.message_id,
+                sent_at=now,
+            )
+        return InvitationFailed(
+            invitation_id=self.invitation_id,
+            conference_id=self.conference_id,
+            actor_id=self.actor_id,
+            reason=reason or "unknown",
+            failed_at=now,
+        )
+
+    def outcome_event_id(self, status: DeliveryStatus) -> str:
+        return str(uuid.uuid5(ID_NAMESPACE, f"{status.value}:{self.id}"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How sending one delivery ended: ``SENT``, or ``FAILED`` with the reason."""
+
+    delivery: Delivery
+    status: DeliveryStatus
+    reason: str | None = None

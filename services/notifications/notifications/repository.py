@@ -1,12 +1,24 @@
-"""Storage of the notifications service: contacts and deliveries."""
+"""Storage of the notifications service: what the service layer needs (a protocol per repository)
+and its MongoDB implementation.
+
+One collection each: ``contacts`` and ``deliveries``, a document per object with its fields by
+name and its id as ``_id`` (``DocumentMapper`` derives the mapping from the domain dataclass). A
+contact's ``_id`` is the actor's id. A delivery document also holds what only storage needs:
+``claim`` (the token of the lease holding it), ``attempts`` (claims so far), ``finish`` (which
+update recorded its outcome) and ``finished_at``. Conference times are stored as dates; documents
+written before the mapping was derived hold them as ISO text, and both read back the same.
+
+A repository made with a session works in it (a transaction, or a session for reading); without
+one, each call is its own write (``unit_of_work.Repositories``).
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -14,70 +26,114 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from quartier_shared.embedded_db import chunked
-from quartier_shared.events import ConferenceDetails
+from quartier_shared.mongo import Document, DocumentMapper
 
-from .domain import Contact, Delivery, DeliveryStatus
+from .domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
 
-Document = dict[str, Any]
+CONTACTS, DELIVERIES = "contacts", "deliveries"
+_contacts = DocumentMapper(Contact)
+_deliveries = DocumentMapper(Delivery)
 DUPLICATE_KEY = 11000
+T = TypeVar("T")
 
 
-class MongoContactRepository:
-    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession | None = None) -> None:
-        self.collection = db["contacts"]
+class ContactRepository(Protocol):
+    async def get(self, actor_id: str) -> Contact | None: ...
+    async def get_many(self, actor_ids: Iterable[str]) -> dict[str, Contact]: ...
+    async def save(self, contact: Contact) -> None: ...
+
+
+class DeliveryRepository(Protocol):
+    """Deliveries and their leases. Each write takes only what its rules allow: a delivery stored
+    before is left as it is, a live lease or a final delivery is never claimed, and only the claim
+    holding a delivery may record its outcome or give it back."""
+
+    async def add_claimed(self, deliveries: Sequence[Delivery], lease: Lease) -> list[Delivery]:
+        """Store new deliveries already leased to ``lease``, one write each; returns the ones stored
+        here (an id stored before, by a redelivery or another instance, is left as it is)."""
+        ...
+
+    async def add_waiting(self, deliveries: Sequence[Delivery]) -> None:
+        """Store new deliveries whose contact has not arrived yet (ones stored before stay as they are)."""
+        ...
+
+    async def claim(self, ids: Sequence[str], lease: Lease, now: datetime) -> list[Delivery]:
+        """Lease these deliveries to ``lease``, except final ones and ones another lease still
+        holds at ``now``; returns the ones now held."""
+        ...
+
+    async def release(self, ids: Sequence[str], token: str) -> None:
+        """Give back, unsent, deliveries the claim ``token`` still holds, to be claimed again at once."""
+        ...
+
+    async def finish(self, outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
+        """Record the outcomes of deliveries the claim ``token`` still holds; returns their ids (a
+        lease that ran out may have passed a delivery to another claim, which records it)."""
+        ...
+
+    async def get_many(self, ids: Iterable[str]) -> dict[str, Delivery]: ...
+    async def waiting_for(self, actor_id: str) -> list[Delivery]: ...
+    async def for_conference(self, conference_id: str) -> list[Delivery]: ...
+
+
+class _MongoRepository(Generic[T]):
+    """One collection of documents mapped to ``T``, in ``session``'s transaction if one is given."""
+
+    def __init__(
+        self, db: AsyncDatabase[Document], name: str, mapper: DocumentMapper[T], session: AsyncClientSession | None
+    ) -> None:
+        self.collection = db[name]
+        self.mapper = mapper
         self.session = session
+
+    async def get_many(self, ids: Iterable[str]) -> dict[str, T]:
+        found: dict[str, T] = {}
+        for chunk in chunked(ids):
+            docs = await self._documents({"_id": {"$in": chunk}})
+            found |= {doc["_id"]: self.mapper.from_document(doc) for doc in docs}
+        return found
+
+    async def _find(self, query: Document, *, by_id: bool = False) -> list[T]:
+        return [self.mapper.from_document(doc) for doc in await self._documents(query, by_id=by_id)]
+
+    async def _documents(self, query: Document, *, by_id: bool = False) -> list[Document]:
+        cursor = self.collection.find(query, session=self.session)
+        return await (cursor.sort("_id", ASCENDING) if by_id else cursor).to_list()
+
+    async def _ids(self, query: Document) -> set[str]:
+        return {doc["_id"] async for doc in self.collection.find(query, {"_id": 1}, session=self.session)}
+
+
+class MongoContactRepository(_MongoRepository[Contact]):
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession | None = None) -> None:
+        super().__init__(db, CONTACTS, _contacts, session)
 
     async def get(self, actor_id: str) -> Contact | None:
         return (await self.get_many([actor_id])).get(actor_id)
 
-    async def get_many(self, actor_ids: Iterable[str]) -> dict[str, Contact]:
-        found: dict[str, Contact] = {}
-        for ids in chunked(actor_ids):
-            cursor = self.collection.find({"_id": {"$in": ids}}, session=self.session)
-            found |= {doc["_id"]: _contact(doc) async for doc in cursor}
-        return found
-
-    async def save(self, c: Contact) -> None:
-        doc = {
-            "name": c.name,
-            "email": c.email,
-            "language": c.language,
-            "consent_to_notifications": c.consent_to_notifications,
-            "active": c.active,
-            "revision": c.revision,
-        }
-        await self.collection.replace_one({"_id": c.actor_id}, doc, upsert=True, session=self.session)
+    async def save(self, contact: Contact) -> None:
+        doc = self.mapper.to_document(contact)
+        await self.collection.replace_one({"_id": contact.id}, doc, upsert=True, session=self.session)
 
 
-class MongoDeliveryRepository:
+class MongoDeliveryRepository(_MongoRepository[Delivery]):
     def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession | None = None) -> None:
-        self.collection = db["deliveries"]
-        self.session = session
+        super().__init__(db, DELIVERIES, _deliveries, session)
 
-    async def get_many(self, ids: Iterable[str]) -> dict[str, Delivery]:
-        found: dict[str, Delivery] = {}
-        for chunk in chunked(ids):
-            cursor = self.collection.find({"_id": {"$in": chunk}}, session=self.session)
-            found |= {d["_id"]: _delivery(d) async for d in cursor}
-        return found
+    async def add_claimed(self, deliveries: Sequence[Delivery], lease: Lease) -> list[Delivery]:
+        leased = [replace(d, status=DeliveryStatus.SENDING, lease_until=lease.until) for d in deliveries]
+        inserted = await self._insert_new(
+            [self.mapper.to_document(d) | {"claim": lease.token, "attempts": 1} for d in leased]
+        )
+        return [d for d in leased if d.id in inserted]
 
-    async def add_waiting(self, deliveries: list[Delivery]) -> None:
-        """Store new deliveries whose contact data has not arrived yet."""
-        docs = [_delivery_doc(d) | {"status": DeliveryStatus.WAITING_FOR_CONTACT.value} for d in deliveries]
-        await self._insert_new(docs)
-
-    async def add_claimed(self, deliveries: list[Delivery], lease_seconds: float, token: str) -> list[Delivery]:
-        """Store new deliveries already leased to claim ``token``, one write each. Returns the ones
-        stored here: an id another instance stored first stays as that one stored it."""
-        lease_until = datetime.now(UTC) + timedelta(seconds=lease_seconds)
-        lease = {"status": DeliveryStatus.SENDING.value, "lease_until": lease_until, "claim": token, "attempts": 1}
-        inserted = await self._insert_new([_delivery_doc(d) | lease for d in deliveries])
-        return [
-            replace(d, status=DeliveryStatus.SENDING, lease_until=lease_until) for d in deliveries if d.id in inserted
-        ]
+    async def add_waiting(self, deliveries: Sequence[Delivery]) -> None:
+        waiting = (replace(d, status=DeliveryStatus.WAITING_FOR_CONTACT) for d in deliveries)
+        await self._insert_new([self.mapper.to_document(d) | {"attempts": 0} for d in waiting])
 
     async def _insert_new(self, docs: list[Document]) -> set[str]:
-        """Insert what is not there yet; returns the ids inserted."""
+        """Insert what is not there yet; returns the ids inserted. Never in a transaction: there a
+        duplicate id would abort everything, and here it only means "stored before"."""
         ids = {doc["_id"] for doc in docs}
         if not docs:
             return ids
@@ -90,143 +146,71 @@ class MongoDeliveryRepository:
             ids -= {docs[e["index"]]["_id"] for e in duplicates}
         return ids
 
-    async def mark_waiting(self, ids: list[str]) -> None:
-        await self.collection.update_many(
-            {
-                "_id": {"$in": ids},
-                "status": {"$in": [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value]},
-            },
-            {"$set": {"status": DeliveryStatus.WAITING_FOR_CONTACT.value}},
-            session=self.session,
-        )
-
-    async def claim(self, ids: list[str], lease_seconds: float, token: str) -> list[Delivery]:
-        """Lease these deliveries to one claim ``token``, except those another claim holds with a
-        live lease or that are final. Returns the ones now held."""
-        now = datetime.now(UTC)
-        lease = {
-            "$set": {
-                "status": DeliveryStatus.SENDING.value,
-                "lease_until": now + timedelta(seconds=lease_seconds),
-                "claim": token,
-            },
+    async def claim(self, ids: Sequence[str], lease: Lease, now: datetime) -> list[Delivery]:
+        take = {
+            "$set": {"status": DeliveryStatus.SENDING.value, "lease_until": lease.until, "claim": lease.token},
             "$inc": {"attempts": 1},
         }
         # Two updates rather than one with $or, for the embedded database (see quartier_shared.embedded_db).
         claimable = [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value]
-        await self.collection.update_many(
-            {"_id": {"$in": ids}, "status": {"$in": claimable}}, lease, session=self.session
-        )
-        await self.collection.update_many(
+        for query in (
+            {"_id": {"$in": ids}, "status": {"$in": claimable}},
             {"_id": {"$in": ids}, "status": DeliveryStatus.SENDING.value, "lease_until": {"$lt": now}},
-            lease,
-            session=self.session,
-        )
-        cursor = self.collection.find({"_id": {"$in": ids}, "claim": token}, session=self.session)
-        return [_delivery(d) async for d in cursor]
+        ):
+            await self.collection.update_many(query, take, session=self.session)
+        return await self._find({"_id": {"$in": ids}, "claim": lease.token})
 
-    async def release(self, ids: list[str], token: str) -> None:
-        """Give deliveries this claim still holds back, unsent, to be claimed again at once."""
+    async def release(self, ids: Sequence[str], token: str) -> None:
         await self.collection.update_many(
-            {"_id": {"$in": ids}, "claim": token, "status": DeliveryStatus.SENDING.value},
+            _held(ids, token),
             {"$set": {"status": DeliveryStatus.PENDING.value, "lease_until": None, "claim": None}},
             session=self.session,
         )
 
-    async def finish(self, outcomes: Sequence[tuple[Delivery, DeliveryStatus, str | None]], token: str) -> set[str]:
-        """Record outcomes of deliveries still held by ``token``; returns their ids (a lease that ran
-        out may have passed a delivery to another instance, which then records it)."""
-        now = datetime.now(UTC)
-        held: set[str] = set()
-        sending = DeliveryStatus.SENDING.value
-        sent = [d.id for d, status, _ in outcomes if status is DeliveryStatus.SENT]
-        if sent:  # the common case: one update_many, and no read when every one was still held
-            this_call = uuid.uuid4().hex  # tells the documents this very update changed
-            result = await self.collection.update_many(
-                {"_id": {"$in": sent}, "claim": token, "status": sending},
-                {
-                    "$set": {
-                        "status": DeliveryStatus.SENT.value,
-                        "reason": None,
-                        "finished_at": now,
-                        "finish": this_call,
-                    }
-                },
-                session=self.session,
-            )
-            if result.modified_count == len(sent):
-                held.update(sent)
-            else:
-                query = {"_id": {"$in": sent}, "finish": this_call}
-                held.update([doc["_id"] async for doc in self.collection.find(query, {"_id": 1}, session=self.session)])
-        failed = [(d, reason) for d, status, reason in outcomes if status is DeliveryStatus.FAILED]
+    async def finish(self, outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
+        sent = [o.delivery.id for o in outcomes if o.status is DeliveryStatus.SENT]
+        failed = [o for o in outcomes if o.status is DeliveryStatus.FAILED]
+        held = await self._finish_sent(sent, token, now) if sent else set()
         if failed:
-            query = {"_id": {"$in": [d.id for d, _ in failed]}, "claim": token, "status": sending}
-            still = {doc["_id"] async for doc in self.collection.find(query, {"_id": 1}, session=self.session)}
-            writes = [
-                UpdateOne(
-                    {"_id": d.id}, {"$set": {"status": DeliveryStatus.FAILED.value, "reason": r, "finished_at": now}}
-                )
-                for d, r in failed
-                if d.id in still
-            ]
-            if writes:
-                await self.collection.bulk_write(writes, ordered=False, session=self.session)
-            held |= still
+            held |= await self._finish_failed(failed, token, now)
+        return held
+
+    async def _finish_sent(self, ids: list[str], token: str, now: datetime) -> set[str]:
+        """The common case: one update_many, and no read when the claim still held every one."""
+        this_call = uuid.uuid4().hex  # tells the documents this very update changed
+        finished = {"status": DeliveryStatus.SENT.value, "reason": None, "finished_at": now, "finish": this_call}
+        result = await self.collection.update_many(_held(ids, token), {"$set": finished}, session=self.session)
+        if result.modified_count == len(ids):
+            return set(ids)
+        return await self._ids({"_id": {"$in": ids}, "finish": this_call})
+
+    async def _finish_failed(self, outcomes: list[Outcome], token: str, now: datetime) -> set[str]:
+        """One update each, for each has its own reason."""
+        held = await self._ids(_held([o.delivery.id for o in outcomes], token))
+        writes = [
+            UpdateOne(
+                {"_id": o.delivery.id},
+                {"$set": {"status": DeliveryStatus.FAILED.value, "reason": o.reason, "finished_at": now}},
+            )
+            for o in outcomes
+            if o.delivery.id in held
+        ]
+        if writes:
+            await self.collection.bulk_write(writes, ordered=False, session=self.session)
         return held
 
     async def waiting_for(self, actor_id: str) -> list[Delivery]:
-        query = {"actor_id": actor_id, "status": DeliveryStatus.WAITING_FOR_CONTACT.value}
-        return [_delivery(d) async for d in self.collection.find(query, session=self.session)]
+        return await self._find({"actor_id": actor_id, "status": DeliveryStatus.WAITING_FOR_CONTACT.value})
 
     async def for_conference(self, conference_id: str) -> list[Delivery]:
-        cursor = self.collection.find({"conference_id": conference_id}, session=self.session)
-        return [_delivery(d) async for d in cursor.sort("_id", ASCENDING)]
+        return await self._find({"conference_id": conference_id}, by_id=True)
+
+
+def _held(ids: Sequence[str], token: str) -> Document:
+    """The deliveries among ``ids`` that the claim ``token`` holds now."""
+    return {"_id": {"$in": list(ids)}, "claim": token, "status": DeliveryStatus.SENDING.value}
 
 
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
-    await db["deliveries"].create_index([("actor_id", ASCENDING), ("status", ASCENDING)])
-    await db["deliveries"].create_index("conference_id")
-
-
-def _contact(doc: Document) -> Contact:
-    return Contact(
-        actor_id=doc["_id"],
-        name=doc["name"],
-        email=doc["email"],
-        language=doc["language"],
-        consent_to_notifications=doc["consent_to_notifications"],
-        active=doc["active"],
-        revision=doc["revision"],
-    )
-
-
-def _delivery_doc(d: Delivery) -> Document:
-    return {
-        "_id": d.id,
-        "kind": d.kind,
-        "invitation_id": d.invitation_id,
-        "conference_id": d.conference_id,
-        "actor_id": d.actor_id,
-        "conference": d.conference.model_dump(mode="json"),
-        "status": d.status.value,
-        "message_id": d.message_id,
-        "reason": d.reason,
-        "lease_until": d.lease_until,
-        "attempts": 0,
-    }
-
-
-def _delivery(doc: Document) -> Delivery:
-    return Delivery(
-        id=doc["_id"],
-        kind=doc["kind"],
-        invitation_id=doc["invitation_id"],
-        conference_id=doc["conference_id"],
-        actor_id=doc["actor_id"],
-        conference=ConferenceDetails.model_validate(doc["conference"]),
-        status=DeliveryStatus(doc["status"]),
-        message_id=doc.get("message_id"),
-        reason=doc.get("reason"),
-        lease_until=doc.get("lease_until"),
-    )
+    await db[DELIVERIES].create_index([("actor_id", ASCENDING), ("status", ASCENDING)])
+    await db[DELIVERIES].create_index("conference_id")

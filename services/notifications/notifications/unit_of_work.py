@@ -1,20 +1,59 @@
+"""The notifications service's unit of work: one transaction holding its repositories and the
+events the change raises (see ``quartier_shared.mongo``), and the same repositories outside one.
+
+Handlers and the sending workflow depend on the ``UnitOfWork`` protocol only: the service runs on
+``MongoNotificationsUnitOfWork``, the unit tests on a fake. Three ways to the repositories:
+- ``async with uow_factory(context) as uow:`` binds them to one transaction, with the events it
+  records. Claims run in one (a document a crashed instance's transaction still locks gives a
+  quick write conflict, retried, instead of a write that hangs), and so do outcomes, stored with
+  their InvitationSent or InvitationFailed.
+- ``async with uow_factory(context).for_reading() as uow:`` for the query: no transaction, no commit.
+- ``uow_factory(context).without_transaction()``, for writes too: each call is its own write. For
+  what needs no atomicity and is on the fan-out's hot path: contacts, the reads of the workflow,
+  and storing new deliveries, where a duplicate id means "stored before" but would abort a
+  transaction.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
+from quartier_shared import mongo
 from quartier_shared.events import EventContext
-from quartier_shared.mongo import MongoUnitOfWork
 
-from .repository import MongoContactRepository, MongoDeliveryRepository
+from .repository import ContactRepository, DeliveryRepository, MongoContactRepository, MongoDeliveryRepository
 
 
-class NotificationsUnitOfWork(MongoUnitOfWork):
-    contacts: MongoContactRepository
-    deliveries: MongoDeliveryRepository
+@dataclass(frozen=True)
+class Repositories:
+    """The repositories outside any transaction: each call is its own write."""
+
+    contacts: ContactRepository
+    deliveries: DeliveryRepository
+
+
+class UnitOfWork(mongo.UnitOfWork, Protocol):
+    contacts: ContactRepository
+    deliveries: DeliveryRepository
+
+    def without_transaction(self) -> Repositories:
+        """The same repositories outside any transaction, used without ``async with``."""
+        ...
+
+
+class MongoNotificationsUnitOfWork(mongo.MongoUnitOfWork):
+    contacts: ContactRepository
+    deliveries: DeliveryRepository
 
     def bind(self) -> None:
         self.contacts = MongoContactRepository(self.db, self.session)
         self.deliveries = MongoDeliveryRepository(self.db, self.session)
 
+    def without_transaction(self) -> Repositories:
+        return Repositories(contacts=MongoContactRepository(self.db), deliveries=MongoDeliveryRepository(self.db))
 
-UnitOfWorkFactory = Callable[[EventContext], NotificationsUnitOfWork]
+
+# One unit of work per call, its events caused in this context.
+UnitOfWorkFactory = Callable[[EventContext], UnitOfWork]

@@ -1,0 +1,313 @@
+"""The sending workflow: each invitation mail sent once, under a lease, and its outcome recorded.
+
+One delivery record per mail guards against duplicates, and sending is leased: a claim (a token
+and an end time) holds up to ``claim_size`` deliveries of one instance while it sends them.
+Two ways in:
+- ``send_new``: deliveries of InvitationIssued events just received. They are stored already
+  leased to a fresh claim, one write per claim, and sent, ``claims_in_flight`` claims at once, so
+  the SMTP server is busy while one claim's outcomes are written. A delivery stored before (a
+  redelivered event, or work a crashed instance left) goes through a claim instead, which skips
+  final ones: a redelivery sends nothing. One whose contact has not arrived is stored waiting.
+- ``send_waiting_for``: the deliveries that waited for a contact, once it has arrived: claimed,
+  then sent.
+
+Rules both follow:
+- A delivery another claim holds is waited for. Usually the holder finishes in a moment; after a
+  crash its lease runs out and the waiting claim takes it over. So an instance killed after the
+  SMTP server took a mail, but before its outcome was recorded, has that mail sent once more,
+  with the same Message-ID, so mail systems can recognise it. Small claims, few in flight and
+  outcomes recorded as they come keep that window small.
+- An outcome is recorded with its event (InvitationSent or InvitationFailed) in one transaction,
+  and only while the claim still holds the delivery. While MongoDB is away, recording waits and
+  retries: once the SMTP server has taken a mail, sending it again is no way to recover.
+- Opt-out is respected when the mail is due: an inactive contact, or one without consent, gets a
+  failed outcome and no mail.
+- A mail that breaks unexpectedly neither drops its claim's other outcomes nor blocks the retry:
+  the others are recorded, the broken one is given back at once, and then the error is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from quartier_shared.events import EventContext
+from quartier_shared.logging import get_logger, redact
+from quartier_shared.metrics import MAILS
+from quartier_shared.mongo import is_unavailable
+from quartier_shared.retry import Retry
+
+from .domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
+from .mail import OutgoingMail, Recipient, Sender, render_invitation
+from .smtp import PermanentMailError, TemporaryMailError
+from .unit_of_work import UnitOfWorkFactory
+
+log = get_logger(__name__)
+OUTCOMES_PER_TRANSACTION = 50
+UNREACHABLE = "not sent: the actor is inactive or has withdrawn consent"
+# Once the SMTP server has taken a mail, only recording its outcome is left: wait for MongoDB.
+_until_recorded = Retry(base=0.2, cap=5.0, transient=is_unavailable)
+
+
+class Mailer(Protocol):
+    """Sends one mail (``smtp.SmtpSender``). Raises PermanentMailError when the server refuses it,
+    TemporaryMailError when retrying did not get it through."""
+
+    async def send(self, mail: OutgoingMail) -> None: ...
+
+
+class Clock(Protocol):
+    """Time for leases: when they end, and how long to wait for one."""
+
+    def now(self) -> datetime: ...
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+@dataclass(frozen=True)
+class SendingPolicy:
+    sender: Sender  # the From of every mail, and its calendar's ORGANIZER
+    mail_domain: str  # of Message-IDs and calendar UIDs
+    lease_seconds: float  # how long a claim holds its deliveries
+    claim_size: int  # deliveries per claim
+    claims_in_flight: int  # claims of new deliveries sent at once
+
+
+async def send_new(
+    deliveries: Sequence[Delivery],
+    contexts: Mapping[str, EventContext],
+    *,
+    uow_factory: UnitOfWorkFactory,
+    mailer: Mailer,
+    policy: SendingPolicy,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
+    """Store new deliveries already leased, and send them. ``contexts``: by delivery id, the
+    context of the event each one answers."""
+    if deliveries:
+        await _Sending(uow_factory, mailer, policy, clock, contexts).new(deliveries)
+
+
+async def send_waiting_for(
+    contact: Contact,
+    context: EventContext,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    mailer: Mailer,
+    policy: SendingPolicy,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
+    """Claim and send the deliveries that waited for this contact; ``context``: of the actor
+    event that brought it."""
+    waiting = await uow_factory(context).without_transaction().deliveries.waiting_for(contact.id)
+    if waiting:
+        sending = _Sending(uow_factory, mailer, policy, clock, {d.id: context for d in waiting})
+        await sending.claim_and_send(waiting, {contact.id: contact})
+
+
+class _Sending:
+    """One run of the workflow: its dependencies, and the event each delivery answers."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        mailer: Mailer,
+        policy: SendingPolicy,
+        clock: Clock,
+        contexts: Mapping[str, EventContext],
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.mailer = mailer
+        self.policy = policy
+        self.clock = clock
+        self.contexts = contexts
+        # Claims and reads record no events: any context of the batch does for them.
+        self.context = next(iter(contexts.values()))
+        self.store = uow_factory(self.context).without_transaction()
+
+    async def new(self, deliveries: Sequence[Delivery]) -> None:
+        contacts = await self.store.contacts.get_many({d.actor_id for d in deliveries})
+        known = [d for d in deliveries if d.actor_id in contacts]
+        unknown = [d for d in deliveries if d.actor_id not in contacts]
+        arrived = await self._store_waiting(unknown)
+        contacts |= arrived
+        stored_before = [d for d in unknown if d.actor_id in arrived]
+        # A few claims at once, so the SMTP server is busy while one claim's outcomes are written.
+        slots = asyncio.Semaphore(self.policy.claims_in_flight)
+
+        async def one_claim(part: list[Delivery]) -> list[Delivery]:
+            async with slots:
+                return await self._add_claimed_and_send(part, contacts)
+
+        size = self.policy.claim_size
+        parts = [known[start : start + size] for start in range(0, len(known), size)]
+        results = await asyncio.gather(*(one_claim(part) for part in parts), return_exceptions=True)
+        _raise_first(results)  # once every claim ended, for the reason _send gives
+        stored_before += [d for result in results if isinstance(result, list) for d in result]
+        await self.claim_and_send(stored_before, contacts)
+
+    async def _store_waiting(self, unknown: list[Delivery]) -> dict[str, Contact]:
+        """Store deliveries whose contact has not arrived as waiting for it; returns the contacts
+        that arrived meanwhile (their deliveries, stored now, go through a claim)."""
+        if not unknown:
+            return {}
+        # update_contact saves the contact before it looks for waiting deliveries, and we look for
+        # the contact again after storing them waiting, so when both run at once one of them sends.
+        await self.store.deliveries.add_waiting(unknown)
+        arrived = await self.store.contacts.get_many({d.actor_id for d in unknown})
+        for d in unknown:
+            if d.actor_id not in arrived:
+                log.info("delivery_waiting_for_contact", invitation_id=d.invitation_id, actor_id=d.actor_id)
+        return arrived
+
+    async def _add_claimed_and_send(self, new: list[Delivery], contacts: Mapping[str, Contact]) -> list[Delivery]:
+        """Store new deliveries leased to a fresh claim, one write, and send them; returns the ones
+        that were stored before (by a redelivery, or another instance), for the claim path."""
+        lease = Lease.starting(self.clock.now(), self.policy.lease_seconds)
+        claimed = await self.store.deliveries.add_claimed(new, lease)
+        await self._send(claimed, contacts, lease)
+        stored_here = {d.id for d in claimed}
+        return [d for d in new if d.id not in stored_here]
+
+    async def claim_and_send(self, deliveries: Sequence[Delivery], contacts: Mapping[str, Contact]) -> None:
+        """Stored deliveries, a claim at a time; ones another claim holds are waited for."""
+        size = self.policy.claim_size
+        for start in range(0, len(deliveries), size):
+            wanted = list(deliveries[start : start + size])
+            while wanted:
+                now = self.clock.now()
+                lease = Lease.starting(now, self.policy.lease_seconds)
+                # In a transaction: if a crashed instance left some of these documents locked by its
+                # unfinished transaction, we get a quick write conflict (retried) instead of a write
+                # that hangs, and the server reaps the dead transaction after its lifetime (60 s).
+                async with self.uow_factory(self.context) as uow:
+                    claimed = await uow.deliveries.claim([d.id for d in wanted], lease, now)
+                    await uow.commit()
+                await self._send(claimed, contacts, lease)
+                wanted = await self._held_elsewhere(wanted, {d.id for d in claimed})
+
+    async def _held_elsewhere(self, wanted: list[Delivery], claimed: set[str]) -> list[Delivery]:
+        """The deliveries of ``wanted`` we could not claim and that are not final: another claim
+        holds them. Before returning them, waits until the soonest lease may have run out (a
+        second at most): usually the holder finishes in a moment, after a crash we take over."""
+        rest = [d.id for d in wanted if d.id not in claimed]
+        if not rest:
+            return []
+        current = await self.store.deliveries.get_many(rest)
+        open_ = [d for d in current.values() if not d.status.final]
+        if open_:
+            now = self.clock.now()
+            soonest = min((d.lease_until - now).total_seconds() if d.lease_until else 1.0 for d in open_)
+            log.debug("deliveries_leased_elsewhere", count=len(open_), lease_left_s=round(soonest, 1))
+            await self.clock.sleep(min(max(soonest, 0.05), 1.0))
+        return open_
+
+    async def _send(self, claimed: list[Delivery], contacts: Mapping[str, Contact], lease: Lease) -> None:
+        recorder = _OutcomeRecorder(self.uow_factory, self.contexts, lease.token, self.clock)
+
+        async def one(d: Delivery) -> None:
+            await recorder.add(await self._mail(d, contacts[d.actor_id]))
+
+        # Every mail runs to its end and every outcome is recorded before an error is raised: an
+        # outcome left unrecorded would have its mail sent again once the lease runs out.
+        # A mail that broke without an outcome (an unexpected error) is given back at once, so the
+        # consumer's retry can claim it again instead of waiting for its lease to run out.
+        results = await asyncio.gather(*(one(d) for d in claimed), return_exceptions=True)
+        await recorder.flush()
+        broken = [d.id for d, result in zip(claimed, results, strict=True) if isinstance(result, BaseException)]
+        if broken:
+            await self.store.deliveries.release(broken, lease.token)
+        _raise_first(results)
+
+    async def _mail(self, d: Delivery, contact: Contact) -> Outcome:
+        """Send one delivery's mail, and say how that ended; an unexpected error is raised."""
+        if not contact.reachable:
+            return Outcome(d, DeliveryStatus.FAILED, UNREACHABLE)
+        mail = render_invitation(
+            conference=d.conference,
+            recipient=Recipient(name=contact.name, email=contact.email, language=contact.language),
+            sender=self.policy.sender,
+            invitation_id=d.invitation_id,
+            domain=self.policy.mail_domain,
+        )
+        try:
+            await self.mailer.send(mail)
+        except (PermanentMailError, TemporaryMailError) as exc:
+            return Outcome(d, DeliveryStatus.FAILED, str(exc)[:500])
+        return Outcome(d, DeliveryStatus.SENT)
+
+
+def _raise_first(results: Sequence[object]) -> None:
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+class _OutcomeRecorder:
+    """Collects one claim's outcomes and records them in small transactions as they come in."""
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, contexts: Mapping[str, EventContext], token: str, clock: Clock
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.contexts = contexts
+        self.token = token
+        self.clock = clock
+        self.pending: list[Outcome] = []
+        self.lock = asyncio.Lock()
+
+    async def add(self, outcome: Outcome) -> None:
+        self.pending.append(outcome)
+        if len(self.pending) >= OUTCOMES_PER_TRANSACTION:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            outcomes, self.pending = self.pending, []
+            if outcomes:
+                await _until_recorded.run(
+                    lambda: self._store(outcomes), event="outcomes_not_recorded_yet", count=len(outcomes)
+                )
+
+    async def _store(self, outcomes: list[Outcome]) -> None:
+        now = self.clock.now()
+        async with self.uow_factory(self.contexts[outcomes[0].delivery.id]) as uow:
+            held = await uow.deliveries.finish(outcomes, self.token, now)
+            for o in outcomes:
+                if o.delivery.id in held:
+                    d = o.delivery
+                    uow.record(d.outcome(o.status, o.reason, now), d.outcome_event_id(o.status), self.contexts[d.id])
+            await uow.commit()
+        for o in outcomes:
+            if o.delivery.id in held:
+                self._count_and_log(o)
+
+    def _count_and_log(self, outcome: Outcome) -> None:
+        d = outcome.delivery
+        MAILS.labels(outcome.status.value).inc()
+        # A batch mixes triggers: each line names its own (the InvitationIssued it answers).
+        trigger = self.contexts[d.id]
+        ids = {
+            "correlation_id": trigger.correlation_id,
+            "event_id": trigger.causation_id,
+            "event_type": "InvitationIssued",
+            "invitation_id": d.invitation_id,
+            "conference_id": d.conference_id,
+        }
+        if outcome.status is DeliveryStatus.SENT:
+            log.info("invitation_sent", **ids)
+        else:
+            log.warning("invitation_failed", reason=redact(outcome.reason or ""), **ids)
