@@ -1,0 +1,272 @@
+"""The notifications service on in-memory fakes (see tests/unit/fakes.py): its repositories and
+unit of work, the mailer and the clock, so its handlers and sending workflow run without I/O; and
+the events it consumes, as tests make them (its integration tests use them too).
+
+``FakeDeliveryRepository`` keeps the rules of ``DeliveryRepository`` as the MongoDB one does; the
+contract tests in tests/integration/test_delivery_store.py run against both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from notifications import handlers
+from notifications.domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
+from notifications.mail import OutgoingMail, Sender
+from notifications.repository import ContactRepository, DeliveryRepository
+from notifications.sending import SendingPolicy
+from notifications.unit_of_work import Repositories
+from quartier_shared.consumer import Received
+from quartier_shared.events import (
+    ActorDeactivated,
+    ActorRegistered,
+    ActorSnapshot,
+    ConferenceDetails,
+    Envelope,
+    Event,
+    InvitationIssued,
+    Language,
+    Venue,
+)
+from tests.unit.fakes import FakeUnitOfWork, InMemory, received
+
+SERVICE = "notifications"
+ContactChange = ActorSnapshot | ActorDeactivated  # what update_contact takes
+START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+POLICY = SendingPolicy(
+    sender=Sender(name="Integrationskonferenzen Essen", email="integration@essen.example.org"),
+    mail_domain="essen.example.org",
+    lease_seconds=120,
+    claim_size=50,
+    claims_in_flight=2,
+)
+CONFERENCE = ConferenceDetails(
+    conference_id="conference-1",
+    district="IV",
+    district_name="Borbeck",
+    title="Integrationskonferenz Borbeck",
+    starts_at=datetime(2031, 3, 4, 16, 0, tzinfo=UTC),
+    ends_at=datetime(2031, 3, 4, 19, 0, tzinfo=UTC),
+    timezone="Europe/Berlin",
+    venue=Venue(name="Kulturzentrum Borbeck", address="Musterstraße 1, 45355 Essen"),
+    agenda=["Begrüßung", "Arbeitsgruppen"],
+)
+
+
+# --- events -----------------------------------------------------------------------------------------
+
+
+def actor(
+    email: str, *, revision: int = 1, consent: bool = True, active: bool = True, language: Language = "de"
+) -> ActorRegistered:
+    """An actor's registration; its id is derived from ``email``, so a test can name it twice."""
+    return ActorRegistered(
+        actor_id=f"actor-{email}",
+        revision=revision,
+        name="Runder Tisch Frintrop",
+        kind="round_table",
+        districts=["IV"],
+        email=email,
+        language=language,
+        consent_to_notifications=consent,
+        active=active,
+    )
+
+
+def invitation(actor_id: str) -> InvitationIssued:
+    return InvitationIssued(
+        invitation_id=str(uuid.uuid4()),
+        conference_id=CONFERENCE.conference_id,
+        actor_id=actor_id,
+        conference=CONFERENCE,
+    )
+
+
+# --- storage --------------------------------------------------------------------------------------
+
+
+class FakeContactRepository(InMemory[Contact]):
+    async def get(self, actor_id: str) -> Contact | None:
+        return self.rows.get(actor_id)
+
+    async def get_many(self, actor_ids: Iterable[str]) -> dict[str, Contact]:
+        return {i: self.rows[i] for i in actor_ids if i in self.rows}
+
+    async def save(self, contact: Contact) -> None:
+        self.rows[contact.id] = contact
+
+
+@dataclass(frozen=True)
+class StoredDelivery:
+    """A delivery as the fake stores it: with the token of the claim holding it, as ``claim``."""
+
+    delivery: Delivery
+    claim: str | None = None
+
+
+class FakeDeliveryRepository(InMemory[StoredDelivery]):
+    def __init__(self) -> None:
+        super().__init__()
+        # What the fan-out was tuned for: the size of each claim of new deliveries, and how many
+        # of them were open at once (stored, and their outcomes not recorded yet).
+        self.new_claim_sizes: list[int] = []
+        self.open_claims: set[str] = set()
+        self.most_open_claims = 0
+
+    async def add_claimed(self, deliveries: Sequence[Delivery], lease: Lease) -> list[Delivery]:
+        self.new_claim_sizes.append(len(deliveries))
+        self.open_claims.add(lease.token)
+        self.most_open_claims = max(self.most_open_claims, len(self.open_claims))
+        leased = [replace(d, status=DeliveryStatus.SENDING, lease_until=lease.until) for d in deliveries]
+        return [d for d in leased if self._insert_new(d, lease.token)]
+
+    async def add_waiting(self, deliveries: Sequence[Delivery]) -> None:
+        for d in deliveries:
+            self._insert_new(replace(d, status=DeliveryStatus.WAITING_FOR_CONTACT), None)
+
+    def _insert_new(self, delivery: Delivery, claim: str | None) -> bool:
+        if delivery.id in self.rows:
+            return False
+        self.insert(delivery.id, StoredDelivery(delivery, claim))
+        return True
+
+    async def claim(self, ids: Sequence[str], lease: Lease, now: datetime) -> list[Delivery]:
+        for i in ids:
+            if i in self.rows and self.rows[i].delivery.claimable(now):
+                leased = replace(self.rows[i].delivery, status=DeliveryStatus.SENDING, lease_until=lease.until)
+                self.rows[i] = StoredDelivery(leased, lease.token)
+        return [self.rows[i].delivery for i in ids if i in self.rows and self.rows[i].claim == lease.token]
+
+    async def release(self, ids: Sequence[str], token: str) -> None:
+        for i in self._held(ids, token):
+            self.rows[i] = StoredDelivery(
+                replace(self.rows[i].delivery, status=DeliveryStatus.PENDING, lease_until=None)
+            )
+
+    async def finish(self, outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
+        held = self._held([o.delivery.id for o in outcomes], token)
+        self.open_claims.discard(token)
+        for o in outcomes:
+            if o.delivery.id in held:
+                stored = self.rows[o.delivery.id]
+                self.rows[o.delivery.id] = replace(
+                    stored, delivery=replace(stored.delivery, status=o.status, reason=o.reason)
+                )
+        return held
+
+    def _held(self, ids: Iterable[str], token: str) -> set[str]:
+        return {
+            i
+            for i in ids
+            if i in self.rows and self.rows[i].claim == token and self.status(i) is DeliveryStatus.SENDING
+        }
+
+    async def get_many(self, ids: Iterable[str]) -> dict[str, Delivery]:
+        return {i: self.rows[i].delivery for i in ids if i in self.rows}
+
+    async def waiting_for(self, actor_id: str) -> list[Delivery]:
+        waiting = DeliveryStatus.WAITING_FOR_CONTACT
+        return [d for d in self._by_id() if d.actor_id == actor_id and d.status is waiting]
+
+    async def for_conference(self, conference_id: str) -> list[Delivery]:
+        return [d for d in self._by_id() if d.conference_id == conference_id]
+
+    def _by_id(self) -> list[Delivery]:
+        return [self.rows[i].delivery for i in sorted(self.rows)]
+
+    def status(self, delivery_id: str) -> DeliveryStatus:
+        return self.rows[delivery_id].delivery.status
+
+
+class FakeNotificationsUnitOfWork(FakeUnitOfWork):
+    contacts: ContactRepository
+    deliveries: DeliveryRepository
+
+    def __init__(self) -> None:
+        # The same repositories, typed as the fakes, for tests to look into.
+        self.fake_contacts, self.fake_deliveries = FakeContactRepository(), FakeDeliveryRepository()
+        super().__init__(self.fake_contacts, self.fake_deliveries)
+        self.contacts, self.deliveries = self.fake_contacts, self.fake_deliveries
+
+    def without_transaction(self) -> Repositories:
+        return Repositories(contacts=self.contacts, deliveries=self.deliveries)
+
+
+# --- the outside world ------------------------------------------------------------------------------
+
+
+class FakeMailer:
+    """Takes every mail, except that each address may first answer with the failures given."""
+
+    def __init__(self, failures: dict[str, list[Exception]] | None = None) -> None:
+        self.sent: list[OutgoingMail] = []
+        self.failures = failures or {}
+
+    async def send(self, mail: OutgoingMail) -> None:
+        await asyncio.sleep(0)  # a real send lets the other mails of its claim run meanwhile
+        planned = self.failures.get(mail.recipient)
+        if planned:
+            raise planned.pop(0)
+        self.sent.append(mail)
+
+    def recipients(self) -> list[str]:
+        return sorted(m.recipient for m in self.sent)
+
+
+class FakeClock:
+    """Time that passes only when the workflow waits: no test sleeps for real."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    async def sleep(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+    def waited(self) -> timedelta:
+        return self.current - START
+
+
+# --- the service on fakes -------------------------------------------------------------------------
+
+
+class Notifications:
+    """The service's handlers on the fakes, wired as app.py wires them to MongoDB and SMTP."""
+
+    def __init__(self, mailer: FakeMailer | None = None) -> None:
+        self.uow = FakeNotificationsUnitOfWork()
+        self.mailer = mailer or FakeMailer()
+        self.clock = FakeClock()
+
+    async def on_actor(self, *events: ContactChange) -> list[Received[ContactChange]]:
+        """Each event as the consumer hands it over; returns them as handled."""
+        items: list[Received[ContactChange]] = [received(e, SERVICE) for e in events]
+        for item in items:
+            await handlers.update_contact(
+                item, uow_factory=self.uow, mailer=self.mailer, policy=POLICY, clock=self.clock
+            )
+        return items
+
+    async def on_invitations(self, *events: InvitationIssued) -> None:
+        """One consumer batch of these events."""
+        await handlers.send_invitations(
+            [received(e, SERVICE) for e in events],
+            uow_factory=self.uow,
+            mailer=self.mailer,
+            policy=POLICY,
+            clock=self.clock,
+        )
+
+    def events(self, event_type: type[Event]) -> list[Envelope]:
+        """The events of this type its units of work committed (what the outbox would relay)."""
+        return self.uow.committed(event_type)
+
+    def status(self, invitation: InvitationIssued) -> DeliveryStatus:
+        return self.uow.fake_deliveries.status(Delivery.id_for(invitation.invitation_id, "invitation"))
