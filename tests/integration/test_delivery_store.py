@@ -1,88 +1,191 @@
-"""The notifications service's delivery records against a real database: new deliveries are
-stored already leased to one claim, and an id another instance stored first is left alone."""
+"""The delivery store's contract, against MongoDB and against the in-memory fake the unit tests
+use, so the fake keeps the real one's rules: new deliveries are stored already leased and an id
+stored before is left alone; a claim takes what no live lease holds and nothing final; only the
+claim holding a delivery records its outcome or gives it back. On MongoDB also: documents keep
+the shape they had before the mappers were derived, and documents of that shape still read."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from pymongo import AsyncMongoClient
 
-from notifications.domain import Delivery, DeliveryStatus, Lease, Outcome
-from notifications.repository import MongoDeliveryRepository
-from tests.integration.test_notifications_service import CONFERENCE
+from notifications.domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
+from notifications.repository import DeliveryRepository, MongoContactRepository, MongoDeliveryRepository
+from tests.unit.notifications.fakes import CONFERENCE, FakeDeliveryRepository
+
+NOW = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
+DELIVERY_FIELDS = {"_id", "kind", "invitation_id", "conference_id", "actor_id", "conference", "status"}
+DELIVERY_FIELDS |= {"message_id", "reason", "lease_until", "attempts"}
+CONTACT_FIELDS = {"_id", "name", "email", "language", "consent_to_notifications", "active", "revision"}
 
 
-def lease(token: str) -> Lease:
-    return Lease(token, datetime.now(UTC) + timedelta(seconds=60))
+def lease(token: str, seconds: float = 60) -> Lease:
+    return Lease(token, NOW + timedelta(seconds=seconds))
 
 
-def pending(count: int) -> list[Delivery]:
+def pending(count: int, actor_id: str | None = None) -> list[Delivery]:
     return [
         Delivery(
             id=Delivery.id_for(invitation_id, "invitation"),
             kind="invitation",
             invitation_id=invitation_id,
             conference_id=CONFERENCE.conference_id,
-            actor_id=str(uuid.uuid4()),
+            actor_id=actor_id or str(uuid.uuid4()),
             conference=CONFERENCE,
             status=DeliveryStatus.PENDING,
+            message_id=f"<invitation-{invitation_id}@essen.example.org>",
         )
         for invitation_id in (str(uuid.uuid4()) for _ in range(count))
     ]
 
 
-async def test_new_deliveries_are_stored_claimed_and_a_second_claimer_gets_none(
-    mongo_uri: str, database_name: str
-) -> None:
+def ids(deliveries: list[Delivery]) -> set[str]:
+    return {d.id for d in deliveries}
+
+
+@pytest.fixture
+async def mongo(mongo_uri: str, database_name: str) -> AsyncIterator[MongoDeliveryRepository]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    deliveries = MongoDeliveryRepository(client[database_name])
+    yield MongoDeliveryRepository(client[database_name])
+    await client.close()
+
+
+@pytest.fixture(params=["mongodb", "in-memory"])
+def deliveries(request: pytest.FixtureRequest) -> DeliveryRepository:
+    if request.param == "in-memory":
+        return FakeDeliveryRepository()
+    repository: MongoDeliveryRepository = request.getfixturevalue("mongo")
+    return repository
+
+
+async def test_new_deliveries_are_stored_claimed_and_an_id_stored_before_is_left_alone(
+    deliveries: DeliveryRepository,
+) -> None:
     first, later = pending(3), pending(2)
     taken = await deliveries.add_claimed(first, lease("one"))
     assert [d.id for d in taken] == [d.id for d in first]
-    assert {d.status for d in taken} == {DeliveryStatus.SENDING}
+    assert {(d.status, d.lease_until) for d in taken} == {(DeliveryStatus.SENDING, lease("one").until)}
 
     # Another instance stores the first three and two new ones: it gets only the new ones.
     again = await deliveries.add_claimed(first + later, lease("two"))
     assert [d.id for d in again] == [d.id for d in later]
-    stored = await deliveries.get_many(d.id for d in first + later)
-    claims = {doc["_id"]: doc["claim"] async for doc in deliveries.collection.find({}, {"claim": 1})}
-    assert {claims[d.id] for d in first} == {"one"} and {claims[d.id] for d in later} == {"two"}
-    assert all(stored[d.id].lease_until is not None for d in first + later)
+    assert await deliveries.finish([Outcome(d, DeliveryStatus.SENT) for d in first], "two", NOW) == set()
+    assert await deliveries.finish([Outcome(d, DeliveryStatus.SENT) for d in first], "one", NOW) == ids(first)
 
-    # Waiting for contact data: stored as waiting, an existing one keeps its state.
+    # Waiting for contact data: stored as waiting; one stored before keeps its state.
     waiting = pending(1)
-    await deliveries.add_waiting(waiting + first[:1])
-    stored = await deliveries.get_many([waiting[0].id, first[0].id])
+    await deliveries.add_waiting(waiting + later[:1])
+    stored = await deliveries.get_many([waiting[0].id, later[0].id])
     assert stored[waiting[0].id].status is DeliveryStatus.WAITING_FOR_CONTACT
-    assert stored[first[0].id].status is DeliveryStatus.SENDING
-    await client.close()
+    assert stored[later[0].id].status is DeliveryStatus.SENDING
 
 
-async def test_outcomes_are_recorded_only_for_deliveries_the_claim_still_holds(
-    mongo_uri: str, database_name: str
-) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    deliveries = MongoDeliveryRepository(client[database_name])
+async def test_a_claim_takes_what_no_live_lease_holds_and_nothing_final(deliveries: DeliveryRepository) -> None:
+    waiting, given_back = pending(1), pending(1)
+    await deliveries.add_waiting(waiting)
+    await deliveries.add_claimed(given_back, lease("unsent"))
+    await deliveries.release([given_back[0].id], "unsent")
+    live = await deliveries.add_claimed(pending(1), lease("live"))
+    ran_out = await deliveries.add_claimed(pending(1), lease("crashed", seconds=-1))
+    done = await deliveries.add_claimed(pending(1), lease("done"))
+    await deliveries.finish([Outcome(done[0], DeliveryStatus.SENT)], "done", NOW)
+
+    everything = waiting + given_back + live + ran_out + done
+    claimed = await deliveries.claim([d.id for d in everything], lease("new"), NOW)
+
+    assert ids(claimed) == ids(waiting + given_back + ran_out)
+    assert {(d.status, d.lease_until) for d in claimed} == {(DeliveryStatus.SENDING, lease("new").until)}
+    # The claim whose lease ran out can no longer record an outcome, nor give the delivery back.
+    assert await deliveries.finish([Outcome(ran_out[0], DeliveryStatus.SENT)], "crashed", NOW) == set()
+    await deliveries.release([ran_out[0].id], "crashed")
+    assert (await deliveries.get_many([ran_out[0].id]))[ran_out[0].id].status is DeliveryStatus.SENDING
+
+
+async def test_outcomes_are_recorded_only_for_deliveries_the_claim_still_holds(deliveries: DeliveryRepository) -> None:
     mine = await deliveries.add_claimed(pending(4), lease("one"))
-    # The lease on the last one ran out and another instance took it over.
-    await deliveries.collection.update_one({"_id": mine[3].id}, {"$set": {"claim": "two"}})
+    # The lease on the last one ran out and another claim took it over.
+    later = lease("one").until + timedelta(seconds=1)
+    assert ids(await deliveries.claim([mine[3].id], Lease("two", later + timedelta(seconds=60)), later)) == {mine[3].id}
     sent, bounced, taken_over = mine[:2], mine[2], mine[3]
 
     outcomes = [Outcome(d, DeliveryStatus.SENT) for d in [*sent, taken_over]]
-    now = datetime.now(UTC)
-    held = await deliveries.finish([*outcomes, Outcome(bounced, DeliveryStatus.FAILED, "SMTP 550")], "one", now)
+    held = await deliveries.finish([*outcomes, Outcome(bounced, DeliveryStatus.FAILED, "SMTP 550")], "one", NOW)
 
-    assert held == {d.id for d in [*sent, bounced]}
+    assert held == ids([*sent, bounced])
     stored = await deliveries.get_many(d.id for d in mine)
     assert [stored[d.id].status for d in mine] == [
         DeliveryStatus.SENT,
         DeliveryStatus.SENT,
         DeliveryStatus.FAILED,
-        DeliveryStatus.SENDING,  # left to the instance holding it now
+        DeliveryStatus.SENDING,  # left to the claim holding it now
     ]
     assert stored[bounced.id].reason == "SMTP 550"
     # Recorded once: the same outcomes again change nothing and report nothing held.
-    assert await deliveries.finish(outcomes, "one", now) == set()
-    await client.close()
+    assert await deliveries.finish(outcomes, "one", NOW) == set()
+
+
+async def test_deliveries_are_found_by_the_contact_they_wait_for_and_by_conference(
+    deliveries: DeliveryRepository,
+) -> None:
+    waiting, sending = pending(2, actor_id="actor-1"), pending(1, actor_id="actor-1")
+    await deliveries.add_waiting([*waiting, *pending(1, actor_id="actor-2")])
+    await deliveries.add_claimed(sending, lease("one"))
+    other_conference = replace(pending(1)[0], conference_id="another-conference")
+    await deliveries.add_waiting([other_conference])
+
+    assert ids(await deliveries.waiting_for("actor-1")) == ids(waiting)
+    listed = await deliveries.for_conference(CONFERENCE.conference_id)
+    assert [d.id for d in listed] == sorted(d.id for d in listed) and len(listed) == 4
+    assert [d.id for d in await deliveries.for_conference("another-conference")] == [other_conference.id]
+
+
+async def test_documents_keep_their_stored_shape(mongo: MongoDeliveryRepository) -> None:
+    claimed, waiting = pending(1)[0], pending(1)[0]
+    await mongo.add_claimed([claimed], lease("one"))
+    await mongo.add_waiting([waiting])
+    docs = {doc["_id"]: doc async for doc in mongo.collection.find()}
+    leased, stored_waiting = docs[claimed.id], docs[waiting.id]
+    assert set(leased) == DELIVERY_FIELDS | {"claim"}
+    assert (leased["status"], leased["claim"], leased["attempts"]) == ("sending", "one", 1)
+    assert set(stored_waiting) == DELIVERY_FIELDS
+    assert (stored_waiting["status"], stored_waiting["attempts"]) == ("waiting_for_contact", 0)
+
+    contacts = MongoContactRepository(mongo.collection.database)
+    contact = Contact("actor-1", "Runder Tisch", "tisch@example.org", "en", True, True, revision=2)
+    await contacts.save(contact)
+    stored = await contacts.collection.find_one({"_id": "actor-1"})
+    assert stored is not None and set(stored) == CONTACT_FIELDS
+    assert await contacts.get("actor-1") == contact
+
+
+async def test_documents_written_before_the_derived_mappers_still_read_and_claim(
+    mongo: MongoDeliveryRepository,
+) -> None:
+    (delivery,) = pending(1)
+    await mongo.collection.insert_one(
+        {  # as the hand-written mapper stored it: conference times as ISO text
+            "_id": delivery.id,
+            "kind": "invitation",
+            "invitation_id": delivery.invitation_id,
+            "conference_id": delivery.conference_id,
+            "actor_id": delivery.actor_id,
+            "conference": CONFERENCE.model_dump(mode="json"),
+            "status": "waiting_for_contact",
+            "message_id": delivery.message_id,
+            "reason": None,
+            "lease_until": None,
+            "attempts": 0,
+        }
+    )
+    assert await mongo.get_many([delivery.id]) == {
+        delivery.id: replace(delivery, status=DeliveryStatus.WAITING_FOR_CONTACT)
+    }
+    (claimed,) = await mongo.claim([delivery.id], lease("one"), NOW)
+    assert claimed.conference == CONFERENCE
+    assert await mongo.finish([Outcome(claimed, DeliveryStatus.SENT)], "one", NOW) == {delivery.id}
