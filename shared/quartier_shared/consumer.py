@@ -74,11 +74,12 @@ class EventConsumer:
         broker: KafkaBroker,
         publisher: KafkaPublisher,
         group_id: str,
-        topics: Sequence[str],
         handlers: Mapping[type[Event], Handler] | None = None,
         batch_handlers: Mapping[type[Event], BatchHandler] | None = None,
         concurrency: int = 64,
     ) -> None:
+        """Subscribes ``group_id`` to the topics of the event types handled (each event names its
+        topic, so a new handler cannot be wired to a topic nobody reads)."""
         self.settings = settings
         self.publisher = publisher
         self.handlers = dict(handlers or {})
@@ -89,6 +90,7 @@ class EventConsumer:
         self._bounded = Retry(backoff, cap=30.0, attempts=settings.handler_max_attempts)
         # ... but a database that is away is not the message's fault: wait for it, commit nothing.
         self._waiting = Retry(backoff, cap=30.0, transient=is_unavailable)
+        topics = dict.fromkeys(kind.topic for kind in [*self.handlers, *self.batch_handlers])
         self.subscriber = broker.subscriber(
             *topics,
             group_id=group_id,

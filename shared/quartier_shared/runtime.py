@@ -57,7 +57,6 @@ class Runtime:
         self,
         *,
         group_id: str,
-        topics: Sequence[str],
         handlers: Mapping[type[Event], Handler] | None = None,
         batch_handlers: Mapping[type[Event], BatchHandler] | None = None,
     ) -> EventConsumer:
@@ -67,7 +66,6 @@ class Runtime:
             broker=self.broker,
             publisher=self.publisher,
             group_id=group_id,
-            topics=topics,
             handlers=handlers,
             batch_handlers=batch_handlers,
         )

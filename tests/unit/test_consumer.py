@@ -8,6 +8,7 @@ from typing import Any
 
 from pymongo.errors import ServerSelectionTimeoutError
 
+from quartier_shared import dead_letters as dlq
 from quartier_shared.consumer import EventConsumer, Received
 from quartier_shared.events import DEAD_LETTER_TOPIC, ActorDeactivated, Event, kafka_headers
 from quartier_shared.kafka import KafkaPublisher, make_broker
@@ -32,8 +33,13 @@ def consumer(publisher: KafkaPublisher) -> EventConsumer:
         broker=make_broker("unused:9092"),
         publisher=publisher,
         group_id="test",
-        topics=["quartier.actors"],
+        # Subscribes it to the actors topic; the tests hand their own handlers to _as_batch.
+        batch_handlers={ActorDeactivated: _not_used},
     )
+
+
+async def _not_used(batch: list[Received[Any]]) -> None:
+    raise AssertionError("the tests call their own handlers")
 
 
 async def received(consumer: EventConsumer, count: int) -> list[Received[Event]]:
@@ -68,8 +74,8 @@ async def test_a_failing_batch_is_split_and_only_the_poison_event_is_dead_letter
     assert handled == ["a0", "a1", "a3"]
     [dead] = publisher.sent
     headers = dict(dead.headers)
-    assert dead.topic == DEAD_LETTER_TOPIC and headers["dlq.offset"] == b"2"
-    assert headers["dlq.error_class"] == b"ValueError" and headers["dlq.service"] == b"test"
+    assert dead.topic == DEAD_LETTER_TOPIC and headers[dlq.OFFSET] == b"2"
+    assert headers[dlq.ERROR_CLASS] == b"ValueError" and headers[dlq.SERVICE] == b"test"
 
 
 async def test_a_database_outage_is_waited_out_not_dead_lettered() -> None:

@@ -7,9 +7,6 @@ from functools import partial
 from fastapi import FastAPI
 
 from quartier_shared.events import (
-    ACTORS_TOPIC,
-    CONFERENCES_TOPIC,
-    DELIVERIES_TOPIC,
     ActorDeactivated,
     ActorRegistered,
     ActorUpdated,
@@ -36,7 +33,6 @@ def build(settings: Settings | None = None) -> FastAPI:
     fan_out = partial(handlers.invite_district, uow_factory=uow_factory, batch_size=settings.fanout_batch_size)
     runtime.consume(
         group_id="conferences",
-        topics=[ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC],
         handlers={
             ActorRegistered: roster,
             ActorUpdated: roster,

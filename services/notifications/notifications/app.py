@@ -7,8 +7,6 @@ from functools import partial
 from fastapi import FastAPI
 
 from quartier_shared.events import (
-    ACTORS_TOPIC,
-    INVITATIONS_TOPIC,
     ActorDeactivated,
     ActorRegistered,
     ActorUpdated,
@@ -45,7 +43,6 @@ def build(settings: Settings | None = None) -> FastAPI:
     invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     runtime.consume(
         group_id="notifications",
-        topics=[ACTORS_TOPIC, INVITATIONS_TOPIC],
         handlers={ActorRegistered: contact, ActorUpdated: contact, ActorDeactivated: contact},
         batch_handlers={InvitationIssued: invitations},
     )
