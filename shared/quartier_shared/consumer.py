@@ -30,7 +30,7 @@ from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from . import dead_letters as dlq
-from .events import Envelope, Event, EventContext, UnknownEventVersion, parse_payload
+from .events import Envelope, Event, EventContext, UnknownEventVersion, event_types_of, parse_payload
 from .kafka import KafkaPublisher, OutgoingMessage
 from .logging import bound_contextvars, get_logger, redact
 from .metrics import DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
@@ -82,8 +82,9 @@ class EventConsumer:
         topic, so a new handler cannot be wired to a topic nobody reads)."""
         self.settings = settings
         self.publisher = publisher
-        self.handlers = dict(handlers or {})
-        self.batch_handlers = dict(batch_handlers or {})
+        # A handler may be registered for a base class (ActorEvent): it receives each event type of it.
+        self.handlers = {t: h for kind, h in (handlers or {}).items() for t in event_types_of(kind)}
+        self.batch_handlers = {t: h for kind, h in (batch_handlers or {}).items() for t in event_types_of(kind)}
         self._limit = asyncio.Semaphore(concurrency)
         backoff = settings.handler_backoff_seconds
         # A failing handler is retried a few times, then its message is dead-lettered ...

@@ -266,6 +266,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+def event_types_of(kind: type[Event]) -> list[type[Event]]:
+    """The event types a handler of ``kind`` receives: ``kind`` itself, or every event type of
+    this library that derives from it (``ActorEvent``: registered, updated and deactivated)."""
+    return [t for t in EVENT_TYPES.values() if issubclass(t, kind)] or [kind]
+
+
 class UnknownEventVersion(ValueError):
     pass
 

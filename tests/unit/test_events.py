@@ -11,8 +11,17 @@ from quartier_shared.events import (
     ACTORS_TOPIC,
     TOPIC_PARTITIONS,
     ActorDeactivated,
+    ActorEvent,
+    ActorRegistered,
+    ActorUpdated,
+    ConferenceScheduled,
     Envelope,
+    Event,
+    InvitationFailed,
+    InvitationOutcome,
+    InvitationSent,
     UnknownEventVersion,
+    event_types_of,
     parse_payload,
     wrap,
 )
@@ -55,3 +64,10 @@ def test_catalogue_seed_is_essen() -> None:
     catalogue = load_catalogue()
     assert catalogue.district_codes == {"I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX"}
     assert "welfare_association" in catalogue.kinds
+
+
+def test_a_handler_of_a_base_class_receives_each_event_type_derived_from_it() -> None:
+    assert set(event_types_of(ActorEvent)) == {ActorRegistered, ActorUpdated, ActorDeactivated}
+    outcomes: set[type[Event]] = {InvitationSent, InvitationFailed}
+    assert set(event_types_of(InvitationOutcome)) == outcomes
+    assert event_types_of(ConferenceScheduled) == [ConferenceScheduled]

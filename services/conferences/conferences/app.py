@@ -6,15 +6,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from quartier_shared.events import (
-    ActorDeactivated,
-    ActorRegistered,
-    ActorUpdated,
-    ConferenceScheduled,
-    InvitationFailed,
-    InvitationIssued,
-    InvitationSent,
-)
+from quartier_shared.events import ActorEvent, ConferenceScheduled, InvitationIssued, InvitationOutcome
 from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
@@ -33,13 +25,8 @@ def build(settings: Settings | None = None) -> FastAPI:
     fan_out = partial(handlers.invite_district, uow_factory=uow_factory, batch_size=settings.fanout_batch_size)
     runtime.consume(
         group_id="conferences",
-        handlers={
-            ActorRegistered: roster,
-            ActorUpdated: roster,
-            ActorDeactivated: roster,
-            ConferenceScheduled: fan_out,
-        },
-        batch_handlers={InvitationSent: outcomes, InvitationFailed: outcomes},
+        handlers={ActorEvent: roster, ConferenceScheduled: fan_out},
+        batch_handlers={InvitationOutcome: outcomes},
     )
     return create_app(
         runtime,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
 
+from quartier_shared.actor_copies import copy_after
 from quartier_shared.catalogue import District
 from quartier_shared.events import (
     ActorDeactivated,
@@ -58,19 +59,8 @@ class RosterEntry:
 
     @classmethod
     def after(cls, event: ActorSnapshot | ActorDeactivated, current: RosterEntry | None) -> RosterEntry | None:
-        """The actor's entry once ``event`` is applied; None when the event changes nothing (it is
-        older than the entry or repeated, or deactivates an actor the roster never saw)."""
-        if current is not None and current.revision >= event.revision:
-            return None
-        if isinstance(event, ActorDeactivated):
-            return None if current is None else replace(current, active=False, revision=event.revision)
-        return cls(
-            id=event.actor_id,
-            districts=tuple(event.districts),
-            active=event.active,
-            consent_to_notifications=event.consent_to_notifications,
-            revision=event.revision,
-        )
+        """The actor's entry once ``event`` is applied; None when it changes nothing."""
+        return copy_after(cls, event, current)
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from quartier_shared.events import (
-    ActorDeactivated,
-    ActorRegistered,
-    ActorUpdated,
-    InvitationFailed,
-    InvitationIssued,
-    InvitationSent,
-)
+from quartier_shared.events import ActorEvent, InvitationFailed, InvitationIssued, InvitationSent
 from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
@@ -43,7 +36,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     runtime.consume(
         group_id="notifications",
-        handlers={ActorRegistered: contact, ActorUpdated: contact, ActorDeactivated: contact},
+        handlers={ActorEvent: contact},
         batch_handlers={InvitationIssued: invitations},
     )
     runtime.on_stop(smtp.close)

@@ -10,10 +10,11 @@ so recording an outcome twice yields the same event.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from quartier_shared.actor_copies import copy_after
 from quartier_shared.events import (
     ActorDeactivated,
     ActorSnapshot,
@@ -57,21 +58,8 @@ class Contact:
 
     @classmethod
     def after(cls, event: ActorSnapshot | ActorDeactivated, current: Contact | None) -> Contact | None:
-        """The actor's contact once ``event`` is applied; None when the event changes nothing (it is
-        older than the contact or repeated, or deactivates an actor we never saw)."""
-        if current is not None and current.revision >= event.revision:
-            return None
-        if isinstance(event, ActorDeactivated):
-            return None if current is None else replace(current, active=False, revision=event.revision)
-        return cls(
-            id=event.actor_id,
-            name=event.name,
-            email=event.email,
-            language=event.language,
-            consent_to_notifications=event.consent_to_notifications,
-            active=event.active,
-            revision=event.revision,
-        )
+        """The actor's contact once ``event`` is applied; None when it changes nothing."""
+        return copy_after(cls, event, current)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""Copies of actors kept by other services from actor events (event-carried state transfer).
+
+The conferences service keeps a roster entry per actor, the notifications service a contact: each
+its own frozen dataclass with the actor's id as ``id`` and the fields of ``ActorSnapshot`` it
+needs. ``copy_after`` is the one rule for both: a copy only moves forward by the actor's
+revision, so an older or repeated event changes nothing, whatever order the events arrive in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Protocol, TypeVar
+
+from pydantic import TypeAdapter
+
+from .events import ActorDeactivated, ActorSnapshot
+
+
+class ActorCopy(Protocol):
+    @property
+    def revision(self) -> int: ...
+
+
+C = TypeVar("C", bound=ActorCopy)
+
+
+def copy_after(cls: type[C], event: ActorSnapshot | ActorDeactivated, current: C | None) -> C | None:
+    """The copy once ``event`` is applied; None when the event changes nothing (it is older than
+    the copy or repeated, or deactivates an actor this service never saw)."""
+    if current is not None and current.revision >= event.revision:
+        return None
+    if isinstance(event, ActorDeactivated):
+        if current is None:
+            return None
+        copy: C = dataclasses.replace(current, active=False, revision=event.revision)  # type: ignore[type-var]
+        return copy
+    # The snapshot's fields the copy declares (pydantic converts lists to tuples); the rest is ignored.
+    fresh: C = _adapter(cls).validate_python({**event.model_dump(), "id": event.actor_id})
+    return fresh
+
+
+@functools.cache
+def _adapter(cls: type[Any]) -> TypeAdapter[Any]:
+    return TypeAdapter(cls)
