@@ -91,7 +91,8 @@ class EventConsumer:
         self._bounded = Retry(backoff, cap=30.0, attempts=settings.handler_max_attempts)
         # ... but a database that is away is not the message's fault: wait for it, commit nothing.
         self._waiting = Retry(backoff, cap=30.0, transient=is_unavailable)
-        topics = dict.fromkeys(kind.topic for kind in [*self.handlers, *self.batch_handlers])
+        self.event_types = [*self.handlers, *self.batch_handlers]
+        topics = dict.fromkeys(kind.topic for kind in self.event_types)
         self.subscriber = broker.subscriber(
             *topics,
             group_id=group_id,
@@ -105,7 +106,7 @@ class EventConsumer:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title=f"{group_id}:consume",
             description="Consumes "
-            + ", ".join(sorted(t.__name__ for t in [*self.handlers, *self.batch_handlers]))
+            + ", ".join(sorted(t.__name__ for t in self.event_types))
             + "; other event types on these topics are skipped.",
         )
         self.subscriber(self.on_batch)

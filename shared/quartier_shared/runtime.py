@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
 from .asyncapi import asyncapi_router, declare_published, document
 from .consumer import BatchHandler, EventConsumer, Handler
@@ -24,20 +25,23 @@ from .http import health_router, install_http_basics
 from .kafka import KafkaPublisher, ensure_topics, make_broker
 from .logging import configure_logging, get_logger
 from .metrics import CONSUMER_LAG, OUTBOX_BACKLOG, metrics_router
-from .mongo import MongoUnitOfWork, make_client
+from .mongo import Document, MongoUnitOfWork, make_client
 from .outbox import Outbox, OutboxRelay
 from .retry import Retry
 from .settings import ServiceSettings
 
 log = get_logger(__name__)
+CreateIndexes = Callable[[AsyncDatabase[Document]], Awaitable[None]]
 UoW = TypeVar("UoW", bound=MongoUnitOfWork)
 # Dependencies at start-up: wait for them as long as it takes, a little longer each time.
 _until_up = Retry(base=0.2, cap=5.0)
 
 
 class Runtime:
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, create_indexes: CreateIndexes) -> None:
+        """``create_indexes(db)`` prepares the service's collections at every start."""
         self.settings = settings
+        self.create_indexes = create_indexes
         self.client = make_client(settings.mongodb_uri, settings.mongodb_timeout_ms)
         self.db = self.client[settings.mongodb_database]
         self.outbox = Outbox(self.db, owner=f"{settings.service_name}-{uuid.uuid4().hex[:12]}")
@@ -84,16 +88,14 @@ class Runtime:
         """The service's unit-of-work factory: one transaction on this database per call."""
         return lambda context: cls(self.client, self.db, self.outbox, context)
 
-    async def start(self, create_indexes: Callable[[], Awaitable[None]]) -> None:
-        await _until_up.run(
-            lambda: self._prepare_db(create_indexes), event="waiting_for_dependency", dependency="mongodb"
-        )
+    async def start(self) -> None:
+        await _until_up.run(self._prepare_db, event="waiting_for_dependency", dependency="mongodb")
         self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
 
-    async def _prepare_db(self, create_indexes: Callable[[], Awaitable[None]]) -> None:
+    async def _prepare_db(self) -> None:
         await self.client.admin.command("ping")
         await self.outbox.create_indexes()
-        await create_indexes()
+        await self.create_indexes(self.db)
 
     async def _connect_kafka(self) -> None:
         bootstrap = self.settings.kafka_bootstrap_servers
@@ -128,20 +130,20 @@ class Runtime:
 
 
 def create_app(
-    runtime: Runtime,
-    *,
-    title: str,
-    description: str,
-    routers: Sequence[APIRouter],
-    create_indexes: Callable[[], Awaitable[None]],
-    publishes: Sequence[type[Event]] = (),
+    runtime: Runtime, summary: str, *, routers: Sequence[APIRouter], publishes: Sequence[type[Event]] = ()
 ) -> FastAPI:
-    """The service's HTTP app; ``publishes`` names the events it produces, for its AsyncAPI
-    document (served at /asyncapi; the consumers registered before this call are in it too)."""
+    """The service's HTTP app, with health, metrics and its AsyncAPI document (at /asyncapi).
+    ``publishes`` names the events the service produces; the consumers registered before this
+    call are in the document too, and both lists in its description after ``summary``."""
+    title = f"Quartier {runtime.settings.service_name}"
+    consumes = sorted({kind.__name__ for consumer in runtime.consumers for kind in consumer.event_types})
+    description = f"{summary}. Publishes {_listed([kind.__name__ for kind in publishes])}" + (
+        f"; consumes {_listed(consumes)}." if consumes else "."
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await runtime.start(create_indexes)
+        await runtime.start()
         log.info("service_started", port=runtime.settings.port)
         try:
             yield
@@ -160,6 +162,10 @@ def create_app(
         app.include_router(router)
     app.state.runtime = runtime
     return app
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def main(build: Callable[[Any], FastAPI], settings_class: type[ServiceSettings]) -> None:

@@ -14,14 +14,11 @@ from .unit_of_work import MongoActorsUnitOfWork, UnitOfWorkFactory
 
 
 def build(settings: Settings | None = None) -> FastAPI:
-    runtime = Runtime(settings or Settings())
+    runtime = Runtime(settings or Settings(), create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoActorsUnitOfWork)
     return create_app(
         runtime,
-        title="Quartier actors",
-        description="Registry of the actors of each district: publishes ActorRegistered, ActorUpdated, "
-        "ActorDeactivated.",
+        "Registry of the actors of each district",
         routers=[build_router(uow_factory)],
-        create_indexes=lambda: create_indexes(runtime.db),
         publishes=[ActorRegistered, ActorUpdated, ActorDeactivated],
     )

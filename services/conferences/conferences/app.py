@@ -18,7 +18,7 @@ from .unit_of_work import MongoConferencesUnitOfWork, UnitOfWorkFactory
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoConferencesUnitOfWork)
     roster = partial(handlers.update_roster, uow_factory=uow_factory)
     outcomes = partial(handlers.record_outcomes, uow_factory=uow_factory)
@@ -30,10 +30,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     )
     return create_app(
         runtime,
-        title="Quartier conferences",
-        description="District integration conferences and their invitations: publishes ConferenceScheduled "
-        "and InvitationIssued; consumes actor events and delivery outcomes.",
+        "District integration conferences and their invitations",
         routers=[build_router(uow_factory)],
-        create_indexes=lambda: create_indexes(runtime.db),
         publishes=[ConferenceScheduled, InvitationIssued],
     )

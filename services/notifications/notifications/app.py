@@ -21,7 +21,7 @@ from .unit_of_work import MongoNotificationsUnitOfWork, UnitOfWorkFactory
 
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoNotificationsUnitOfWork)
     smtp = SmtpSender(settings)
     policy = SendingPolicy(
@@ -42,10 +42,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime.on_stop(smtp.close)
     return create_app(
         runtime,
-        title="Quartier notifications",
-        description="Invitation e-mails with calendar files: consumes InvitationIssued and actor events; "
-        "publishes InvitationSent and InvitationFailed.",
+        "Invitation e-mails with calendar files",
         routers=[build_router(uow_factory)],
-        create_indexes=lambda: create_indexes(runtime.db),
         publishes=[InvitationSent, InvitationFailed],
     )
