@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -19,9 +20,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
+from faststream.kafka.security import parse_security
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from .events import TOPIC_PARTITIONS
 from .logging import get_logger
+from .settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -35,10 +39,38 @@ class OutgoingMessage:
     partition: int | None = None  # None: the partitioner's choice by key (a replay names the original one)
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[str] | None = None) -> None:
+_SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+
+
+def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
+    """How every Kafka client of a service authenticates: None for PLAINTEXT (the embedded stack),
+    else SASL with the service's own principal (KAFKA_SASL_*), over TLS for SASL_SSL. The broker
+    takes it as ``security=``; the aiokafka clients take ``client_kwargs(security)``."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:  # the settings refuse it
+        raise ValueError("SASL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+    tls = settings.kafka_security_protocol == "SASL_SSL"
+    return _SASL[settings.kafka_sasl_mechanism](
+        settings.kafka_sasl_username,
+        settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=ssl.create_default_context() if tls else None,
+        use_ssl=tls,
+    )
+
+
+def client_kwargs(security: BaseSecurity | None) -> dict[str, Any]:
+    """The aiokafka keyword arguments of ``security`` (FastStream's own translation, so the broker
+    and the raw clients cannot disagree)."""
+    return parse_security(security)
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str] | None = None, *, security: BaseSecurity | None = None
+) -> None:
     """Create missing topics with their explicit partition counts (never rely on auto-create)."""
     wanted = {t: TOPIC_PARTITIONS[t] for t in (topics or TOPIC_PARTITIONS)}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs(security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -51,19 +83,28 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str] | None = None) -> 
         await admin.close()
 
 
-def make_broker(bootstrap: str) -> KafkaBroker:
+def make_broker(bootstrap: str, *, security: BaseSecurity | None = None) -> KafkaBroker:
     """The FastStream broker for the service's consumers. Consumer-only: events go out through
     the process's one ``KafkaPublisher`` (the outbox relay and dead letters), so the broker starts
     no producer or admin client of its own."""
     # FastStream logs each message at INFO; our handlers log what matters.
-    return KafkaBroker(bootstrap, logger=logging.getLogger("faststream"), log_level=logging.DEBUG, consumer_only=True)
+    return KafkaBroker(
+        bootstrap,
+        security=security,
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
+        consumer_only=True,
+    )
 
 
 class KafkaPublisher:
     """Publishes batches of prepared messages and returns when the broker has taken all of them."""
 
-    def __init__(self, bootstrap: str, request_timeout_ms: int = 15_000) -> None:
+    def __init__(
+        self, bootstrap: str, request_timeout_ms: int = 15_000, *, security: BaseSecurity | None = None
+    ) -> None:
         self._bootstrap = bootstrap
+        self._security = security
         self._request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
 
@@ -81,6 +122,7 @@ class KafkaPublisher:
             linger_ms=5,
             request_timeout_ms=self._request_timeout_ms,
             max_batch_size=256 * 1024,
+            **client_kwargs(self._security),
         )
         try:
             await producer.start()

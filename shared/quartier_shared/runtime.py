@@ -22,7 +22,7 @@ from .asyncapi import asyncapi_router, declare_published, document
 from .consumer import BatchHandler, EventConsumer, Handler
 from .events import Event, EventContext
 from .http import health_router, install_http_basics
-from .kafka import KafkaPublisher, ensure_topics, make_broker
+from .kafka import KafkaPublisher, ensure_topics, kafka_security, make_broker
 from .logging import configure_logging, get_logger
 from .metrics import CONSUMER_LAG, OUTBOX_BACKLOG, metrics_router
 from .mongo import Document, MongoUnitOfWork, make_client
@@ -45,8 +45,9 @@ class Runtime:
         self.client = make_client(settings.mongodb_uri, settings.mongodb_timeout_ms)
         self.db = self.client[settings.mongodb_database]
         self.outbox = Outbox(self.db, owner=f"{settings.service_name}-{uuid.uuid4().hex[:12]}")
-        self.publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
-        self.broker = make_broker(settings.kafka_bootstrap_servers)
+        self.kafka_security = kafka_security(settings)
+        self.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, security=self.kafka_security)
+        self.broker = make_broker(settings.kafka_bootstrap_servers, security=self.kafka_security)
         self.relay = OutboxRelay(self.outbox, self.publisher)
         self.kafka_connected = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -99,7 +100,8 @@ class Runtime:
 
     async def _connect_kafka(self) -> None:
         bootstrap = self.settings.kafka_bootstrap_servers
-        for step in (lambda: ensure_topics(bootstrap), self.publisher.start, self.broker.start):
+        security = self.kafka_security
+        for step in (lambda: ensure_topics(bootstrap, security=security), self.publisher.start, self.broker.start):
             await _until_up.run(step, event="waiting_for_dependency", dependency="kafka")
         self.kafka_connected.set()
         log.info("kafka_connected")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Literal, Self
+
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +24,12 @@ class ServiceSettings(BaseSettings):
     kafka_heartbeat_interval_ms: int = 3_000
     kafka_fetch_max_wait_ms: int = 100
     kafka_max_batch: int = 500
+    # Authentication to Kafka (quartier_shared.kafka.kafka_security). PLAINTEXT: none, as the embedded
+    # stack has it; the compose file uses SASL_PLAINTEXT with SCRAM-SHA-512, one principal per service.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
 
     mongodb_uri: str = "mongodb://127.0.0.1:27017/?replicaSet=rs0"
     mongodb_database: str = "quartier"
@@ -29,3 +38,14 @@ class ServiceSettings(BaseSettings):
     # How often a failing handler is retried before its message is dead-lettered.
     handler_max_attempts: int = 5
     handler_backoff_seconds: float = 0.5
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        return self
