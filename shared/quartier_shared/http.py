@@ -162,6 +162,11 @@ def install_http_basics(app: FastAPI) -> None:
         )
 
 
+def no_store(response: Response) -> None:
+    """A router dependency for answers that hold personal data: no cache may keep them."""
+    response.headers["Cache-Control"] = "no-store"
+
+
 def correlation_id(request: Request) -> str:
     return str(getattr(request.state, "correlation_id", None) or uuid.uuid4())
 

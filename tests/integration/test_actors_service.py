@@ -125,7 +125,10 @@ async def test_hostile_text_and_non_boolean_consent_are_refused_and_nothing_is_s
             patched = await client.patch(f"/actors/{created['id']}", json=body)
             assert patched.status_code == 422
             assert next(iter(body)) in patched.json()["detail"][0]["loc"]
-        assert (await client.get(f"/actors/{created['id']}")).json()["revision"] == 1
+        read = await client.get(f"/actors/{created['id']}")
+        assert read.json()["revision"] == 1
+        assert read.headers["Cache-Control"] == "no-store"  # it holds a name and an address
+        assert (await client.get("/actors")).headers["Cache-Control"] == "no-store"
 
 
 async def test_large_bodies_long_echoes_and_odd_correlation_ids_are_bounded(

@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
 from quartier_shared.catalogue import ActorKindName, Catalogue, DistrictCode, load_catalogue
 from quartier_shared.events import Language
-from quartier_shared.http import event_context
+from quartier_shared.http import event_context, no_store
 from quartier_shared.inputs import SafeText
 
 from . import handlers
@@ -75,7 +75,7 @@ class ActorOut(BaseModel):
 
 
 def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
-    router = APIRouter(tags=["actors"])
+    router = APIRouter(tags=["actors"], dependencies=[Depends(no_store)])
 
     @router.post("/actors", status_code=status.HTTP_201_CREATED, response_model=ActorOut)
     async def register(body: ActorIn, request: Request) -> ActorOut:

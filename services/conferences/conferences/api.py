@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from quartier_shared.catalogue import DistrictCode, load_catalogue
 from quartier_shared.events import Venue
-from quartier_shared.http import event_context
+from quartier_shared.http import event_context, no_store
 from quartier_shared.inputs import SafeText
 
 from . import handlers
@@ -124,7 +124,7 @@ class ConferenceDetailOut(ConferenceOut):
 
 
 def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
-    router = APIRouter(tags=["conferences"])
+    router = APIRouter(tags=["conferences"], dependencies=[Depends(no_store)])
 
     @router.post("/conferences", status_code=status.HTTP_201_CREATED, response_model=ConferenceOut)
     async def schedule(body: ConferenceIn, request: Request) -> ConferenceOut:
