@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -45,11 +46,12 @@ POLL_SECONDS = 0.5  # GET /conferences/{id} loads every invitation: never poll i
 def conference_body(district: str = DISTRICT, title: str = "Integrationskonferenz Benchmark") -> dict[str, Any]:
     """A conference three months ahead (fictional venue)."""
     day = date.today() + timedelta(days=90)
+    city = ZoneInfo("Europe/Berlin")  # the offset must be Essen's on that day (summer or winter time)
     return {
         "district": district,
         "title": title,
-        "starts_at": f"{day.isoformat()}T17:00:00+01:00",
-        "ends_at": f"{day.isoformat()}T20:00:00+01:00",
+        "starts_at": datetime(day.year, day.month, day.day, 17, tzinfo=city).isoformat(),
+        "ends_at": datetime(day.year, day.month, day.day, 20, tzinfo=city).isoformat(),
         "venue": {"name": "Bürgerhaus Beispielstadt", "address": "Beispielweg 1, 45355 Essen"},
         "agenda": ["Begrüßung", "Bericht aus dem Quartier", "Arbeitsgruppen", "Verabredungen"],
     }

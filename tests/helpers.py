@@ -9,6 +9,7 @@ import email.policy
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,12 +179,17 @@ def actor_registered(
     )
 
 
+# A winter evening (CET, +01:00) next year: in the future and within the two years a conference
+# may be scheduled ahead.
+CONFERENCE_DAY = f"{datetime.now(UTC).year + 1}-03-04"
+
+
 def conference_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "district": "IV",
         "title": "Integrationskonferenz Borbeck",
-        "starts_at": "2031-03-04T17:00:00+01:00",
-        "ends_at": "2031-03-04T20:00:00+01:00",
+        "starts_at": f"{CONFERENCE_DAY}T17:00:00+01:00",
+        "ends_at": f"{CONFERENCE_DAY}T20:00:00+01:00",
         "venue": {"name": "Kulturzentrum Borbeck", "address": "Musterstraße 1, 45355 Essen"},
         "agenda": ["Begrüßung", "Bericht aus dem Quartier", "Arbeitsgruppen"],
     }

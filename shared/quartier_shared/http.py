@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .events import EventContext
 from .logging import bind_contextvars, clear_contextvars, get_logger
@@ -16,6 +22,12 @@ from .mongo import is_unavailable
 log = get_logger(__name__)
 
 CORRELATION_HEADER = "X-Correlation-ID"
+# A caller's correlation id is taken only as a short token of safe characters; else a fresh one.
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_BODY_BYTES = 64 * 1024  # larger request bodies answer 413 before anything parses them
+# What a 422 echoes of the input: so many errors, each input and message cut to so many characters.
+MAX_ERRORS = 10
+MAX_ECHO_CHARS = 256
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -46,12 +58,76 @@ async def _safe(check: Check) -> bool:
         return False
 
 
+def accepted_correlation_id(value: str | None) -> str:
+    """The caller's correlation id if it is a short token of safe characters, else a fresh one."""
+    if value and _CORRELATION_ID.fullmatch(value):
+        return value
+    return str(uuid.uuid4())
+
+
+class BodyLimit:
+    """Refuses a request body over ``max_bytes`` with 413 before anything parses it: at once by
+    its Content-Length, and while it is read when it comes without one (chunked)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            response = JSONResponse({"detail": self._too_large}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, detail=self._too_large)
+            return message
+
+        await self.app(scope, limited, send)
+
+    @property
+    def _too_large(self) -> str:
+        return f"The request body is larger than {self.max_bytes // 1024} KiB."
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_ECHO_CHARS else text[:MAX_ECHO_CHARS] + "…"
+
+
+def trimmed_errors(errors: Any) -> list[dict[str, Any]]:
+    """Validation errors as FastAPI answers them, but echoing at most a few KiB of the input."""
+    kept: list[dict[str, Any]] = []
+    for error in list(errors)[:MAX_ERRORS]:
+        error = dict(error)
+        error["loc"] = [_cut(part) if isinstance(part, str) else part for part in error.get("loc", ())]
+        error["msg"] = _cut(str(error.get("msg", "")))
+        for key in ("input", "ctx"):
+            if key in error:
+                encoded = jsonable_encoder(error[key])
+                text = json.dumps(encoded, ensure_ascii=False, default=str)
+                error[key] = encoded if len(text) <= MAX_ECHO_CHARS else _cut(text)
+        kept.append(error)
+    return kept
+
+
 def install_http_basics(app: FastAPI) -> None:
-    """Correlation id per request (taken from the caller or made), and no stack traces to users."""
+    """Correlation id per request (taken from the caller if it is a safe token, or made), bodies
+    bounded, 422s that echo little, and no stack traces to users."""
+    app.add_middleware(BodyLimit)
 
     @app.middleware("http")
     async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+        correlation_id = accepted_correlation_id(request.headers.get(CORRELATION_HEADER))
         clear_contextvars()
         bind_contextvars(correlation_id=correlation_id)
         request.state.correlation_id = correlation_id
@@ -71,10 +147,24 @@ def install_http_basics(app: FastAPI) -> None:
         log.error("database_error", error=type(exc).__name__, path=request.url.path)
         return JSONResponse({"detail": "The request could not be stored. Nothing was changed."}, status_code=500)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": trimmed_errors(exc.errors())}, status_code=422)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # This answer is made outside the middleware, so it sets the correlation id itself.
         log.exception("unexpected_error", path=request.url.path)
-        return JSONResponse({"detail": "Internal error; it has been logged."}, status_code=500)
+        return JSONResponse(
+            {"detail": "Internal error; it has been logged."},
+            status_code=500,
+            headers={CORRELATION_HEADER: correlation_id(request)},
+        )
+
+
+def no_store(response: Response) -> None:
+    """A router dependency for answers that hold personal data: no cache may keep them."""
+    response.headers["Cache-Control"] = "no-store"
 
 
 def correlation_id(request: Request) -> str:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+
 from actors.app import build
 from actors.settings import Settings
 from quartier.embedded import Infrastructure
@@ -83,3 +89,84 @@ async def test_districts_catalogue(infra: Infrastructure, database_name: str) ->
         assert sum(len(d["quarters"]) for d in catalogue["districts"]) == 50
         assert (await client.get("/health/ready")).status_code == 200
         assert (await client.get("/health/live")).json() == {"status": "ok"}
+
+
+HOSTILE_TEXTS = [
+    "Caritas\r\nBcc: victim@example.org",
+    "Caritas\nPlease send your bank details",
+    "Cari\x00tas",
+    "Cari\x1btas",
+    "Cari\x85tas",  # C1 next line
+    "Caritas \u202egnissim",  # right-to-left override
+    "Cari\u200btas",  # zero-width space
+    "Cari\u2066tas",  # bidi isolate
+    "Caritas\u2028Zeile",  # line separator
+]
+
+
+async def test_hostile_text_and_non_boolean_consent_are_refused_and_nothing_is_stored(
+    infra: Infrastructure, database_name: str
+) -> None:
+    app = build(settings_for(Settings, infra, database_name))
+    async with running(app) as client:
+        for text in HOSTILE_TEXTS:
+            await assert_refused(client, "/actors", {"name": actor_body(name=text)})
+        for value in ["yes", "true", 1, 0, "1", None]:
+            await assert_refused(
+                client, "/actors", {"consent_to_notifications": actor_body(consent_to_notifications=value)}
+            )
+        too_many = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "IV"]
+        await assert_refused(client, "/actors", {"districts": actor_body(districts=too_many)})
+        assert (await client.get("/actors")).json() == []
+
+        created = (await client.post("/actors", json=actor_body(name="  Ümlaut & Co. — Borbeck  "))).json()
+        assert created["name"] == "Ümlaut & Co. — Borbeck"
+        for body in [{"name": "Neu\nZeile"}, {"consent_to_notifications": "no"}]:
+            patched = await client.patch(f"/actors/{created['id']}", json=body)
+            assert patched.status_code == 422
+            assert next(iter(body)) in patched.json()["detail"][0]["loc"]
+        read = await client.get(f"/actors/{created['id']}")
+        assert read.json()["revision"] == 1
+        assert read.headers["Cache-Control"] == "no-store"  # it holds a name and an address
+        assert (await client.get("/actors")).headers["Cache-Control"] == "no-store"
+
+
+async def test_large_bodies_long_echoes_and_odd_correlation_ids_are_bounded(
+    infra: Infrastructure, database_name: str
+) -> None:
+    app = build(settings_for(Settings, infra, database_name))
+
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    async with running(app) as client:
+        huge = await client.post("/actors", json=actor_body(name="x" * 70_000))
+        assert huge.status_code == 413 and "X-Correlation-ID" in huge.headers
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while read
+            for _ in range(70):
+                yield b" " * 1024
+            yield json.dumps(actor_body()).encode()
+
+        chunked = await client.post("/actors", content=chunks(), headers={"content-type": "application/json"})
+        assert chunked.status_code == 413
+
+        long = await client.post("/actors", json=actor_body(name="x" * 50_000, districts=["y" * 1000] * 9))
+        assert long.status_code == 422 and len(long.content) < 8192, len(long.content)
+        assert long.json()["detail"][0]["loc"] == ["body", "name"]
+        assert (await client.get("/actors")).json() == []
+
+        kept = await client.get("/districts", headers={"X-Correlation-ID": "req-42.a_b"})
+        assert kept.headers["X-Correlation-ID"] == "req-42.a_b"
+        for hostile in ["a\tb", "x" * 65, "a/b", "a b", "<script>", ""]:
+            fresh = await client.get("/districts", headers={"X-Correlation-ID": hostile})
+            assert fresh.headers["X-Correlation-ID"] != hostile
+            assert uuid.UUID(fresh.headers["X-Correlation-ID"])
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        failed = await client.get("/boom", headers={"X-Correlation-ID": "trace-500"})
+        assert failed.status_code == 500
+        assert failed.headers["X-Correlation-ID"] == "trace-500"
+        assert "a bug" not in failed.text

@@ -9,7 +9,7 @@ until they were handled, and only then look.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -29,6 +29,7 @@ from quartier_shared.events import (
     InvitationSent,
 )
 from tests.helpers import (
+    CONFERENCE_DAY,
     actor_registered,
     assert_refused,
     caught_up,
@@ -175,11 +176,53 @@ async def test_bad_conferences_are_refused_naming_the_field(infra: Infrastructur
         cases = {
             "district": conference_body(district="X"),
             "title": conference_body(title="  "),
-            "ends_at": conference_body(ends_at="2031-03-04T16:00:00+01:00"),
+            "ends_at": conference_body(ends_at=f"{CONFERENCE_DAY}T16:00:00+01:00"),
             "starts_at": conference_body(starts_at="2020-03-04T17:00:00+01:00"),
         }
         await assert_refused(client, "/conferences", cases)
-        naive = await client.post("/conferences", json=conference_body(starts_at="2031-03-04T17:00:00"))
+        naive = await client.post("/conferences", json=conference_body(starts_at=f"{CONFERENCE_DAY}T17:00:00"))
         assert naive.status_code == 422
         assert (await client.get("/conferences/unknown")).status_code == 404
         assert (await client.get("/conferences", params={"district": "XX"})).status_code == 422
+
+
+async def test_hostile_text_and_implausible_times_are_refused_and_nothing_is_stored(
+    infra: Infrastructure, database_name: str
+) -> None:
+    app = build(settings_for(Settings, infra, database_name))
+    venue = conference_body()["venue"]
+    far = (NOW + timedelta(days=2 * 366 + 5)).replace(microsecond=0)
+    async with running(app) as client:
+        for text in [
+            "Konferenz\r\nBcc: x@example.org",
+            "Kon\x00ferenz",
+            "Kon\u202eferenz",
+            "Kon\u200bferenz",
+            "Kon\x9bferenz",
+        ]:
+            cases: dict[str, dict[str, Any]] = {
+                "title": conference_body(title=text),
+                "name": conference_body(venue={**venue, "name": text}),
+                "address": conference_body(venue={**venue, "address": text}),
+                "agenda": conference_body(agenda=["Begrüßung", text]),
+            }
+            await assert_refused(client, "/conferences", cases)
+        await assert_refused(
+            client,
+            "/conferences",
+            {
+                "starts_at": conference_body(starts_at=far.isoformat(), ends_at=(far + timedelta(hours=1)).isoformat()),
+                "ends_at": conference_body(ends_at=f"{CONFERENCE_DAY[:4]}-03-05T17:00:01+01:00"),
+            },
+        )
+        summer = f"{CONFERENCE_DAY[:4]}-07-02"
+        wrong_offset = await client.post(
+            "/conferences",
+            json=conference_body(starts_at=f"{summer}T17:00:00+01:00", ends_at=f"{summer}T20:00:00+02:00"),
+        )
+        assert wrong_offset.status_code == 422
+        error = wrong_offset.json()["detail"][0]
+        assert error["loc"][-1] == "starts_at" and "+02:00" in error["msg"], error
+        listed = await client.get("/conferences")
+        assert listed.json() == []
+        assert listed.headers["Cache-Control"] == "no-store"

@@ -12,19 +12,30 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
 from quartier_shared.catalogue import ActorKindName, Catalogue, DistrictCode, load_catalogue
 from quartier_shared.events import Language
-from quartier_shared.http import event_context
+from quartier_shared.http import event_context, no_store
+from quartier_shared.inputs import SafeText
 
 from . import handlers
 from .commands import DeactivateActor, RegisterActor, UpdateActor
 from .domain import Actor, ActorNotFound
 from .unit_of_work import UnitOfWorkFactory
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, SafeText(200)]
+
+
+def _at_most_the_catalogue(codes: list[str]) -> list[str]:
+    size = len(load_catalogue().districts)
+    if len(codes) > size:
+        raise ValueError(f"at most {size} districts (the catalogue's size)")
+    return codes
+
+
+Districts = Annotated[list[DistrictCode], Field(min_length=1, max_length=1000), AfterValidator(_at_most_the_catalogue)]
 
 
 class ActorIn(BaseModel):
@@ -32,10 +43,10 @@ class ActorIn(BaseModel):
 
     name: Name
     kind: ActorKindName
-    districts: list[DistrictCode] = Field(min_length=1)
+    districts: Districts
     email: EmailStr
     language: Language = "de"
-    consent_to_notifications: bool
+    consent_to_notifications: StrictBool
 
 
 class ActorPatch(BaseModel):
@@ -43,10 +54,10 @@ class ActorPatch(BaseModel):
 
     name: Name | None = None
     kind: ActorKindName | None = None
-    districts: list[DistrictCode] | None = Field(default=None, min_length=1)
+    districts: Districts | None = None
     email: EmailStr | None = None
     language: Language | None = None
-    consent_to_notifications: bool | None = None
+    consent_to_notifications: StrictBool | None = None
 
 
 class ActorOut(BaseModel):
@@ -64,7 +75,7 @@ class ActorOut(BaseModel):
 
 
 def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
-    router = APIRouter(tags=["actors"])
+    router = APIRouter(tags=["actors"], dependencies=[Depends(no_store)])
 
     @router.post("/actors", status_code=status.HTTP_201_CREATED, response_model=ActorOut)
     async def register(body: ActorIn, request: Request) -> ActorOut:

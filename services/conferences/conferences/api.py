@@ -9,22 +9,52 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from quartier_shared.catalogue import DistrictCode
+from quartier_shared.catalogue import DistrictCode, load_catalogue
 from quartier_shared.events import Venue
-from quartier_shared.http import event_context
+from quartier_shared.http import event_context, no_store
+from quartier_shared.inputs import SafeText
 
 from . import handlers
 from .commands import ScheduleConference
 from .domain import Conference, ConferenceNotFound, InvitationStatus
 from .unit_of_work import UnitOfWorkFactory
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+Text = Annotated[str, SafeText(300)]
+
+# How far ahead a conference may be scheduled, and how long it may last.
+HORIZON = timedelta(days=2 * 366)
+LONGEST = timedelta(hours=24)
+
+
+def _offset(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}:{minutes:02d}"
+
+
+def _in_city_time(value: datetime) -> datetime:
+    """A time in UTC is taken as it is; any other offset must be the city's at that instant, so
+    the mail never shows another hour than the coordinator typed."""
+    given = value.utcoffset()
+    if not given:
+        return value
+    catalogue = load_catalogue()
+    expected = value.astimezone(ZoneInfo(catalogue.timezone)).utcoffset()
+    if given != expected:
+        assert expected is not None
+        raise ValueError(
+            f"the offset {_offset(given)} is not {catalogue.city}'s at that time ({catalogue.timezone}); "
+            f"use {_offset(expected)}, or give the time in UTC with Z"
+        )
+    return value
 
 
 class VenueIn(BaseModel):
@@ -47,9 +77,12 @@ class ConferenceIn(BaseModel):
     @field_validator("starts_at")
     @classmethod
     def _in_future(cls, value: datetime) -> datetime:
-        if value <= datetime.now(UTC):
+        now = datetime.now(UTC)
+        if value <= now:
             raise ValueError("must be in the future")
-        return value
+        if value > now + HORIZON:
+            raise ValueError("must be within two years from now")
+        return _in_city_time(value)
 
     @field_validator("ends_at")
     @classmethod
@@ -57,7 +90,9 @@ class ConferenceIn(BaseModel):
         starts_at = info.data.get("starts_at")
         if starts_at is not None and value <= starts_at:
             raise ValueError("must be after starts_at")
-        return value
+        if starts_at is not None and value - starts_at > LONGEST:
+            raise ValueError("a conference lasts at most 24 hours")
+        return _in_city_time(value)
 
 
 class InvitationOut(BaseModel):
@@ -89,7 +124,7 @@ class ConferenceDetailOut(ConferenceOut):
 
 
 def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
-    router = APIRouter(tags=["conferences"])
+    router = APIRouter(tags=["conferences"], dependencies=[Depends(no_store)])
 
     @router.post("/conferences", status_code=status.HTTP_201_CREATED, response_model=ConferenceOut)
     async def schedule(body: ConferenceIn, request: Request) -> ConferenceOut:

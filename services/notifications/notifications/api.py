@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
-from quartier_shared.http import event_context
+from quartier_shared.http import event_context, no_store
 
 from . import handlers
 from .domain import DeliveryStatus
@@ -31,7 +31,7 @@ class DeliveryOut(BaseModel):
 
 
 def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
-    router = APIRouter(tags=["deliveries"])
+    router = APIRouter(tags=["deliveries"], dependencies=[Depends(no_store)])
 
     @router.get("/deliveries", response_model=list[DeliveryOut])
     async def deliveries(request: Request, conference_id: Annotated[str, Query(min_length=1)]) -> list[DeliveryOut]:

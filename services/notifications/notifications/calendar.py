@@ -7,7 +7,7 @@ the entry the attendee's calendar already holds; SEQUENCE tells the client which
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import MAXYEAR, MINYEAR, UTC, date, datetime
 from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -99,11 +99,15 @@ def calendar_template(
     calendar.add("method", method)
     # Transitions from the year before to the year after are enough for this one event and keep
     # the VTIMEZONE short (the library default spans 1970-2038).
-    calendar.add_component(_timezone(conference.timezone, starts_at.year - 1, ends_at.year + 2))
+    # Clamped to what a date can hold, so no year (1, 9999) breaks every mail of a conference.
+    first_year = min(max(starts_at.year - 1, MINYEAR), MAXYEAR - 1)
+    calendar.add_component(
+        _timezone(conference.timezone, first_year, max(min(ends_at.year + 2, MAXYEAR), first_year + 1))
+    )
 
     event = Event()
     event.add("uid", conference_uid(conference.conference_id, uid_domain))
-    event.add("sequence", conference.sequence)
+    event.add("sequence", min(max(conference.sequence, 0), 2**31 - 1))  # RFC 5545: a 32-bit integer
     event.add("dtstamp", datetime.now(UTC))
     # Local times with TZID (not UTC) keep the wall-clock time right if the zone rules change.
     event.add("dtstart", starts_at)

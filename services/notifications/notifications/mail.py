@@ -268,7 +268,9 @@ def _template(conference_json: str, language: Language, sender: Sender, domain: 
     """Cached per conference (its full JSON, so any change makes a new entry), language and sender."""
     conference = ConferenceDetails.model_validate_json(conference_json)
     t = TEMPLATES[language]
-    marker = "\x00greeting\x00"  # cannot occur in the text: the bodies are split around it
+    # The bodies are split around this marker. It is made afresh for each template, so no value of
+    # a conference (which comes from outside) can hold it and break every mail of the conference.
+    marker = f"greeting-{uuid.uuid4().hex}"
     facts = replace(_facts(conference, Recipient(name="", email="", language=language)), greeting=marker)
     tz = ZoneInfo(conference.timezone)
     subject = t["subject"].format(

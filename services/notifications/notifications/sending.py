@@ -246,7 +246,9 @@ class _Sending:
         try:
             await self.mailer.send(mail)
         except (PermanentMailError, TemporaryMailError) as exc:
-            return Outcome(d, DeliveryStatus.FAILED, str(exc)[:500])
+            # The server's answer may name addresses: they are taken out before the reason is
+            # stored or published (both databases, the event, every answer).
+            return Outcome(d, DeliveryStatus.FAILED, redact(str(exc), limit=500))
         return Outcome(d, DeliveryStatus.SENT)
 
 

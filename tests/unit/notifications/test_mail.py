@@ -360,3 +360,50 @@ def test_an_internationalised_address_goes_out_as_utf8_and_everything_else_as_as
     assert parsed["To"].addresses[0].addr_spec == "jürgen@beispiel.example.org"
     assert parsed["To"].addresses[0].display_name == "Jürgen Beispiel"
     assert "Guten Tag Jürgen Beispiel" in body(parsed, "plain")
+
+
+HOSTILE_TEXTS = [
+    "\x00greeting\x00",  # the template's internal marker, as it once was
+    "{name} {title} {0} %s %(x)s",
+    "<script>alert(1)</script> & &amp; \"'",
+    "Zeile\r\nBcc: victim@example.org\r\n\r\nText",
+    "\u202eevil\u200b\ufeff",
+    "=?utf-8?q?=41?= =_mixed_ =0A BEGIN:VEVENT\nEND:VCALENDAR",
+    "x" * 5000,
+    "",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS, ids=range(len(HOSTILE_TEXTS)))
+@pytest.mark.parametrize("field", ["title", "district", "district_name", "venue_name", "venue_address", "agenda"])
+def test_hostile_text_in_any_field_renders_a_mail_that_parses(field: str, text: str) -> None:
+    special: dict[str, dict[str, Any]] = {
+        "venue_name": {"venue": Venue(name=text, address="Musterstraße 12")},
+        "venue_address": {"venue": Venue(name="Bürgerhaus", address=text)},
+        "agenda": {"agenda": [text, text]},
+    }
+    changes = special.get(field, {field: text})
+    for language in RECIPIENTS:
+        parsed = render(conference(**changes), language)
+        assert parsed["Bcc"] is None
+        (ics,) = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
+        Calendar.from_ical(ics.get_content())
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"starts_at": datetime(9998, 12, 31, 10, tzinfo=UTC), "ends_at": datetime(9999, 12, 31, 12, tzinfo=UTC)},
+        {"starts_at": datetime(1, 1, 2, 10, tzinfo=UTC), "ends_at": datetime(1, 1, 2, 12, tzinfo=UTC)},
+        {"starts_at": datetime(2027, 3, 4, 16, tzinfo=UTC), "ends_at": datetime(2027, 3, 4, 15, tzinfo=UTC)},
+        {"sequence": -1},
+        {"sequence": 2**62},
+        {"conference_id": "conf\r\nX-Evil: 1"},
+    ],
+    ids=["year 9999", "year 1", "ends before it starts", "negative sequence", "huge sequence", "id with CRLF"],
+)
+def test_hostile_times_and_ids_render_a_mail_that_parses(changes: dict[str, Any]) -> None:
+    parsed = render(conference(**changes))
+    assert parsed["X-Evil"] is None
+    (ics,) = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
+    Calendar.from_ical(ics.get_content())
