@@ -20,7 +20,7 @@ from tests.helpers import (
 
 async def test_register_read_update_deactivate_and_their_events(infra: Infrastructure, database_name: str) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         created = await client.post("/actors", json=actor_body(districts=["IV", "iii"]))
         assert created.status_code == 201, created.text
         actor = created.json()
@@ -55,7 +55,7 @@ async def test_register_read_update_deactivate_and_their_events(infra: Infrastru
 
 async def test_bad_input_names_the_field_and_unknown_ids_answer_404(infra: Infrastructure, database_name: str) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         cases = {
             "kind": actor_body(kind="wizard"),
             "districts": actor_body(districts=[]),
@@ -76,7 +76,7 @@ async def test_bad_input_names_the_field_and_unknown_ids_answer_404(infra: Infra
 
 async def test_districts_catalogue(infra: Infrastructure, database_name: str) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         catalogue = (await client.get("/districts")).json()
         assert catalogue["city"] == "Essen"
         assert len(catalogue["districts"]) == 9
