@@ -29,10 +29,23 @@ from quartier.embedded import Infrastructure, free_port
 from quartier.issuer import LocalIssuer, jwks
 from quartier.issuer import serve as serve_issuer
 from quartier_shared.auth import TokenVerifier
-from quartier_shared.events import ACTORS_TOPIC
-from tests.helpers import actor_body, conference_body, envelopes, eventually, outbox_empty, read_to_end, settings_for
+from quartier_shared.events import ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC, INVITATIONS_TOPIC
+from tests.helpers import (
+    actor_body,
+    caught_up,
+    conference_body,
+    envelopes,
+    eventually,
+    outbox_empty,
+    read_to_end,
+    settings_for,
+)
 
 ANONYMOUS = "anonymous"
+CONSUMED = {
+    "conferences": (ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC),
+    "notifications": (ACTORS_TOPIC, INVITATIONS_TOPIC),
+}
 # Who calls: role and districts of the token (no token for ANONYMOUS).
 CALLERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "coordinator": (("coordinator",), ()),
@@ -95,6 +108,15 @@ async def stack(infra: Infrastructure, database_name: str) -> AsyncIterator[Stac
             assert created.status_code == 201, created.text
             ids[name] = created.json()["id"]
         yield Stack(infra, apps, clients, ids)
+
+        # Stop only once everything caused is handled: a consumer stopped mid-batch may not stop.
+        async def quiet() -> bool:
+            relayed = all([await outbox_empty(app) for app in apps.values()])
+            return relayed and all(
+                [await caught_up(infra.kafka_bootstrap, group, *topics) for group, topics in CONSUMED.items()]
+            )
+
+        await eventually(quiet, timeout=120)
     finally:
         for client in clients.values():
             await client.aclose()
