@@ -255,7 +255,7 @@ async def run_pipeline(cluster: BenchCluster, n: int, within_s: float, setup_wit
     observer = Observer(bootstrap)
     await observer.start()
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30, headers=cluster.infra.auth_headers()) as http:
             # Two conferences in a district without actors first: they time POST on a warm process.
             posts = [(await _post_conference(http, url, conference_body(EMPTY_DISTRICT, "Probe")))[1] for _ in range(2)]
             await asyncio.sleep(1.0)  # let their (empty) fan-outs pass

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from quartier.embedded import EMBEDDED_KAFKA_TUNING, Infrastructure, free_port
+from quartier.issuer import LocalIssuer
+from quartier.issuer import serve as serve_issuer
 from quartier.smtp_sink import Answer
 from quartier.smtp_sink import serve as serve_smtp
 from tests import infra as test_infra
@@ -45,11 +47,21 @@ def smtp_sink(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     controller.stop()
 
 
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIssuer]:
+    """A token issuer for the session: its JWKS served on a thread; ``infra.auth_headers()`` mints."""
+    found, http = serve_issuer(tmp_path_factory.mktemp("auth"), free_port())
+    yield found
+    http.shutdown()
+
+
 @pytest.fixture
-def infra(infra_kind: str, kafka: str, mongo_uri: str, smtp_sink: tuple[int, Path]) -> Infrastructure:
+def infra(
+    infra_kind: str, kafka: str, mongo_uri: str, smtp_sink: tuple[int, Path], issuer: LocalIssuer
+) -> Infrastructure:
     # The short consumer timings suit Tansu; a real Kafka refuses sessions under 6 s.
     tuning = dict(EMBEDDED_KAFKA_TUNING) if infra_kind == "embedded" else {}
-    return Infrastructure(kafka, mongo_uri, "127.0.0.1", smtp_sink[0], tuning)
+    return Infrastructure(kafka, mongo_uri, "127.0.0.1", smtp_sink[0], tuning, issuer)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import email
 import email.policy
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -216,11 +216,12 @@ def settings_for(cls: type[S], infra: Infrastructure, database: str, **overrides
 
 
 @contextlib.asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan (MongoDB, Kafka consumers, outbox relay), and a client for it."""
+async def running(app: FastAPI, headers: Mapping[str, str] | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan (MongoDB, Kafka consumers, outbox relay), and a client for it
+    that sends ``headers`` (``infra.auth_headers()``: a coordinator's token) with every request."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
             await app.state.runtime.kafka_connected.wait()
             yield client
 

@@ -45,7 +45,12 @@ def chosen_infra() -> str:
 
 
 # The variables that tell the embedded stack a server is given, so it starts none of its own.
-GIVEN_BY = {"kafka": "KAFKA_BOOTSTRAP_SERVERS", "mongodb": "MONGODB_URI", "smtp": "SMTP_HOST"}
+GIVEN_BY = {
+    "kafka": "KAFKA_BOOTSTRAP_SERVERS",
+    "mongodb": "MONGODB_URI",
+    "smtp": "SMTP_HOST",
+    "issuer": "AUTH_ISSUER",
+}
 
 
 @contextlib.contextmanager

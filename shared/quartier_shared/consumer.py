@@ -138,7 +138,12 @@ class EventConsumer:
             return None
         if event is None:
             return None
-        context = EventContext(self.settings.service_name, envelope.correlation_id, causation_id=envelope.event_id)
+        context = EventContext(
+            self.settings.service_name,
+            envelope.correlation_id,
+            causation_id=envelope.event_id,
+            initiated_by=envelope.initiated_by,
+        )
         return Received(event, envelope, context, record)
 
     async def _in_order(self, items: list[Received[Event]]) -> None:
@@ -229,5 +234,8 @@ def describe_error(exc: BaseException) -> str:
 def _bound(item: Received[Event]) -> contextlib.AbstractContextManager[object]:
     envelope = item.envelope
     return bound_contextvars(
-        correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.event_type
+        correlation_id=envelope.correlation_id,
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+        initiated_by=envelope.initiated_by,
     )

@@ -76,6 +76,9 @@ class Envelope(BaseModel):
     producer: str
     aggregate_id: str
     payload: dict[str, Any]
+    # Who caused it: the subject (an opaque id from the token, never a name) of the HTTP request at
+    # the start of the chain; consumers carry it on. Absent for events no person caused.
+    initiated_by: str | None = None
 
     @property
     def major_version(self) -> int:
@@ -98,6 +101,7 @@ def wrap(
     correlation_id: str,
     causation_id: str | None = None,
     event_id: str | None = None,
+    initiated_by: str | None = None,
 ) -> Envelope:
     """Put an event in its envelope. Pass ``event_id`` to make a re-run produce the same id."""
     return Envelope(
@@ -110,17 +114,20 @@ def wrap(
         producer=producer,
         aggregate_id=event.aggregate_id,
         payload=event.model_dump(mode="json"),
+        initiated_by=initiated_by,
     )
 
 
 @dataclass(frozen=True)
 class EventContext:
     """Who is causing events now: the producer (a service's SERVICE_NAME), the correlation id
-    that travels on from the first request, and the event that caused them, if any."""
+    that travels on from the first request, the event that caused them, if any, and the subject
+    who started the chain (``initiated_by``), if a person did."""
 
     producer: str
     correlation_id: str
     causation_id: str | None = None
+    initiated_by: str | None = None
 
     def wrap(self, event: Event, event_id: str | None = None) -> Envelope:
         return wrap(
@@ -129,6 +136,7 @@ class EventContext:
             correlation_id=self.correlation_id,
             causation_id=self.causation_id,
             event_id=event_id,
+            initiated_by=self.initiated_by,
         )
 
 

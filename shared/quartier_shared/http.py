@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .auth import subject_of
 from .events import EventContext
 from .logging import bind_contextvars, clear_contextvars, get_logger
 from .mongo import is_unavailable
@@ -172,6 +173,8 @@ def correlation_id(request: Request) -> str:
 
 
 def event_context(request: Request) -> EventContext:
-    """The context of the events this request causes: this service as their producer, and the
-    request's correlation id."""
-    return EventContext(request.app.state.runtime.settings.service_name, correlation_id(request))
+    """The context of the events this request causes: this service as their producer, the
+    request's correlation id, and the caller's subject as ``initiated_by``."""
+    return EventContext(
+        request.app.state.runtime.settings.service_name, correlation_id(request), initiated_by=subject_of(request)
+    )

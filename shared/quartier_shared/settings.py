@@ -39,6 +39,12 @@ class ServiceSettings(BaseSettings):
     handler_max_attempts: int = 5
     handler_backoff_seconds: float = 0.5
 
+    # Bearer tokens (OIDC JWTs): the issuer they must name, the audience, and where its keys are.
+    # Without an issuer and a JWKS URL every protected endpoint answers 401.
+    auth_issuer: str | None = None
+    auth_audience: str = "quartier"
+    auth_jwks_url: str | None = None
+
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> Self:
         if self.kafka_security_protocol.startswith("SASL_") and not (

@@ -19,7 +19,7 @@ async def test_a_conference_invites_each_consenting_active_actor_of_its_district
 ) -> None:
     _, maildir = smtp_sink
     actors, conferences = services.urls["actors"], services.urls["conferences"]
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, headers=services.infra.auth_headers()) as http:
 
         async def register(**fields: object) -> dict[str, Any]:
             response = await http.post(f"{actors}/actors", json=actor_body(**fields))

@@ -106,6 +106,10 @@ class Cluster:
     def url(self, service: str) -> str:
         return self.services.url_of(service)
 
+    def http(self) -> httpx.AsyncClient:
+        """A client of the services that sends a coordinator's token of the stack's own issuer."""
+        return httpx.AsyncClient(timeout=30, headers=self.infra.auth_headers())
+
     def logs(self) -> str:
         return self.services.logs()
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
-
 from quartier_shared.outbox import pending_events
 from tests.faults.cluster import (
     Cluster,
@@ -22,7 +20,7 @@ from tests.faults.cluster import (
 async def test_1_notifications_killed_mid_fan_out_then_restarted(cluster: Cluster) -> None:
     n = 500
     cluster.start_services()
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with cluster.http() as http:
         actors, conference_id = await invite(http, cluster, n, district="IV")
         sent_before_kill = await cluster.wait_for_mails(n // 5)
         cluster.kill("notifications")
@@ -37,7 +35,7 @@ async def test_1_notifications_killed_mid_fan_out_then_restarted(cluster: Cluste
 async def test_2_conferences_killed_after_201_before_the_relay_published(cluster: Cluster) -> None:
     n = 20
     cluster.start_services()
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with cluster.http() as http:
         actors = await register_actors(http, cluster.url("actors"), n, district="V")
         await wait_for_copies(cluster, n)
         cluster.pause("kafka")  # the relay cannot publish, so the event can only be in the outbox
@@ -54,7 +52,7 @@ async def test_2_conferences_killed_after_201_before_the_relay_published(cluster
 async def test_8_two_notifications_instances_share_a_fan_out_one_killed_midway(cluster: Cluster) -> None:
     n = 2000
     cluster.start_services(notifications=2)
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with cluster.http() as http:
         t0 = time.monotonic()
         actors = await register_actors(http, cluster.url("actors"), n, district="IX", parallel=32)
         t1 = time.monotonic()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
-
 from quartier_shared.outbox import pending_events
 from tests.faults.cluster import Cluster, assert_invited_once, invite, record, register_actors, schedule
 
@@ -16,7 +14,7 @@ async def test_3_kafka_paused_for_20_seconds_while_actors_register_and_a_confere
 ) -> None:
     n = 30
     cluster.start_services()
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with cluster.http() as http:
         cluster.pause("kafka")
         paused_at = time.monotonic()
         actors = await register_actors(http, cluster.url("actors"), n, district="VI")
@@ -36,7 +34,7 @@ async def test_4_a_services_database_paused_during_processing(cluster: Cluster) 
     n = 200
     cluster.own_mongodb("notifications")
     cluster.start_services()
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with cluster.http() as http:
         actors, conference_id = await invite(http, cluster, n, district="VII")
         sent_before_pause = await cluster.wait_for_mails(n // 5)
         cluster.pause("mongodb-notifications")

@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from quartier_shared import dead_letters as dlq
@@ -47,7 +46,7 @@ def at_least(count: int) -> Callable[[list[Any]], bool]:
 async def test_5_smtp_temporary_and_permanent_refusals(cluster: Cluster) -> None:
     cluster.start_services()
     scripted = ["late1@example.org", "late2@example.org", "never@example.org", "gone@example.org"]
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with cluster.http() as http:
         normal = await register_actors(http, cluster.url("actors"), 10, district="VIII")
         special = await register_addresses(http, cluster.url("actors"), scripted, district="VIII")
         await wait_for_copies(cluster, 14)
@@ -103,7 +102,7 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
         b"UnknownEventVersion": 5,
     }
     # Later valid events still flow on the same partitions.
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with cluster.http() as http:
         actors, conference_id = await invite(http, cluster, 5, district="I")
         counts = await assert_invited_once(http, cluster, conference_id, actors)
     record("6 poison messages on every consumed topic", dead_letters=len(dead), **counts)
@@ -113,7 +112,7 @@ async def test_7_every_event_delivered_three_times_has_one_effect(cluster: Clust
     n = 10
     cluster.start_services()
     bootstrap = cluster.infra.kafka_bootstrap
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with cluster.http() as http:
         actors, conference_id = await invite(http, cluster, n, district="III")
         await wait_for_outcomes(http, cluster, conference_id, n)
         topics = (ACTORS_TOPIC, CONFERENCES_TOPIC, INVITATIONS_TOPIC, DELIVERIES_TOPIC)

@@ -26,7 +26,7 @@ from tests.helpers import (
 
 async def test_register_read_update_deactivate_and_their_events(infra: Infrastructure, database_name: str) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         created = await client.post("/actors", json=actor_body(districts=["IV", "iii"]))
         assert created.status_code == 201, created.text
         actor = created.json()
@@ -61,7 +61,7 @@ async def test_register_read_update_deactivate_and_their_events(infra: Infrastru
 
 async def test_bad_input_names_the_field_and_unknown_ids_answer_404(infra: Infrastructure, database_name: str) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         cases = {
             "kind": actor_body(kind="wizard"),
             "districts": actor_body(districts=[]),
@@ -82,7 +82,7 @@ async def test_bad_input_names_the_field_and_unknown_ids_answer_404(infra: Infra
 
 async def test_districts_catalogue(infra: Infrastructure, database_name: str) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         catalogue = (await client.get("/districts")).json()
         assert catalogue["city"] == "Essen"
         assert len(catalogue["districts"]) == 9
@@ -108,7 +108,7 @@ async def test_hostile_text_and_non_boolean_consent_are_refused_and_nothing_is_s
     infra: Infrastructure, database_name: str
 ) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         for text in HOSTILE_TEXTS:
             await assert_refused(client, "/actors", {"name": actor_body(name=text)})
         for value in ["yes", "true", 1, 0, "1", None]:
@@ -140,7 +140,7 @@ async def test_large_bodies_long_echoes_and_odd_correlation_ids_are_bounded(
         raise RuntimeError("a bug")
 
     app.add_api_route("/boom", boom)
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         huge = await client.post("/actors", json=actor_body(name="x" * 70_000))
         assert huge.status_code == 413 and "X-Correlation-ID" in huge.headers
 

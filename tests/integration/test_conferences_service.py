@@ -85,7 +85,7 @@ async def test_fan_out_invites_every_invitable_actor_of_the_district_once(
             ActorUpdated(**{**later_no_consent.model_dump(), "revision": 2, "consent_to_notifications": False})
         ),
     ]
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         await publish(bootstrap, actor_events)
         await eventually(lambda: caught_up(bootstrap, GROUP, ACTORS_TOPIC))
         response = await client.post("/conferences", json=conference_body())
@@ -131,7 +131,7 @@ async def test_the_same_events_delivered_three_times_have_one_effect(infra: Infr
     app = build(settings_for(Settings, infra, database_name))
     bootstrap = infra.kafka_bootstrap
     early, late = actor_registered("VII"), actor_registered("VII")
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         await publish(bootstrap, [envelope_of(early)] * 3)
         await eventually(lambda: caught_up(bootstrap, GROUP, ACTORS_TOPIC))
         response = await client.post("/conferences", json=conference_body(district="VII"))
@@ -156,7 +156,7 @@ async def test_the_same_events_delivered_three_times_have_one_effect(infra: Infr
 
 async def test_late_joiner_is_invited_to_upcoming_conferences(infra: Infrastructure, database_name: str) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         response = await client.post("/conferences", json=conference_body(district="II"))
         conference_id = response.json()["id"]
         await read_topic(infra.kafka_bootstrap, CONFERENCES_TOPIC, until=lambda r: len(r) >= 1)
@@ -172,7 +172,7 @@ async def test_late_joiner_is_invited_to_upcoming_conferences(infra: Infrastruct
 
 async def test_bad_conferences_are_refused_naming_the_field(infra: Infrastructure, database_name: str) -> None:
     app = build(settings_for(Settings, infra, database_name))
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         cases = {
             "district": conference_body(district="X"),
             "title": conference_body(title="  "),
@@ -192,7 +192,7 @@ async def test_hostile_text_and_implausible_times_are_refused_and_nothing_is_sto
     app = build(settings_for(Settings, infra, database_name))
     venue = conference_body()["venue"]
     far = (NOW + timedelta(days=2 * 366 + 5)).replace(microsecond=0)
-    async with running(app) as client:
+    async with running(app, infra.auth_headers()) as client:
         for text in [
             "Konferenz\r\nBcc: x@example.org",
             "Kon\x00ferenz",

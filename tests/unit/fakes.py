@@ -95,5 +95,5 @@ def delivered(envelope: Envelope, event_type: type[E], service: str) -> Received
     record = ConsumerRecord(
         event_type.topic, 0, 0, 0, 0, envelope.aggregate_id.encode(), value, None, 0, len(value), ()
     )
-    context = EventContext(service, envelope.correlation_id, envelope.event_id)
+    context = EventContext(service, envelope.correlation_id, envelope.event_id, envelope.initiated_by)
     return Received(event_type.model_validate(envelope.payload), envelope, context, record)

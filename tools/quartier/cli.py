@@ -1,5 +1,5 @@
-"""quartier: run the embedded stack (`quartier run`), and look after it: dead letters
-(`quartier dlq list|replay`) and outboxes (`quartier outbox status`)."""
+"""quartier: run the embedded stack (`quartier run`), mint tokens it accepts (`quartier token`),
+and look after it: dead letters (`quartier dlq list|replay`) and outboxes (`quartier outbox status`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from quartier_shared.auth import QUARTER_MANAGER, ROLES
 from quartier_shared.services import SERVICES
 
 from . import run as run_module
@@ -33,6 +34,17 @@ def _parser() -> argparse.ArgumentParser:
         help="actors on it, conferences and notifications next "
         f"(default: each service's own port, {', '.join(str(s.port) for s in SERVICES.values())})",
     )
+
+    token = commands.add_parser(
+        "token",
+        help="print a bearer token the running `make run` stack accepts (signed with its key in var/auth/)",
+        epilog='e.g. curl -H "Authorization: Bearer $(quartier token --role quarter_manager --district IV)" ...',
+    )
+    token.add_argument("--role", action="append", required=True, choices=ROLES, help="repeatable")
+    token.add_argument("--district", action="append", default=[], help="district code, e.g. IV; repeatable")
+    token.add_argument("--subject", help="the subject id (sub) the services log (default: local-<role>)")
+    token.add_argument("--minutes", type=float, default=60, help="how long it is valid (default: 60)")
+    token.add_argument("--var", type=Path, default=Path("var"), help="folder of stack.env (default: ./var)")
 
     dlq = commands.add_parser("dlq", help="dead letters: messages no consumer could handle")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -69,7 +81,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _token(args: argparse.Namespace) -> str:
+    from quartier_shared.catalogue import load_catalogue
+
+    from .common import USAGE, read_stack_env
+    from .issuer import LocalIssuer
+
+    issuer = LocalIssuer.from_env(read_stack_env(args.var))
+    if issuer is None:
+        raise OperatorError(
+            f"no local issuer in {args.var / run_module.STACK_ENV}: start `make run` (its services trust "
+            "only tokens of this key; a stack with AUTH_ISSUER set takes tokens of that identity provider)",
+            USAGE,
+        )
+    districts = [d.upper() for d in args.district]
+    unknown = sorted(set(districts) - load_catalogue().district_codes)
+    if unknown:
+        raise OperatorError(f"unknown district {', '.join(unknown)} (see GET /districts)", USAGE)
+    if QUARTER_MANAGER in args.role and not districts:
+        raise OperatorError("a quarter manager needs --district (e.g. --district IV)", USAGE)
+    if args.minutes <= 0:
+        raise OperatorError("--minutes must be positive", USAGE)
+    subject = args.subject or f"local-{'-'.join(args.role)}"
+    return issuer.token(args.role, districts, subject=subject, minutes=args.minutes)
+
+
 def _operate(args: argparse.Namespace) -> str:
+    if args.command == "token":
+        return _token(args)
     if args.command == "dlq":
         from . import dlq
 

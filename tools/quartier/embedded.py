@@ -1,5 +1,6 @@
-"""The embedded stack: Tansu (Kafka API), SecantusDB (MongoDB API) and an SMTP sink, each a real
-server process speaking the real protocol, on ports of our choosing. Used by `make run`, the
+"""The embedded stack: Tansu (Kafka API), SecantusDB (MongoDB API), an SMTP sink and a local token
+issuer (its JWKS; ``quartier.issuer``), each a real server process speaking the real protocol, on
+ports of our choosing. Used by `make run`, the
 benchmark and the tests, so all of them run against the same servers. ``Process`` is the handle on
 a child process, for these servers and for the services (``quartier.processes`` starts those).
 """
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quartier_shared import embedded_db
+
+from .issuer import LocalIssuer
 
 # Consumer settings that suit the embedded broker (see README: Tansu holds JoinGroup for half the
 # session timeout, and does not answer a waiting fetch early).
@@ -127,6 +130,9 @@ class Infrastructure:
     smtp_host: str
     smtp_port: int
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The local token issuer the services trust (AUTH_ISSUER, AUTH_JWKS_URL); None when the
+    # environment names another issuer, whose tokens callers then bring themselves.
+    issuer: LocalIssuer | None = None
 
     def env(self) -> dict[str, str]:
         return {
@@ -134,8 +140,15 @@ class Infrastructure:
             "MONGODB_URI": self.mongodb_uri,
             "SMTP_HOST": self.smtp_host,
             "SMTP_PORT": str(self.smtp_port),
+            **(self.issuer.env() if self.issuer is not None else {}),
             **self.extra_env,
         }
+
+    def auth_headers(self, *roles: str, districts: tuple[str, ...] = (), **claims: object) -> dict[str, str]:
+        """An Authorization header with a token of the local issuer (default role: coordinator)."""
+        if self.issuer is None:
+            raise RuntimeError("this stack trusts an issuer of the environment (AUTH_ISSUER): bring its tokens")
+        return self.issuer.headers(roles or ("coordinator",), districts, **claims)
 
 
 class EmbeddedStack:
@@ -201,7 +214,17 @@ class EmbeddedStack:
                 log_path=self._log("smtp"),
             ).start()
             wait_for_port(smtp_port, process=self.processes["smtp"].popen)
-        return Infrastructure(kafka, mongo, smtp_host, smtp_port, extra)
+        issuer = None
+        if not self.environ.get("AUTH_ISSUER"):
+            port = free_port()
+            issuer = LocalIssuer.at(self.data_dir / "auth", port)
+            self.processes["issuer"] = Process(
+                "issuer",
+                [sys.executable, "-m", "quartier.issuer", "--dir", str(self.data_dir / "auth"), "--port", str(port)],
+                log_path=self._log("issuer"),
+            ).start()
+            wait_for_port(port, process=self.processes["issuer"].popen)
+        return Infrastructure(kafka, mongo, smtp_host, smtp_port, extra, issuer)
 
     def stop(self) -> None:
         for name in reversed(list(self.processes)):

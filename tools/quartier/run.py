@@ -115,5 +115,14 @@ def _banner(stack: EmbeddedStack, smtp_host: str, ports: dict[str, int]) -> None
         lines.append(f"  mails          {stack.maildir}/*.eml")
     else:
         lines.append(f"  mails          sent to the SMTP server at {smtp_host}")
+    if "issuer" in stack.processes:
+        lines += [
+            "Every API call but /health, /metrics, /asyncapi, /docs and GET /districts needs a token:",
+            '  curl -H "Authorization: Bearer $(.venv/bin/quartier token --role coordinator)" '
+            f"http://127.0.0.1:{ports['actors']}/actors",
+            "  (roles: coordinator, quarter_manager --district IV, operator, data_protection)",
+        ]
+    else:
+        lines.append("  tokens: from the identity provider named by AUTH_ISSUER")
     lines += [f"  logs of the embedded stack: {stack.log_dir}", "Press Ctrl-C to stop.", ""]
     print("\n".join(lines), flush=True)

@@ -1,5 +1,12 @@
 """HTTP API of the actors service (quarter managers keep the registry current).
 
+Who may call what (``quartier_shared.auth``): coordinators everything; a quarter manager
+registers, changes and deactivates actors whose districts all lie within their own (a change is
+checked against the actor as stored and as it would be), and reads actors that share a district
+with theirs; ``GET /actors`` without ``district`` gives them only those. Operators and data
+protection officers get 403: the registry holds names and e-mail addresses. ``GET /districts``
+is open.
+
 Thin: the request models check the input (a 422 names the field), a handler does the work, and
 the answer is the handler's result as ``ActorOut``. The response models are the HTTP contract and
 are declared here on purpose; they are filled from the domain objects by field name.
@@ -15,6 +22,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
+from quartier_shared.auth import (
+    COORDINATOR,
+    QUARTER_MANAGER,
+    Principal,
+    allow,
+    may_read,
+    protected_router,
+    require_readable,
+    require_within,
+)
 from quartier_shared.catalogue import ActorKindName, Catalogue, DistrictCode, load_catalogue
 from quartier_shared.events import Language
 from quartier_shared.http import event_context, no_store
@@ -74,31 +91,47 @@ class ActorOut(BaseModel):
     updated_at: datetime
 
 
+REGISTRY = allow(COORDINATOR, QUARTER_MANAGER)
+
+
 def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
-    router = APIRouter(tags=["actors"], dependencies=[Depends(no_store)])
+    router = protected_router(tags=["actors"], dependencies=[Depends(no_store)])
+    catalogue = APIRouter(tags=["districts"])  # open: no personal data
+
+    async def stored(actor_id: str, request: Request) -> Actor:
+        with _not_found_is_404():
+            return await handlers.actor_by_id(actor_id, event_context(request), uow_factory=uow_factory)
 
     @router.post("/actors", status_code=status.HTTP_201_CREATED, response_model=ActorOut)
-    async def register(body: ActorIn, request: Request) -> ActorOut:
+    async def register(body: ActorIn, request: Request, principal: Principal = REGISTRY) -> ActorOut:
+        require_within(principal, body.districts)
         command = RegisterActor(**body.model_dump())
         return _out(await handlers.register_actor(command, event_context(request), uow_factory=uow_factory))
 
     @router.get("/actors/{actor_id}", response_model=ActorOut)
-    async def get(actor_id: str, request: Request) -> ActorOut:
-        with _not_found_is_404():
-            return _out(await handlers.actor_by_id(actor_id, event_context(request), uow_factory=uow_factory))
+    async def get(actor_id: str, request: Request, principal: Principal = REGISTRY) -> ActorOut:
+        actor = await stored(actor_id, request)
+        require_readable(principal, actor.districts)
+        return _out(actor)
 
     @router.get("/actors", response_model=list[ActorOut])
     async def list_actors(
         request: Request,
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
         include_inactive: bool = False,
+        principal: Principal = REGISTRY,
     ) -> list[ActorOut]:
+        if district is not None:
+            require_readable(principal, [district])
         context = event_context(request)
         found = await handlers.actors_by_district(district, include_inactive, context, uow_factory=uow_factory)
-        return [_out(actor) for actor in found]
+        return [_out(actor) for actor in found if may_read(principal, actor.districts)]
 
     @router.patch("/actors/{actor_id}", response_model=ActorOut)
-    async def update(actor_id: str, body: ActorPatch, request: Request) -> ActorOut:
+    async def update(actor_id: str, body: ActorPatch, request: Request, principal: Principal = REGISTRY) -> ActorOut:
+        if not principal.is_coordinator:
+            require_within(principal, (await stored(actor_id, request)).districts)  # as it is
+            require_within(principal, body.districts or ())  # as it would be
         changes: dict[str, Any] = body.model_dump(exclude_unset=True)
         nulls = [k for k, v in changes.items() if v is None]
         if nulls:  # leaving a field out keeps it; null would erase it, and no field may be empty
@@ -111,17 +144,22 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
             return _out(await handlers.update_actor(command, event_context(request), uow_factory=uow_factory))
 
     @router.delete("/actors/{actor_id}", response_model=ActorOut)
-    async def deactivate(actor_id: str, request: Request) -> ActorOut:
+    async def deactivate(actor_id: str, request: Request, principal: Principal = REGISTRY) -> ActorOut:
         """Deactivates the actor: it stays on record but is no longer invited."""
+        if not principal.is_coordinator:
+            require_within(principal, (await stored(actor_id, request)).districts)
         command = DeactivateActor(actor_id)
         with _not_found_is_404():
             return _out(await handlers.deactivate_actor(command, event_context(request), uow_factory=uow_factory))
 
-    @router.get("/districts", response_model=Catalogue, tags=["districts"])
+    @catalogue.get("/districts", response_model=Catalogue)
     async def districts() -> Catalogue:
         return load_catalogue()
 
-    return router
+    api = APIRouter()
+    api.include_router(router)
+    api.include_router(catalogue)
+    return api
 
 
 def _out(actor: Actor) -> ActorOut:

@@ -1,5 +1,9 @@
 """HTTP API of the conferences service (city coordinators schedule and follow conferences).
 
+Who may call what (``quartier_shared.auth``): coordinators everything; a quarter manager reads
+the conferences of their districts (``GET /conferences`` without ``district`` gives them only
+those); every other role gets 403.
+
 Thin: the request models check the input (a 422 names the field), a handler does the work, and
 the answer is the handler's result as a response model. The response models are the HTTP contract
 and are declared here on purpose; they are filled from the domain objects by field name.
@@ -16,6 +20,15 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from quartier_shared.auth import (
+    COORDINATOR,
+    QUARTER_MANAGER,
+    Principal,
+    allow,
+    may_read,
+    protected_router,
+    require_readable,
+)
 from quartier_shared.catalogue import DistrictCode, load_catalogue
 from quartier_shared.events import Venue
 from quartier_shared.http import event_context, no_store
@@ -123,10 +136,18 @@ class ConferenceDetailOut(ConferenceOut):
     counts: dict[str, int] = Field(description="invitations per status, and in total")
 
 
-def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
-    router = APIRouter(tags=["conferences"], dependencies=[Depends(no_store)])
+READERS = allow(COORDINATOR, QUARTER_MANAGER)
 
-    @router.post("/conferences", status_code=status.HTTP_201_CREATED, response_model=ConferenceOut)
+
+def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
+    router = protected_router(tags=["conferences"], dependencies=[Depends(no_store)])
+
+    @router.post(
+        "/conferences",
+        status_code=status.HTTP_201_CREATED,
+        response_model=ConferenceOut,
+        dependencies=[allow(COORDINATOR)],
+    )
     async def schedule(body: ConferenceIn, request: Request) -> ConferenceOut:
         """Schedules a conference; invitations to every invitable actor of the district follow."""
         command = ScheduleConference(**body.model_dump(exclude={"venue"}), venue=Venue(**body.venue.model_dump()))
@@ -134,13 +155,14 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         return _out(conference)
 
     @router.get("/conferences/{conference_id}", response_model=ConferenceDetailOut)
-    async def get(conference_id: str, request: Request) -> ConferenceDetailOut:
+    async def get(conference_id: str, request: Request, principal: Principal = READERS) -> ConferenceDetailOut:
         try:
             conference, invitations = await handlers.conference_with_invitations(
                 conference_id, event_context(request), uow_factory=uow_factory
             )
         except ConferenceNotFound:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"conference {conference_id} not found") from None
+        require_readable(principal, [conference.district])
         counts = Counter(i.status for i in invitations)
         detail = {
             **asdict(conference),
@@ -153,9 +175,12 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
     async def list_conferences(
         request: Request,
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
+        principal: Principal = READERS,
     ) -> list[ConferenceOut]:
+        if district is not None:
+            require_readable(principal, [district])
         found = await handlers.conferences_by_district(district, event_context(request), uow_factory=uow_factory)
-        return [_out(c) for c in found]
+        return [_out(c) for c in found if may_read(principal, [c.district])]
 
     return router
 

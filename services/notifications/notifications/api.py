@@ -1,5 +1,7 @@
 """HTTP API of the notifications service: what was sent for a conference (no personal data).
 
+Who may call it (``quartier_shared.auth``): operators and coordinators; every other role gets 403.
+
 Thin: the query's parameter is checked (a 422 names it), a handler does the work, and the answer
 is the handler's result as a response model. The response model is the HTTP contract and is
 declared here on purpose; it is filled from the domain objects by field name.
@@ -12,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
+from quartier_shared.auth import COORDINATOR, OPERATOR, allow, protected_router
 from quartier_shared.http import event_context, no_store
 
 from . import handlers
@@ -31,9 +34,9 @@ class DeliveryOut(BaseModel):
 
 
 def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
-    router = APIRouter(tags=["deliveries"], dependencies=[Depends(no_store)])
+    router = protected_router(tags=["deliveries"], dependencies=[Depends(no_store)])
 
-    @router.get("/deliveries", response_model=list[DeliveryOut])
+    @router.get("/deliveries", response_model=list[DeliveryOut], dependencies=[allow(OPERATOR, COORDINATOR)])
     async def deliveries(request: Request, conference_id: Annotated[str, Query(min_length=1)]) -> list[DeliveryOut]:
         found = await handlers.deliveries_for(conference_id, event_context(request), uow_factory=uow_factory)
         return [DeliveryOut.model_validate(d, from_attributes=True) for d in found]
