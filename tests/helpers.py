@@ -221,7 +221,7 @@ async def running(app: FastAPI, headers: Mapping[str, str] | None = None) -> Asy
     that sends ``headers`` (``infra.auth_headers()``: a coordinator's token) with every request."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", headers=headers) as client:
             await app.state.runtime.kafka_connected.wait()
             yield client
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
@@ -13,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import subject_of
@@ -121,10 +122,12 @@ def trimmed_errors(errors: Any) -> list[dict[str, Any]]:
     return kept
 
 
-def install_http_basics(app: FastAPI) -> None:
+def install_http_basics(app: FastAPI, allowed_hosts: Sequence[str] = ("localhost", "127.0.0.1")) -> None:
     """Correlation id per request (taken from the caller if it is a safe token, or made), bodies
-    bounded, 422s that echo little, and no stack traces to users."""
+    bounded, 422s that echo little, and no stack traces to users. Requests naming a host not in
+    ``allowed_hosts`` get 400, so a page on another site cannot reach the API by DNS rebinding."""
     app.add_middleware(BodyLimit)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     @app.middleware("http")
     async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

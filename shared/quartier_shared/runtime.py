@@ -154,7 +154,7 @@ def create_app(
             log.info("service_stopped")
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
-    install_http_basics(app)
+    install_http_basics(app, runtime.settings.allowed_host_list)
     app.include_router(health_router({"mongodb": runtime.mongo_ready, "kafka": runtime.kafka_ready}))
     app.include_router(metrics_router(runtime.refresh_metrics))
     declare_published(runtime.broker, publishes)

@@ -17,6 +17,8 @@ class ServiceSettings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 8000
     log_level: str = "INFO"
+    # Host names the HTTP API answers to (comma-separated; "*" for any): against DNS rebinding.
+    allowed_hosts: str = "localhost,127.0.0.1"
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Kafka defaults suit a real cluster; the embedded stack sets shorter ones (see README).
@@ -44,6 +46,10 @@ class ServiceSettings(BaseSettings):
     auth_issuer: str | None = None
     auth_audience: str = "quartier"
     auth_jwks_url: str | None = None
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return [host.strip() for host in self.allowed_hosts.split(",") if host.strip()]
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> Self:

@@ -165,7 +165,7 @@ async def test_large_bodies_long_echoes_and_odd_correlation_ids_are_bounded(
             assert uuid.UUID(fresh.headers["X-Correlation-ID"])
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         failed = await client.get("/boom", headers={"X-Correlation-ID": "trace-500"})
         assert failed.status_code == 500
         assert failed.headers["X-Correlation-ID"] == "trace-500"

@@ -95,7 +95,7 @@ async def stack(infra: Infrastructure, database_name: str) -> AsyncIterator[Stac
     try:
         for name, app in apps.items():
             await app.state.runtime.kafka_connected.wait()
-            clients[name] = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+            clients[name] = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
         coordinator = infra.auth_headers("coordinator", subject="subject-coordinator")
         ids: dict[str, str] = {}
         for name, districts in {"actor_IV": ["IV"], "actor_IV_III": ["IV", "III"], "actor_I": ["I"]}.items():
@@ -332,7 +332,7 @@ async def test_a_keycloak_realm_token_is_accepted_and_keys_may_rotate(
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
         ):
             headers = {"Authorization": f"Bearer {keycloak.sign(realm_token, headers={'typ': 'JWT'})}"}
             assert (await client.get("/actors?district=IV", headers=headers)).status_code == 200
