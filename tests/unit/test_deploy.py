@@ -51,10 +51,6 @@ DOCKERFILE = DEPLOY / "Dockerfile"  # one for the three services; build args pic
 INFRASTRUCTURE = ("kafka", "kafka-init", "mongodb", "mongodb-init", "keycloak", "mailpit")
 ONE_SHOTS = ("kafka-init", "mongodb-init")  # run once per `up`, exit 0; the services wait for them
 ASYNCAPI = ROOT / "docs" / "asyncapi"  # what each service publishes and consumes (test_asyncapi keeps it current)
-# Settings that the compose file sets for code landing in parallel (issue 9: token verification and the
-# Host allowlist). Until a service reads them, they are tolerated as "set but not read"; once it does,
-# the ordinary checks cover them and this list may go.
-LANDING_IN_PARALLEL: frozenset[str] = frozenset()
 # The passwords compose requires (${NAME:?...}): deploy/.env sets them; the tests stand in these.
 TEST_SECRETS = {
     name: f"test-{name.lower().replace('_', '-')}"
@@ -314,7 +310,7 @@ def test_no_unknown_variable_is_configured(services: dict[str, dict[str, Any]]) 
     in_example = set(env_example()) | env_example_commented()
     assert not in_example - known, f"deploy/.env.example names unknown variables: {sorted(in_example - known)}"
     for name, cls in SETTINGS.items():
-        unknown = set(environment(services[name])) - field_names(cls) - LANDING_IN_PARALLEL
+        unknown = set(environment(services[name])) - field_names(cls)
         assert not unknown, f"{name}: its environment sets variables it does not read: {sorted(unknown)}"
 
 
