@@ -24,6 +24,7 @@ ACTORS_TOPIC = "quartier.actors"  # key: actor id
 CONFERENCES_TOPIC = "quartier.conferences"  # key: conference id
 INVITATIONS_TOPIC = "quartier.invitations"  # key: invitation id (spreads a fan-out over partitions)
 DELIVERIES_TOPIC = "quartier.deliveries"  # key: invitation id
+ANSWERS_TOPIC = "quartier.answers"  # key: invitation id
 DEAD_LETTER_TOPIC = "quartier.dead-letters"
 
 # Partition counts are explicit: Tansu would invent its own, and Kafka keys depend on them.
@@ -32,6 +33,7 @@ TOPIC_PARTITIONS: dict[str, int] = {
     CONFERENCES_TOPIC: 3,
     INVITATIONS_TOPIC: 6,
     DELIVERIES_TOPIC: 6,
+    ANSWERS_TOPIC: 3,
     DEAD_LETTER_TOPIC: 1,
 }
 
@@ -154,6 +156,7 @@ def kafka_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
 # --- shared value objects -----------------------------------------------------------------------
 
 Language = Literal["de", "en"]
+Answer = Literal["accepted", "declined", "tentative"]
 
 
 class Venue(BaseModel):
@@ -226,6 +229,14 @@ class ConferenceScheduled(Event, topic=CONFERENCES_TOPIC, key="conference_id"):
     details: ConferenceDetails
 
 
+class ConferenceDrafted(Event, topic=CONFERENCES_TOPIC, key="conference_id"):
+    """A coordinator drafted a conference: nobody is invited until it is published (which raises
+    ``ConferenceScheduled``); the notifications service can already preview its mail."""
+
+    conference_id: str
+    details: ConferenceDetails
+
+
 class InvitationIssued(Event, topic=INVITATIONS_TOPIC, key="invitation_id"):
     """An actor is invited to a conference; carries what the invitation mail needs."""
 
@@ -233,6 +244,25 @@ class InvitationIssued(Event, topic=INVITATIONS_TOPIC, key="invitation_id"):
     conference_id: str
     actor_id: str
     conference: ConferenceDetails
+    # 0 for the invitation itself; n for the n-th resend a coordinator asked for. Each is a mail of
+    # its own (its own Message-ID); a repeated event with the same number is the same mail.
+    resend: int = Field(default=0, ge=0)
+
+
+class InvitationAnswered(Event, topic=ANSWERS_TOPIC, key="invitation_id"):
+    """An invitee answered through their personal link; a later answer replaces an earlier one.
+    What is counted per conference, never the deputy's name or the comment (they stay with the
+    conferences service)."""
+
+    invitation_id: str
+    conference_id: str
+    actor_id: str
+    answer: Answer
+    attendees: int = Field(ge=0, le=10)
+    interpreter_language: str | None = None  # ISO 639-1
+    step_free_access: bool = False
+    children: int = Field(default=0, ge=0, le=10)
+    answered_at: AwareDatetime
 
 
 # --- notifications ------------------------------------------------------------------------------
@@ -267,9 +297,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ActorUpdated,
         ActorDeactivated,
         ConferenceScheduled,
+        ConferenceDrafted,
         InvitationIssued,
         InvitationSent,
         InvitationFailed,
+        InvitationAnswered,
     )
 }
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quartier_shared import embedded_db
+from quartier_shared import embedded_db, links
 
 from .issuer import LocalIssuer
 
@@ -224,6 +224,11 @@ class EmbeddedStack:
                 log_path=self._log("issuer"),
             ).start()
             wait_for_port(port, process=self.processes["issuer"].popen)
+        if not self.environ.get("LINK_SIGNING_KEY"):
+            # The personal-link key pair (quartier_shared.links). Both settings go to every
+            # service; each reads only its own: notifications signs, conferences verifies.
+            signing, verifying = links.generate_pair(self.data_dir / "links")
+            extra.update(LINK_SIGNING_KEY=str(signing), LINK_VERIFY_KEY=str(verifying))
         return Infrastructure(kafka, mongo, smtp_host, smtp_port, extra, issuer)
 
     def stop(self) -> None:
