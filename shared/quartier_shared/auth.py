@@ -233,6 +233,14 @@ def may_read(principal: Principal, districts: Collection[str]) -> bool:
     )
 
 
+def readable_districts(principal: Principal) -> frozenset[str] | None:
+    """The districts whose records the caller may list, for a list's query: None for all (a
+    coordinator). Lists filter in the query, so their pages stay full and their order holds."""
+    if principal.is_coordinator:
+        return None
+    return principal.districts if principal.has(QUARTER_MANAGER) else frozenset()
+
+
 def require_readable(principal: Principal, districts: Collection[str]) -> None:
     if not may_read(principal, districts):
         raise forbidden("not your district")

@@ -170,3 +170,44 @@ async def test_large_bodies_long_echoes_and_odd_correlation_ids_are_bounded(
         assert failed.status_code == 500
         assert failed.headers["X-Correlation-ID"] == "trace-500"
         assert "a bug" not in failed.text
+
+
+async def _all_pages(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> list[list[str]]:
+    """The ids on each page, following the ``Link: rel="next"`` headers from ``url``."""
+    pages: list[list[str]] = []
+    next_url: str | None = url
+    while next_url is not None:
+        answer = await client.get(next_url, headers=headers)
+        assert answer.status_code == 200, answer.text
+        pages.append([a["id"] for a in answer.json()])
+        next_url = answer.links.get("next", {}).get("url")
+        assert len(pages) < 10, "the pages do not end"
+    return pages
+
+
+async def test_lists_come_in_pages_in_a_stable_order_within_the_readers_districts(
+    infra: Infrastructure, database_name: str
+) -> None:
+    app = build(settings_for(Settings, infra, database_name))
+    async with running(app, infra.auth_headers()) as client:
+        ids = {}
+        for n, district in enumerate(["IV", "I", "IV", "I", "IV"]):
+            created = await client.post("/actors", json=actor_body(name=f"Initiative {n}", districts=[district]))
+            ids[n] = created.json()["id"]
+
+        first = await client.get("/actors")  # no limit: everything on one page, as before pagination
+        assert [a["id"] for a in first.json()] == list(ids.values()) and "link" not in first.headers
+        coordinator = infra.auth_headers()
+        assert await _all_pages(client, "/actors?limit=2", coordinator) == [
+            [ids[0], ids[1]],
+            [ids[2], ids[3]],
+            [ids[4]],
+        ]
+        # A quarter manager's pages are full pages of their own district, not coordinator pages thinned out.
+        manager = infra.auth_headers("quarter_manager", districts=("IV",))
+        assert await _all_pages(client, "/actors?limit=2", manager) == [[ids[0], ids[2]], [ids[4]]]
+
+        for bad in ({"limit": "0"}, {"limit": "501"}, {"cursor": "bm90IG91cnM"}, {"cursor": "x" * 600}):
+            refused = await client.get("/actors", params=bad)
+            assert refused.status_code == 422, bad
+            assert refused.json()["detail"][0]["loc"] == ["query", next(iter(bad))]

@@ -205,6 +205,14 @@ async def test_a_quarter_manager_lists_only_what_touches_their_districts(stack: 
     assert {c["id"] for c in conferences_seen} == {stack.ids["conference_I"]}
     everything = (await stack.call("actors", "coordinator", "GET", "/actors")).json()
     assert len(everything) == 3
+    # In pages, too: the district filter is part of the query, so a quarter manager's page is full
+    # and announces no page of someone else's conferences.
+    only_theirs = await stack.call("conferences", "qm_IV_III", "GET", "/conferences?limit=1")
+    assert [c["id"] for c in only_theirs.json()] == [stack.ids["conference_IV"]] and "next" not in only_theirs.links
+    first = await stack.call("conferences", "coordinator", "GET", "/conferences?limit=1")
+    second = await stack.clients["conferences"].get(first.links["next"]["url"], headers=stack.headers("coordinator"))
+    assert {c["id"] for c in first.json() + second.json()} == {stack.ids["conference_IV"], stack.ids["conference_I"]}
+    assert "next" not in second.links
 
 
 async def test_401_and_403_come_before_the_body_is_validated(stack: Stack) -> None:

@@ -114,10 +114,15 @@ async def test_permanent_rejection_fails_with_the_reason_and_consent_is_respecte
     app: FastAPI, infra: Infrastructure, maildir: Path
 ) -> None:
     rejected, opted_out = actor("rejected@example.org"), actor("quiet@example.org", consent=False)
-    async with running(app):
+    async with running(app, infra.auth_headers("operator")) as client:
         await send(infra, rejected, opted_out)
         await send(infra, invitation(rejected.actor_id), invitation(opted_out.actor_id))
         found = await outcomes(infra, 2)
+        # What operators see, one delivery per page.
+        first = await client.get("/deliveries", params={"conference_id": CONFERENCE.conference_id, "limit": 1})
+        second = await client.get(first.links["next"]["url"])
+        assert [d["status"] for d in first.json() + second.json()] == ["failed", "failed"]
+        assert first.json()[0]["id"] < second.json()[0]["id"] and "next" not in second.links
     failed = {e.payload["actor_id"]: e.payload["reason"] for e in found if e.event_type == "InvitationFailed"}
     assert failed[rejected.actor_id].startswith("SMTP 550")
     assert "consent" in failed[opted_out.actor_id]

@@ -8,6 +8,7 @@ keep their objects in ``InMemory.rows``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -15,6 +16,7 @@ from aiokafka.structs import ConsumerRecord
 
 from quartier_shared.consumer import Received
 from quartier_shared.events import Envelope, Event, EventContext
+from quartier_shared.pagination import PageRequest
 from tests.helpers import envelope_of
 
 T = TypeVar("T")
@@ -35,6 +37,14 @@ class InMemory(Generic[T]):
         if key in self.rows:
             raise DuplicateKey(key)
         self.rows[key] = obj
+
+
+def paged(found: Iterable[T], page: PageRequest, position: Callable[[T], tuple[Any, str]]) -> list[T]:
+    """What a repository reads for ``page``: in the order of ``position``, after the cursor's
+    position, ``page.fetch`` of them (the keyset query of ``quartier_shared.pagination``)."""
+    ordered = sorted(found, key=position)
+    after = [x for x in ordered if page.after is None or position(x) > page.after]
+    return after[: page.fetch]
 
 
 class FakeUnitOfWork:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import replace
+
 import pytest
 
 from actors import handlers
@@ -9,7 +12,8 @@ from actors.commands import DeactivateActor, RegisterActor, UpdateActor
 from actors.domain import Actor, ActorNotFound
 from actors.repository import ActorRepository
 from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated, EventContext
-from tests.unit.fakes import FakeUnitOfWork, InMemory
+from quartier_shared.pagination import FIRST_PAGE, PageRequest, decode_cursor
+from tests.unit.fakes import FakeUnitOfWork, InMemory, paged
 
 CONTEXT = EventContext("actors", "request-1")
 REGISTRATION = RegisterActor(
@@ -32,9 +36,22 @@ class FakeActorRepository(InMemory[Actor]):
     async def save(self, actor: Actor) -> None:
         self.rows[actor.id] = actor
 
-    async def find(self, district: str | None, include_inactive: bool) -> list[Actor]:
-        found = [a for a in self.rows.values() if (district is None or district in a.districts)]
-        return sorted((a for a in found if include_inactive or a.active), key=lambda a: a.created_at)
+    async def find(
+        self,
+        district: str | None,
+        include_inactive: bool,
+        *,
+        within: Collection[str] | None = None,
+        page: PageRequest = FIRST_PAGE,
+    ) -> list[Actor]:
+        found = [
+            a
+            for a in self.rows.values()
+            if (district is None or district in a.districts)
+            and (within is None or not set(within).isdisjoint(a.districts))
+            and (include_inactive or a.active)
+        ]
+        return paged(found, page, lambda a: (a.created_at, a.id))
 
 
 class FakeActorsUnitOfWork(FakeUnitOfWork):
@@ -73,8 +90,8 @@ async def test_deactivating_twice_records_one_event_and_hides_the_actor_from_the
     second = await handlers.deactivate_actor(DeactivateActor(actor.id), CONTEXT, uow_factory=uow)
     assert not first.active and second == first
     assert uow.committed(ActorDeactivated)[0].payload == {"actor_id": actor.id, "revision": 2}
-    assert await handlers.actors_by_district("IV", False, CONTEXT, uow_factory=uow) == []
-    assert await handlers.actors_by_district("IV", True, CONTEXT, uow_factory=uow) == [first]
+    assert (await handlers.actors_by_district("IV", False, CONTEXT, uow_factory=uow)).items == []
+    assert (await handlers.actors_by_district("IV", True, CONTEXT, uow_factory=uow)).items == [first]
 
 
 async def test_an_unknown_actor_is_not_found_and_nothing_is_recorded() -> None:
@@ -86,3 +103,22 @@ async def test_an_unknown_actor_is_not_found_and_nothing_is_recorded() -> None:
     with pytest.raises(ActorNotFound):
         await handlers.actor_by_id("missing", CONTEXT, uow_factory=uow)
     assert uow.events == [] and uow.commits == 0
+
+
+async def test_pages_follow_each_other_without_gaps_or_repeats_and_keep_to_the_readers_districts() -> None:
+    uow = FakeActorsUnitOfWork()
+    for n in range(7):
+        districts = ["IV"] if n % 2 else ["I"]
+        await handlers.register_actor(
+            replace(REGISTRATION, name=f"Verein {n}", districts=districts), CONTEXT, uow_factory=uow
+        )
+    seen, page = [], PageRequest(limit=2)
+    while True:
+        found = await handlers.actors_by_district(None, False, CONTEXT, uow_factory=uow, within={"IV"}, page=page)
+        seen += found.items
+        if found.next_cursor is None:
+            break
+        page = PageRequest(limit=2, after=decode_cursor(found.next_cursor))
+    assert [a.name for a in seen] == ["Verein 1", "Verein 3", "Verein 5"]
+    everyone = await handlers.actors_by_district(None, False, CONTEXT, uow_factory=uow, page=PageRequest(limit=7))
+    assert len(everyone.items) == 7 and everyone.next_cursor is None

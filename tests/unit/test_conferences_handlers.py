@@ -3,7 +3,7 @@ joiners, the roster's revisions and delivery outcomes, each also when an event c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -24,8 +24,9 @@ from quartier_shared.events import (
     InvitationSent,
     Venue,
 )
+from quartier_shared.pagination import FIRST_PAGE, PageRequest
 from tests.helpers import actor_registered
-from tests.unit.fakes import FakeUnitOfWork, InMemory, delivered, received
+from tests.unit.fakes import FakeUnitOfWork, InMemory, delivered, paged, received
 
 SERVICE = "conferences"
 CONTEXT = EventContext(SERVICE, "request-1")
@@ -39,8 +40,12 @@ class FakeConferenceRepository(InMemory[Conference]):
     async def get(self, conference_id: str) -> Conference | None:
         return self.rows.get(conference_id)
 
-    async def find(self, district: str | None) -> list[Conference]:
-        return sorted((c for c in self.rows.values() if district in (None, c.district)), key=lambda c: c.starts_at)
+    async def find(
+        self, district: str | None, *, within: Collection[str] | None = None, page: PageRequest = FIRST_PAGE
+    ) -> list[Conference]:
+        found = [c for c in self.rows.values() if district in (None, c.district)]
+        found = [c for c in found if within is None or c.district in within]
+        return paged(found, page, lambda c: (c.starts_at, c.id))
 
     async def upcoming_in(self, districts: Iterable[str], now: datetime) -> list[Conference]:
         wanted = set(districts)
@@ -149,8 +154,9 @@ async def test_scheduling_stores_the_conference_with_its_event() -> None:
     )
     found, invitations = await handlers.conference_with_invitations(conference.id, CONTEXT, uow_factory=uow)
     assert found == conference and invitations == []
-    assert await handlers.conferences_by_district("IV", CONTEXT, uow_factory=uow) == [conference]
-    assert await handlers.conferences_by_district("I", CONTEXT, uow_factory=uow) == []
+    assert (await handlers.conferences_by_district("IV", CONTEXT, uow_factory=uow)).items == [conference]
+    assert (await handlers.conferences_by_district("I", CONTEXT, uow_factory=uow)).items == []
+    assert (await handlers.conferences_by_district(None, CONTEXT, uow_factory=uow, within={"I"})).items == []
     with pytest.raises(ConferenceNotFound):
         await handlers.conference_with_invitations("unknown", CONTEXT, uow_factory=uow)
 

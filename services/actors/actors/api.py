@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
 from quartier_shared.auth import (
@@ -27,8 +27,8 @@ from quartier_shared.auth import (
     QUARTER_MANAGER,
     Principal,
     allow,
-    may_read,
     protected_router,
+    readable_districts,
     require_readable,
     require_within,
 )
@@ -36,6 +36,7 @@ from quartier_shared.catalogue import ActorKindName, Catalogue, DistrictCode, lo
 from quartier_shared.events import Language
 from quartier_shared.http import event_context, no_store
 from quartier_shared.inputs import SafeText
+from quartier_shared.pagination import PAGE, PageRequest, announce_next
 
 from . import handlers
 from .commands import DeactivateActor, RegisterActor, UpdateActor
@@ -117,15 +118,25 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
     @router.get("/actors", response_model=list[ActorOut])
     async def list_actors(
         request: Request,
+        response: Response,
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
         include_inactive: bool = False,
+        page: PageRequest = PAGE,
         principal: Principal = REGISTRY,
     ) -> list[ActorOut]:
+        """Oldest first, in pages (``limit``, and the ``Link: rel="next"`` header for the next one)."""
         if district is not None:
             require_readable(principal, [district])
-        context = event_context(request)
-        found = await handlers.actors_by_district(district, include_inactive, context, uow_factory=uow_factory)
-        return [_out(actor) for actor in found if may_read(principal, actor.districts)]
+        found = await handlers.actors_by_district(
+            district,
+            include_inactive,
+            event_context(request),
+            uow_factory=uow_factory,
+            within=readable_districts(principal),
+            page=page,
+        )
+        announce_next(response, request, found, page.limit)
+        return [_out(actor) for actor in found.items]
 
     @router.patch("/actors/{actor_id}", response_model=ActorOut)
     async def update(actor_id: str, body: ActorPatch, request: Request, principal: Principal = REGISTRY) -> ActorOut:

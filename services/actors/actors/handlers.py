@@ -8,9 +8,10 @@ the unit of work's repositories and commit nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from quartier_shared.events import Event, EventContext
+from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
 from .commands import DeactivateActor, RegisterActor, UpdateActor
 from .domain import Actor, ActorNotFound
@@ -40,10 +41,19 @@ async def actor_by_id(actor_id: str, context: EventContext, *, uow_factory: Unit
 
 
 async def actors_by_district(
-    district: str | None, include_inactive: bool, context: EventContext, *, uow_factory: UnitOfWorkFactory
-) -> list[Actor]:
+    district: str | None,
+    include_inactive: bool,
+    context: EventContext,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    within: Collection[str] | None = None,
+    page: PageRequest = FIRST_PAGE,
+) -> Page[Actor]:
+    """One page of the actors of ``district`` (all for None) with a district ``within`` those
+    given (the caller's own, for a quarter manager; None for all), oldest first."""
     async with uow_factory(context).for_reading() as uow:
-        return await uow.actors.find(district, include_inactive)
+        found = await uow.actors.find(district, include_inactive, within=within, page=page)
+    return page_of(found, page, lambda actor: (actor.created_at, actor.id))
 
 
 async def _change(actor_id: str, change: Callable[[Actor], tuple[Actor, Event | None]], uow: UnitOfWork) -> Actor:

@@ -6,6 +6,7 @@ An actor is stored as one document in ``actors``, its fields by name with its id
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from pymongo import ASCENDING
@@ -13,6 +14,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from quartier_shared.mongo import Document, DocumentMapper
+from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
 from .domain import Actor
 
@@ -24,8 +26,16 @@ class ActorRepository(Protocol):
     async def add(self, actor: Actor) -> None: ...
     async def get(self, actor_id: str) -> Actor | None: ...
     async def save(self, actor: Actor) -> None: ...
-    async def find(self, district: str | None, include_inactive: bool) -> list[Actor]:
-        """The actors of ``district`` (all districts for None), oldest first."""
+    async def find(
+        self,
+        district: str | None,
+        include_inactive: bool,
+        *,
+        within: Collection[str] | None = None,
+        page: PageRequest = FIRST_PAGE,
+    ) -> list[Actor]:
+        """The actors of ``district`` (all districts for None) that have a district ``within``
+        those given (None: no such limit), oldest first: ``page.fetch`` of them from ``page``."""
         ...
 
 
@@ -44,16 +54,25 @@ class MongoActorRepository:
     async def save(self, actor: Actor) -> None:
         await self.collection.replace_one({"_id": actor.id}, _actors.to_document(actor), session=self.session)
 
-    async def find(self, district: str | None, include_inactive: bool) -> list[Actor]:
-        query: Document = {}
+    async def find(
+        self,
+        district: str | None,
+        include_inactive: bool,
+        *,
+        within: Collection[str] | None = None,
+        page: PageRequest = FIRST_PAGE,
+    ) -> list[Actor]:
+        query: Document = page.query("created_at")
+        if within is not None:
+            query["districts"] = {"$in": sorted(within)}
         if district:
-            query["districts"] = district
+            query["districts"] = district  # the caller checked that it lies within
         if not include_inactive:
             query["active"] = True
-        cursor = self.collection.find(query, session=self.session).sort("created_at", ASCENDING)
+        cursor = self.collection.find(query, session=self.session).sort(page.sort("created_at")).limit(page.fetch)
         return [_actors.from_document(d) async for d in cursor]
 
 
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[ACTORS].create_index([("districts", ASCENDING), ("active", ASCENDING)])
-    await db[ACTORS].create_index("created_at")
+    await db[ACTORS].create_index([("created_at", ASCENDING), ("_id", ASCENDING)])  # the list's order

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from quartier_shared.auth import (
@@ -25,14 +25,15 @@ from quartier_shared.auth import (
     QUARTER_MANAGER,
     Principal,
     allow,
-    may_read,
     protected_router,
+    readable_districts,
     require_readable,
 )
 from quartier_shared.catalogue import DistrictCode, load_catalogue
 from quartier_shared.events import Venue
 from quartier_shared.http import event_context, no_store
 from quartier_shared.inputs import SafeText
+from quartier_shared.pagination import PAGE, PageRequest, announce_next
 
 from . import handlers
 from .commands import ScheduleConference
@@ -174,13 +175,19 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
     @router.get("/conferences", response_model=list[ConferenceOut])
     async def list_conferences(
         request: Request,
+        response: Response,
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
+        page: PageRequest = PAGE,
         principal: Principal = READERS,
     ) -> list[ConferenceOut]:
+        """Earliest first, in pages (``limit``, and the ``Link: rel="next"`` header for the next one)."""
         if district is not None:
             require_readable(principal, [district])
-        found = await handlers.conferences_by_district(district, event_context(request), uow_factory=uow_factory)
-        return [_out(c) for c in found if may_read(principal, [c.district])]
+        found = await handlers.conferences_by_district(
+            district, event_context(request), uow_factory=uow_factory, within=readable_districts(principal), page=page
+        )
+        announce_next(response, request, found, page.limit)
+        return [_out(c) for c in found.items]
 
     return router
 

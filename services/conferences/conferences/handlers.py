@@ -9,7 +9,7 @@ therefore changes nothing. Queries read through the unit of work's repositories 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
 from quartier_shared.catalogue import load_catalogue
@@ -23,6 +23,7 @@ from quartier_shared.events import (
     InvitationSent,
 )
 from quartier_shared.logging import get_logger
+from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
 from .commands import ScheduleConference
 from .domain import Conference, ConferenceNotFound, Invitation, RosterEntry
@@ -61,10 +62,18 @@ async def conference_with_invitations(
 
 
 async def conferences_by_district(
-    district: str | None, context: EventContext, *, uow_factory: UnitOfWorkFactory
-) -> list[Conference]:
+    district: str | None,
+    context: EventContext,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    within: Collection[str] | None = None,
+    page: PageRequest = FIRST_PAGE,
+) -> Page[Conference]:
+    """One page of the conferences of ``district`` (all for None) and ``within`` those given (the
+    caller's own, for a quarter manager; None for all), earliest first."""
     async with uow_factory(context).for_reading() as uow:
-        return await uow.conferences.find(district)
+        found = await uow.conferences.find(district, within=within, page=page)
+    return page_of(found, page, lambda conference: (conference.starts_at, conference.id))
 
 
 # --- consumed events ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ dataclass). A roster entry's ``_id`` is the actor's id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from quartier_shared.embedded_db import chunked
 from quartier_shared.events import InvitationFailed, InvitationSent
 from quartier_shared.mongo import Document, DocumentMapper
+from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
 from .domain import Conference, Invitation, InvitationStatus, RosterEntry
 
@@ -31,8 +32,11 @@ _roster = DocumentMapper(RosterEntry)
 class ConferenceRepository(Protocol):
     async def add(self, conference: Conference) -> None: ...
     async def get(self, conference_id: str) -> Conference | None: ...
-    async def find(self, district: str | None) -> list[Conference]:
-        """The conferences of ``district`` (all districts for None), earliest first."""
+    async def find(
+        self, district: str | None, *, within: Collection[str] | None = None, page: PageRequest = FIRST_PAGE
+    ) -> list[Conference]:
+        """The conferences of ``district`` (all districts for None) and ``within`` those given
+        (None: no such limit), earliest first: ``page.fetch`` of them from ``page``."""
         ...
 
     async def upcoming_in(self, districts: Iterable[str], now: datetime) -> list[Conference]:
@@ -70,8 +74,16 @@ class MongoConferenceRepository:
         doc = await self.collection.find_one({"_id": conference_id}, session=self.session)
         return _conferences.from_document(doc) if doc else None
 
-    async def find(self, district: str | None) -> list[Conference]:
-        return await self._list({"district": district} if district else {})
+    async def find(
+        self, district: str | None, *, within: Collection[str] | None = None, page: PageRequest = FIRST_PAGE
+    ) -> list[Conference]:
+        query: Document = page.query("starts_at")
+        if within is not None:
+            query["district"] = {"$in": sorted(within)}
+        if district:
+            query["district"] = district  # the caller checked that it lies within
+        cursor = self.collection.find(query, session=self.session).sort(page.sort("starts_at")).limit(page.fetch)
+        return [_conferences.from_document(d) async for d in cursor]
 
     async def upcoming_in(self, districts: Iterable[str], now: datetime) -> list[Conference]:
         # The query form of Conference.is_upcoming.
@@ -151,6 +163,7 @@ class MongoRosterRepository:
 
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[CONFERENCES].create_index([("district", ASCENDING), ("starts_at", ASCENDING)])
+    await db[CONFERENCES].create_index([("starts_at", ASCENDING), ("_id", ASCENDING)])  # the list's order
     # One invitation per conference and actor is the _id's job (derived from both); this index
     # only serves listing a conference's invitations.
     await db[INVITATIONS].create_index("conference_id")

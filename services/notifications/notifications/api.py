@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from quartier_shared.auth import COORDINATOR, OPERATOR, allow, protected_router
 from quartier_shared.http import event_context, no_store
+from quartier_shared.pagination import PAGE, PageRequest, announce_next
 
 from . import handlers
 from .domain import DeliveryStatus
@@ -37,8 +38,16 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
     router = protected_router(tags=["deliveries"], dependencies=[Depends(no_store)])
 
     @router.get("/deliveries", response_model=list[DeliveryOut], dependencies=[allow(OPERATOR, COORDINATOR)])
-    async def deliveries(request: Request, conference_id: Annotated[str, Query(min_length=1)]) -> list[DeliveryOut]:
-        found = await handlers.deliveries_for(conference_id, event_context(request), uow_factory=uow_factory)
-        return [DeliveryOut.model_validate(d, from_attributes=True) for d in found]
+    async def deliveries(
+        request: Request,
+        response: Response,
+        conference_id: Annotated[str, Query(min_length=1, max_length=100)],
+        page: PageRequest = PAGE,
+    ) -> list[DeliveryOut]:
+        """By id, in pages (``limit``, and the ``Link: rel="next"`` header for the next one)."""
+        context = event_context(request)
+        found = await handlers.deliveries_for(conference_id, context, uow_factory=uow_factory, page=page)
+        announce_next(response, request, found, page.limit)
+        return [DeliveryOut.model_validate(d, from_attributes=True) for d in found.items]
 
     return router

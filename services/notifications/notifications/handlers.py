@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from quartier_shared.consumer import Received
 from quartier_shared.events import ActorDeactivated, ActorSnapshot, EventContext, InvitationIssued
+from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
 from .domain import INVITATION, Contact, Delivery
 from .mail import message_id
@@ -21,11 +22,12 @@ from .unit_of_work import UnitOfWorkFactory
 
 
 async def deliveries_for(
-    conference_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory
-) -> list[Delivery]:
-    """Each mail of a conference, for operators."""
+    conference_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory, page: PageRequest = FIRST_PAGE
+) -> Page[Delivery]:
+    """One page of the mails of a conference, by id, for operators."""
     async with uow_factory(context).for_reading() as uow:
-        return await uow.deliveries.for_conference(conference_id)
+        found = await uow.deliveries.for_conference(conference_id, page)
+    return page_of(found, page, lambda delivery: (delivery.id, delivery.id))
 
 
 # --- consumed events ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pymongo.errors import BulkWriteError
 
 from quartier_shared.embedded_db import chunked
 from quartier_shared.mongo import Document, DocumentMapper
+from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
 from .domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
 
@@ -73,7 +74,9 @@ class DeliveryRepository(Protocol):
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, Delivery]: ...
     async def waiting_for(self, actor_id: str) -> list[Delivery]: ...
-    async def for_conference(self, conference_id: str) -> list[Delivery]: ...
+    async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
+        """The mails of a conference by id: ``page.fetch`` of them from ``page``."""
+        ...
 
 
 class _MongoRepository(Generic[T]):
@@ -93,12 +96,11 @@ class _MongoRepository(Generic[T]):
             found |= {doc["_id"]: self.mapper.from_document(doc) for doc in docs}
         return found
 
-    async def _find(self, query: Document, *, by_id: bool = False) -> list[T]:
-        return [self.mapper.from_document(doc) for doc in await self._documents(query, by_id=by_id)]
+    async def _find(self, query: Document) -> list[T]:
+        return [self.mapper.from_document(doc) for doc in await self._documents(query)]
 
-    async def _documents(self, query: Document, *, by_id: bool = False) -> list[Document]:
-        cursor = self.collection.find(query, session=self.session)
-        return await (cursor.sort("_id", ASCENDING) if by_id else cursor).to_list()
+    async def _documents(self, query: Document) -> list[Document]:
+        return await self.collection.find(query, session=self.session).to_list()
 
     async def _ids(self, query: Document) -> set[str]:
         return {doc["_id"] async for doc in self.collection.find(query, {"_id": 1}, session=self.session)}
@@ -202,8 +204,10 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
     async def waiting_for(self, actor_id: str) -> list[Delivery]:
         return await self._find({"actor_id": actor_id, "status": DeliveryStatus.WAITING_FOR_CONTACT.value})
 
-    async def for_conference(self, conference_id: str) -> list[Delivery]:
-        return await self._find({"conference_id": conference_id}, by_id=True)
+    async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
+        query = {"conference_id": conference_id, **page.query("_id")}
+        cursor = self.collection.find(query, session=self.session).sort(page.sort("_id")).limit(page.fetch)
+        return [_deliveries.from_document(d) async for d in cursor]
 
 
 def _held(ids: Sequence[str], token: str) -> Document:
@@ -213,4 +217,4 @@ def _held(ids: Sequence[str], token: str) -> Document:
 
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[DELIVERIES].create_index([("actor_id", ASCENDING), ("status", ASCENDING)])
-    await db[DELIVERIES].create_index("conference_id")
+    await db[DELIVERIES].create_index([("conference_id", ASCENDING), ("_id", ASCENDING)])  # the list's order

@@ -32,7 +32,8 @@ from quartier_shared.events import (
     Language,
     Venue,
 )
-from tests.unit.fakes import FakeUnitOfWork, InMemory, received
+from quartier_shared.pagination import FIRST_PAGE, PageRequest
+from tests.unit.fakes import FakeUnitOfWork, InMemory, paged, received
 
 SERVICE = "notifications"
 ContactChange = ActorSnapshot | ActorDeactivated  # what update_contact takes
@@ -172,8 +173,8 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
         waiting = DeliveryStatus.WAITING_FOR_CONTACT
         return [d for d in self._by_id() if d.actor_id == actor_id and d.status is waiting]
 
-    async def for_conference(self, conference_id: str) -> list[Delivery]:
-        return [d for d in self._by_id() if d.conference_id == conference_id]
+    async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
+        return paged([d for d in self._by_id() if d.conference_id == conference_id], page, lambda d: (d.id, d.id))
 
     def _by_id(self) -> list[Delivery]:
         return [self.rows[i].delivery for i in sorted(self.rows)]

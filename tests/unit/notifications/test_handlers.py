@@ -120,8 +120,8 @@ async def test_deliveries_for_a_conference_are_read_through_the_unit_of_work() -
     await service.on_invitations(*(invitation(a.actor_id) for a in contacts))
 
     request = EventContext("notifications", "request-1")
-    found = await handlers.deliveries_for(CONFERENCE.conference_id, request, uow_factory=service.uow)
-    elsewhere = await handlers.deliveries_for("another-conference", request, uow_factory=service.uow)
+    found = (await handlers.deliveries_for(CONFERENCE.conference_id, request, uow_factory=service.uow)).items
+    elsewhere = (await handlers.deliveries_for("another-conference", request, uow_factory=service.uow)).items
 
     assert [d.id for d in found] == sorted(d.id for d in found) and len(found) == 2
     assert {d.status for d in found} == {DeliveryStatus.SENT}
