@@ -42,6 +42,7 @@ from tests.helpers import (
 )
 
 ANONYMOUS = "anonymous"
+KEYCLOAK_TOKEN_CLAIMS = Path(__file__).parents[1] / "fixtures" / "keycloak_token_claims.json"
 CONSUMED = {
     "conferences": (ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC),
     "notifications": (ACTORS_TOPIC, INVITATIONS_TOPIC),
@@ -300,8 +301,8 @@ async def test_tokens_that_are_not_valid_get_401(stack: Stack, issuer: LocalIssu
 async def test_a_keycloak_realm_token_is_accepted_and_keys_may_rotate(
     infra: Infrastructure, database_name: str, tmp_path: Path
 ) -> None:
-    """RS256 as Keycloak signs, with the claims of a Keycloak realm access token; the realm's
-    mappers put roles and districts at the top level. Then the realm gets a new key."""
+    """RS256 as Keycloak signs, with the claims of our realm's access token; the realm's mappers
+    put roles and districts at the top level. Then the realm gets a new key."""
     keycloak, http = serve_issuer(tmp_path / "realm", free_port(), kind="rsa")
     try:
         app = actors.app.build(
@@ -315,28 +316,13 @@ async def test_a_keycloak_realm_token_is_accepted_and_keys_may_rotate(
         )
         # as the app makes it, but fetching the keys again at once for an unknown key id
         app.state.token_verifier = TokenVerifier(keycloak.issuer, "quartier", keycloak.jwks_url, refetch_cooldown=0)
+        # The claims exactly as the compose file's realm issues them to demo-manager-iv
+        # (tests/unit/test_keycloak_realm.py keeps the fixture equal to the realm), with fresh times and
+        # this test's issuer URL in place of Keycloak's.
         now = int(time.time())
-        realm_token = {
-            "exp": now + 300,
-            "iat": now,
-            "auth_time": now - 5,
-            "jti": str(uuid.uuid4()),
-            "iss": keycloak.issuer,
-            "aud": ["quartier", "account"],
-            "sub": "f1b2c3d4-0000-4000-8000-00000000000a",
-            "typ": "Bearer",
-            "azp": "quartier-web",
-            "sid": str(uuid.uuid4()),
-            "acr": "1",
-            "allowed-origins": ["http://localhost:8001"],
-            "realm_access": {"roles": ["default-roles-quartier", "offline_access", "quarter_manager"]},
-            "resource_access": {"account": {"roles": ["manage-account", "view-profile"]}},
-            "scope": "openid profile email",
-            "email_verified": True,
-            "preferred_username": "qm-iv",
-            "roles": ["quarter_manager", "default-roles-quartier"],
-            "districts": ["IV"],
-        }
+        realm_token = json.loads(KEYCLOAK_TOKEN_CLAIMS.read_text(encoding="utf-8"))
+        assert realm_token["roles"] == ["quarter_manager"] and realm_token["districts"] == ["IV"]
+        realm_token |= {"exp": now + 300, "iat": now, "auth_time": now - 5, "iss": keycloak.issuer}
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
