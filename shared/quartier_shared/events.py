@@ -25,6 +25,7 @@ CONFERENCES_TOPIC = "quartier.conferences"  # key: conference id
 INVITATIONS_TOPIC = "quartier.invitations"  # key: invitation id (spreads a fan-out over partitions)
 DELIVERIES_TOPIC = "quartier.deliveries"  # key: invitation id
 ANSWERS_TOPIC = "quartier.answers"  # key: invitation id
+TEAMS_TOPIC = "quartier.teams"  # key: district code
 DEAD_LETTER_TOPIC = "quartier.dead-letters"
 
 # Partition counts are explicit: Tansu would invent its own, and Kafka keys depend on them.
@@ -34,6 +35,7 @@ TOPIC_PARTITIONS: dict[str, int] = {
     INVITATIONS_TOPIC: 6,
     DELIVERIES_TOPIC: 6,
     ANSWERS_TOPIC: 3,
+    TEAMS_TOPIC: 1,  # a handful of districts, rarely changed
     DEAD_LETTER_TOPIC: 1,
 }
 
@@ -219,6 +221,15 @@ class ActorDeactivated(ActorEvent):
     """An actor was deactivated: kept on record, no longer invited."""
 
 
+class CompetenceTeamChanged(Event, topic=TEAMS_TOPIC, key="district"):
+    """The members of a district's competence team were set: the whole list of actor ids (no
+    names), with the team's revision after the change (consumers only ever move forward by it)."""
+
+    district: str
+    members: list[str]
+    revision: int
+
+
 # --- conferences --------------------------------------------------------------------------------
 
 
@@ -296,6 +307,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ActorRegistered,
         ActorUpdated,
         ActorDeactivated,
+        CompetenceTeamChanged,
         ConferenceScheduled,
         ConferenceDrafted,
         InvitationIssued,

@@ -55,19 +55,21 @@ class UnitOfWork(Protocol):
 
 class DocumentMapper(Generic[T]):
     """Documents from a domain dataclass and back, derived from its one declaration (pydantic
-    converts tuples, enums, value objects and dates); its ``id`` is stored as ``_id``."""
+    converts tuples, enums, value objects and dates); its ``id`` (or ``id_field``) is stored as
+    ``_id``."""
 
-    def __init__(self, cls: type[T]) -> None:
+    def __init__(self, cls: type[T], id_field: str = "id") -> None:
         self._adapter: TypeAdapter[T] = TypeAdapter(cls)
+        self._id_field = id_field
 
     def to_document(self, obj: T) -> Document:
         doc: Document = self._adapter.dump_python(obj)
-        doc["_id"] = doc.pop("id")
+        doc["_id"] = doc.pop(self._id_field)
         return doc
 
     def from_document(self, doc: Document) -> T:
         fields = {k: v for k, v in doc.items() if k != "_id"}
-        return self._adapter.validate_python({"id": doc["_id"], **fields})
+        return self._adapter.validate_python({self._id_field: doc["_id"], **fields})
 
 
 class MongoUnitOfWork:

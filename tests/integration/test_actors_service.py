@@ -11,7 +11,7 @@ import httpx
 from actors.app import build
 from actors.settings import Settings
 from quartier.embedded import Infrastructure
-from quartier_shared.events import ACTORS_TOPIC
+from quartier_shared.events import ACTORS_TOPIC, TEAMS_TOPIC
 from tests.helpers import (
     actor_body,
     assert_refused,
@@ -211,3 +211,30 @@ async def test_lists_come_in_pages_in_a_stable_order_within_the_readers_district
             refused = await client.get("/actors", params=bad)
             assert refused.status_code == 422, bad
             assert refused.json()["detail"][0]["loc"] == ["query", next(iter(bad))]
+
+
+async def test_a_district_competence_team_is_set_read_and_published(infra: Infrastructure, database_name: str) -> None:
+    app = build(settings_for(Settings, infra, database_name))
+    async with running(app, infra.auth_headers()) as client:
+        office = (await client.post("/actors", json=actor_body(kind="public_agency"))).json()
+        jobcenter = (await client.post("/actors", json=actor_body(districts=["IV", "V"]))).json()
+        elsewhere = (await client.post("/actors", json=actor_body(districts=["V"]))).json()
+
+        assert (await client.get("/districts/IV/team")).json()["members"] == []
+        members = [jobcenter["id"], office["id"]]
+        answer = await client.put("/districts/IV/team", json={"members": members})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["members"] == members and answer.json()["revision"] == 1
+        assert (await client.get("/districts/IV/team")).json()["members"] == members
+
+        refused = await client.put("/districts/IV/team", json={"members": [elsewhere["id"]]})
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "members"]
+        assert (await client.put("/districts/XX/team", json={"members": []})).status_code == 422
+        too_many = await client.put("/districts/IV/team", json={"members": ["x"] * 201})
+        assert too_many.status_code == 422
+
+        await eventually(lambda: outbox_empty(app))
+        found = envelopes(await read_to_end(infra.kafka_bootstrap, TEAMS_TOPIC))
+        assert [(e.event_type, e.payload) for e in found] == [
+            ("CompetenceTeamChanged", {"district": "IV", "members": members, "revision": 1})
+        ]

@@ -151,6 +151,10 @@ RULES: list[tuple[str, str, str, Any, dict[str, int]]] = [
     ("actors", "PATCH", "/actors/{actor_I}", {"districts": ["IV"]}, {"coordinator": 200}),
     ("actors", "DELETE", "/actors/{actor_IV}", None, {"coordinator": 200, "qm_IV": 200, "qm_IV_III": 200}),
     ("actors", "DELETE", "/actors/{actor_IV_III}", None, {"coordinator": 200, "qm_IV_III": 200}),
+    ("actors", "PUT", "/districts/IV/team", {"members": []}, {"coordinator": 200, "qm_IV": 200, "qm_IV_III": 200}),
+    ("actors", "GET", "/districts/IV/team", None, {"coordinator": 200, "qm_IV": 200, "qm_IV_III": 200}),
+    # the district is checked before the body: a bad body is 422 only for those who may set the team
+    ("actors", "PUT", "/districts/I/team", {"members": 5}, {"coordinator": 422, "qm_I": 422}),
     ("conferences", "POST", "/conferences", conference_body(), {"coordinator": 201}),
     ("conferences", "GET", "/conferences/{conference_IV}", None, {"coordinator": 200, "qm_IV": 200, "qm_IV_III": 200}),
     ("conferences", "GET", "/conferences/{conference_I}", None, {"coordinator": 200, "qm_I": 200}),

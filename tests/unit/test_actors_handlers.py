@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 
 import pytest
 
 from actors import handlers
-from actors.commands import DeactivateActor, RegisterActor, UpdateActor
-from actors.domain import Actor, ActorNotFound
-from actors.repository import ActorRepository
-from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated, EventContext
+from actors.commands import DeactivateActor, RegisterActor, SetCompetenceTeam, UpdateActor
+from actors.domain import Actor, ActorNotFound, CompetenceTeam, TeamMembersRefused
+from actors.repository import ActorRepository, TeamRepository
+from quartier_shared.events import (
+    ActorDeactivated,
+    ActorRegistered,
+    ActorUpdated,
+    CompetenceTeamChanged,
+    EventContext,
+)
 from quartier_shared.pagination import FIRST_PAGE, PageRequest, decode_cursor
 from tests.unit.fakes import FakeUnitOfWork, InMemory, paged
 
@@ -32,6 +38,9 @@ class FakeActorRepository(InMemory[Actor]):
 
     async def get(self, actor_id: str) -> Actor | None:
         return self.rows.get(actor_id)
+
+    async def get_many(self, actor_ids: Iterable[str]) -> dict[str, Actor]:
+        return {i: self.rows[i] for i in actor_ids if i in self.rows}
 
     async def save(self, actor: Actor) -> None:
         self.rows[actor.id] = actor
@@ -54,13 +63,22 @@ class FakeActorRepository(InMemory[Actor]):
         return paged(found, page, lambda a: (a.created_at, a.id))
 
 
+class FakeTeamRepository(InMemory[CompetenceTeam]):
+    async def get(self, district: str) -> CompetenceTeam | None:
+        return self.rows.get(district)
+
+    async def save(self, team: CompetenceTeam) -> None:
+        self.rows[team.district] = team
+
+
 class FakeActorsUnitOfWork(FakeUnitOfWork):
     actors: ActorRepository
+    teams: TeamRepository
 
     def __init__(self) -> None:
-        actors = FakeActorRepository()
-        super().__init__(actors)
-        self.actors = actors
+        actors, teams = FakeActorRepository(), FakeTeamRepository()
+        super().__init__(actors, teams)
+        self.actors, self.teams = actors, teams
 
 
 async def test_registering_stores_the_actor_with_its_event_in_the_requests_context() -> None:
@@ -122,3 +140,27 @@ async def test_pages_follow_each_other_without_gaps_or_repeats_and_keep_to_the_r
     assert [a.name for a in seen] == ["Verein 1", "Verein 3", "Verein 5"]
     everyone = await handlers.actors_by_district(None, False, CONTEXT, uow_factory=uow, page=PageRequest(limit=7))
     assert len(everyone.items) == 7 and everyone.next_cursor is None
+
+
+async def test_a_competence_team_is_set_whole_and_only_from_active_actors_of_its_district() -> None:
+    uow = FakeActorsUnitOfWork()
+    office = await handlers.register_actor(replace(REGISTRATION, kind="public_agency"), CONTEXT, uow_factory=uow)
+    elsewhere = await handlers.register_actor(replace(REGISTRATION, districts=["I"]), CONTEXT, uow_factory=uow)
+    gone = await handlers.register_actor(REGISTRATION, CONTEXT, uow_factory=uow)
+    await handlers.deactivate_actor(DeactivateActor(gone.id), CONTEXT, uow_factory=uow)
+    assert await handlers.competence_team("IV", CONTEXT, uow_factory=uow) == CompetenceTeam("IV")
+
+    team = await handlers.set_competence_team(SetCompetenceTeam("IV", [office.id, office.id]), CONTEXT, uow_factory=uow)
+    assert team.members == (office.id,) and team.revision == 1
+    again = await handlers.set_competence_team(SetCompetenceTeam("IV", [office.id]), CONTEXT, uow_factory=uow)
+    assert again == team  # nothing changed: no event
+    [changed] = uow.committed(CompetenceTeamChanged)
+    assert changed.payload == {"district": "IV", "members": [office.id], "revision": 1}
+
+    for refused in (["nobody"], [elsewhere.id], [gone.id]):
+        with pytest.raises(TeamMembersRefused, match=refused[0]):
+            await handlers.set_competence_team(SetCompetenceTeam("IV", refused), CONTEXT, uow_factory=uow)
+    assert await handlers.competence_team("IV", CONTEXT, uow_factory=uow) == team
+
+    emptied = await handlers.set_competence_team(SetCompetenceTeam("IV", []), CONTEXT, uow_factory=uow)
+    assert emptied.members == () and emptied.revision == 2

@@ -45,7 +45,7 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
         for service, doc in generated().items()
     }
     assert produced == {
-        "actors": {"ActorRegistered", "ActorUpdated", "ActorDeactivated"},
+        "actors": {"ActorRegistered", "ActorUpdated", "ActorDeactivated", "CompetenceTeamChanged"},
         "conferences": {"ConferenceScheduled", "InvitationIssued"},
         "notifications": {"InvitationSent", "InvitationFailed"},
     }

@@ -1,10 +1,13 @@
-"""HTTP API of the actors service (quarter managers keep the registry current).
+"""HTTP API of the actors service (quarter managers keep the registry and their district's
+competence team current).
 
 Who may call what (``quartier_shared.auth``): coordinators everything; a quarter manager
 registers, changes and deactivates actors whose districts all lie within their own (a change is
 checked against the actor as stored and as it would be), and reads actors that share a district
 with theirs; ``GET /actors`` without ``district`` gives them only those. Operators and data
-protection officers get 403: the registry holds names and e-mail addresses. ``GET /districts``
+protection officers get 403: the registry holds names and e-mail addresses. A district's
+competence team (``/districts/{code}/team``) is set by coordinators and that district's quarter
+managers, and read by them (the district check runs before the body is read). ``GET /districts``
 is open.
 
 Thin: the request models check the input (a 422 names the field), a handler does the work, and
@@ -19,7 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
 from quartier_shared.auth import (
@@ -39,8 +42,8 @@ from quartier_shared.inputs import SafeText
 from quartier_shared.pagination import PAGE, PageRequest, announce_next
 
 from . import handlers
-from .commands import DeactivateActor, RegisterActor, UpdateActor
-from .domain import Actor, ActorNotFound
+from .commands import DeactivateActor, RegisterActor, SetCompetenceTeam, UpdateActor
+from .domain import Actor, ActorNotFound, TeamMembersRefused
 from .unit_of_work import UnitOfWorkFactory
 
 Name = Annotated[str, SafeText(200)]
@@ -92,7 +95,30 @@ class ActorOut(BaseModel):
     updated_at: datetime
 
 
+class TeamIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    members: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(max_length=200)
+
+
+class TeamOut(BaseModel):
+    district: str
+    members: list[str]
+    revision: int
+    updated_at: datetime | None
+
+
 REGISTRY = allow(COORDINATOR, QUARTER_MANAGER)
+
+
+def _team_editor(code: Annotated[DistrictCode, Path()], principal: Principal = REGISTRY) -> str:
+    require_within(principal, [code])
+    return code
+
+
+def _team_reader(code: Annotated[DistrictCode, Path()], principal: Principal = REGISTRY) -> str:
+    require_readable(principal, [code])
+    return code
 
 
 def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
@@ -162,6 +188,23 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         command = DeactivateActor(actor_id)
         with _not_found_is_404():
             return _out(await handlers.deactivate_actor(command, event_context(request), uow_factory=uow_factory))
+
+    @router.put("/districts/{code}/team", response_model=TeamOut)
+    async def set_team(body: TeamIn, request: Request, code: str = Depends(_team_editor)) -> TeamOut:
+        """Sets the district's competence team: the whole list of members, each an active actor of
+        the district; the list replaces the one before."""
+        command = SetCompetenceTeam(code, body.members)
+        try:
+            team = await handlers.set_competence_team(command, event_context(request), uow_factory=uow_factory)
+        except TeamMembersRefused as refused:
+            detail = [{"loc": ["body", "members"], "msg": str(refused)[:256], "type": "value_error"}]
+            raise HTTPException(422, detail=detail) from None
+        return TeamOut.model_validate(team, from_attributes=True)
+
+    @router.get("/districts/{code}/team", response_model=TeamOut)
+    async def get_team(request: Request, code: str = Depends(_team_reader)) -> TeamOut:
+        team = await handlers.competence_team(code, event_context(request), uow_factory=uow_factory)
+        return TeamOut.model_validate(team, from_attributes=True)
 
     @catalogue.get("/districts", response_model=Catalogue)
     async def districts() -> Catalogue:

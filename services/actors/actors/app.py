@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated
+from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated, CompetenceTeamChanged
 from quartier_shared.runtime import Runtime, create_app
 
 from .api import build_router
@@ -18,7 +18,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoActorsUnitOfWork)
     return create_app(
         runtime,
-        "Registry of the actors of each district",
+        "Registry of the actors and the competence team of each district",
         routers=[build_router(uow_factory)],
-        publishes=[ActorRegistered, ActorUpdated, ActorDeactivated],
+        publishes=[ActorRegistered, ActorUpdated, ActorDeactivated, CompetenceTeamChanged],
     )

@@ -31,3 +31,9 @@ class UpdateActor:
 @dataclass(frozen=True)
 class DeactivateActor:
     actor_id: str
+
+
+@dataclass(frozen=True)
+class SetCompetenceTeam:
+    district: str
+    members: Sequence[str]  # actor ids; the whole team, replacing the one before

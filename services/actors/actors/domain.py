@@ -1,4 +1,6 @@
-"""The actor: an organisation or person taking part in a district's integration work.
+"""The actor: an organisation or person taking part in a district's integration work; and the
+competence team of a district: the actors (public offices, the quarter manager, ...) who meet on
+their own, besides the district's conference.
 
 Every change returns the new state and the event it raises, or no event when nothing changed, so
 the service layer stores both in one unit of work. The events carry the whole actor (event-carried
@@ -13,7 +15,14 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorSnapshot, ActorUpdated, Language
+from quartier_shared.events import (
+    ActorDeactivated,
+    ActorRegistered,
+    ActorSnapshot,
+    ActorUpdated,
+    CompetenceTeamChanged,
+    Language,
+)
 
 from .commands import RegisterActor
 
@@ -72,3 +81,33 @@ class Actor:
 def _once_each(districts: Sequence[str]) -> tuple[str, ...]:
     """Each district once, in the order given."""
     return tuple(dict.fromkeys(districts))
+
+
+class TeamMembersRefused(ValueError):
+    """Some of the ids given are not active actors of the team's district (the message names them)."""
+
+
+@dataclass(frozen=True)
+class CompetenceTeam:
+    district: str
+    members: tuple[str, ...] = ()
+    revision: int = 0  # 0: never set
+    updated_at: datetime | None = None
+
+    def set_members(
+        self, members: Sequence[str], actors: Mapping[str, Actor]
+    ) -> tuple[CompetenceTeam, CompetenceTeamChanged | None]:
+        """The team with exactly ``members`` (each once, in the order given), who must be active
+        actors of its district (``actors`` holds those found of them); no event when nothing changes."""
+        wanted = tuple(dict.fromkeys(members))
+        unknown = [m for m in wanted if m not in actors]
+        if unknown:
+            raise TeamMembersRefused(f"unknown actors: {', '.join(unknown)}")
+        outside = [m for m in wanted if not actors[m].active or self.district not in actors[m].districts]
+        if outside:
+            raise TeamMembersRefused(f"not active actors of district {self.district}: {', '.join(outside)}")
+        if wanted == self.members and self.revision:
+            return self, None
+        changed = replace(self, members=wanted, revision=self.revision + 1, updated_at=datetime.now(UTC))
+        event = CompetenceTeamChanged(district=self.district, members=list(wanted), revision=changed.revision)
+        return changed, event

@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection
 from quartier_shared.events import Event, EventContext
 from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
-from .commands import DeactivateActor, RegisterActor, UpdateActor
-from .domain import Actor, ActorNotFound
+from .commands import DeactivateActor, RegisterActor, SetCompetenceTeam, UpdateActor
+from .domain import Actor, ActorNotFound, CompetenceTeam
 from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
@@ -54,6 +54,27 @@ async def actors_by_district(
     async with uow_factory(context).for_reading() as uow:
         found = await uow.actors.find(district, include_inactive, within=within, page=page)
     return page_of(found, page, lambda actor: (actor.created_at, actor.id))
+
+
+async def set_competence_team(
+    command: SetCompetenceTeam, context: EventContext, *, uow_factory: UnitOfWorkFactory
+) -> CompetenceTeam:
+    """Replaces the district's team; raises ``TeamMembersRefused`` (nothing stored) when a member
+    is not an active actor of the district."""
+    async with uow_factory(context) as uow:
+        team = await uow.teams.get(command.district) or CompetenceTeam(command.district)
+        changed, event = team.set_members(command.members, await uow.actors.get_many(command.members))
+        if event is not None:
+            await uow.teams.save(changed)
+            uow.record(event)
+            await uow.commit()
+    return changed
+
+
+async def competence_team(district: str, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> CompetenceTeam:
+    """The district's team; an empty one (revision 0) when none was ever set."""
+    async with uow_factory(context).for_reading() as uow:
+        return await uow.teams.get(district) or CompetenceTeam(district)
 
 
 async def _change(actor_id: str, change: Callable[[Actor], tuple[Actor, Event | None]], uow: UnitOfWork) -> Actor:

@@ -1,5 +1,5 @@
-"""The actors service's unit of work: one transaction holding the actor repository and the
-events the change raises (see ``quartier_shared.mongo``).
+"""The actors service's unit of work: one transaction holding the actor and team repositories
+and the events the change raises (see ``quartier_shared.mongo``).
 
 Handlers depend on the ``UnitOfWork`` protocol only: the service runs on ``MongoActorsUnitOfWork``,
 the unit tests on a fake.
@@ -13,18 +13,21 @@ from typing import Protocol
 from quartier_shared import mongo
 from quartier_shared.events import EventContext
 
-from .repository import ActorRepository, MongoActorRepository
+from .repository import ActorRepository, MongoActorRepository, MongoTeamRepository, TeamRepository
 
 
 class UnitOfWork(mongo.UnitOfWork, Protocol):
     actors: ActorRepository
+    teams: TeamRepository
 
 
 class MongoActorsUnitOfWork(mongo.MongoUnitOfWork):
     actors: ActorRepository
+    teams: TeamRepository
 
     def bind(self) -> None:
         self.actors = MongoActorRepository(self.db, self.session)
+        self.teams = MongoTeamRepository(self.db, self.session)
 
 
 # One unit of work per call, its events caused in this context.
