@@ -14,9 +14,11 @@ The contract:
   forged cursor only moves where the caller's own list starts. A cursor that is not one of ours
   answers 422 naming it.
 
-How a repository uses it: ``PageRequest.query(field)`` is the filter to add to its own, sort by
-``PageRequest.sort(field)``, read ``limit + 1`` documents; the endpoint calls ``page_of`` and
-``announce_next``.
+How a repository uses it: add ``PageRequest.query(field)`` to its own filter, sort by
+``PageRequest.sort(field)``, and read the documents with ``PageRequest.read(cursor, field)``; the
+endpoint calls ``page_of`` and ``announce_next``. The query starts at the last position (``$gte``)
+and ``read`` skips what is not after it, rather than one ``$or`` of "later, or as late with a
+greater id", which the embedded database answers by scanning the collection (``embedded_db``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, HTTPException, Query, Request, Response, status
 from pymongo import ASCENDING
+from pymongo.asynchronous.cursor import AsyncCursor
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -38,6 +41,7 @@ MAX_CURSOR_LENGTH = 512  # ours are well under 200 characters
 
 T = TypeVar("T")
 SortValue = datetime | str
+Document = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -46,13 +50,23 @@ class PageRequest:
     after: tuple[SortValue, str] | None = None  # (sort value, _id) of the last item already seen
 
     def query(self, field: str) -> dict[str, Any]:
-        """The filter that starts the page after ``after``; empty for the first page."""
+        """The filter that starts the page at ``after`` (``read`` drops ``after`` itself and its
+        equals with a smaller id); empty for the first page."""
         if self.after is None:
             return {}
         value, last_id = self.after
-        if field == "_id":
-            return {"_id": {"$gt": last_id}}
-        return {"$or": [{field: {"$gt": value}}, {field: value, "_id": {"$gt": last_id}}]}
+        return {"_id": {"$gt": last_id}} if field == "_id" else {field: {"$gte": value}}
+
+    async def read(self, cursor: AsyncCursor[Document], field: str) -> list[Document]:
+        """``fetch`` documents of ``cursor`` (sorted by ``sort(field)``) that lie after ``after``."""
+        found: list[Document] = []
+        async for doc in cursor:
+            if self.after is None or (doc[field], doc["_id"]) > self.after:
+                found.append(doc)
+                if len(found) == self.fetch:
+                    break
+        await cursor.close()
+        return found
 
     @staticmethod
     def sort(field: str) -> list[tuple[str, int]]:

@@ -1,6 +1,8 @@
 """The cursor of paginated lists: opaque, round-trips every sort value, refuses what is not ours."""
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 from fastapi import HTTPException
@@ -35,6 +37,31 @@ def test_a_page_announces_the_next_only_when_more_was_found() -> None:
 
 def test_the_next_page_starts_after_the_last_position() -> None:
     after = PageRequest(after=(AT, "a-1")).query("created_at")
-    assert after == {"$or": [{"created_at": {"$gt": AT}}, {"created_at": AT, "_id": {"$gt": "a-1"}}]}
+    assert after == {"created_at": {"$gte": AT}}
     assert PageRequest(after=("d", "d")).query("_id") == {"_id": {"$gt": "d"}}
     assert PageRequest().query("created_at") == {}
+
+
+class _Cursor:
+    """A sorted MongoDB cursor, as far as ``PageRequest.read`` uses one."""
+
+    def __init__(self, docs: list[dict[str, object]]) -> None:
+        self.docs, self.closed = docs, False
+
+    def __aiter__(self) -> AsyncIterator[dict[str, object]]:
+        async def each() -> AsyncIterator[dict[str, object]]:
+            for doc in self.docs:
+                yield doc
+
+        return each()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_read_skips_the_last_position_and_its_equals_with_smaller_ids() -> None:
+    # What {"at": {"$gte": AT}} sorted by (at, _id) finds after the position (AT, "b").
+    later = AT.replace(second=13)
+    cursor = _Cursor([{"at": AT, "_id": i} for i in "abc"] + [{"at": later, "_id": "a"}])
+    found = await PageRequest(limit=1, after=(AT, "b")).read(cast(Any, cursor), "at")
+    assert found == [{"at": AT, "_id": "c"}, {"at": later, "_id": "a"}] and cursor.closed

@@ -78,8 +78,8 @@ class MongoActorRepository:
             query["districts"] = district  # the caller checked that it lies within
         if not include_inactive:
             query["active"] = True
-        cursor = self.collection.find(query, session=self.session).sort(page.sort("created_at")).limit(page.fetch)
-        return [_actors.from_document(d) async for d in cursor]
+        cursor = self.collection.find(query, session=self.session).sort(page.sort("created_at"))
+        return [_actors.from_document(d) for d in await page.read(cursor, "created_at")]
 
 
 class TeamRepository(Protocol):

@@ -82,8 +82,8 @@ class MongoConferenceRepository:
             query["district"] = {"$in": sorted(within)}
         if district:
             query["district"] = district  # the caller checked that it lies within
-        cursor = self.collection.find(query, session=self.session).sort(page.sort("starts_at")).limit(page.fetch)
-        return [_conferences.from_document(d) async for d in cursor]
+        cursor = self.collection.find(query, session=self.session).sort(page.sort("starts_at"))
+        return [_conferences.from_document(d) for d in await page.read(cursor, "starts_at")]
 
     async def upcoming_in(self, districts: Iterable[str], now: datetime) -> list[Conference]:
         # The query form of Conference.is_upcoming.

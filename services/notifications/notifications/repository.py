@@ -206,8 +206,8 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
 
     async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
         query = {"conference_id": conference_id, **page.query("_id")}
-        cursor = self.collection.find(query, session=self.session).sort(page.sort("_id")).limit(page.fetch)
-        return [_deliveries.from_document(d) async for d in cursor]
+        cursor = self.collection.find(query, session=self.session).sort(page.sort("_id"))
+        return [_deliveries.from_document(d) for d in await page.read(cursor, "_id")]
 
 
 def _held(ids: Sequence[str], token: str) -> Document:
