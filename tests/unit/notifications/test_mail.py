@@ -14,6 +14,7 @@ from icalendar import Calendar, Component
 from notifications.calendar import conference_uid, invitation_calendar
 from notifications.mail import Recipient, Sender, message_id, render_invitation
 from quartier_shared.events import ConferenceDetails, Language, Venue
+from tests.unit.notifications.fakes import LINKS
 
 DOMAIN = "essen.example.org"
 DASH = "\u2013"  # en dash: non-ASCII that must survive the trip through MIME
@@ -23,6 +24,7 @@ RECIPIENTS: dict[Language, Recipient] = {
     "en": Recipient(name="Sam Example", email="sam.example@example.org", language="en"),
 }
 AGENDA = ["Begrüßung", "Wohnraum & Schule", f"Sprachkurse {DASH} Bedarf im Stadtteil"]
+LINK = "https://quartier.essen.example.org/rsvp/a.b.c"  # where the link itself does not matter
 
 
 def conference(**changes: Any) -> ConferenceDetails:
@@ -46,12 +48,14 @@ def render(
     details: ConferenceDetails | None = None, language: Language = "de", invitation_id: str = "inv-0815"
 ) -> EmailMessage:
     """Render, serialise and parse back, so tests see what a receiving client sees."""
+    details = details or conference()
     message = render_invitation(
-        conference=details or conference(),
+        conference=details,
         recipient=RECIPIENTS[language],
         sender=SENDER,
         invitation_id=invitation_id,
         domain=DOMAIN,
+        link=LINKS.for_invitation(invitation_id, details.ends_at),
     )
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
@@ -281,7 +285,8 @@ def test_organizer_and_attendee() -> None:
     assert attendee.params["CN"] == "Jana Beispiel-Öztürk"
     assert attendee.params["ROLE"] == "REQ-PARTICIPANT"
     assert attendee.params["PARTSTAT"] == "NEEDS-ACTION"
-    assert attendee.params["RSVP"] == "TRUE"
+    # Nothing reads calendar replies: the attendee answers through the personal link instead.
+    assert attendee.params["RSVP"] == "FALSE"
 
 
 def test_uid_is_stable_per_conference() -> None:
@@ -330,7 +335,7 @@ def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts
     other = Recipient(name="Kai Muster", email="kai.muster@example.org", language="de")
     first = render()
     second_raw = render_invitation(
-        conference=conference(), recipient=other, sender=SENDER, invitation_id="inv-0816", domain=DOMAIN
+        conference=conference(), recipient=other, sender=SENDER, invitation_id="inv-0816", domain=DOMAIN, link=LINK
     )
     second = email.message_from_bytes(second_raw.as_bytes(), policy=email.policy.default)
     assert isinstance(second, EmailMessage)
@@ -339,7 +344,14 @@ def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts
     assert "Jana" not in body(second, "html")
     assert second["To"].addresses[0].addr_spec == "kai.muster@example.org"
     assert str(attached_event(second)[1]["attendee"]) == "mailto:kai.muster@example.org"  # one, not a list
-    assert body(first, "plain").split("\n")[1:] == body(second, "plain").split("\n")[1:]
+    first_link, second_link = (
+        body(first, "plain").split(LINKS.base_url)[1].split()[0],
+        body(second, "plain").split(LINKS.base_url)[1].split()[0],
+    )
+    assert (
+        body(first, "plain").replace(first_link, "").split("\n")[1:]
+        == body(second, "plain").replace(second_link, "").split("\n")[1:]
+    )
 
     renamed = render(conference(title="Integrationskonferenz Borbeck (verlegt)"))
     assert "verlegt" in renamed["Subject"] and "verlegt" in body(renamed, "html")
@@ -348,12 +360,17 @@ def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts
 
 def test_an_internationalised_address_goes_out_as_utf8_and_everything_else_as_ascii() -> None:
     ascii_mail = render_invitation(
-        conference=conference(), recipient=RECIPIENTS["de"], sender=SENDER, invitation_id="inv-1", domain=DOMAIN
+        conference=conference(),
+        recipient=RECIPIENTS["de"],
+        sender=SENDER,
+        invitation_id="inv-1",
+        domain=DOMAIN,
+        link=LINK,
     )
     assert ascii_mail.as_bytes().isascii()  # umlauts in names and bodies are encoded
     jurgen = Recipient(name="Jürgen Beispiel", email="jürgen@beispiel.example.org", language="de")
     raw = render_invitation(
-        conference=conference(), recipient=jurgen, sender=SENDER, invitation_id="inv-2", domain=DOMAIN
+        conference=conference(), recipient=jurgen, sender=SENDER, invitation_id="inv-2", domain=DOMAIN, link=LINK
     ).as_bytes()
     parsed = email.message_from_string(raw.decode("utf-8"), policy=email.policy.SMTPUTF8)  # as RFC 6532 reads it
     assert isinstance(parsed, EmailMessage)
