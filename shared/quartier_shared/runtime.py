@@ -97,7 +97,12 @@ class Runtime:
 
     async def start(self) -> None:
         for check in self._checks:
-            check()
+            try:
+                check()
+            except Exception as exc:
+                # One plain line before the server's traceback: what is wrong and what to do.
+                log.error("startup_refused", reason=str(exc))
+                raise
         await _until_up.run(self._prepare_db, event="waiting_for_dependency", dependency="mongodb")
         self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
 
