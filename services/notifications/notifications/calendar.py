@@ -81,7 +81,8 @@ def invitation_calendar(
     """The ``.ics`` of an invitation (``method="REQUEST"``) or its cancellation (``"CANCEL"``).
 
     A cancellation must carry a higher ``conference.sequence`` than the request it withdraws,
-    or clients ignore it; the caller owns that counter.
+    or clients ignore it; the caller owns that counter. ``answer_line``: the sentence with the
+    attendee's personal link, which ends the DESCRIPTION.
     """
     template = calendar_template(
         conference=conference,
