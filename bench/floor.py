@@ -23,10 +23,12 @@ from typing import Any
 import aiosmtplib
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pymongo import AsyncMongoClient
 
 from notifications.mail import Recipient, Sender, render_invitation
 from quartier.embedded import Infrastructure
+from quartier_shared import links
 from quartier_shared.catalogue import load_catalogue
 from quartier_shared.events import (
     TOPIC_PARTITIONS,
@@ -84,14 +86,17 @@ def sample_envelope(details: ConferenceDetails) -> tuple[bytes, list[tuple[str, 
 
 def sample_mail(details: ConferenceDetails) -> bytes:
     """A real invitation mail (fictional recipient), as bytes on the wire."""
+    invitation_id = str(uuid.uuid4())
+    token = links.sign(invitation_id, details.ends_at, Ed25519PrivateKey.generate())  # as long as a real one
     message = render_invitation(
         conference=details,
         recipient=Recipient(
             name="Benchmark-Initiative Nummer 00000", email="bench-00000@initiative.example.org", language="de"
         ),
         sender=SENDER,
-        invitation_id=str(uuid.uuid4()),
+        invitation_id=invitation_id,
         domain="essen.example.org",
+        link=f"http://127.0.0.1:8002/rsvp/{token}",
     )
     return message.as_bytes()
 

@@ -14,6 +14,7 @@ from quartier.issuer import LocalIssuer
 from quartier.issuer import serve as serve_issuer
 from quartier.smtp_sink import Answer
 from quartier.smtp_sink import serve as serve_smtp
+from quartier_shared import links
 from tests import infra as test_infra
 from tests.infra import chosen_infra
 
@@ -55,13 +56,25 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIssuer]:
     http.shutdown()
 
 
+@pytest.fixture(scope="session")
+def link_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The personal-link key pair, as the embedded stack gives it to every service (paths)."""
+    signing, verifying = links.generate_pair(tmp_path_factory.mktemp("links"))
+    return {"LINK_SIGNING_KEY": str(signing), "LINK_VERIFY_KEY": str(verifying)}
+
+
 @pytest.fixture
 def infra(
-    infra_kind: str, kafka: str, mongo_uri: str, smtp_sink: tuple[int, Path], issuer: LocalIssuer
+    infra_kind: str,
+    kafka: str,
+    mongo_uri: str,
+    smtp_sink: tuple[int, Path],
+    issuer: LocalIssuer,
+    link_keys: dict[str, str],
 ) -> Infrastructure:
     # The short consumer timings suit Tansu; a real Kafka refuses sessions under 6 s.
     tuning = dict(EMBEDDED_KAFKA_TUNING) if infra_kind == "embedded" else {}
-    return Infrastructure(kafka, mongo_uri, "127.0.0.1", smtp_sink[0], tuning, issuer)
+    return Infrastructure(kafka, mongo_uri, "127.0.0.1", smtp_sink[0], tuning | link_keys, issuer)
 
 
 @pytest.fixture

@@ -52,7 +52,13 @@ class Runtime:
         self.kafka_connected = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._checks: list[Callable[[], None]] = []
         self.consumers: list[EventConsumer] = []
+
+    def on_start(self, check: Callable[[], None]) -> None:
+        """Check something of the service's own when it starts, before anything connects (a key it
+        needs): an error it raises stops the start, and says why."""
+        self._checks.append(check)
 
     def on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Close something of the service's own (an SMTP pool) when the process stops."""
@@ -90,6 +96,13 @@ class Runtime:
         return lambda context: cls(self.client, self.db, self.outbox, context)
 
     async def start(self) -> None:
+        for check in self._checks:
+            try:
+                check()
+            except Exception as exc:
+                # One plain line before the server's traceback: what is wrong and what to do.
+                log.error("startup_refused", reason=str(exc))
+                raise
         await _until_up.run(self._prepare_db, event="waiting_for_dependency", dependency="mongodb")
         self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
 

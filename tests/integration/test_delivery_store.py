@@ -21,7 +21,7 @@ from tests.unit.notifications.fakes import CONFERENCE, FakeDeliveryRepository
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
 DELIVERY_FIELDS = {"_id", "kind", "invitation_id", "conference_id", "actor_id", "conference", "status"}
-DELIVERY_FIELDS |= {"message_id", "reason", "lease_until", "attempts"}
+DELIVERY_FIELDS |= {"message_id", "reason", "lease_until", "attempts", "resend", "reply"}
 CONTACT_FIELDS = {"_id", "name", "email", "language", "consent_to_notifications", "active", "revision"}
 
 
@@ -189,3 +189,23 @@ async def test_documents_written_before_the_derived_mappers_still_read_and_claim
     (claimed,) = await mongo.claim([delivery.id], lease("one"), NOW)
     assert claimed.conference == CONFERENCE
     assert await mongo.finish([Outcome(claimed, DeliveryStatus.SENT)], "one", NOW) == {delivery.id}
+
+
+async def test_latest_invitations_gives_each_invitations_delivery_with_the_latest_conference(
+    deliveries: DeliveryRepository,
+) -> None:
+    """What a confirmation is written from: of an invitation's deliveries (the mail and its
+    resends), the one with the highest conference sequence, then the highest resend; never a
+    confirmation; nothing for an invitation without one."""
+    first, other = pending(2)
+    later = CONFERENCE.model_copy(update={"sequence": CONFERENCE.sequence + 1, "title": "verlegt"})
+    resent = replace(first, id=Delivery.id_for(first.invitation_id, "invitation", 1), resend=1, conference=later)
+    resent_again = replace(first, id=Delivery.id_for(first.invitation_id, "invitation", 2), resend=2)
+    confirmation = replace(first, id=Delivery.confirmation_id("event-1"), kind="confirmation", conference=later)
+    await deliveries.add_waiting([first, resent, resent_again, confirmation, other])
+
+    found = await deliveries.latest_invitations([first.invitation_id, other.invitation_id, "never-mailed"])
+
+    assert set(found) == {first.invitation_id, other.invitation_id}
+    assert found[first.invitation_id].id == resent.id and found[first.invitation_id].conference.title == "verlegt"
+    assert found[other.invitation_id].id == other.id

@@ -17,9 +17,12 @@ from icalendar import Calendar
 
 from notifications import mail, sending
 from notifications.app import build
+from notifications.personal_links import LinkKeyMissing
 from notifications.settings import Settings
 from quartier.embedded import Infrastructure
+from quartier_shared import links
 from quartier_shared.events import (
+    ANSWERS_TOPIC,
     DEAD_LETTER_TOPIC,
     DELIVERIES_TOPIC,
     INVITATIONS_TOPIC,
@@ -40,7 +43,7 @@ from tests.helpers import (
     running,
     settings_for,
 )
-from tests.unit.notifications.fakes import CONFERENCE, actor, invitation
+from tests.unit.notifications.fakes import CONFERENCE, actor, answer, invitation, resent
 
 GROUP = "notifications"  # the service's consumer group
 
@@ -108,6 +111,93 @@ async def test_one_mail_per_invitation_even_when_the_event_comes_three_times(
     assert str(event["UID"]) == f"conference-{CONFERENCE.conference_id}@essen.example.org"
     assert event.decoded("DTSTART") == CONFERENCE.starts_at
     assert str(event["ATTENDEE"]) == "mailto:gemeinde@example.org"
+    assert event["ATTENDEE"].params["RSVP"] == "FALSE"
+
+
+async def test_the_invitation_mail_carries_a_personal_link_the_answer_page_can_verify(
+    app: FastAPI, infra: Infrastructure, maildir: Path
+) -> None:
+    club = actor("club@example.org", language="en")
+    issued = invitation(club.actor_id)
+    async with running(app):
+        await send(infra, club, issued)
+        await outcomes(infra, 1)
+    (sent,) = read_mails(maildir)
+    text, html = (sent.get_body(preferencelist=(kind,)).get_content() for kind in ("plain", "html"))  # type: ignore[union-attr]
+    token = link_token(text)
+    assert f'href="http://127.0.0.1:8002/rsvp/{token}"' in html  # the default PUBLIC_BASE_URL
+    assert "Please answer through this link: http://127.0.0.1:8002/rsvp/" in text
+    # Verified as the conferences service verifies it: with the stack's public key.
+    claims = links.verify(token, links.load_public_key(infra.env()["LINK_VERIFY_KEY"]), now=CONFERENCE.starts_at)
+    assert claims.invitation_id == issued.invitation_id
+    assert claims.expires_at == CONFERENCE.ends_at
+
+
+async def test_an_answer_yields_one_confirmation_however_often_it_comes_and_changes_no_invitation_status(
+    app: FastAPI, infra: Infrastructure, maildir: Path
+) -> None:
+    person = actor("gemeinde@example.org")
+    issued = invitation(person.actor_id)
+    answered = envelope_of(answer(issued, "accepted", 2))
+    async with running(app):
+        await send(infra, person, issued)
+        await outcomes(infra, 1)
+        for _ in range(3):  # the event, and two copies of it (a replay, a duplicate)
+            await publish(infra.kafka_bootstrap, [answered])
+            await eventually(lambda: caught_up(infra.kafka_bootstrap, GROUP, ANSWERS_TOPIC))
+        await eventually(lambda: outbox_empty(app))
+        assert len(await read_to_end(infra.kafka_bootstrap, DELIVERIES_TOPIC)) == 1  # the invitation's only
+        statuses = {d["_id"]: d["status"] async for d in app.state.runtime.db["deliveries"].find()}
+
+    mails = read_mails(maildir)
+    assert len(mails) == 2
+    (confirmation,) = [m for m in mails if not m["Message-ID"].startswith("<invitation-")]
+    assert confirmation["Message-ID"] == mail.confirmation_message_id(answered.event_id, "essen.example.org")
+    assert confirmation["Subject"] == "Ihre Antwort: Integrationskonferenz Borbeck am 04.03.2031"
+    text = confirmation.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Ihre Antwort: Zusage, 2 Personen" in text
+    assert links.verify(
+        link_token(text), links.load_public_key(infra.env()["LINK_VERIFY_KEY"]), now=CONFERENCE.starts_at
+    )
+    assert statuses[f"confirmation:{answered.event_id}"] == "sent"
+
+
+async def test_a_resend_is_sent_again_as_a_mail_of_its_own_and_raises_its_outcome(
+    app: FastAPI, infra: Infrastructure, maildir: Path
+) -> None:
+    person = actor("gemeinde@example.org")
+    issued = invitation(person.actor_id)
+    async with running(app):
+        await send(infra, person, issued)
+        await outcomes(infra, 1)
+        await send(infra, resent(issued, 1))
+        found = await outcomes(infra, 2)
+        await send(infra, resent(issued, 1))  # the same resend again: the same mail, sent once
+        await eventually(lambda: caught_up(infra.kafka_bootstrap, GROUP, INVITATIONS_TOPIC))
+        await eventually(lambda: outbox_empty(app))
+        assert len(await read_to_end(infra.kafka_bootstrap, DELIVERIES_TOPIC)) == 2
+
+    ids = [
+        f"<invitation-{issued.invitation_id}@essen.example.org>",
+        f"<invitation-{issued.invitation_id}.resend-1@essen.example.org>",
+    ]
+    assert [e.payload["message_id"] for e in found] == ids
+    assert sorted(m["Message-ID"] for m in read_mails(maildir)) == sorted(ids)
+
+
+async def test_without_a_link_signing_key_the_service_refuses_to_start(
+    infra: Infrastructure, database_name: str
+) -> None:
+    app = service(infra, database_name, link_signing_key=None)
+    with pytest.raises(LinkKeyMissing, match="LINK_SIGNING_KEY is not set"):
+        async with running(app):
+            pass
+
+
+def link_token(text: str) -> str:
+    """The token of the one personal link in a mail's text."""
+    (token,) = {word.split("/rsvp/", 1)[1] for word in text.split() if "/rsvp/" in word}
+    return token
 
 
 async def test_permanent_rejection_fails_with_the_reason_and_consent_is_respected(

@@ -541,6 +541,28 @@ def test_keycloak_serves_the_realm_file(services: dict[str, dict[str, Any]]) -> 
     assert env["KC_HEALTH_ENABLED"] == "true" and "/health/ready" in " ".join(keycloak["healthcheck"]["test"])
 
 
+def test_only_notifications_gets_the_link_signing_key_as_a_secret_kept_out_of_git_and_images(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """The key that signs personal links is a file-based compose secret mounted into notifications
+    alone, LINK_SIGNING_KEY names the mounted file, and the file is neither committed nor built in."""
+    notifications = services["notifications"]
+    assert notifications["secrets"] == ["link_signing_key"]
+    assert environment(notifications)["LINK_SIGNING_KEY"] == "/run/secrets/link_signing_key"
+    assert [name for name, service in services.items() if "link_signing_key" in service.get("secrets", [])] == [
+        "notifications"
+    ]
+    source = (DEPLOY / compose["secrets"]["link_signing_key"]["file"]).resolve()
+    assert source.is_relative_to(DEPLOY / "secrets")
+    gitignore = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "deploy/secrets/" in gitignore, "the key could be committed"
+    dockerignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "deploy" in dockerignore, "the build context would carry the key"
+    settings = settings_from(NotificationsSettings, resolved_environment(notifications, env_example() | TEST_SECRETS))
+    assert isinstance(settings, NotificationsSettings)
+    assert settings.public_base_url == "http://127.0.0.1:8002"  # the conferences service, as published
+
+
 # --- ports, health, restart, start order ---------------------------------------------------------
 
 

@@ -25,7 +25,8 @@ from .unit_of_work import UnitOfWorkFactory
 
 class DeliveryOut(BaseModel):
     id: str
-    kind: str
+    kind: str  # "invitation" or "confirmation" (of an answer)
+    resend: int  # invitations: 0, or the n-th resend
     invitation_id: str
     conference_id: str
     actor_id: str

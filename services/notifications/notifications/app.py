@@ -6,12 +6,13 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from quartier_shared.events import ActorEvent, InvitationFailed, InvitationIssued, InvitationSent
+from quartier_shared.events import ActorEvent, InvitationAnswered, InvitationFailed, InvitationIssued, InvitationSent
 from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
 from .api import build_router
 from .mail import Sender
+from .personal_links import PersonalLinks
 from .repository import create_indexes
 from .sending import SendingPolicy
 from .settings import Settings
@@ -24,25 +25,29 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoNotificationsUnitOfWork)
     smtp = SmtpSender(settings)
+    links = PersonalLinks.of(settings.public_base_url, settings.link_signing_key)
+    runtime.on_start(links.check)  # no key, no start: every mail needs a link that works
     policy = SendingPolicy(
         sender=Sender(name=settings.smtp_from_name, email=settings.smtp_from),
         mail_domain=settings.mail_domain,
         lease_seconds=settings.delivery_lease_seconds,
         claim_size=settings.delivery_claim_size,
         claims_in_flight=settings.delivery_claims_in_flight,
+        links=links,
     )
 
     contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, policy=policy)
     invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
+    confirmations = partial(handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     runtime.consume(
         group_id="notifications",
         handlers={ActorEvent: contact},
-        batch_handlers={InvitationIssued: invitations},
+        batch_handlers={InvitationIssued: invitations, InvitationAnswered: confirmations},
     )
     runtime.on_stop(smtp.close)
     return create_app(
         runtime,
-        "Invitation e-mails with calendar files",
+        "Invitation e-mails with calendar files and personal answer links, and the confirmation of each answer",
         routers=[build_router(uow_factory)],
         publishes=[InvitationSent, InvitationFailed],
     )

@@ -2,6 +2,10 @@
 
 The UID depends only on the conference, so every update or cancellation we send later lands on
 the entry the attendee's calendar already holds; SEQUENCE tells the client which version wins.
+
+The attendee is not asked for a calendar reply (``RSVP=FALSE``): nothing reads the organiser's
+mailbox, so an "Accept" clicked in a calendar would be lost. The DESCRIPTION points to the
+personal answer link instead, which is why it is written per attendee, like the ATTENDEE line.
 """
 
 from __future__ import annotations
@@ -54,9 +58,13 @@ class CalendarTemplate:
 
     before_attendee: bytes
     after_attendee: bytes
+    agenda: str  # the numbered agenda, the DESCRIPTION's first part ("" without one)
 
-    def for_attendee(self, email: str, name: str) -> bytes:
-        return self.before_attendee + _attendee_line(email, name) + self.after_attendee
+    def for_attendee(self, email: str, name: str, answer_line: str = "") -> bytes:
+        """The calendar of one attendee; ``answer_line`` (the sentence with their personal link)
+        ends the DESCRIPTION."""
+        description = "\n\n".join(part for part in (self.agenda, answer_line) if part)
+        return self.before_attendee + _attendee_lines(email, name, description) + self.after_attendee
 
 
 def invitation_calendar(
@@ -68,11 +76,13 @@ def invitation_calendar(
     attendee_name: str,
     uid_domain: str,
     method: str = "REQUEST",
+    answer_line: str = "",
 ) -> bytes:
     """The ``.ics`` of an invitation (``method="REQUEST"``) or its cancellation (``"CANCEL"``).
 
     A cancellation must carry a higher ``conference.sequence`` than the request it withdraws,
-    or clients ignore it; the caller owns that counter.
+    or clients ignore it; the caller owns that counter. ``answer_line``: the sentence with the
+    attendee's personal link, which ends the DESCRIPTION.
     """
     template = calendar_template(
         conference=conference,
@@ -81,7 +91,7 @@ def invitation_calendar(
         uid_domain=uid_domain,
         method=method,
     )
-    return template.for_attendee(attendee_email, attendee_name)
+    return template.for_attendee(attendee_email, attendee_name, answer_line)
 
 
 def calendar_template(
@@ -114,30 +124,29 @@ def calendar_template(
     event.add("dtend", ends_at)
     event.add("summary", conference.title)
     event.add("location", f"{conference.venue.name}, {conference.venue.address}")
-    if conference.agenda:
-        event.add(
-            "description",
-            "\n".join(f"{number}. {item}" for number, item in enumerate(conference.agenda, 1)),
-        )
     event.add("organizer", _address(organizer_email, organizer_name))
     event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
     calendar.add_component(event)
     ics: bytes = calendar.to_ical()  # icalendar leaves this untyped
-    end = ics.rindex(_END_EVENT)  # the attendee goes last in the event
-    return CalendarTemplate(ics[:end], ics[end:])
+    end = ics.rindex(_END_EVENT)  # the description and the attendee go last in the event
+    agenda = "\n".join(f"{number}. {item}" for number, item in enumerate(conference.agenda, 1))
+    return CalendarTemplate(ics[:end], ics[end:], agenda)
 
 
 _BEGIN_EVENT: Final = b"BEGIN:VEVENT\r\n"
 _END_EVENT: Final = b"END:VEVENT\r\n"
 
 
-def _attendee_line(email: str, name: str) -> bytes:
-    """The ATTENDEE content line, quoted and folded by icalendar itself."""
+def _attendee_lines(email: str, name: str, description: str) -> bytes:
+    """The DESCRIPTION (when there is one) and ATTENDEE content lines, escaped and folded by
+    icalendar itself."""
     attendee = _address(email, name)
     attendee.params["ROLE"] = "REQ-PARTICIPANT"
     attendee.params["PARTSTAT"] = "NEEDS-ACTION"
-    attendee.params["RSVP"] = "TRUE"
+    attendee.params["RSVP"] = "FALSE"  # answers come through the personal link, see the docstring
     event = Event()
+    if description:
+        event.add("description", description)
     event.add("attendee", attendee)
     raw: bytes = event.to_ical()
     return raw[len(_BEGIN_EVENT) : -len(_END_EVENT)]

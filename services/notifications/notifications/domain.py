@@ -1,6 +1,15 @@
 """Contacts (this service's copy of actor contact data), deliveries (one mail each) and the
 events a delivery raises when it ends: InvitationSent or InvitationFailed.
 
+Two kinds of mail, one delivery each:
+- an invitation (``INVITATION``): one per InvitationIssued and resend number, so a coordinator's
+  resend is a mail of its own while a repeated event is the same mail. Its outcome raises
+  InvitationSent or InvitationFailed, which the conferences service follows.
+- a confirmation (``CONFIRMATION``) of an answer: one per InvitationAnswered event (by its event
+  id), so a replayed answer is the same mail and a later answer a new one. Its outcome raises no
+  event: the invitation's status must not change, and no other service needs to know; the
+  delivery record (``GET /deliveries``) is the operators' view of it.
+
 A contact only moves forward by actor revision. A delivery is sent under a lease: a claim holds
 it until ``Lease.until``; a delivery whose lease ran out may be claimed again. A final delivery
 (sent or failed) is never sent again, and the ids of the events it raised are derived from it,
@@ -18,7 +27,9 @@ from quartier_shared.actor_copies import copy_after
 from quartier_shared.events import (
     ActorDeactivated,
     ActorSnapshot,
+    Answer,
     ConferenceDetails,
+    InvitationAnswered,
     InvitationFailed,
     InvitationIssued,
     InvitationSent,
@@ -26,7 +37,8 @@ from quartier_shared.events import (
 )
 
 ID_NAMESPACE = uuid.UUID("a7d4f3c2-1b0e-4d6a-8f3b-9e2c5d7a1f40")
-INVITATION = "invitation"  # the kind of delivery; the only one so far
+INVITATION = "invitation"  # the kinds of delivery
+CONFIRMATION = "confirmation"
 
 
 class DeliveryStatus(StrEnum):
@@ -75,6 +87,27 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """An answer as its confirmation mail shows it: the fields of InvitationAnswered it needs."""
+
+    answer: Answer
+    attendees: int
+    interpreter_language: str | None = None
+    step_free_access: bool = False
+    children: int = 0
+
+    @classmethod
+    def of(cls, event: InvitationAnswered) -> Reply:
+        return cls(
+            answer=event.answer,
+            attendees=event.attendees,
+            interpreter_language=event.interpreter_language,
+            step_free_access=event.step_free_access,
+            children=event.children,
+        )
+
+
+@dataclass(frozen=True)
 class Delivery:
     id: str
     kind: str
@@ -86,16 +119,25 @@ class Delivery:
     message_id: str | None = None
     reason: str | None = None
     lease_until: datetime | None = None
+    resend: int = 0  # invitations: 0, or the coordinator's n-th resend
+    reply: Reply | None = None  # confirmations: the answer they confirm
 
     @staticmethod
-    def id_for(invitation_id: str, kind: str) -> str:
-        return f"{kind}:{invitation_id}"
+    def id_for(invitation_id: str, kind: str, resend: int = 0) -> str:
+        """An invitation's delivery (``resend`` > 0: the n-th resend of it); documents stored
+        before resends existed keep their ids, as resend 0 has no suffix."""
+        return f"{kind}:{invitation_id}" + (f":resend-{resend}" if resend else "")
+
+    @staticmethod
+    def confirmation_id(answer_event_id: str) -> str:
+        return f"{CONFIRMATION}:{answer_event_id}"
 
     @classmethod
     def for_invitation(cls, invitation: InvitationIssued, message_id: str) -> Delivery:
-        """The delivery of an invitation's mail; its id is derived, so a redelivery finds it."""
+        """The delivery of an invitation's mail (or of one resend of it); its id is derived, so a
+        redelivery finds it."""
         return cls(
-            id=cls.id_for(invitation.invitation_id, INVITATION),
+            id=cls.id_for(invitation.invitation_id, INVITATION, invitation.resend),
             kind=INVITATION,
             invitation_id=invitation.invitation_id,
             conference_id=invitation.conference_id,
@@ -103,7 +145,30 @@ class Delivery:
             conference=invitation.conference,
             status=DeliveryStatus.PENDING,
             message_id=message_id,
+            resend=invitation.resend,
         )
+
+    @classmethod
+    def for_answer(
+        cls, answered: InvitationAnswered, event_id: str, conference: ConferenceDetails, message_id: str
+    ) -> Delivery:
+        """The confirmation of one answer, by the id of its event: a replay finds it."""
+        return cls(
+            id=cls.confirmation_id(event_id),
+            kind=CONFIRMATION,
+            invitation_id=answered.invitation_id,
+            conference_id=answered.conference_id,
+            actor_id=answered.actor_id,
+            conference=conference,
+            status=DeliveryStatus.PENDING,
+            message_id=message_id,
+            reply=Reply.of(answered),
+        )
+
+    @property
+    def raises_events(self) -> bool:
+        """Only an invitation's outcome is an event (see the module docstring)."""
+        return self.kind == INVITATION
 
     def claimable(self, now: datetime) -> bool:
         """Not final, and held by no claim whose lease still runs."""

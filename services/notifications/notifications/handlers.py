@@ -3,18 +3,24 @@ Plain functions, wired in app.py and called by api.py and the consumer.
 
 Every event handler is idempotent: a contact only moves forward by actor revision, and each mail
 has one delivery record, which the sending workflow (``sending``) never sends twice. A redelivered
-event therefore sends nothing. The query reads through the unit of work's repositories and commits
-nothing.
+event therefore sends nothing. The mails and their ids:
+- InvitationIssued: the invitation, one mail per invitation and resend number (a coordinator's
+  resend is a new mail; the same event again is the same mail);
+- InvitationAnswered: its confirmation, one mail per answer event (a replayed answer is the same
+  mail; a later answer, a new event, is a new one). It is written with the conference as the
+  invitation's mail last showed it, so an answer to an invitation this service never mailed fails
+  (and, after the consumer's retries, goes to the dead-letter topic, to be replayed).
+The query reads through the unit of work's repositories and commits nothing.
 """
 
 from __future__ import annotations
 
 from quartier_shared.consumer import Received
-from quartier_shared.events import ActorDeactivated, ActorSnapshot, EventContext, InvitationIssued
+from quartier_shared.events import ActorDeactivated, ActorSnapshot, EventContext, InvitationAnswered, InvitationIssued
 from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
-from .domain import INVITATION, Contact, Delivery
-from .mail import message_id
+from .domain import Contact, Delivery
+from .mail import confirmation_message_id, invitation_message_id
 from .sending import SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_new, send_waiting_for
 from .unit_of_work import UnitOfWorkFactory
 
@@ -62,16 +68,53 @@ async def send_invitations(
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
-    """One mail per invitation of the batch; the copies of an event within it count once."""
+    """One mail per invitation and resend number of the batch; the copies of an event within it
+    count once."""
     deliveries: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
     for item in batch:
         invitation = item.event
         delivery = Delivery.for_invitation(
-            invitation, message_id(invitation.invitation_id, INVITATION, policy.mail_domain)
+            invitation, invitation_message_id(invitation.invitation_id, invitation.resend, policy.mail_domain)
         )
         deliveries.setdefault(delivery.id, delivery)
         contexts.setdefault(delivery.id, item.context)
     await send_new(
         list(deliveries.values()), contexts, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
     )
+
+
+class UnknownInvitation(Exception):
+    """An answer to an invitation whose mail this service does not know: nothing to confirm it from."""
+
+
+async def send_confirmations(
+    batch: list[Received[InvitationAnswered]],
+    *,
+    uow_factory: UnitOfWorkFactory,
+    mailer: Mailer,
+    policy: SendingPolicy,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
+    """One confirmation mail per answer event of the batch; the copies of an event count once.
+    Answers to unknown invitations raise ``UnknownInvitation``, after the others were sent."""
+    store = uow_factory(batch[0].context).without_transaction()
+    invitations = await store.deliveries.latest_invitations({item.event.invitation_id for item in batch})
+    deliveries: dict[str, Delivery] = {}
+    contexts: dict[str, EventContext] = {}
+    unknown: set[str] = set()
+    for item in batch:
+        answered, event_id = item.event, item.envelope.event_id
+        invitation = invitations.get(answered.invitation_id)
+        if invitation is None:
+            unknown.add(answered.invitation_id)
+            continue
+        message_id = confirmation_message_id(event_id, policy.mail_domain)
+        delivery = Delivery.for_answer(answered, event_id, invitation.conference, message_id)
+        deliveries.setdefault(delivery.id, delivery)
+        contexts.setdefault(delivery.id, item.context)
+    await send_new(
+        list(deliveries.values()), contexts, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
+    )
+    if unknown:
+        raise UnknownInvitation(f"no invitation mail known for the answered invitation(s) {sorted(unknown)}")

@@ -29,7 +29,7 @@ from quartier_shared.embedded_db import chunked
 from quartier_shared.mongo import Document, DocumentMapper
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
-from .domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
+from .domain import INVITATION, Contact, Delivery, DeliveryStatus, Lease, Outcome
 
 CONTACTS, DELIVERIES = "contacts", "deliveries"
 _contacts = DocumentMapper(Contact)
@@ -73,6 +73,12 @@ class DeliveryRepository(Protocol):
         ...
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, Delivery]: ...
+
+    async def latest_invitations(self, invitation_ids: Iterable[str]) -> dict[str, Delivery]:
+        """By invitation id, the invitation delivery (of the invitation or a resend) with the
+        latest conference details (highest sequence, then highest resend); absent: none stored."""
+        ...
+
     async def waiting_for(self, actor_id: str) -> list[Delivery]: ...
     async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
         """The mails of a conference by id: ``page.fetch`` of them from ``page``."""
@@ -201,6 +207,12 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
             await self.collection.bulk_write(writes, ordered=False, session=self.session)
         return held
 
+    async def latest_invitations(self, invitation_ids: Iterable[str]) -> dict[str, Delivery]:
+        found: list[Delivery] = []
+        for chunk in chunked(list(invitation_ids)):
+            found += await self._find({"invitation_id": {"$in": chunk}, "kind": INVITATION})
+        return latest_per_invitation(found)
+
     async def waiting_for(self, actor_id: str) -> list[Delivery]:
         return await self._find({"actor_id": actor_id, "status": DeliveryStatus.WAITING_FOR_CONTACT.value})
 
@@ -208,6 +220,14 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
         query = {"conference_id": conference_id, **page.query("_id")}
         cursor = self.collection.find(query, session=self.session).sort(page.sort("_id"))
         return [_deliveries.from_document(d) for d in await page.read(cursor, "_id")]
+
+
+def latest_per_invitation(deliveries: Iterable[Delivery]) -> dict[str, Delivery]:
+    """The rule of ``latest_invitations``, for every implementation of it."""
+    latest: dict[str, Delivery] = {}
+    for d in sorted(deliveries, key=lambda d: (d.conference.sequence, d.resend)):
+        latest[d.invitation_id] = d
+    return latest
 
 
 def _held(ids: Sequence[str], token: str) -> Document:
@@ -218,3 +238,4 @@ def _held(ids: Sequence[str], token: str) -> Document:
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[DELIVERIES].create_index([("actor_id", ASCENDING), ("status", ASCENDING)])
     await db[DELIVERIES].create_index([("conference_id", ASCENDING), ("_id", ASCENDING)])  # the list's order
+    await db[DELIVERIES].create_index("invitation_id")  # a confirmation looks up its invitation

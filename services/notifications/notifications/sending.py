@@ -1,9 +1,10 @@
-"""The sending workflow: each invitation mail sent once, under a lease, and its outcome recorded.
+"""The sending workflow: each mail (an invitation, or the confirmation of an answer; see
+``domain``) sent once, under a lease, and its outcome recorded.
 
 One delivery record per mail guards against duplicates, and sending is leased: a claim (a token
 and an end time) holds up to ``claim_size`` deliveries of one instance while it sends them.
 Two ways in:
-- ``send_new``: deliveries of InvitationIssued events just received. They are stored already
+- ``send_new``: deliveries of InvitationIssued or InvitationAnswered events just received. They are stored already
   leased to a fresh claim, one write per claim, and sent, ``claims_in_flight`` claims at once, so
   the SMTP server is busy while one claim's outcomes are written. A delivery stored before (a
   redelivered event, or work a crashed instance left) goes through a claim instead, which skips
@@ -17,9 +18,9 @@ Rules both follow:
   SMTP server took a mail, but before its outcome was recorded, has that mail sent once more,
   with the same Message-ID, so mail systems can recognise it. Small claims, few in flight and
   outcomes recorded as they come keep that window small.
-- An outcome is recorded with its event (InvitationSent or InvitationFailed) in one transaction,
-  and only while the claim still holds the delivery. While MongoDB is away, recording waits and
-  retries: once the SMTP server has taken a mail, sending it again is no way to recover.
+- An outcome is recorded with its event (InvitationSent or InvitationFailed; a confirmation raises
+  none) in one transaction, and only while the claim still holds the delivery. While MongoDB is
+  away, recording waits and retries: once the SMTP server has taken a mail, sending it again is no way to recover.
 - Opt-out is respected when the mail is due: an inactive contact, or one without consent, gets a
   failed outcome and no mail.
 - A mail that breaks unexpectedly neither drops its claim's other outcomes nor blocks the retry:
@@ -40,8 +41,9 @@ from quartier_shared.metrics import MAILS
 from quartier_shared.mongo import is_unavailable
 from quartier_shared.retry import Retry
 
-from .domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
-from .mail import OutgoingMail, Recipient, Sender, render_invitation
+from .domain import CONFIRMATION, Contact, Delivery, DeliveryStatus, Lease, Outcome
+from .mail import OutgoingMail, Recipient, Sender, render_confirmation, render_invitation
+from .personal_links import PersonalLinks
 from .smtp import PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
 
@@ -84,6 +86,7 @@ class SendingPolicy:
     lease_seconds: float  # how long a claim holds its deliveries
     claim_size: int  # deliveries per claim
     claims_in_flight: int  # claims of new deliveries sent at once
+    links: PersonalLinks  # the personal answer link in every mail
 
 
 async def send_new(
@@ -236,13 +239,7 @@ class _Sending:
         """Send one delivery's mail, and say how that ended; an unexpected error is raised."""
         if not contact.reachable:
             return Outcome(d, DeliveryStatus.FAILED, UNREACHABLE)
-        mail = render_invitation(
-            conference=d.conference,
-            recipient=Recipient(name=contact.name, email=contact.email, language=contact.language),
-            sender=self.policy.sender,
-            invitation_id=d.invitation_id,
-            domain=self.policy.mail_domain,
-        )
+        mail = self._render(d, Recipient(name=contact.name, email=contact.email, language=contact.language))
         try:
             await self.mailer.send(mail)
         except (PermanentMailError, TemporaryMailError) as exc:
@@ -250,6 +247,32 @@ class _Sending:
             # stored or published (both databases, the event, every answer).
             return Outcome(d, DeliveryStatus.FAILED, redact(str(exc), limit=500))
         return Outcome(d, DeliveryStatus.SENT)
+
+    def _render(self, d: Delivery, recipient: Recipient) -> OutgoingMail:
+        policy = self.policy
+        # The link expires with the conference as this delivery knows it (its latest details).
+        link = policy.links.for_invitation(d.invitation_id, d.conference.ends_at)
+        if d.kind == CONFIRMATION:
+            assert d.reply is not None and d.message_id is not None, "a confirmation is stored with both"
+            return render_confirmation(
+                conference=d.conference,
+                recipient=recipient,
+                sender=policy.sender,
+                reply=d.reply,
+                invitation_id=d.invitation_id,
+                message_id=d.message_id,
+                domain=policy.mail_domain,
+                link=link,
+            )
+        return render_invitation(
+            conference=d.conference,
+            recipient=recipient,
+            sender=policy.sender,
+            invitation_id=d.invitation_id,
+            domain=policy.mail_domain,
+            link=link,
+            resend=d.resend,
+        )
 
 
 def _raise_first(results: Sequence[object]) -> None:
@@ -289,7 +312,7 @@ class _OutcomeRecorder:
         async with self.uow_factory(self.contexts[outcomes[0].delivery.id]) as uow:
             held = await uow.deliveries.finish(outcomes, self.token, now)
             for o in outcomes:
-                if o.delivery.id in held:
+                if o.delivery.id in held and o.delivery.raises_events:
                     d = o.delivery
                     uow.record(d.outcome(o.status, o.reason, now), d.outcome_event_id(o.status), self.contexts[d.id])
             await uow.commit()
@@ -300,16 +323,19 @@ class _OutcomeRecorder:
     def _count_and_log(self, outcome: Outcome) -> None:
         d = outcome.delivery
         MAILS.labels(outcome.status.value).inc()
-        # A batch mixes triggers: each line names its own (the InvitationIssued it answers).
+        # A batch mixes triggers: each line names its own (the InvitationIssued or InvitationAnswered
+        # it answers). Ids only: no address, no name, no link.
         trigger = self.contexts[d.id]
-        ids = {
+        ids: dict[str, object] = {
             "correlation_id": trigger.correlation_id,
             "event_id": trigger.causation_id,
-            "event_type": "InvitationIssued",
+            "event_type": "InvitationAnswered" if d.kind == CONFIRMATION else "InvitationIssued",
             "invitation_id": d.invitation_id,
             "conference_id": d.conference_id,
         }
+        if d.kind != CONFIRMATION:
+            ids["resend"] = d.resend
         if outcome.status is DeliveryStatus.SENT:
-            log.info("invitation_sent", **ids)
+            log.info(f"{d.kind}_sent", **ids)
         else:
-            log.warning("invitation_failed", reason=redact(outcome.reason or ""), **ids)
+            log.warning(f"{d.kind}_failed", reason=redact(outcome.reason or ""), **ids)

@@ -1,4 +1,6 @@
-from quartier_shared.services import NOTIFICATIONS
+from pydantic import SecretStr
+
+from quartier_shared.services import CONFERENCES, NOTIFICATIONS
 from quartier_shared.settings import ServiceSettings
 
 
@@ -24,6 +26,14 @@ class Settings(ServiceSettings):
     # flight at once: their product (100) is what a crash may send a second time, at most.
     delivery_claim_size: int = 50
     delivery_claims_in_flight: int = 2
+
+    # The public origin of the answer page (served by the conferences service): every mail links
+    # to {public_base_url}/rsvp/{token}. The default is the conferences service of `make run`.
+    public_base_url: str = f"http://127.0.0.1:{CONFERENCES.port}"
+    # The Ed25519 private key that signs the personal links (quartier_shared.links): its PEM text or
+    # the path of a PEM file. Required to start (see personal_links.PersonalLinks.check); `make run`
+    # makes one under var/.
+    link_signing_key: SecretStr | None = None
 
     @property
     def mail_domain(self) -> str:

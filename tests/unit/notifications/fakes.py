@@ -14,10 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
+
 from notifications import handlers
 from notifications.domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
 from notifications.mail import OutgoingMail, Sender
-from notifications.repository import ContactRepository, DeliveryRepository
+from notifications.personal_links import PersonalLinks
+from notifications.repository import ContactRepository, DeliveryRepository, latest_per_invitation
 from notifications.sending import SendingPolicy
 from notifications.unit_of_work import Repositories
 from quartier_shared.consumer import Received
@@ -25,25 +30,37 @@ from quartier_shared.events import (
     ActorDeactivated,
     ActorRegistered,
     ActorSnapshot,
+    Answer,
     ConferenceDetails,
     Envelope,
     Event,
+    InvitationAnswered,
     InvitationIssued,
     Language,
     Venue,
 )
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
-from tests.unit.fakes import FakeUnitOfWork, InMemory, paged, received
+from tests.unit.fakes import FakeUnitOfWork, InMemory, delivered, paged, received
 
 SERVICE = "notifications"
 ContactChange = ActorSnapshot | ActorDeactivated  # what update_contact takes
 START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+# The personal-link key pair of these tests: notifications signs with the private key (as PEM text,
+# one form LINK_SIGNING_KEY takes); tests verify with the public one, as the answer page does.
+LINK_KEY = Ed25519PrivateKey.generate()
+LINK_VERIFY_KEY = LINK_KEY.public_key()
+LINK_SIGNING_PEM = LINK_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+PUBLIC_BASE_URL = "https://quartier.essen.example.org"
+LINKS = PersonalLinks.of(PUBLIC_BASE_URL, SecretStr(LINK_SIGNING_PEM))
 POLICY = SendingPolicy(
     sender=Sender(name="Integrationskonferenzen Essen", email="integration@essen.example.org"),
     mail_domain="essen.example.org",
     lease_seconds=120,
     claim_size=50,
     claims_in_flight=2,
+    links=LINKS,
 )
 CONFERENCE = ConferenceDetails(
     conference_id="conference-1",
@@ -84,6 +101,28 @@ def invitation(actor_id: str) -> InvitationIssued:
         conference_id=CONFERENCE.conference_id,
         actor_id=actor_id,
         conference=CONFERENCE,
+    )
+
+
+def resent(issued: InvitationIssued, number: int) -> InvitationIssued:
+    """The ``number``-th resend of an invitation, as the conferences service issues it."""
+    return issued.model_copy(update={"resend": number})
+
+
+def answer(
+    issued: InvitationIssued, answer: Answer = "accepted", attendees: int = 2, **more: object
+) -> InvitationAnswered:
+    """An answer to ``issued``, as the answer page records it."""
+    return InvitationAnswered.model_validate(
+        {
+            "invitation_id": issued.invitation_id,
+            "conference_id": issued.conference_id,
+            "actor_id": issued.actor_id,
+            "answer": answer,
+            "attendees": attendees,
+            "answered_at": START,
+            **more,
+        }
     )
 
 
@@ -168,6 +207,10 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, Delivery]:
         return {i: self.rows[i].delivery for i in ids if i in self.rows}
+
+    async def latest_invitations(self, invitation_ids: Iterable[str]) -> dict[str, Delivery]:
+        wanted = set(invitation_ids)
+        return latest_per_invitation(d for d in self._by_id() if d.kind == "invitation" and d.invitation_id in wanted)
 
     async def waiting_for(self, actor_id: str) -> list[Delivery]:
         waiting = DeliveryStatus.WAITING_FOR_CONTACT
@@ -259,6 +302,16 @@ class Notifications:
         """One consumer batch of these events."""
         await handlers.send_invitations(
             [received(e, SERVICE) for e in events],
+            uow_factory=self.uow,
+            mailer=self.mailer,
+            policy=POLICY,
+            clock=self.clock,
+        )
+
+    async def on_answers(self, *envelopes: Envelope) -> None:
+        """One consumer batch of these InvitationAnswered envelopes (their event ids matter)."""
+        await handlers.send_confirmations(
+            [delivered(e, InvitationAnswered, SERVICE) for e in envelopes],
             uow_factory=self.uow,
             mailer=self.mailer,
             policy=POLICY,

@@ -1,19 +1,35 @@
-"""Invitation mail and its calendar: render, serialise, parse back as a mail client would."""
+"""Invitation mail and its calendar, and the confirmation of an answer: render, serialise, parse
+back as a mail client would; the personal link in each, verified as the answer page verifies it."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import re
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from icalendar import Calendar, Component
+from pydantic import SecretStr
 
 from notifications.calendar import conference_uid, invitation_calendar
-from notifications.mail import Recipient, Sender, message_id, render_invitation
+from notifications.domain import Reply
+from notifications.mail import (
+    Recipient,
+    Sender,
+    confirmation_message_id,
+    message_id,
+    render_confirmation,
+    render_invitation,
+)
+from notifications.personal_links import LinkKeyMissing, PersonalLinks
+from quartier_shared import links
 from quartier_shared.events import ConferenceDetails, Language, Venue
+from tests.unit.notifications.fakes import LINK_SIGNING_PEM, LINK_VERIFY_KEY, LINKS
 
 DOMAIN = "essen.example.org"
 DASH = "\u2013"  # en dash: non-ASCII that must survive the trip through MIME
@@ -23,6 +39,7 @@ RECIPIENTS: dict[Language, Recipient] = {
     "en": Recipient(name="Sam Example", email="sam.example@example.org", language="en"),
 }
 AGENDA = ["Begrüßung", "Wohnraum & Schule", f"Sprachkurse {DASH} Bedarf im Stadtteil"]
+LINK = "https://quartier.essen.example.org/rsvp/a.b.c"  # where the link itself does not matter
 
 
 def conference(**changes: Any) -> ConferenceDetails:
@@ -46,12 +63,14 @@ def render(
     details: ConferenceDetails | None = None, language: Language = "de", invitation_id: str = "inv-0815"
 ) -> EmailMessage:
     """Render, serialise and parse back, so tests see what a receiving client sees."""
+    details = details or conference()
     message = render_invitation(
-        conference=details or conference(),
+        conference=details,
         recipient=RECIPIENTS[language],
         sender=SENDER,
         invitation_id=invitation_id,
         domain=DOMAIN,
+        link=LINKS.for_invitation(invitation_id, details.ends_at),
     )
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
@@ -281,7 +300,8 @@ def test_organizer_and_attendee() -> None:
     assert attendee.params["CN"] == "Jana Beispiel-Öztürk"
     assert attendee.params["ROLE"] == "REQ-PARTICIPANT"
     assert attendee.params["PARTSTAT"] == "NEEDS-ACTION"
-    assert attendee.params["RSVP"] == "TRUE"
+    # Nothing reads calendar replies: the attendee answers through the personal link instead.
+    assert attendee.params["RSVP"] == "FALSE"
 
 
 def test_uid_is_stable_per_conference() -> None:
@@ -330,7 +350,7 @@ def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts
     other = Recipient(name="Kai Muster", email="kai.muster@example.org", language="de")
     first = render()
     second_raw = render_invitation(
-        conference=conference(), recipient=other, sender=SENDER, invitation_id="inv-0816", domain=DOMAIN
+        conference=conference(), recipient=other, sender=SENDER, invitation_id="inv-0816", domain=DOMAIN, link=LINK
     )
     second = email.message_from_bytes(second_raw.as_bytes(), policy=email.policy.default)
     assert isinstance(second, EmailMessage)
@@ -339,7 +359,14 @@ def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts
     assert "Jana" not in body(second, "html")
     assert second["To"].addresses[0].addr_spec == "kai.muster@example.org"
     assert str(attached_event(second)[1]["attendee"]) == "mailto:kai.muster@example.org"  # one, not a list
-    assert body(first, "plain").split("\n")[1:] == body(second, "plain").split("\n")[1:]
+    first_link, second_link = (
+        body(first, "plain").split(LINKS.base_url)[1].split()[0],
+        body(second, "plain").split(LINKS.base_url)[1].split()[0],
+    )
+    assert (
+        body(first, "plain").replace(first_link, "").split("\n")[1:]
+        == body(second, "plain").replace(second_link, "").split("\n")[1:]
+    )
 
     renamed = render(conference(title="Integrationskonferenz Borbeck (verlegt)"))
     assert "verlegt" in renamed["Subject"] and "verlegt" in body(renamed, "html")
@@ -348,12 +375,17 @@ def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts
 
 def test_an_internationalised_address_goes_out_as_utf8_and_everything_else_as_ascii() -> None:
     ascii_mail = render_invitation(
-        conference=conference(), recipient=RECIPIENTS["de"], sender=SENDER, invitation_id="inv-1", domain=DOMAIN
+        conference=conference(),
+        recipient=RECIPIENTS["de"],
+        sender=SENDER,
+        invitation_id="inv-1",
+        domain=DOMAIN,
+        link=LINK,
     )
     assert ascii_mail.as_bytes().isascii()  # umlauts in names and bodies are encoded
     jurgen = Recipient(name="Jürgen Beispiel", email="jürgen@beispiel.example.org", language="de")
     raw = render_invitation(
-        conference=conference(), recipient=jurgen, sender=SENDER, invitation_id="inv-2", domain=DOMAIN
+        conference=conference(), recipient=jurgen, sender=SENDER, invitation_id="inv-2", domain=DOMAIN, link=LINK
     ).as_bytes()
     parsed = email.message_from_string(raw.decode("utf-8"), policy=email.policy.SMTPUTF8)  # as RFC 6532 reads it
     assert isinstance(parsed, EmailMessage)
@@ -407,3 +439,180 @@ def test_hostile_times_and_ids_render_a_mail_that_parses(changes: dict[str, Any]
     assert parsed["X-Evil"] is None
     (ics,) = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
     Calendar.from_ical(ics.get_content())
+
+
+# --- the personal answer link ---------------------------------------------------------------------
+
+ANSWER_SENTENCES: dict[Language, tuple[str, str, str]] = {
+    "de": ("Bitte antworten Sie über diesen Link:", "kein Konto", "Vertretung"),
+    "en": ("Please answer through this link:", "no account", "deputy"),
+}
+
+
+def link_in(text: str, base_url: str = LINKS.base_url) -> str:
+    """The one answer link in ``text`` (it may be there more than once, as href and as text)."""
+    found = set(re.findall(re.escape(base_url) + r"/rsvp/[A-Za-z0-9_.-]+", text))
+    assert len(found) == 1, found
+    return found.pop()
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+@pytest.mark.parametrize("subtype", ["plain", "html"])
+def test_both_bodies_carry_the_personal_link_in_the_recipients_language(language: Language, subtype: str) -> None:
+    text = body(render(language=language), subtype)
+    ask, no_account, deputy = ANSWER_SENTENCES[language]
+    link = link_in(text)
+    assert f"{ask} {link}" in text if subtype == "plain" else f'{ask} <a href="{link}">{link}</a>' in text
+    assert no_account in text and deputy in text
+    assert ANSWER_SENTENCES["en" if language == "de" else "de"][0] not in text
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_the_link_verifies_with_the_public_key_names_the_invitation_and_expires_when_the_conference_ends(
+    language: Language,
+) -> None:
+    details = conference()
+    message = render(details, language, invitation_id="inv-4242")
+    link = link_in(body(message, "plain"))
+    assert link_in(body(message, "html")) == link
+    token = link.rsplit("/", 1)[1]
+    claims = links.verify(token, LINK_VERIFY_KEY, now=details.starts_at)
+    assert claims.invitation_id == "inv-4242"
+    assert claims.expires_at == details.ends_at
+    with pytest.raises(links.ExpiredLink):
+        links.verify(token, LINK_VERIFY_KEY, now=details.ends_at)
+    other_key = Ed25519PrivateKey.generate().public_key()
+    with pytest.raises(links.InvalidLink):
+        links.verify(token, other_key, now=details.starts_at)
+
+
+def test_the_link_is_html_escaped_and_its_base_url_is_the_setting() -> None:
+    odd = PersonalLinks.of('https://example.org/q?a=1&b="2"/', SecretStr(LINK_SIGNING_PEM))
+    details = conference()
+    mail = render_invitation(
+        conference=details,
+        recipient=RECIPIENTS["de"],
+        sender=SENDER,
+        invitation_id="inv-1",
+        domain=DOMAIN,
+        link=odd.for_invitation("inv-1", details.ends_at),
+    )
+    parsed = email.message_from_bytes(mail.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    raw_link = link_in(body(parsed, "plain"), 'https://example.org/q?a=1&b="2"')  # the trailing slash dropped
+    html_text = body(parsed, "html")
+    assert raw_link not in html_text
+    assert f'href="{raw_link.replace("&", "&amp;").replace(chr(34), "&quot;")}"' in html_text
+
+
+def test_the_calendar_description_points_to_the_personal_link_after_the_agenda() -> None:
+    message = render(language="en")
+    _, event = attached_event(message)
+    description = str(event["DESCRIPTION"])
+    assert description.startswith("1. Begrüßung")
+    assert f"Please answer through this link: {link_in(body(message, 'plain'))}" in description
+    # Without an agenda, the link is the whole description.
+    _, bare = attached_event(render(conference(agenda=[]), language="en"))
+    assert str(bare["DESCRIPTION"]).startswith("Please answer through this link: https://")
+
+
+def test_each_resend_is_a_mail_of_its_own_with_its_own_message_id() -> None:
+    details = conference()
+
+    def message_id_of(resend: int) -> str:
+        mail = render_invitation(
+            conference=details,
+            recipient=RECIPIENTS["de"],
+            sender=SENDER,
+            invitation_id="inv-0815",
+            domain=DOMAIN,
+            link=LINK,
+            resend=resend,
+        )
+        return mail.message_id
+
+    assert message_id_of(0) == "<invitation-inv-0815@essen.example.org>"  # as before resends existed
+    assert message_id_of(1) == "<invitation-inv-0815.resend-1@essen.example.org>"
+    assert len({message_id_of(0), message_id_of(1), message_id_of(2), message_id_of(2)}) == 3
+
+
+def test_a_missing_or_unusable_signing_key_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    for setting in (None, SecretStr(""), SecretStr(str(tmp_path / "missing.pem")), SecretStr("-----BEGIN junk")):
+        with pytest.raises(LinkKeyMissing, match="LINK_SIGNING_KEY"):
+            PersonalLinks.of("https://example.org", setting).check()
+    key_file = tmp_path / "key.pem"
+    key_file.write_text(LINK_SIGNING_PEM)
+    for usable in (SecretStr(str(key_file)), SecretStr(LINK_SIGNING_PEM)):
+        PersonalLinks.of("https://example.org", usable).check()
+
+
+# --- the confirmation of an answer ----------------------------------------------------------------
+
+
+def confirmation(
+    reply: Reply, language: Language = "de", event_id: str = "event-1", details: ConferenceDetails | None = None
+) -> EmailMessage:
+    details = details or conference()
+    mail = render_confirmation(
+        conference=details,
+        recipient=RECIPIENTS[language],
+        sender=SENDER,
+        reply=reply,
+        invitation_id="inv-0815",
+        message_id=confirmation_message_id(event_id, DOMAIN),
+        domain=DOMAIN,
+        link=LINKS.for_invitation("inv-0815", details.ends_at),
+    )
+    parsed = email.message_from_bytes(mail.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+@pytest.mark.parametrize(
+    ("language", "reply", "summary"),
+    [
+        ("de", Reply("accepted", 2), "Ihre Antwort: Zusage, 2 Personen"),
+        ("en", Reply("accepted", 2), "Your answer: accepted, 2 people"),
+        ("de", Reply("tentative", 1, "ar", True, 3), "Ihre Antwort: Zusage unter Vorbehalt, 1 Person, "
+         "Dolmetschen: ar, stufenloser Zugang, Kinderbetreuung für 3 Kinder"),
+        ("en", Reply("accepted", 3, None, False, 1), "Your answer: accepted, 3 people, childcare for 1 child"),
+        ("de", Reply("declined", 0), "Ihre Antwort: Absage"),
+        ("en", Reply("declined", 0), "Your answer: declined"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("subtype", ["plain", "html"])
+def test_a_confirmation_says_the_answer_in_the_recipients_language_with_the_link_to_change_it(
+    language: Language, reply: Reply, summary: str, subtype: str
+) -> None:
+    message = confirmation(reply, language)
+    text = body(message, subtype)
+    assert f"{summary}\n" in text if subtype == "plain" else f"<strong>{summary}</strong>" in text
+    assert "Integrationskonferenz Borbeck" in text and "Musterstraße 12, 45355 Essen" in text
+    change = "Ändern können Sie Ihre Antwort" if language == "de" else "You can change your answer"
+    assert change in text
+    claims = links.verify(link_in(text).rsplit("/", 1)[1], LINK_VERIFY_KEY, now=conference().starts_at)
+    assert claims.invitation_id == "inv-0815" and claims.expires_at == conference().ends_at
+    subject = "Ihre Antwort: Integrationskonferenz Borbeck am 04.03.2027"
+    assert message["Subject"] == (
+        subject if language == "de" else "Your answer: Integrationskonferenz Borbeck on 4 March 2027"
+    )
+    assert message.get_content_type() == "multipart/alternative"  # no calendar: the invitation brought it
+
+
+def test_a_confirmations_message_id_follows_from_the_answer_event_and_refers_to_the_invitation() -> None:
+    first, again, later = (confirmation(Reply("accepted", 2), event_id=e) for e in ("event-1", "event-1", "event-2"))
+    assert first["Message-ID"] == again["Message-ID"] != later["Message-ID"]
+    assert re.fullmatch(r"<confirmation-[0-9a-f-]{36}@essen\.example\.org>", first["Message-ID"])
+    assert first["References"] == "<invitation-inv-0815@essen.example.org>"
+    # An event id from outside may hold anything: it still makes a valid Message-ID.
+    odd = confirmation(Reply("accepted", 2), event_id="a b@<c>\r\nX-Evil: 1")
+    assert odd["X-Evil"] is None and odd["Message-ID"].startswith("<confirmation-")
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS, ids=range(len(HOSTILE_TEXTS)))
+def test_hostile_text_in_a_confirmation_renders_a_mail_that_parses(text: str) -> None:
+    hostile = conference(title=text, venue=Venue(name=text, address=text))
+    for language in RECIPIENTS:
+        parsed = confirmation(Reply("tentative", 2, interpreter_language=text), language, details=hostile)
+        assert parsed["Bcc"] is None
+        assert "<script>" not in body(parsed, "html")
