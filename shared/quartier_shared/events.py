@@ -159,6 +159,8 @@ def kafka_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
 
 Language = Literal["de", "en"]
 Answer = Literal["accepted", "declined", "tentative"]
+Audience = Literal["district", "team"]  # every invitable actor of the district, or its competence team
+Reminder = Literal["please_answer", "see_you"]  # to those without an answer; to those who come
 
 
 class Venue(BaseModel):
@@ -183,7 +185,8 @@ class ConferenceDetails(BaseModel):
     timezone: str
     venue: Venue
     agenda: list[str]
-    sequence: int = 0
+    sequence: int = 0  # the calendar entry's SEQUENCE: one higher with each change and the cancellation
+    audience: Audience = "district"
 
 
 # --- actors -------------------------------------------------------------------------------------
@@ -260,6 +263,60 @@ class InvitationIssued(Event, topic=INVITATIONS_TOPIC, key="invitation_id"):
     resend: int = Field(default=0, ge=0)
 
 
+class ConferenceChanged(Event, topic=CONFERENCES_TOPIC, key="conference_id"):
+    """A coordinator changed a scheduled conference (time, venue, title or agenda): ``details``
+    as it is now, with the sequence one higher, and ``previous`` as it was."""
+
+    conference_id: str
+    details: ConferenceDetails
+    previous: ConferenceDetails
+
+
+class ConferenceCancelled(Event, topic=CONFERENCES_TOPIC, key="conference_id"):
+    """A coordinator cancelled a conference; ``details`` carry the sequence one higher."""
+
+    conference_id: str
+    details: ConferenceDetails
+    reason: str | None = None
+
+
+class InvitationUpdated(Event, topic=INVITATIONS_TOPIC, key="invitation_id"):
+    """An invitee who was sent the invitation is told what changed (the update mail follows): the
+    conference as it is now and as it was; ``confirm`` asks one who accepted to confirm after a
+    change of time. On the invitation's own key, so it never overtakes the invitation."""
+
+    invitation_id: str
+    conference_id: str
+    actor_id: str
+    conference: ConferenceDetails
+    previous: ConferenceDetails
+    confirm: bool = False
+
+
+class InvitationCancelled(Event, topic=INVITATIONS_TOPIC, key="invitation_id"):
+    """The conference of this invitation was cancelled: the cancellation mail follows if the
+    invitation was sent; an invitation not yet sent is not sent at all."""
+
+    invitation_id: str
+    conference_id: str
+    actor_id: str
+    conference: ConferenceDetails
+    reason: str | None = None
+
+
+class InvitationReminded(Event, topic=INVITATIONS_TOPIC, key="invitation_id"):
+    """A reminder fell due for this invitee (the reminder mail follows): ``please_answer`` to one
+    without an answer, ``see_you`` to one who accepted or answered tentatively. ``reminder_id``
+    names which (``P7D``, ``P1D``, or a coordinator's nudge), one mail each."""
+
+    invitation_id: str
+    conference_id: str
+    actor_id: str
+    conference: ConferenceDetails
+    reminder: Reminder
+    reminder_id: str
+
+
 class InvitationAnswered(Event, topic=ANSWERS_TOPIC, key="invitation_id"):
     """An invitee answered through their personal link; a later answer replaces an earlier one.
     What is counted per conference, never the deputy's name or the comment (they stay with the
@@ -310,7 +367,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CompetenceTeamChanged,
         ConferenceScheduled,
         ConferenceDrafted,
+        ConferenceChanged,
+        ConferenceCancelled,
         InvitationIssued,
+        InvitationUpdated,
+        InvitationCancelled,
+        InvitationReminded,
         InvitationSent,
         InvitationFailed,
         InvitationAnswered,
