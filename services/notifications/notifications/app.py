@@ -6,7 +6,14 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from quartier_shared.events import ActorEvent, InvitationFailed, InvitationIssued, InvitationSent
+from quartier_shared.events import (
+    ActorEvent,
+    ConferenceDrafted,
+    ConferenceScheduled,
+    InvitationFailed,
+    InvitationIssued,
+    InvitationSent,
+)
 from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
@@ -32,17 +39,19 @@ def build(settings: Settings | None = None) -> FastAPI:
         claims_in_flight=settings.delivery_claims_in_flight,
     )
 
+    limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)
     contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, policy=policy)
     invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
+    conference = partial(handlers.keep_conference, uow_factory=uow_factory)
     runtime.consume(
         group_id="notifications",
-        handlers={ActorEvent: contact},
+        handlers={ActorEvent: contact, ConferenceDrafted: conference, ConferenceScheduled: conference},
         batch_handlers={InvitationIssued: invitations},
     )
     runtime.on_stop(smtp.close)
     return create_app(
         runtime,
         "Invitation e-mails with calendar files",
-        routers=[build_router(uow_factory)],
+        routers=[build_router(uow_factory, mailer=smtp, policy=policy, limit=limit)],
         publishes=[InvitationSent, InvitationFailed],
     )
