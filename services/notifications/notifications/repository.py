@@ -35,6 +35,7 @@ from .domain import Contact, Delivery, DeliveryStatus, KnownConference, Lease, O
 CONTACTS, DELIVERIES, CONFERENCES, TEST_MAIL_QUOTA = "contacts", "deliveries", "conferences", "test_mail_quota"
 _contacts = DocumentMapper(Contact)
 _conferences = DocumentMapper(KnownConference)
+QUOTA_KEPT_SECONDS = 2 * 3600  # after the start of its window
 _deliveries = DocumentMapper(Delivery)
 DUPLICATE_KEY = 11000
 T = TypeVar("T")
@@ -259,3 +260,5 @@ def _held(ids: Sequence[str], token: str) -> Document:
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[DELIVERIES].create_index([("actor_id", ASCENDING), ("status", ASCENDING)])
     await db[DELIVERIES].create_index("conference_id")
+    # A count of test mails matters only in its hour: the server removes it a while after.
+    await db[TEST_MAIL_QUOTA].create_index("window", expireAfterSeconds=QUOTA_KEPT_SECONDS)
