@@ -84,6 +84,8 @@ async def test_draft_preview_test_mail_and_publish(
         assert created.status_code == 201, created.text
         conference_id = created.json()["id"]
         previews = {language: await preview_of(mail, conference_id, language) for language in ("de", "en")}
+        french = await mail.get(f"/conferences/{conference_id}/preview", params={"language": "fr"})
+        assert french.status_code == 422 and "language" in french.json()["detail"][0]["loc"]
         # The draft was handled by both services, and nobody got anything.
         await eventually(lambda: caught_up(bootstrap, "conferences", CONFERENCES_TOPIC))
         assert (await planning.get(f"/conferences/{conference_id}")).json()["invitations"] == []
