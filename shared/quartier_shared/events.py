@@ -337,11 +337,17 @@ class InvitationAnswered(Event, topic=ANSWERS_TOPIC, key="invitation_id"):
 
 
 class InvitationOutcome(Event, topic=DELIVERIES_TOPIC, key="invitation_id"):
-    """What became of one invitation mail: on the deliveries topic, keyed by the invitation id."""
+    """What became of one invitation mail: on the deliveries topic, keyed by the invitation id.
+    Version 1.1 added ``resend``."""
+
+    version: ClassVar[str] = "1.1"
 
     invitation_id: str
     conference_id: str
     actor_id: str
+    # Which attempt this is the outcome of: the ``resend`` of the InvitationIssued it answers (0
+    # for the invitation itself), so an outcome of an earlier attempt is not taken for the latest.
+    resend: int = Field(default=0, ge=0)
 
 
 class InvitationSent(InvitationOutcome):

@@ -83,23 +83,24 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
         await publish_raw(bootstrap, topic, b"\x00\x01 garbage \xff", key=b"k")
         await publish_raw(bootstrap, topic, b'{"hello": "world"}', key=b"k")
         await publish_raw(bootstrap, topic, unknown_version.model_dump_json().encode(), key=b"k")
-    # actors is consumed by two services, so its poison is dead-lettered twice.
+    # actors and conferences are consumed by two services each, so their poison is dead-lettered twice.
     expected = {
         ("conferences", ACTORS_TOPIC): 3,
         ("notifications", ACTORS_TOPIC): 3,
         ("conferences", CONFERENCES_TOPIC): 3,
+        ("notifications", CONFERENCES_TOPIC): 3,
         ("notifications", INVITATIONS_TOPIC): 3,
         ("conferences", DELIVERIES_TOPIC): 3,
     }
-    dead = await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 15, timeout=60)
+    dead = await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 18, timeout=60)
     found = Counter((dict(r.headers)[dlq.SERVICE].decode(), dict(r.headers)[dlq.ORIGINAL_TOPIC].decode()) for r in dead)
     assert found == expected
     for r in dead:
         headers = dict(r.headers)
         assert {dlq.PARTITION, dlq.OFFSET, dlq.ERROR_CLASS, dlq.ERROR_MESSAGE, dlq.FAILED_AT} <= set(headers)
     assert Counter(dict(r.headers)[dlq.ERROR_CLASS] for r in dead) == {
-        b"ValidationError": 10,
-        b"UnknownEventVersion": 5,
+        b"ValidationError": 12,
+        b"UnknownEventVersion": 6,
     }
     # Later valid events still flow on the same partitions.
     async with cluster.http() as http:

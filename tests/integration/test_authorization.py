@@ -45,7 +45,7 @@ ANONYMOUS = "anonymous"
 KEYCLOAK_TOKEN_CLAIMS = Path(__file__).parents[1] / "fixtures" / "keycloak_token_claims.json"
 CONSUMED = {
     "conferences": (ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC),
-    "notifications": (ACTORS_TOPIC, INVITATIONS_TOPIC),
+    "notifications": (ACTORS_TOPIC, CONFERENCES_TOPIC, INVITATIONS_TOPIC),
 }
 # Who calls: role and districts of the token (no token for ANONYMOUS).
 CALLERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -108,6 +108,15 @@ async def stack(infra: Infrastructure, database_name: str) -> AsyncIterator[Stac
             created = await clients["conferences"].post("/conferences", json=body, headers=coordinator)
             assert created.status_code == 201, created.text
             ids[name] = created.json()["id"]
+
+        # An invitation to resend, and the conference known to notifications (for its preview).
+        async def an_invitation() -> str | None:
+            found = await clients["conferences"].get(f"/conferences/{ids['conference_IV']}", headers=coordinator)
+            return next((i["id"] for i in found.json()["invitations"]), None)
+
+        ids["invitation_IV"] = await eventually(an_invitation)
+        await eventually(lambda: outbox_empty(apps["conferences"]))
+        await eventually(lambda: caught_up(infra.kafka_bootstrap, "notifications", CONFERENCES_TOPIC))
         yield Stack(infra, apps, clients, ids)
 
         # Stop only once everything caused is handled: a consumer stopped mid-batch may not stop.
@@ -132,6 +141,7 @@ OPEN = [
     ("actors", "GET", "/docs"),
 ]
 
+TEST_MAIL = {"email": "koordination@stadt.example.org", "language": "de"}
 NEW_ACTOR_IV = actor_body(districts=["IV"])
 NEW_ACTOR_IV_III = actor_body(districts=["IV", "III"])
 # (service, method, path, body) -> the status each caller gets; callers not named get 403.
@@ -156,11 +166,23 @@ RULES: list[tuple[str, str, str, Any, dict[str, int]]] = [
     # the district is checked before the body: a bad body is 422 only for those who may set the team
     ("actors", "PUT", "/districts/I/team", {"members": 5}, {"coordinator": 422, "qm_I": 422}),
     ("conferences", "POST", "/conferences", conference_body(), {"coordinator": 201}),
+    ("conferences", "POST", "/conferences", conference_body(draft=True), {"coordinator": 201}),
+    # scheduled already: publishing it again answers 200 and changes nothing
+    ("conferences", "POST", "/conferences/{conference_IV}/publish", None, {"coordinator": 200}),
+    (
+        "conferences",
+        "POST",
+        "/conferences/{conference_IV}/invitations/{invitation_IV}/resend",
+        None,
+        {"coordinator": 202},
+    ),
     ("conferences", "GET", "/conferences/{conference_IV}", None, {"coordinator": 200, "qm_IV": 200, "qm_IV_III": 200}),
     ("conferences", "GET", "/conferences/{conference_I}", None, {"coordinator": 200, "qm_I": 200}),
     ("conferences", "GET", "/conferences?district=IV", None, {"coordinator": 200, "qm_IV": 200, "qm_IV_III": 200}),
     ("conferences", "GET", "/conferences", None, {"coordinator": 200, "qm_IV": 200, "qm_I": 200, "qm_IV_III": 200}),
     ("notifications", "GET", "/deliveries?conference_id={conference_IV}", None, {"coordinator": 200, "operator": 200}),
+    ("notifications", "GET", "/conferences/{conference_IV}/preview?language=en", None, {"coordinator": 200}),
+    ("notifications", "POST", "/conferences/{conference_IV}/test-mail", TEST_MAIL, {"coordinator": 202}),
 ]
 
 
@@ -229,6 +251,19 @@ async def test_401_and_403_come_before_the_body_is_validated(stack: Stack) -> No
     assert not_json.status_code == 401
     headers = stack.headers("qm_IV")
     assert (await conferences_client.post("/conferences", json={"title": 5}, headers=headers)).status_code == 403
+    test_mail = f"/conferences/{stack.ids['conference_IV']}/test-mail"
+    notifications_client = stack.clients["notifications"]
+    assert (await notifications_client.post(test_mail, json={"email": 5})).status_code == 401
+    assert (await notifications_client.post(test_mail, json={"email": 5}, headers=headers)).status_code == 403
+    coordinator = stack.headers("coordinator")
+    # with the right role, the body is validated strictly: a 422 names the field
+    for field, bad in {
+        "email": {"email": "not an address"},
+        "language": {"email": "a@example.org", "language": "fr"},
+        "bcc": {"email": "a@example.org", "bcc": "b@example.org"},
+    }.items():
+        refused = await notifications_client.post(test_mail, json=bad, headers=coordinator)
+        assert refused.status_code == 422 and field in refused.json()["detail"][0]["loc"], refused.text
     assert (
         await actors_client.patch("/actors/x", json={"name": None}, headers=stack.headers("operator"))
     ).status_code == 403

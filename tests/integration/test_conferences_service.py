@@ -25,6 +25,7 @@ from quartier_shared.events import (
     INVITATIONS_TOPIC,
     ActorDeactivated,
     ActorUpdated,
+    ConferenceDetails,
     InvitationFailed,
     InvitationSent,
 )
@@ -226,3 +227,112 @@ async def test_hostile_text_and_implausible_times_are_refused_and_nothing_is_sto
         listed = await client.get("/conferences")
         assert listed.json() == []
         assert listed.headers["Cache-Control"] == "no-store"
+
+
+async def test_a_draft_invites_nobody_until_it_is_published(infra: Infrastructure, database_name: str) -> None:
+    app = build(settings_for(Settings, infra, database_name))
+    bootstrap = infra.kafka_bootstrap
+    early = actor_registered("IV")
+    async with running(app, infra.auth_headers()) as client:
+        await publish(bootstrap, [envelope_of(early)])
+        await eventually(lambda: caught_up(bootstrap, GROUP, ACTORS_TOPIC))
+        response = await client.post("/conferences", json=conference_body(draft=True))
+        assert response.status_code == 201, response.text
+        draft = response.json()
+        assert draft["status"] == "draft"
+        # A late joiner is not invited to a draft either.
+        late = actor_registered("IV")
+        await publish(bootstrap, [envelope_of(late)])
+        await eventually(lambda: outbox_empty(app))
+        await eventually(lambda: caught_up(bootstrap, GROUP, ACTORS_TOPIC, CONFERENCES_TOPIC))
+        assert [e.event_type for e in envelopes(await read_to_end(bootstrap, CONFERENCES_TOPIC))] == [
+            "ConferenceDrafted"
+        ]
+        assert (await detail(client, draft["id"]))["invitations"] == []
+        assert await read_to_end(bootstrap, INVITATIONS_TOPIC) == []
+        listed = (await client.get("/conferences")).json()
+        assert [(c["id"], c["status"]) for c in listed] == [(draft["id"], "draft")]
+
+        published = await client.post(f"/conferences/{draft['id']}/publish")
+        assert published.status_code == 200, published.text
+        assert published.json()["status"] == "scheduled"
+
+        async def both_invited() -> dict[str, Any] | None:
+            found = await detail(client, draft["id"])
+            return found if found["counts"]["total"] == 2 else None
+
+        found = await eventually(both_invited)
+        assert {i["actor_id"] for i in found["invitations"]} == {early.actor_id, late.actor_id}
+
+        # Publishing again is harmless: 200, the conference as it is, no second ConferenceScheduled.
+        again = await client.post(f"/conferences/{draft['id']}/publish")
+        assert again.status_code == 200 and again.json()["status"] == "scheduled"
+        await eventually(lambda: outbox_empty(app))
+        on_topic = envelopes(await read_to_end(bootstrap, CONFERENCES_TOPIC))
+        assert [e.event_type for e in on_topic] == ["ConferenceDrafted", "ConferenceScheduled"]
+        # The same details (times as instants: one was read back from the database, in UTC).
+        drafted, scheduled = (ConferenceDetails.model_validate(e.payload["details"]) for e in on_topic)
+        assert drafted == scheduled
+        assert (await client.post("/conferences/unknown/publish")).status_code == 404
+
+        # A draft whose start has passed (time went by) cannot be published.
+        stale = (await client.post("/conferences", json=conference_body(draft=True))).json()
+        past = datetime.now(UTC) - timedelta(hours=1)
+        await app.state.runtime.db["conferences"].update_one({"_id": stale["id"]}, {"$set": {"starts_at": past}})
+        refused = await client.post(f"/conferences/{stale['id']}/publish")
+        assert refused.status_code == 409 and "started" in refused.json()["detail"]
+
+        # draft is a strict boolean, named when wrong.
+        await assert_refused(
+            client, "/conferences", {"draft": conference_body(draft="yes"), "agenda": conference_body(agenda="x")}
+        )
+        assert (await client.post("/conferences", json=conference_body(draft=1))).status_code == 422
+
+
+async def test_a_resend_issues_the_invitation_again_and_its_status_follows_that_attempt(
+    infra: Infrastructure, database_name: str
+) -> None:
+    app = build(settings_for(Settings, infra, database_name))
+    bootstrap = infra.kafka_bootstrap
+    actor = actor_registered("IV")
+    async with running(app, infra.auth_headers()) as client:
+        await publish(bootstrap, [envelope_of(actor)])
+        await eventually(lambda: caught_up(bootstrap, GROUP, ACTORS_TOPIC))
+        conference_id = (await client.post("/conferences", json=conference_body())).json()["id"]
+
+        async def invited() -> list[dict[str, Any]] | None:
+            return (await detail(client, conference_id))["invitations"] or None
+
+        [invitation] = await eventually(invited)
+        await publish(bootstrap, [envelope_of(failed(invitation, "SMTP 550"))])
+        await eventually(lambda: caught_up(bootstrap, GROUP, DELIVERIES_TOPIC))
+
+        path = f"/conferences/{conference_id}/invitations/{invitation['id']}/resend"
+        response = await client.post(path)
+        assert response.status_code == 202, response.text
+        assert (response.json()["status"], response.json()["resend"]) == ("pending", 1)
+        records = await read_topic(bootstrap, INVITATIONS_TOPIC, until=lambda r: len(r) >= 2)
+        first, second = sorted(envelopes(records, "InvitationIssued"), key=lambda e: e.payload["resend"])
+        assert (first.payload["resend"], second.payload["resend"]) == (0, 1)
+        assert first.event_id != second.event_id
+        assert second.payload["invitation_id"] == invitation["id"]
+        assert second.correlation_id == response.headers["X-Correlation-ID"]
+
+        # A late outcome of the first attempt (a redelivered failure, or a success) changes nothing ...
+        stale_sent = sent(invitation)
+        await publish(bootstrap, [envelope_of(failed(invitation, "late")), envelope_of(stale_sent)])
+        await eventually(lambda: caught_up(bootstrap, GROUP, DELIVERIES_TOPIC))
+        [now] = (await detail(client, conference_id))["invitations"]
+        assert (now["status"], now["reason"], now["resend"]) == ("pending", None, 1)
+        # ... the outcome of the resend does.
+        await publish(bootstrap, [envelope_of(stale_sent.model_copy(update={"resend": 1}))])
+        await eventually(lambda: caught_up(bootstrap, GROUP, DELIVERIES_TOPIC))
+        [now] = (await detail(client, conference_id))["invitations"]
+        assert (now["status"], now["resend"]) == ("sent", 1)
+
+        assert (await client.post(f"/conferences/{conference_id}/invitations/unknown/resend")).status_code == 404
+        assert (await client.post(f"/conferences/unknown/invitations/{invitation['id']}/resend")).status_code == 404
+        past = datetime.now(UTC) - timedelta(hours=1)
+        await app.state.runtime.db["conferences"].update_one({"_id": conference_id}, {"$set": {"starts_at": past}})
+        started = await client.post(path)
+        assert started.status_code == 409 and "started" in started.json()["detail"]

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from conferences.commands import ScheduleConference
-from conferences.domain import Conference, Invitation, InvitationStatus, RosterEntry
+from conferences.domain import Conference, ConferenceStatus, Invitation, InvitationStatus, NotNow, RosterEntry
 from quartier_shared.catalogue import load_catalogue
 from quartier_shared.events import (
     ActorDeactivated,
     ActorRegistered,
+    ConferenceDrafted,
     ConferenceScheduled,
     InvitationFailed,
     InvitationSent,
@@ -23,7 +24,7 @@ from quartier_shared.events import (
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-def schedule(**overrides: Any) -> tuple[Conference, ConferenceScheduled]:
+def schedule(**overrides: Any) -> tuple[Conference, ConferenceScheduled | ConferenceDrafted]:
     fields: dict[str, Any] = {
         "district": "IV",
         "title": "Integrationskonferenz Borbeck",
@@ -113,3 +114,84 @@ def test_sent_is_final_and_failed_may_become_sent() -> None:
     after_sent = after_failure.with_outcome(sent, NOW)
     assert (after_sent.status, after_sent.reason) == (InvitationStatus.SENT, None)
     assert after_sent.with_outcome(failed, NOW + timedelta(hours=1)) == after_sent
+
+
+def draft() -> Conference:
+    drafted, event = schedule(draft=True)
+    assert isinstance(event, ConferenceDrafted)
+    return drafted
+
+
+def test_a_draft_raises_conference_drafted_and_is_not_upcoming() -> None:
+    drafted, event = schedule(draft=True)
+    assert drafted.status is ConferenceStatus.DRAFT
+    assert event == ConferenceDrafted(conference_id=drafted.id, details=drafted.details)
+    # Neither the fan-out nor a late joiner invites anyone to it.
+    assert not drafted.is_upcoming(NOW)
+    scheduled, _ = schedule()
+    assert scheduled.status is ConferenceStatus.SCHEDULED and scheduled.is_upcoming(NOW)
+
+
+def test_publishing_a_draft_raises_conference_scheduled_with_the_same_details_once() -> None:
+    drafted = draft()
+    published, event = drafted.publish(NOW)
+    assert published.status is ConferenceStatus.SCHEDULED and published.is_upcoming(NOW)
+    assert event == ConferenceScheduled(conference_id=drafted.id, details=drafted.details)
+    assert published.details == drafted.details  # the calendar's SEQUENCE stays that of the first request
+    assert published.publish(NOW) == (published, None)  # twice: nothing more
+    assert published.published_event_id == drafted.published_event_id
+
+
+def test_a_draft_whose_start_has_passed_cannot_be_published() -> None:
+    drafted = draft()
+    with pytest.raises(NotNow, match="started"):
+        drafted.publish(drafted.starts_at)
+
+
+def test_a_resend_is_a_new_attempt_with_its_own_event() -> None:
+    c = conference()
+    invitation, first = Invitation.issue(c, "a1")
+    failed = InvitationFailed(
+        invitation_id=invitation.id, conference_id=c.id, actor_id="a1", reason="SMTP 550", failed_at=NOW
+    )
+    invitation = invitation.with_outcome(failed, NOW)
+    again, issued = invitation.resent(c, NOW)
+    assert (again.status, again.reason, again.resend) == (InvitationStatus.PENDING, None, 1)
+    assert issued == first.model_copy(update={"resend": 1})
+    assert again.issued_event_id != invitation.issued_event_id
+    third, issued_third = again.resent(c, NOW)
+    assert third.resend == issued_third.resend == 2
+    assert len({invitation.issued_event_id, again.issued_event_id, third.issued_event_id}) == 3
+
+
+def test_only_the_outcome_of_the_latest_attempt_counts() -> None:
+    c = conference()
+    invitation, _ = Invitation.issue(c, "a1")
+    sent_first = InvitationSent(
+        invitation_id=invitation.id, conference_id=c.id, actor_id="a1", message_id="<1>", sent_at=NOW
+    )
+    invitation = invitation.with_outcome(sent_first, NOW)
+    assert invitation.status is InvitationStatus.SENT
+    # Sent is final for its attempt, but a resend makes it pending again ...
+    again, _ = invitation.resent(c, NOW)
+    assert again.status is InvitationStatus.PENDING
+    # ... and a late copy of the first attempt's outcome does not end the second.
+    late_failure = InvitationFailed(
+        invitation_id=invitation.id, conference_id=c.id, actor_id="a1", reason="x", failed_at=NOW
+    )
+    assert again.with_outcome(sent_first, NOW) == again
+    assert again.with_outcome(late_failure, NOW) == again
+    failed = late_failure.model_copy(update={"resend": 1, "reason": "SMTP 550"})
+    after = again.with_outcome(failed, NOW)
+    assert (after.status, after.reason) == (InvitationStatus.FAILED, "SMTP 550")
+    sent = sent_first.model_copy(update={"resend": 1, "message_id": "<2>"})
+    assert after.with_outcome(sent, NOW).status is InvitationStatus.SENT
+
+
+def test_no_resend_for_a_draft_or_a_conference_that_has_started() -> None:
+    c = conference()
+    invitation, _ = Invitation.issue(c, "a1")
+    with pytest.raises(NotNow, match="draft"):
+        invitation.resent(draft(), NOW)
+    with pytest.raises(NotNow, match="started"):
+        invitation.resent(c, c.starts_at)

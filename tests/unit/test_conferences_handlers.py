@@ -10,13 +10,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from conferences import handlers
-from conferences.commands import ScheduleConference
-from conferences.domain import Conference, ConferenceNotFound, Invitation, InvitationStatus, RosterEntry
+from conferences.commands import PublishConference, ResendInvitation, ScheduleConference
+from conferences.domain import (
+    Conference,
+    ConferenceNotFound,
+    ConferenceStatus,
+    Invitation,
+    InvitationNotFound,
+    InvitationStatus,
+    NotNow,
+    RosterEntry,
+)
 from conferences.repository import ConferenceRepository, InvitationRepository, RosterRepository
 from quartier_shared.events import (
     ActorDeactivated,
     ActorRegistered,
     ActorUpdated,
+    ConferenceDrafted,
     ConferenceScheduled,
     EventContext,
     InvitationFailed,
@@ -40,6 +50,10 @@ class FakeConferenceRepository(InMemory[Conference]):
     async def get(self, conference_id: str) -> Conference | None:
         return self.rows.get(conference_id)
 
+    async def save(self, conference: Conference) -> None:
+        assert conference.id in self.rows
+        self.rows[conference.id] = conference
+
     async def find(
         self, district: str | None, *, within: Collection[str] | None = None, page: PageRequest = FIRST_PAGE
     ) -> list[Conference]:
@@ -57,6 +71,13 @@ class FakeInvitationRepository(InMemory[Invitation]):
     async def add_many(self, invitations: Sequence[Invitation]) -> None:
         for invitation in invitations:
             self.insert(invitation.id, invitation)
+
+    async def get(self, invitation_id: str) -> Invitation | None:
+        return self.rows.get(invitation_id)
+
+    async def save(self, invitation: Invitation) -> None:
+        assert invitation.id in self.rows
+        self.rows[invitation.id] = invitation
 
     async def exists(self, conference_id: str, actor_id: str) -> bool:
         return Invitation.id_for(conference_id, actor_id) in self.rows
@@ -294,3 +315,90 @@ async def test_outcomes_sent_is_final_and_failed_may_become_sent() -> None:
     assert (after["a1"].status, after["a1"].reason) == (InvitationStatus.SENT, None)
     after = await record(sent(second), failed(second, "SMTP 550"))  # one batch: sent wins
     assert (after["a2"].status, after["a2"].reason) == (InvitationStatus.SENT, None)
+
+
+async def test_a_draft_invites_nobody_until_it_is_published_once() -> None:
+    uow = FakeConferencesUnitOfWork()
+    await roster(uow, registered("a1", "IV"))
+    command = replace(scheduling("IV"), draft=True)
+    draft = await handlers.schedule_conference(command, CONTEXT, uow_factory=uow)
+    assert draft.status is ConferenceStatus.DRAFT
+    assert [e.event_type for e in uow.events] == ["ConferenceDrafted"]
+    assert ConferenceDrafted.model_validate(uow.events[0].payload).details == draft.details
+    # A late joiner is not invited to a draft, and a ConferenceScheduled of it (replayed, say) is
+    # not acted on while it is one.
+    await roster(uow, registered("late", "IV"))
+    stray = ConferenceScheduled(conference_id=draft.id, details=draft.details)
+    await handlers.invite_district(received(stray, SERVICE), uow_factory=uow, batch_size=10)
+    assert await uow.invitations.for_conference(draft.id) == []
+    listed = await handlers.conferences_by_district("IV", CONTEXT, uow_factory=uow)
+    assert [c.status for c in listed.items] == ["draft"]
+
+    published = await handlers.publish_conference(PublishConference(draft.id), CONTEXT, uow_factory=uow)
+    assert published.status is ConferenceStatus.SCHEDULED
+    [scheduled] = uow.committed(ConferenceScheduled)
+    assert scheduled.event_id == published.published_event_id
+    assert ConferenceScheduled.model_validate(scheduled.payload).details == draft.details
+    await fan_out(uow, published)
+    assert set(await invited(uow, published)) == {"a1", "late"}
+    # Publishing again answers with the conference and raises nothing.
+    events = len(uow.events)
+    again = await handlers.publish_conference(PublishConference(draft.id), CONTEXT, uow_factory=uow)
+    assert again == published and len(uow.events) == events
+    with pytest.raises(ConferenceNotFound):
+        await handlers.publish_conference(PublishConference("unknown"), CONTEXT, uow_factory=uow)
+
+
+async def test_a_draft_whose_start_has_passed_is_not_published() -> None:
+    uow = FakeConferencesUnitOfWork()
+    draft = await handlers.schedule_conference(replace(scheduling("IV"), draft=True), CONTEXT, uow_factory=uow)
+    await uow.conferences.save(replace(draft, starts_at=datetime.now(UTC) - timedelta(minutes=1)))
+    with pytest.raises(NotNow):
+        await handlers.publish_conference(PublishConference(draft.id), CONTEXT, uow_factory=uow)
+    assert uow.committed(ConferenceScheduled) == []
+
+
+async def test_a_resend_issues_the_invitation_again_and_follows_its_own_outcome() -> None:
+    uow = FakeConferencesUnitOfWork()
+    await roster(uow, registered("a1", "IV"))
+    conference = await schedule_and_fan_out(uow, "IV")
+    first = (await invited(uow, conference))["a1"]
+    failed = InvitationFailed(
+        invitation_id=first.id, conference_id=conference.id, actor_id="a1", reason="SMTP 550", failed_at=SOON
+    )
+    await handlers.record_outcomes([received(failed, SERVICE)], uow_factory=uow)
+
+    resend = ResendInvitation(conference.id, first.id)
+    again = await handlers.resend_invitation(resend, CONTEXT, uow_factory=uow)
+    assert (again.status, again.reason, again.resend) == (InvitationStatus.PENDING, None, 1)
+    issued = uow.committed(InvitationIssued)
+    assert [e.payload["resend"] for e in issued] == [0, 1]
+    assert issued[1].event_id == again.issued_event_id != issued[0].event_id
+    assert InvitationIssued.model_validate(issued[1].payload).conference == conference.details
+
+    # A late copy of the first attempt's failure changes nothing; the resend's outcome does.
+    await handlers.record_outcomes([received(failed, SERVICE)], uow_factory=uow)
+    assert (await uow.invitations.get(first.id)) == again
+    sent = InvitationSent(
+        invitation_id=first.id, conference_id=conference.id, actor_id="a1", message_id="<2>", sent_at=SOON, resend=1
+    )
+    await handlers.record_outcomes([received(sent, SERVICE)], uow_factory=uow)
+    stored = await uow.invitations.get(first.id)
+    assert stored is not None and (stored.status, stored.resend) == (InvitationStatus.SENT, 1)
+
+    with pytest.raises(InvitationNotFound):
+        await handlers.resend_invitation(ResendInvitation(conference.id, "unknown"), CONTEXT, uow_factory=uow)
+    with pytest.raises(ConferenceNotFound):
+        await handlers.resend_invitation(ResendInvitation("unknown", first.id), CONTEXT, uow_factory=uow)
+
+
+async def test_no_resend_once_the_conference_has_started() -> None:
+    uow = FakeConferencesUnitOfWork()
+    await roster(uow, registered("a1", "IV"))
+    conference = await schedule_and_fan_out(uow, "IV")
+    invitation = (await invited(uow, conference))["a1"]
+    await uow.conferences.save(replace(conference, starts_at=datetime.now(UTC) - timedelta(minutes=1)))
+    events = len(uow.events)
+    with pytest.raises(NotNow):
+        await handlers.resend_invitation(ResendInvitation(conference.id, invitation.id), CONTEXT, uow_factory=uow)
+    assert len(uow.events) == events and (await uow.invitations.get(invitation.id)) == invitation

@@ -1,5 +1,11 @@
 """HTTP API of the conferences service (city coordinators schedule and follow conferences).
 
+Before and after the fan-out: ``POST /conferences`` with ``"draft": true`` stores a draft and
+invites nobody; ``POST /conferences/{id}/publish`` schedules it (200; publishing a conference that
+is scheduled already answers 200 with it, unchanged; one whose start has passed 409).
+``POST /conferences/{id}/invitations/{invitation_id}/resend`` sends one invitation again (202;
+409 for a draft or a conference that has started).
+
 Who may call what (``quartier_shared.auth``): coordinators everything; a quarter manager reads
 the conferences of their districts (``GET /conferences`` without ``district`` gives them only
 those); every other role gets 403.
@@ -32,12 +38,12 @@ from quartier_shared.auth import (
 from quartier_shared.catalogue import DistrictCode, load_catalogue
 from quartier_shared.events import Venue
 from quartier_shared.http import event_context, no_store
-from quartier_shared.inputs import SafeText
+from quartier_shared.inputs import SafeText, StrictBool
 from quartier_shared.pagination import PAGE, PageRequest, announce_next
 
 from . import handlers
-from .commands import ScheduleConference
-from .domain import Conference, ConferenceNotFound, InvitationStatus
+from .commands import PublishConference, ResendInvitation, ScheduleConference
+from .domain import Conference, ConferenceNotFound, InvitationNotFound, InvitationStatus, NotNow
 from .unit_of_work import UnitOfWorkFactory
 
 Text = Annotated[str, SafeText(300)]
@@ -87,6 +93,7 @@ class ConferenceIn(BaseModel):
     ends_at: AwareDatetime
     venue: VenueIn
     agenda: list[Text] = Field(default_factory=list, max_length=50)
+    draft: StrictBool = Field(default=False, description="true: store it as a draft and invite nobody yet")
 
     @field_validator("starts_at")
     @classmethod
@@ -115,6 +122,7 @@ class InvitationOut(BaseModel):
     status: InvitationStatus
     reason: str | None = None
     updated_at: datetime
+    resend: int = Field(description="resends so far; the status is that of the latest attempt")
 
 
 class ConferenceOut(BaseModel):
@@ -127,7 +135,7 @@ class ConferenceOut(BaseModel):
     timezone: str
     venue: Venue
     agenda: list[str]
-    status: str
+    status: str = Field(description="draft or scheduled")
     sequence: int
     created_at: datetime
 
@@ -150,10 +158,45 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         dependencies=[allow(COORDINATOR)],
     )
     async def schedule(body: ConferenceIn, request: Request) -> ConferenceOut:
-        """Schedules a conference; invitations to every invitable actor of the district follow."""
+        """Schedules a conference; invitations to every invitable actor of the district follow.
+        With ``"draft": true`` it is stored as a draft and nobody is invited until it is published."""
         command = ScheduleConference(**body.model_dump(exclude={"venue"}), venue=Venue(**body.venue.model_dump()))
         conference = await handlers.schedule_conference(command, event_context(request), uow_factory=uow_factory)
         return _out(conference)
+
+    @router.post(
+        "/conferences/{conference_id}/publish", response_model=ConferenceOut, dependencies=[allow(COORDINATOR)]
+    )
+    async def publish(conference_id: str, request: Request) -> ConferenceOut:
+        """Schedules a draft: invitations to every invitable actor of the district follow. A
+        conference that is scheduled already is answered as it is (200), nothing sent twice."""
+        command = PublishConference(conference_id)
+        try:
+            conference = await handlers.publish_conference(command, event_context(request), uow_factory=uow_factory)
+        except ConferenceNotFound:
+            raise _not_found("conference", conference_id) from None
+        except NotNow as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+        return _out(conference)
+
+    @router.post(
+        "/conferences/{conference_id}/invitations/{invitation_id}/resend",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=InvitationOut,
+        dependencies=[allow(COORDINATOR)],
+    )
+    async def resend(conference_id: str, invitation_id: str, request: Request) -> InvitationOut:
+        """Sends one invitation again, as a mail of its own; it is pending until that mail's outcome."""
+        command = ResendInvitation(conference_id, invitation_id)
+        try:
+            invitation = await handlers.resend_invitation(command, event_context(request), uow_factory=uow_factory)
+        except ConferenceNotFound:
+            raise _not_found("conference", conference_id) from None
+        except InvitationNotFound:
+            raise _not_found("invitation", invitation_id) from None
+        except NotNow as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+        return InvitationOut.model_validate(invitation, from_attributes=True)
 
     @router.get("/conferences/{conference_id}", response_model=ConferenceDetailOut)
     async def get(conference_id: str, request: Request, principal: Principal = READERS) -> ConferenceDetailOut:
@@ -162,7 +205,7 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
                 conference_id, event_context(request), uow_factory=uow_factory
             )
         except ConferenceNotFound:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"conference {conference_id} not found") from None
+            raise _not_found("conference", conference_id) from None
         require_readable(principal, [conference.district])
         counts = Counter(i.status for i in invitations)
         detail = {
@@ -190,6 +233,10 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         return [_out(c) for c in found.items]
 
     return router
+
+
+def _not_found(what: str, id_: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{what} {id_} not found")
 
 
 def _out(conference: Conference) -> ConferenceOut:

@@ -6,7 +6,13 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from quartier_shared.events import ActorEvent, ConferenceScheduled, InvitationIssued, InvitationOutcome
+from quartier_shared.events import (
+    ActorEvent,
+    ConferenceDrafted,
+    ConferenceScheduled,
+    InvitationIssued,
+    InvitationOutcome,
+)
 from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
@@ -32,5 +38,5 @@ def build(settings: Settings | None = None) -> FastAPI:
         runtime,
         "District integration conferences and their invitations",
         routers=[build_router(uow_factory)],
-        publishes=[ConferenceScheduled, InvitationIssued],
+        publishes=[ConferenceScheduled, ConferenceDrafted, InvitationIssued],
     )

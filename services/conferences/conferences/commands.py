@@ -20,3 +20,15 @@ class ScheduleConference:
     ends_at: datetime
     venue: Venue
     agenda: Sequence[str]
+    draft: bool = False  # a draft invites nobody until it is published
+
+
+@dataclass(frozen=True)
+class PublishConference:
+    conference_id: str
+
+
+@dataclass(frozen=True)
+class ResendInvitation:
+    conference_id: str
+    invitation_id: str

@@ -3,6 +3,12 @@
 Each change returns the new state and the event it raises, so the service layer stores both in
 one unit of work. The events carry the conference's details, taken from the dataclass's fields.
 
+Before and after the fan-out: a conference is either scheduled at once (``ConferenceScheduled``:
+its district is invited) or drafted (``ConferenceDrafted``: nobody is invited) and published
+later, which raises the ``ConferenceScheduled`` its invitations follow from. An invitation may be
+sent again (``Invitation.resent``): each attempt has its number (``resend``), and only the outcome
+of the latest attempt moves the invitation.
+
 The roster is this service's own copy of the actors, built from actor events: only what deciding
 who is invited needs (districts, active, consent), never contact data. It only moves forward by
 the actor's revision, so an older or repeated event changes nothing.
@@ -22,6 +28,7 @@ from quartier_shared.events import (
     ActorDeactivated,
     ActorSnapshot,
     ConferenceDetails,
+    ConferenceDrafted,
     ConferenceScheduled,
     InvitationFailed,
     InvitationIssued,
@@ -39,10 +46,23 @@ class ConferenceNotFound(Exception):
     pass
 
 
+class InvitationNotFound(Exception):
+    pass
+
+
+class NotNow(Exception):
+    """The change is not possible in the conference's present state (HTTP 409); says why."""
+
+
+class ConferenceStatus(StrEnum):
+    DRAFT = "draft"  # nobody invited yet; published, it becomes scheduled
+    SCHEDULED = "scheduled"
+
+
 class InvitationStatus(StrEnum):
     PENDING = "pending"
-    SENT = "sent"  # final: no later outcome changes it
-    FAILED = "failed"  # may still become sent, when a later attempt got through
+    SENT = "sent"  # final for its attempt: only a resend (a new attempt) makes it pending again
+    FAILED = "failed"  # may still become sent, when a later try of the same attempt got through
 
 
 @dataclass(frozen=True)
@@ -75,20 +95,41 @@ class Conference:
     venue: Venue
     agenda: tuple[str, ...]
     sequence: int = 0
-    status: str = "scheduled"
+    status: ConferenceStatus = ConferenceStatus.SCHEDULED
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
     def schedule(
         cls, command: ScheduleConference, *, district: District, timezone: str, now: datetime | None = None
-    ) -> tuple[Conference, ConferenceScheduled]:
+    ) -> tuple[Conference, ConferenceScheduled | ConferenceDrafted]:
+        """A new conference: scheduled (its district is invited), or a draft when the command says so."""
         if command.ends_at <= command.starts_at:
             raise ValueError("ends_at must be after starts_at")
         if command.starts_at <= (now or datetime.now(UTC)):
             raise ValueError("starts_at must be in the future")
         fields = {**asdict(command), "district": district.code, "agenda": tuple(command.agenda)}
-        conference = cls(id=str(uuid.uuid4()), district_name=district.name, timezone=timezone, **fields)
+        draft = fields.pop("draft")
+        status = ConferenceStatus.DRAFT if draft else ConferenceStatus.SCHEDULED
+        conference = cls(id=str(uuid.uuid4()), district_name=district.name, timezone=timezone, status=status, **fields)
+        if draft:
+            return conference, ConferenceDrafted(conference_id=conference.id, details=conference.details)
         return conference, ConferenceScheduled(conference_id=conference.id, details=conference.details)
+
+    def publish(self, now: datetime | None = None) -> tuple[Conference, ConferenceScheduled | None]:
+        """The draft, scheduled: its ConferenceScheduled (same details) starts the fan-out. Publishing
+        a conference that is scheduled already changes nothing and raises nothing. A draft whose
+        start has passed cannot be published: nobody could come any more."""
+        if self.status is ConferenceStatus.SCHEDULED:
+            return self, None
+        if self.starts_at <= (now or datetime.now(UTC)):
+            raise NotNow("the conference has already started; change its date before publishing it")
+        published = replace(self, status=ConferenceStatus.SCHEDULED)
+        return published, ConferenceScheduled(conference_id=self.id, details=published.details)
+
+    @property
+    def published_event_id(self) -> str:
+        """Derived, so two publishes racing each other raise one event, not two."""
+        return str(uuid.uuid5(ID_NAMESPACE, f"published:{self.id}"))
 
     @cached_property
     def details(self) -> ConferenceDetails:
@@ -97,7 +138,8 @@ class Conference:
         return ConferenceDetails.model_validate({**asdict(self), "conference_id": self.id})
 
     def is_upcoming(self, now: datetime | None = None) -> bool:
-        return self.status == "scheduled" and self.starts_at > (now or datetime.now(UTC))
+        """Scheduled (not a draft) and still to come: who joins the district now is invited to it."""
+        return self.status is ConferenceStatus.SCHEDULED and self.starts_at > (now or datetime.now(UTC))
 
     def invites(self, entry: RosterEntry) -> bool:
         return entry.invitable and self.district in entry.districts
@@ -111,6 +153,7 @@ class Invitation:
     status: InvitationStatus = InvitationStatus.PENDING
     reason: str | None = None
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    resend: int = 0  # the latest attempt: 0 for the invitation itself, n for the n-th resend
 
     @staticmethod
     def id_for(conference_id: str, actor_id: str) -> str:
@@ -131,11 +174,33 @@ class Invitation:
 
     @property
     def issued_event_id(self) -> str:
-        return str(uuid.uuid5(ID_NAMESPACE, f"issued:{self.id}"))
+        """Of the InvitationIssued of its latest attempt; the first keeps the id it always had."""
+        suffix = f":resend-{self.resend}" if self.resend else ""
+        return str(uuid.uuid5(ID_NAMESPACE, f"issued:{self.id}{suffix}"))
+
+    def resent(self, conference: Conference, now: datetime) -> tuple[Invitation, InvitationIssued]:
+        """A new attempt (after a failure, or a corrected address): pending again until its own
+        outcome arrives, and an InvitationIssued with the attempt's number, which notifications
+        sends as a mail of its own. Not for a draft (it has no invitations to send) nor for a
+        conference that has started."""
+        if conference.status is not ConferenceStatus.SCHEDULED:
+            raise NotNow("the conference is a draft: publish it to send its invitations")
+        if conference.starts_at <= now:
+            raise NotNow("the conference has already started")
+        again = replace(self, resend=self.resend + 1, status=InvitationStatus.PENDING, reason=None, updated_at=now)
+        issued = InvitationIssued(
+            invitation_id=self.id,
+            conference_id=conference.id,
+            actor_id=self.actor_id,
+            conference=conference.details,
+            resend=again.resend,
+        )
+        return again, issued
 
     def with_outcome(self, outcome: InvitationSent | InvitationFailed, now: datetime) -> Invitation:
-        """Sent is final; failed may still become sent (a later attempt got through)."""
-        if self.status is InvitationStatus.SENT:
+        """Only an outcome of the latest attempt counts (a late one of an earlier attempt would
+        undo the resend); within it, sent is final and failed may still become sent."""
+        if outcome.resend != self.resend or self.status is InvitationStatus.SENT:
             return self
         if isinstance(outcome, InvitationSent):
             return replace(self, status=InvitationStatus.SENT, reason=None, updated_at=now)

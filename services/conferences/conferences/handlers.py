@@ -3,8 +3,10 @@ consumes. Plain functions, wired in app.py and called by api.py and the consumer
 
 Every event handler is idempotent: the roster only moves forward by actor revision, invitation
 ids are derived from (conference, actor) and so are the ids of their InvitationIssued events, and
-a delivery outcome only moves an invitation forward (sent is final). A redelivered event
-therefore changes nothing. Queries read through the unit of work's repositories and commit nothing.
+a delivery outcome only moves an invitation forward (sent is final for its attempt; an outcome of
+an earlier attempt changes nothing). A redelivered event therefore changes nothing. Drafts are
+invited by nobody: neither the fan-out nor a late joiner reaches them until they are published.
+Queries read through the unit of work's repositories and commit nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from quartier_shared.events import (
 from quartier_shared.logging import get_logger
 from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
-from .commands import ScheduleConference
-from .domain import Conference, ConferenceNotFound, Invitation, RosterEntry
+from .commands import PublishConference, ResendInvitation, ScheduleConference
+from .domain import Conference, ConferenceNotFound, Invitation, InvitationNotFound, RosterEntry
 from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
@@ -38,17 +40,56 @@ log = get_logger(__name__)
 async def schedule_conference(
     command: ScheduleConference, context: EventContext, *, uow_factory: UnitOfWorkFactory
 ) -> Conference:
-    """Store the conference with its ConferenceScheduled; the fan-out follows when that arrives."""
+    """Store the conference with its ConferenceScheduled (the fan-out follows when that arrives),
+    or, for a draft, with its ConferenceDrafted (nobody is invited)."""
     catalogue = load_catalogue()
     district = catalogue.district(command.district)
     if district is None:  # api.py accepts only the catalogue's codes
         raise ValueError(f"unknown district {command.district!r}")
-    conference, scheduled = Conference.schedule(command, district=district, timezone=catalogue.timezone)
+    conference, event = Conference.schedule(command, district=district, timezone=catalogue.timezone)
     async with uow_factory(context) as uow:
         await uow.conferences.add(conference)
-        uow.record(scheduled)
+        uow.record(event)
         await uow.commit()
     return conference
+
+
+async def publish_conference(
+    command: PublishConference, context: EventContext, *, uow_factory: UnitOfWorkFactory
+) -> Conference:
+    """Turn a draft into a scheduled conference; its ConferenceScheduled starts the fan-out. One
+    that is scheduled already is returned as it is, nothing raised (publishing twice is harmless)."""
+    async with uow_factory(context) as uow:
+        conference = await uow.conferences.get(command.conference_id)
+        if conference is None:
+            raise ConferenceNotFound(command.conference_id)
+        published, scheduled = conference.publish()
+        if scheduled is None:
+            return conference
+        await uow.conferences.save(published)
+        uow.record(scheduled, event_id=published.published_event_id)
+        await uow.commit()
+    log.info("conference_published", conference_id=published.id)
+    return published
+
+
+async def resend_invitation(
+    command: ResendInvitation, context: EventContext, *, uow_factory: UnitOfWorkFactory
+) -> Invitation:
+    """Send one invitation again: a new attempt, pending until its outcome arrives."""
+    async with uow_factory(context) as uow:
+        conference = await uow.conferences.get(command.conference_id)
+        if conference is None:
+            raise ConferenceNotFound(command.conference_id)
+        invitation = await uow.invitations.get(command.invitation_id)
+        if invitation is None or invitation.conference_id != conference.id:
+            raise InvitationNotFound(command.invitation_id)
+        again, issued = invitation.resent(conference, datetime.now(UTC))
+        await uow.invitations.save(again)
+        uow.record(issued, event_id=again.issued_event_id)
+        await uow.commit()
+    log.info("invitation_resent", conference_id=conference.id, invitation_id=again.id, resend=again.resend)
+    return again
 
 
 async def conference_with_invitations(

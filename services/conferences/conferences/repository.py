@@ -8,6 +8,7 @@ dataclass). A roster entry's ``_id`` is the actor's id.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -32,6 +33,10 @@ _roster = DocumentMapper(RosterEntry)
 class ConferenceRepository(Protocol):
     async def add(self, conference: Conference) -> None: ...
     async def get(self, conference_id: str) -> Conference | None: ...
+    async def save(self, conference: Conference) -> None:
+        """Replace the stored conference (one that exists) with this state of it."""
+        ...
+
     async def find(
         self, district: str | None, *, within: Collection[str] | None = None, page: PageRequest = FIRST_PAGE
     ) -> list[Conference]:
@@ -46,6 +51,11 @@ class ConferenceRepository(Protocol):
 
 class InvitationRepository(Protocol):
     async def add_many(self, invitations: Sequence[Invitation]) -> None: ...
+    async def get(self, invitation_id: str) -> Invitation | None: ...
+    async def save(self, invitation: Invitation) -> None:
+        """Replace the stored invitation (one that exists) with this state of it."""
+        ...
+
     async def exists(self, conference_id: str, actor_id: str) -> bool: ...
     async def invited_actor_ids(self, conference_id: str) -> set[str]: ...
     async def for_conference(self, conference_id: str) -> list[Invitation]: ...
@@ -73,6 +83,10 @@ class MongoConferenceRepository:
     async def get(self, conference_id: str) -> Conference | None:
         doc = await self.collection.find_one({"_id": conference_id}, session=self.session)
         return _conferences.from_document(doc) if doc else None
+
+    async def save(self, conference: Conference) -> None:
+        doc = _conferences.to_document(conference)
+        await self.collection.replace_one({"_id": conference.id}, doc, session=self.session)
 
     async def find(
         self, district: str | None, *, within: Collection[str] | None = None, page: PageRequest = FIRST_PAGE
@@ -105,6 +119,14 @@ class MongoInvitationRepository:
             docs = [_invitations.to_document(i) for i in invitations]
             await self.collection.insert_many(docs, session=self.session)
 
+    async def get(self, invitation_id: str) -> Invitation | None:
+        doc = await self.collection.find_one({"_id": invitation_id}, session=self.session)
+        return _invitations.from_document(doc) if doc else None
+
+    async def save(self, invitation: Invitation) -> None:
+        doc = _invitations.to_document(invitation)
+        await self.collection.replace_one({"_id": invitation.id}, doc, session=self.session)
+
     async def exists(self, conference_id: str, actor_id: str) -> bool:
         query = {"_id": Invitation.id_for(conference_id, actor_id)}
         return await self.collection.find_one(query, {"_id": 1}, session=self.session) is not None
@@ -119,13 +141,14 @@ class MongoInvitationRepository:
 
     async def record_outcomes(self, outcomes: Sequence[InvitationSent | InvitationFailed]) -> None:
         """The query form of ``Invitation.with_outcome``, a few writes per batch instead of a read
-        and a write per invitation: only an invitation not yet sent changes. Failures are written
-        first, so a batch holding both for one invitation ends as sent."""
+        and a write per invitation: only an invitation of the outcome's attempt (``resend``) that is
+        not yet sent changes. Failures are written first, so a batch holding both for one attempt
+        ends as sent."""
         now = datetime.now(UTC)
         not_sent = {"$ne": InvitationStatus.SENT.value}
         failed = [
             UpdateOne(
-                {"_id": o.invitation_id, "status": not_sent},
+                {"_id": o.invitation_id, "status": not_sent, **_attempt(o.resend)},
                 {"$set": {"status": InvitationStatus.FAILED.value, "reason": o.reason, "updated_at": now}},
             )
             for o in outcomes
@@ -133,13 +156,23 @@ class MongoInvitationRepository:
         ]
         if failed:
             await self.collection.bulk_write(failed, ordered=True, session=self.session)
-        sent = [o.invitation_id for o in outcomes if isinstance(o, InvitationSent)]
-        for ids in chunked(sent):  # the common case: update_many, cheaper than one update each
-            await self.collection.update_many(
-                {"_id": {"$in": ids}, "status": not_sent},
-                {"$set": {"status": InvitationStatus.SENT.value, "reason": None, "updated_at": now}},
-                session=self.session,
-            )
+        sent: dict[int, list[str]] = defaultdict(list)
+        for o in outcomes:
+            if isinstance(o, InvitationSent):
+                sent[o.resend].append(o.invitation_id)
+        for resend, invitation_ids in sent.items():
+            for ids in chunked(invitation_ids):  # the common case: update_many, cheaper than one update each
+                await self.collection.update_many(
+                    {"_id": {"$in": ids}, "status": not_sent, **_attempt(resend)},
+                    {"$set": {"status": InvitationStatus.SENT.value, "reason": None, "updated_at": now}},
+                    session=self.session,
+                )
+
+
+def _attempt(resend: int) -> Document:
+    """Matches the invitations whose latest attempt is ``resend``; documents stored before attempts
+    were counted have no ``resend`` and are at the first."""
+    return {"resend": resend} if resend else {"resend": {"$in": [0, None]}}
 
 
 class MongoRosterRepository:

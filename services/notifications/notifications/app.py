@@ -6,7 +6,15 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from quartier_shared.events import ActorEvent, InvitationAnswered, InvitationFailed, InvitationIssued, InvitationSent
+from quartier_shared.events import (
+    ActorEvent,
+    ConferenceDrafted,
+    ConferenceScheduled,
+    InvitationAnswered,
+    InvitationFailed,
+    InvitationIssued,
+    InvitationSent,
+)
 from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
@@ -36,18 +44,21 @@ def build(settings: Settings | None = None) -> FastAPI:
         links=links,
     )
 
+    limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)
     contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, policy=policy)
     invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     confirmations = partial(handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy)
+    conference = partial(handlers.keep_conference, uow_factory=uow_factory)
     runtime.consume(
         group_id="notifications",
-        handlers={ActorEvent: contact},
+        handlers={ActorEvent: contact, ConferenceDrafted: conference, ConferenceScheduled: conference},
         batch_handlers={InvitationIssued: invitations, InvitationAnswered: confirmations},
     )
     runtime.on_stop(smtp.close)
     return create_app(
         runtime,
-        "Invitation e-mails with calendar files and personal answer links, and the confirmation of each answer",
-        routers=[build_router(uow_factory)],
+        "Invitation e-mails with calendar files and personal answer links, the confirmation of each answer,"
+        " and previews and test mails of a conference's invitation",
+        routers=[build_router(uow_factory, mailer=smtp, policy=policy, limit=limit)],
         publishes=[InvitationSent, InvitationFailed],
     )

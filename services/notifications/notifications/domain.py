@@ -1,5 +1,6 @@
-"""Contacts (this service's copy of actor contact data), deliveries (one mail each) and the
-events a delivery raises when it ends: InvitationSent or InvitationFailed.
+"""Contacts (this service's copy of actor contact data), conferences (its copy of what their
+invitations will say, for previews and test mails), deliveries (one mail each) and the events a
+delivery raises when it ends: InvitationSent or InvitationFailed.
 
 Two kinds of mail, one delivery each:
 - an invitation (``INVITATION``): one per InvitationIssued and resend number, so a coordinator's
@@ -29,6 +30,8 @@ from quartier_shared.events import (
     ActorSnapshot,
     Answer,
     ConferenceDetails,
+    ConferenceDrafted,
+    ConferenceScheduled,
     InvitationAnswered,
     InvitationFailed,
     InvitationIssued,
@@ -72,6 +75,26 @@ class Contact:
     def after(cls, event: ActorSnapshot | ActorDeactivated, current: Contact | None) -> Contact | None:
         """The actor's contact once ``event`` is applied; None when it changes nothing."""
         return copy_after(cls, event, current)
+
+
+@dataclass(frozen=True)
+class KnownConference:
+    """This service's copy of a conference, from ConferenceDrafted and ConferenceScheduled: the
+    details its invitations carry, so its mail can be previewed before anyone is invited."""
+
+    id: str  # the conference's id
+    details: ConferenceDetails
+
+    @classmethod
+    def after(
+        cls, event: ConferenceDrafted | ConferenceScheduled, current: KnownConference | None
+    ) -> KnownConference | None:
+        """The copy once ``event`` is applied; None when it changes nothing. A later sequence wins;
+        the same sequence says the same (publishing a draft keeps its details), so a repeated or
+        older event changes nothing."""
+        if current is not None and event.details.sequence <= current.details.sequence:
+            return None
+        return cls(id=event.conference_id, details=event.details)
 
 
 @dataclass(frozen=True)
@@ -186,6 +209,7 @@ class Delivery:
                 actor_id=self.actor_id,
                 message_id=self.message_id,
                 sent_at=now,
+                resend=self.resend,
             )
         return InvitationFailed(
             invitation_id=self.invitation_id,
@@ -193,6 +217,7 @@ class Delivery:
             actor_id=self.actor_id,
             reason=reason or "unknown",
             failed_at=now,
+            resend=self.resend,
         )
 
     def outcome_event_id(self, status: DeliveryStatus) -> str:

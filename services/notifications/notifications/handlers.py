@@ -1,28 +1,82 @@
-"""The use cases of the notifications service: the events it consumes, and the HTTP query.
-Plain functions, wired in app.py and called by api.py and the consumer.
+"""The use cases of the notifications service: the events it consumes, and the HTTP queries and
+commands. Plain functions, wired in app.py and called by api.py and the consumer.
 
-Every event handler is idempotent: a contact only moves forward by actor revision, and each mail
-has one delivery record, which the sending workflow (``sending``) never sends twice. A redelivered
-event therefore sends nothing. The mails and their ids:
+Every event handler is idempotent: a contact only moves forward by actor revision, a conference's
+copy by its sequence, and each mail has one delivery record, which the sending workflow
+(``sending``) never sends twice. A redelivered event therefore sends nothing. The mails and their
+ids:
 - InvitationIssued: the invitation, one mail per invitation and resend number (a coordinator's
   resend is a new mail; the same event again is the same mail);
 - InvitationAnswered: its confirmation, one mail per answer event (a replayed answer is the same
   mail; a later answer, a new event, is a new one). It is written with the conference as the
   invitation's mail last showed it, so an answer to an invitation this service never mailed fails
   (and, after the consumer's retries, goes to the dead-letter topic, to be replayed).
-The query reads through the unit of work's repositories and commits nothing.
+The queries read through the unit of work's repositories and commit nothing.
+
+A test mail is no invitation: it has no delivery record and raises no event. It is counted per
+conference and clock hour (``TestMailLimit``), since any coordinator could otherwise send mail to
+any address through the city's relay; its address is never logged nor stored.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from math import ceil
+
 from quartier_shared.consumer import Received
-from quartier_shared.events import ActorDeactivated, ActorSnapshot, EventContext, InvitationAnswered, InvitationIssued
+from quartier_shared.events import (
+    ActorDeactivated,
+    ActorSnapshot,
+    ConferenceDrafted,
+    ConferenceScheduled,
+    EventContext,
+    InvitationAnswered,
+    InvitationIssued,
+    Language,
+)
+from quartier_shared.logging import get_logger, redact
 from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
-from .domain import Contact, Delivery
+from .commands import SendTestMail
+from .domain import Contact, Delivery, KnownConference
 from .mail import confirmation_message_id, invitation_message_id
+from .preview import Preview, preview, rendered_test_mail
 from .sending import SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_new, send_waiting_for
+from .smtp import PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
+
+log = get_logger(__name__)
+
+
+class ConferenceUnknown(Exception):
+    """No ConferenceDrafted or ConferenceScheduled of it has arrived (yet)."""
+
+
+class TooManyTestMails(Exception):
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(f"try again in {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TestMailNotSent(Exception):
+    """The SMTP server did not take the test mail; the message says why, without addresses."""
+
+    __test__ = False  # a "Test..." class, not one for pytest to collect
+
+
+@dataclass(frozen=True)
+class TestMailLimit:
+    __test__ = False  # a "Test..." class, not one for pytest to collect
+
+    per_hour: int  # test mails per conference and clock hour
+
+    def window(self, now: datetime) -> datetime:
+        return now.replace(minute=0, second=0, microsecond=0)
+
+    def seconds_left(self, now: datetime) -> int:
+        return max(1, ceil((self.window(now) + timedelta(hours=1) - now).total_seconds()))
+
 
 # --- HTTP -----------------------------------------------------------------------------------------
 
@@ -36,7 +90,67 @@ async def deliveries_for(
     return page_of(found, page, lambda delivery: (delivery.id, delivery.id))
 
 
+async def preview_mail(
+    conference_id: str,
+    language: Language,
+    context: EventContext,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    policy: SendingPolicy,
+) -> Preview:
+    """The invitation mail of the conference as an invitee would get it (placeholder invitee)."""
+    conference = await _known(conference_id, context, uow_factory)
+    return preview(conference.details, language, policy)
+
+
+async def send_test_mail(
+    command: SendTestMail,
+    context: EventContext,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    mailer: Mailer,
+    policy: SendingPolicy,
+    limit: TestMailLimit,
+    clock: Clock = SYSTEM_CLOCK,
+) -> str:
+    """Send the conference's invitation mail, marked "[Test] ", to the address given; returns its
+    Message-ID. Counted before it is sent, so failed attempts count too."""
+    conference = await _known(command.conference_id, context, uow_factory)
+    now = clock.now()
+    taken = await uow_factory(context).without_transaction().quota.take(conference.id, limit.window(now))
+    if taken > limit.per_hour:
+        log.warning("test_mail_refused_limit", conference_id=conference.id, limit=limit.per_hour)
+        raise TooManyTestMails(limit.seconds_left(now))
+    mail = rendered_test_mail(conference.details, command.language, command.email, policy)
+    try:
+        await mailer.send(mail)
+    except (PermanentMailError, TemporaryMailError) as exc:
+        log.warning("test_mail_failed", conference_id=conference.id, reason=redact(str(exc)))
+        raise TestMailNotSent(redact(str(exc), limit=500)) from exc
+    log.info("test_mail_sent", conference_id=conference.id, message_id=mail.message_id, language=command.language)
+    return mail.message_id
+
+
+async def _known(conference_id: str, context: EventContext, uow_factory: UnitOfWorkFactory) -> KnownConference:
+    conference = await uow_factory(context).without_transaction().conferences.get(conference_id)
+    if conference is None:
+        raise ConferenceUnknown(conference_id)
+    return conference
+
+
 # --- consumed events ------------------------------------------------------------------------------
+
+
+async def keep_conference(
+    received: Received[ConferenceDrafted | ConferenceScheduled], *, uow_factory: UnitOfWorkFactory
+) -> None:
+    """Keep the copy of a conference current (for previews and test mails); nothing is sent."""
+    # A conference's events come in order, one at a time (one key): a plain write will do.
+    conferences = uow_factory(received.context).without_transaction().conferences
+    event = received.event
+    known = KnownConference.after(event, await conferences.get(event.conference_id))
+    if known is not None:
+        await conferences.save(known)
 
 
 async def update_contact(

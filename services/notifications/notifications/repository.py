@@ -1,12 +1,14 @@
 """Storage of the notifications service: what the service layer needs (a protocol per repository)
 and its MongoDB implementation.
 
-One collection each: ``contacts`` and ``deliveries``, a document per object with its fields by
-name and its id as ``_id`` (``DocumentMapper`` derives the mapping from the domain dataclass). A
-contact's ``_id`` is the actor's id. A delivery document also holds what only storage needs:
+One collection each: ``contacts``, ``conferences`` and ``deliveries``, a document per object with
+its fields by name and its id as ``_id`` (``DocumentMapper`` derives the mapping from the domain
+dataclass). A contact's ``_id`` is the actor's id, a conference's the conference's. A delivery
+document also holds what only storage needs:
 ``claim`` (the token of the lease holding it), ``attempts`` (claims so far), ``finish`` (which
 update recorded its outcome) and ``finished_at``. Conference times are stored as dates; documents
 written before the mapping was derived hold them as ISO text, and both read back the same.
+``test_mail_quota`` counts the test mails of a conference per clock hour (one document each).
 
 A repository made with a session works in it (a transaction, or a session for reading); without
 one, each call is its own write (``unit_of_work.Repositories``).
@@ -20,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -29,10 +31,12 @@ from quartier_shared.embedded_db import chunked
 from quartier_shared.mongo import Document, DocumentMapper
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
-from .domain import INVITATION, Contact, Delivery, DeliveryStatus, Lease, Outcome
+from .domain import INVITATION, Contact, Delivery, DeliveryStatus, KnownConference, Lease, Outcome
 
-CONTACTS, DELIVERIES = "contacts", "deliveries"
+CONTACTS, DELIVERIES, CONFERENCES, TEST_MAIL_QUOTA = "contacts", "deliveries", "conferences", "test_mail_quota"
 _contacts = DocumentMapper(Contact)
+_conferences = DocumentMapper(KnownConference)
+QUOTA_KEPT_SECONDS = 2 * 3600  # after the start of its window
 _deliveries = DocumentMapper(Delivery)
 DUPLICATE_KEY = 11000
 T = TypeVar("T")
@@ -42,6 +46,18 @@ class ContactRepository(Protocol):
     async def get(self, actor_id: str) -> Contact | None: ...
     async def get_many(self, actor_ids: Iterable[str]) -> dict[str, Contact]: ...
     async def save(self, contact: Contact) -> None: ...
+
+
+class ConferenceRepository(Protocol):
+    async def get(self, conference_id: str) -> KnownConference | None: ...
+    async def save(self, conference: KnownConference) -> None: ...
+
+
+class QuotaRepository(Protocol):
+    async def take(self, conference_id: str, window: datetime) -> int:
+        """Count one more test mail of the conference in the window starting at ``window``;
+        returns how many that makes (atomically, over every instance)."""
+        ...
 
 
 class DeliveryRepository(Protocol):
@@ -122,6 +138,36 @@ class MongoContactRepository(_MongoRepository[Contact]):
     async def save(self, contact: Contact) -> None:
         doc = self.mapper.to_document(contact)
         await self.collection.replace_one({"_id": contact.id}, doc, upsert=True, session=self.session)
+
+
+class MongoConferenceRepository(_MongoRepository[KnownConference]):
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession | None = None) -> None:
+        super().__init__(db, CONFERENCES, _conferences, session)
+
+    async def get(self, conference_id: str) -> KnownConference | None:
+        return (await self.get_many([conference_id])).get(conference_id)
+
+    async def save(self, conference: KnownConference) -> None:
+        doc = _conferences.to_document(conference)
+        await self.collection.replace_one({"_id": conference.id}, doc, upsert=True, session=self.session)
+
+
+class MongoQuotaRepository:
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession | None = None) -> None:
+        self.collection = db[TEST_MAIL_QUOTA]
+        self.session = session
+
+    async def take(self, conference_id: str, window: datetime) -> int:
+        # One atomic increment: two coordinators at once cannot both take the last one.
+        doc = await self.collection.find_one_and_update(
+            {"_id": f"{conference_id}:{window.isoformat()}"},
+            {"$inc": {"count": 1}, "$setOnInsert": {"conference_id": conference_id, "window": window}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=self.session,
+        )
+        assert doc is not None  # upserted
+        return int(doc["count"])
 
 
 class MongoDeliveryRepository(_MongoRepository[Delivery]):
@@ -239,3 +285,5 @@ async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[DELIVERIES].create_index([("actor_id", ASCENDING), ("status", ASCENDING)])
     await db[DELIVERIES].create_index([("conference_id", ASCENDING), ("_id", ASCENDING)])  # the list's order
     await db[DELIVERIES].create_index("invitation_id")  # a confirmation looks up its invitation
+    # A count of test mails matters only in its hour: the server removes it a while after.
+    await db[TEST_MAIL_QUOTA].create_index("window", expireAfterSeconds=QUOTA_KEPT_SECONDS)

@@ -26,6 +26,8 @@ class Settings(ServiceSettings):
     # flight at once: their product (100) is what a crash may send a second time, at most.
     delivery_claim_size: int = 50
     delivery_claims_in_flight: int = 2
+    # Test mails a conference may send per clock hour (all coordinators and instances together).
+    test_mails_per_conference_per_hour: int = 10
 
     # The public origin of the answer page (served by the conferences service): every mail links
     # to {public_base_url}/rsvp/{token}. The default is the conferences service of `make run`.

@@ -11,7 +11,9 @@ Handlers and the sending workflow depend on the ``UnitOfWork`` protocol only: th
 - ``uow_factory(context).without_transaction()``, for writes too: each call is its own write. For
   what needs no atomicity and is on the fan-out's hot path: contacts, the reads of the workflow,
   and storing new deliveries, where a duplicate id means "stored before" but would abort a
-  transaction.
+  transaction. Also for the copies of conferences (their events come in order, one at a time) and
+  the test-mail quota (an atomic increment of its own, which concurrent transactions would turn
+  into write conflicts).
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from typing import Protocol
 from quartier_shared import mongo
 from quartier_shared.events import EventContext
 
-from .repository import ContactRepository, DeliveryRepository, MongoContactRepository, MongoDeliveryRepository
+from .repository import (
+    ConferenceRepository,
+    ContactRepository,
+    DeliveryRepository,
+    MongoConferenceRepository,
+    MongoContactRepository,
+    MongoDeliveryRepository,
+    MongoQuotaRepository,
+    QuotaRepository,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,8 @@ class Repositories:
 
     contacts: ContactRepository
     deliveries: DeliveryRepository
+    conferences: ConferenceRepository
+    quota: QuotaRepository
 
 
 class UnitOfWork(mongo.UnitOfWork, Protocol):
@@ -52,7 +65,12 @@ class MongoNotificationsUnitOfWork(mongo.MongoUnitOfWork):
         self.deliveries = MongoDeliveryRepository(self.db, self.session)
 
     def without_transaction(self) -> Repositories:
-        return Repositories(contacts=MongoContactRepository(self.db), deliveries=MongoDeliveryRepository(self.db))
+        return Repositories(
+            contacts=MongoContactRepository(self.db),
+            deliveries=MongoDeliveryRepository(self.db),
+            conferences=MongoConferenceRepository(self.db),
+            quota=MongoQuotaRepository(self.db),
+        )
 
 
 # One unit of work per call, its events caused in this context.

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from notifications import handlers
-from notifications.domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
+from notifications.domain import Contact, Delivery, DeliveryStatus, KnownConference, Lease, Outcome
 from notifications.mail import OutgoingMail, Sender
 from notifications.personal_links import PersonalLinks
 from notifications.repository import ContactRepository, DeliveryRepository, latest_per_invitation
@@ -226,6 +226,21 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
         return self.rows[delivery_id].delivery.status
 
 
+class FakeConferenceRepository(InMemory[KnownConference]):
+    async def get(self, conference_id: str) -> KnownConference | None:
+        return self.rows.get(conference_id)
+
+    async def save(self, conference: KnownConference) -> None:
+        self.rows[conference.id] = conference
+
+
+class FakeQuotaRepository(InMemory[int]):
+    async def take(self, conference_id: str, window: datetime) -> int:
+        key = f"{conference_id}:{window.isoformat()}"
+        self.rows[key] = self.rows.get(key, 0) + 1
+        return self.rows[key]
+
+
 class FakeNotificationsUnitOfWork(FakeUnitOfWork):
     contacts: ContactRepository
     deliveries: DeliveryRepository
@@ -233,11 +248,17 @@ class FakeNotificationsUnitOfWork(FakeUnitOfWork):
     def __init__(self) -> None:
         # The same repositories, typed as the fakes, for tests to look into.
         self.fake_contacts, self.fake_deliveries = FakeContactRepository(), FakeDeliveryRepository()
-        super().__init__(self.fake_contacts, self.fake_deliveries)
+        self.fake_conferences, self.fake_quota = FakeConferenceRepository(), FakeQuotaRepository()
+        super().__init__(self.fake_contacts, self.fake_deliveries, self.fake_conferences, self.fake_quota)
         self.contacts, self.deliveries = self.fake_contacts, self.fake_deliveries
 
     def without_transaction(self) -> Repositories:
-        return Repositories(contacts=self.contacts, deliveries=self.deliveries)
+        return Repositories(
+            contacts=self.contacts,
+            deliveries=self.deliveries,
+            conferences=self.fake_conferences,
+            quota=self.fake_quota,
+        )
 
 
 # --- the outside world ------------------------------------------------------------------------------
