@@ -42,6 +42,11 @@ class ConferenceRepository(Protocol):
 
 class InvitationRepository(Protocol):
     async def add_many(self, invitations: Sequence[Invitation]) -> None: ...
+    async def get(self, invitation_id: str) -> Invitation | None: ...
+    async def save_answer(self, invitation: Invitation) -> None:
+        """Store ``invitation.answer`` (replacing the earlier one); nothing else of it changes."""
+        ...
+
     async def exists(self, conference_id: str, actor_id: str) -> bool: ...
     async def invited_actor_ids(self, conference_id: str) -> set[str]: ...
     async def for_conference(self, conference_id: str) -> list[Invitation]: ...
@@ -92,6 +97,15 @@ class MongoInvitationRepository:
         if invitations:
             docs = [_invitations.to_document(i) for i in invitations]
             await self.collection.insert_many(docs, session=self.session)
+
+    async def get(self, invitation_id: str) -> Invitation | None:
+        doc = await self.collection.find_one({"_id": invitation_id}, session=self.session)
+        return _invitations.from_document(doc) if doc else None
+
+    async def save_answer(self, invitation: Invitation) -> None:
+        # Only the answer: a delivery outcome recorded meanwhile keeps its status.
+        answer = _invitations.to_document(invitation)["answer"]
+        await self.collection.update_one({"_id": invitation.id}, {"$set": {"answer": answer}}, session=self.session)
 
     async def exists(self, conference_id: str, actor_id: str) -> bool:
         query = {"_id": Invitation.id_for(conference_id, actor_id)}
