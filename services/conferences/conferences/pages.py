@@ -27,7 +27,7 @@ from babel import Locale
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
 
 from quartier_shared import links
 from quartier_shared.http import event_context
@@ -89,8 +89,8 @@ class AnswerForm(BaseModel):
     representative: Annotated[str | None, Optional, AfterValidator(lambda v: v and _name(v))] = None
     interpreter_language: Annotated[str | None, Optional, AfterValidator(lambda v: v and _iso_code(v))] = None
     # A checkbox is sent as "yes" when ticked and not at all otherwise.
-    accessibility: Annotated[bool, BeforeValidator(lambda v: v == "yes" if isinstance(v, str) else v)] = False
-    childcare: Annotated[int, Optional, BeforeValidator(lambda v: 0 if v is None else v)] = Field(0, ge=0, le=10)
+    accessibility: Annotated[StrictBool, BeforeValidator(lambda v: True if v == "yes" else v)] = False
+    childcare: Annotated[int, BeforeValidator(lambda v: 0 if _empty_is_none(v) is None else v)] = Field(0, ge=0, le=10)
     comment: Annotated[str | None, Optional, AfterValidator(lambda v: v and _comment(v))] = None
 
 
