@@ -45,7 +45,6 @@ log = get_logger(__name__)
 # The languages the select offers first: those most asked for at Essen's conferences. Any other
 # ISO 639-1 code is accepted too (a post may come from an older form).
 COMMON_INTERPRETER_LANGUAGES = ("ar", "fa", "uk", "ru", "tr", "ku", "ps", "ti", "so", "ro", "bg", "pl", "fr", "en")
-FIELDS = ("answer", "attendees", "representative", "interpreter_language", "accessibility", "childcare", "comment")
 
 
 @cache
@@ -75,7 +74,7 @@ def _comment(value: str) -> str:
     return value
 
 
-Optional = BeforeValidator(_empty_is_none)
+EmptyIsNone = BeforeValidator(_empty_is_none)  # an empty field is an unanswered one
 _name = SafeText(200).func  # the rules of names everywhere: no control, bidi or invisible characters
 
 
@@ -86,12 +85,12 @@ class AnswerForm(BaseModel):
 
     answer: Literal["accepted", "declined", "tentative"]
     attendees: int = Field(ge=1, le=10)
-    representative: Annotated[str | None, Optional, AfterValidator(lambda v: v and _name(v))] = None
-    interpreter_language: Annotated[str | None, Optional, AfterValidator(lambda v: v and _iso_code(v))] = None
+    representative: Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: v and _name(v))] = None
+    interpreter_language: Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: v and _iso_code(v))] = None
     # A checkbox is sent as "yes" when ticked and not at all otherwise.
     accessibility: Annotated[StrictBool, BeforeValidator(lambda v: True if v == "yes" else v)] = False
     childcare: Annotated[int, BeforeValidator(lambda v: 0 if _empty_is_none(v) is None else v)] = Field(0, ge=0, le=10)
-    comment: Annotated[str | None, Optional, AfterValidator(lambda v: v and _comment(v))] = None
+    comment: Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: v and _comment(v))] = None
 
 
 # The error shown next to each field (translated on the page); the same for every way it is wrong.
@@ -201,7 +200,7 @@ def build_pages_router(
         conference, invitation = found
         posted = {name: value for name, value in (await request.form()).items() if isinstance(value, str)}
         try:
-            form = AnswerForm.model_validate({k: v for k, v in posted.items() if k in FIELDS})
+            form = AnswerForm.model_validate(posted)
         except ValidationError as error:
             errors = {str(e["loc"][0]): FIELD_ERRORS[str(e["loc"][0])] for e in error.errors() if e["loc"]}
             # Fields only by name in the log: their values may be a name.
