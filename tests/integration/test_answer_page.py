@@ -237,3 +237,13 @@ async def test_links_that_are_not_ours_or_ran_out_record_nothing(invited: Invite
     assert await invited.answers_stored() == 0
     assert await outbox_empty(invited.app)
     assert envelopes(await read_to_end(infra.kafka_bootstrap, ANSWERS_TOPIC)) == []
+
+
+async def test_without_a_verify_key_the_page_says_answers_cannot_be_taken(
+    infra: Infrastructure, database_name: str
+) -> None:
+    app = build(settings_for(Settings, infra, database_name, link_verify_key=None))
+    async with running(app) as client:
+        response = await client.get("/rsvp/anything", params={"lang": "en"})
+        assert response.status_code == 503 and "Answers cannot be taken right now" in response.text
+        assert response.headers["cache-control"] == "no-store"

@@ -109,13 +109,12 @@ def build_pages_router(
     uow_factory: UnitOfWorkFactory, pages: Pages, *, verify_key: str | None, public_base_url: str
 ) -> APIRouter:
     router = APIRouter(include_in_schema=False)
-
-    def public_key() -> Ed25519PublicKey | None:
-        return links.load_public_key(verify_key) if verify_key else None
+    # Read at start-up: a key setting that names no key stops the service, not the first visitor.
+    public_key: Ed25519PublicKey | None = links.load_public_key(verify_key) if verify_key else None
 
     async def opened(request: Request, token: str) -> tuple[Conference, Invitation] | HTMLResponse:
         """The conference and invitation the link names, or the page saying why not."""
-        key = public_key()
+        key = public_key
         if key is None:
             log.error("link_verify_key_missing")
             return message(request, "unavailable", 503)
