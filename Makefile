@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e shared -e services/actors -e services/conferences -e services/notifications -e tools
 PIP_FLAGS = --quiet --disable-pip-version-check
 
-.PHONY: install run test lint unit clean asyncapi lock test-lowest
+.PHONY: install run test lint unit clean asyncapi lock test-lowest browser screenshots
 
 # The locked third-party packages, each checked against its hash. The venv is made afresh whenever
 # the lock changes, so nothing an older lock installed stays behind.
@@ -37,8 +37,19 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint  ## lint, type checks, import contracts, then every test
+test: lint browser  ## lint, type checks, import contracts, then every test
 	$(PY) -m pytest
+
+# The answer page's browser tests drive Debian's Chromium through Playwright (never `playwright
+# install`, which downloads a browser). Installed only when missing; needs root, as on CI.
+CHROMIUM := /usr/bin/chromium
+browser: $(CHROMIUM)
+$(CHROMIUM):
+	@[ "$$(id -u)" = 0 ] || (echo "$(CHROMIUM) is missing: run 'make browser' as root, or apt-get install chromium" && exit 1)
+	apt-get install -y --no-install-recommends chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+screenshots: install browser  ## docs/answer-page.png: the answer page as the browser test fills it in
+	QUARTIER_SCREENSHOT=docs/answer-page.png $(PY) -m pytest -q tests/integration/test_answer_page_browser.py -k keyboard
 
 asyncapi: install  ## regenerate the event catalogue in docs/asyncapi/ from the code
 	for service in $$($(PY) -c 'from quartier_shared.services import SERVICES; print(*SERVICES)'); do \

@@ -99,7 +99,12 @@ async def test_fan_out_invites_every_invitable_actor_of_the_district_once(
 
         found = await eventually(all_issued)
         assert {i["actor_id"] for i in found["invitations"]} == {a.actor_id for a in invited}
-        assert found["counts"] == {"pending": 2, "sent": 0, "failed": 0, "total": 2}
+        assert found["counts"] == {
+            **{"pending": 2, "sent": 0, "failed": 0, "total": 2},
+            **{"accepted": 0, "declined": 0, "tentative": 0, "no_answer": 2},
+            **{"attendees": 0, "children": 0, "step_free": 0},
+        }
+        assert found["needs"] == {"interpreters": {}}
 
         records = await read_topic(bootstrap, INVITATIONS_TOPIC, until=lambda r: len(r) >= 2)
         issued = envelopes(records, "InvitationIssued")

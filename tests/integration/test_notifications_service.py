@@ -125,8 +125,8 @@ async def test_the_invitation_mail_carries_a_personal_link_the_answer_page_can_v
     (sent,) = read_mails(maildir)
     text, html = (sent.get_body(preferencelist=(kind,)).get_content() for kind in ("plain", "html"))  # type: ignore[union-attr]
     token = link_token(text)
-    assert f'href="http://127.0.0.1:8002/rsvp/{token}"' in html  # the default PUBLIC_BASE_URL
-    assert "Please answer through this link: http://127.0.0.1:8002/rsvp/" in text
+    assert f'href="http://localhost:8002/rsvp/{token}"' in html  # the default PUBLIC_BASE_URL
+    assert "Please answer through this link: http://localhost:8002/rsvp/" in text
     # Verified as the conferences service verifies it: with the stack's public key.
     claims = links.verify(token, links.load_public_key(infra.env()["LINK_VERIFY_KEY"]), now=CONFERENCE.starts_at)
     assert claims.invitation_id == issued.invitation_id

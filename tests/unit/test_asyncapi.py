@@ -46,7 +46,7 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
     }
     assert produced == {
         "actors": {"ActorRegistered", "ActorUpdated", "ActorDeactivated", "CompetenceTeamChanged"},
-        "conferences": {"ConferenceScheduled", "ConferenceDrafted", "InvitationIssued"},
+        "conferences": {"ConferenceScheduled", "ConferenceDrafted", "InvitationIssued", "InvitationAnswered"},
         "notifications": {"InvitationSent", "InvitationFailed"},
     }
     schemas = generated()["conferences"]["components"]["schemas"]

@@ -82,6 +82,10 @@ class FakeInvitationRepository(InMemory[Invitation]):
     async def exists(self, conference_id: str, actor_id: str) -> bool:
         return Invitation.id_for(conference_id, actor_id) in self.rows
 
+    async def save_answer(self, invitation: Invitation) -> None:
+        stored = self.rows[invitation.id]
+        self.rows[invitation.id] = replace(stored, answer=invitation.answer)
+
     async def invited_actor_ids(self, conference_id: str) -> set[str]:
         return {i.actor_id for i in self.rows.values() if i.conference_id == conference_id}
 

@@ -560,7 +560,7 @@ def test_only_notifications_gets_the_link_signing_key_as_a_secret_kept_out_of_gi
     assert "deploy" in dockerignore, "the build context would carry the key"
     settings = settings_from(NotificationsSettings, resolved_environment(notifications, env_example() | TEST_SECRETS))
     assert isinstance(settings, NotificationsSettings)
-    assert settings.public_base_url == "http://127.0.0.1:8002"  # the conferences service, as published
+    assert settings.public_url == "http://localhost:8002"  # the conferences service, as published
 
 
 # --- ports, health, restart, start order ---------------------------------------------------------

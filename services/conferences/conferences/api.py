@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, get_args
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -36,14 +36,14 @@ from quartier_shared.auth import (
     require_readable,
 )
 from quartier_shared.catalogue import DistrictCode, load_catalogue
-from quartier_shared.events import Venue
+from quartier_shared.events import Answer, Venue
 from quartier_shared.http import event_context, no_store
 from quartier_shared.inputs import SafeText, StrictBool
 from quartier_shared.pagination import PAGE, PageRequest, announce_next
 
 from . import handlers
 from .commands import PublishConference, ResendInvitation, ScheduleConference
-from .domain import Conference, ConferenceNotFound, InvitationNotFound, InvitationStatus, NotNow
+from .domain import Conference, ConferenceNotFound, Invitation, InvitationNotFound, InvitationStatus, NotNow
 from .unit_of_work import UnitOfWorkFactory
 
 Text = Annotated[str, SafeText(300)]
@@ -116,6 +116,17 @@ class ConferenceIn(BaseModel):
         return _in_city_time(value)
 
 
+class AnswerOut(BaseModel):
+    answer: Answer
+    attendees: int
+    representative: str | None = None
+    interpreter_language: str | None = None
+    accessibility: bool = Field(description="step-free access needed")
+    childcare: int = Field(description="children needing care")
+    comment: str | None = None
+    answered_at: datetime
+
+
 class InvitationOut(BaseModel):
     id: str
     actor_id: str
@@ -123,6 +134,11 @@ class InvitationOut(BaseModel):
     reason: str | None = None
     updated_at: datetime
     resend: int = Field(description="resends so far; the status is that of the latest attempt")
+    answer: AnswerOut | None = Field(default=None, description="the latest answer by personal link; null until one")
+
+
+class NeedsOut(BaseModel):
+    interpreters: dict[str, int] = Field(description="people coming who need an interpreter, per ISO 639-1 code")
 
 
 class ConferenceOut(BaseModel):
@@ -142,7 +158,11 @@ class ConferenceOut(BaseModel):
 
 class ConferenceDetailOut(ConferenceOut):
     invitations: list[InvitationOut]
-    counts: dict[str, int] = Field(description="invitations per status, and in total")
+    counts: dict[str, int] = Field(
+        description="invitations per status and in total; answers (accepted, declined, tentative, no_answer); "
+        "and of the acceptances: attendees, children needing care, step_free (invitations needing step-free access)"
+    )
+    needs: NeedsOut
 
 
 READERS = allow(COORDINATOR, QUARTER_MANAGER)
@@ -211,7 +231,12 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         detail = {
             **asdict(conference),
             "invitations": invitations,
-            "counts": {**{s.value: counts[s] for s in InvitationStatus}, "total": len(invitations)},
+            "counts": {
+                **{s.value: counts[s] for s in InvitationStatus},
+                "total": len(invitations),
+                **_answer_counts(invitations),
+            },
+            "needs": {"interpreters": _interpreters(invitations)},
         }
         return ConferenceDetailOut.model_validate(detail, from_attributes=True)
 
@@ -237,6 +262,30 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
 
 def _not_found(what: str, id_: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{what} {id_} not found")
+
+
+def _answer_counts(invitations: list[Invitation]) -> dict[str, int]:
+    """Counted from the invitations already read for the answer (as the statuses are): one
+    conference has at most a district's actors."""
+    answers = [i.answer for i in invitations if i.answer is not None]
+    given = Counter(a.answer for a in answers)
+    coming = [a for a in answers if a.coming]
+    return {
+        **{kind: given[kind] for kind in get_args(Answer)},
+        "no_answer": len(invitations) - len(answers),
+        "attendees": sum(a.attendees for a in coming),
+        "children": sum(a.childcare for a in coming),
+        "step_free": sum(1 for a in coming if a.accessibility),
+    }
+
+
+def _interpreters(invitations: list[Invitation]) -> dict[str, int]:
+    """People coming per interpreter language: an organisation's whole party needs the one."""
+    needed: Counter[str] = Counter()
+    for answer in (i.answer for i in invitations):
+        if answer is not None and answer.coming and answer.interpreter_language:
+            needed[answer.interpreter_language] += answer.attendees
+    return dict(sorted(needed.items()))
 
 
 def _out(conference: Conference) -> ConferenceOut:

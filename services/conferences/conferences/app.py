@@ -6,10 +6,13 @@ from functools import partial
 
 from fastapi import FastAPI
 
+from quartier_shared import web
+from quartier_shared.catalogue import load_catalogue
 from quartier_shared.events import (
     ActorEvent,
     ConferenceDrafted,
     ConferenceScheduled,
+    InvitationAnswered,
     InvitationIssued,
     InvitationOutcome,
 )
@@ -17,6 +20,7 @@ from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
 from .api import build_router
+from .pages import build_pages_router
 from .repository import create_indexes
 from .settings import Settings
 from .unit_of_work import MongoConferencesUnitOfWork, UnitOfWorkFactory
@@ -34,9 +38,15 @@ def build(settings: Settings | None = None) -> FastAPI:
         handlers={ActorEvent: roster, ConferenceScheduled: fan_out},
         batch_handlers={InvitationOutcome: outcomes},
     )
-    return create_app(
-        runtime,
-        "District integration conferences and their invitations",
-        routers=[build_router(uow_factory)],
-        publishes=[ConferenceScheduled, ConferenceDrafted, InvitationIssued],
+    pages = web.Pages(settings, city=load_catalogue().city, package="conferences")
+    answer_page = build_pages_router(
+        uow_factory, pages, verify_key=settings.link_verify_key, public_base_url=settings.public_url
     )
+    app = create_app(
+        runtime,
+        "District integration conferences, their invitations and the answers to them",
+        routers=[build_router(uow_factory), answer_page],
+        publishes=[ConferenceScheduled, ConferenceDrafted, InvitationIssued, InvitationAnswered],
+    )
+    web.install(app)
+    return app

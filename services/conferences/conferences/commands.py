@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from quartier_shared.events import Venue
+from quartier_shared.events import Answer, Venue
 
 
 @dataclass(frozen=True)
@@ -32,3 +32,17 @@ class PublishConference:
 class ResendInvitation:
     conference_id: str
     invitation_id: str
+
+
+@dataclass(frozen=True)
+class AnswerInvitation:
+    """An invitee's answer through their personal link (checked by pages.py)."""
+
+    invitation_id: str
+    answer: Answer  # accepted, declined or tentative
+    attendees: int
+    representative: str | None  # a deputy who comes instead
+    interpreter_language: str | None  # ISO 639-1
+    accessibility: bool  # step-free access needed
+    childcare: int  # children needing care
+    comment: str | None

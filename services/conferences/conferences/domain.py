@@ -27,16 +27,18 @@ from quartier_shared.catalogue import District
 from quartier_shared.events import (
     ActorDeactivated,
     ActorSnapshot,
+    Answer,
     ConferenceDetails,
     ConferenceDrafted,
     ConferenceScheduled,
+    InvitationAnswered,
     InvitationFailed,
     InvitationIssued,
     InvitationSent,
     Venue,
 )
 
-from .commands import ScheduleConference
+from .commands import AnswerInvitation, ScheduleConference
 
 # Namespace for ids derived from other ids, so re-running a fan-out yields the same ids.
 ID_NAMESPACE = uuid.UUID("5b0c6a36-8f3e-4f5e-9c1a-2f6f1f0c9a77")
@@ -57,6 +59,11 @@ class NotNow(Exception):
 class ConferenceStatus(StrEnum):
     DRAFT = "draft"  # nobody invited yet; published, it becomes scheduled
     SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"  # final: takes no answers, sends nothing more
+
+
+class ConferenceGone(Exception):
+    """The conference of an invitation was cancelled or has begun: it takes no more answers."""
 
 
 class InvitationStatus(StrEnum):
@@ -146,6 +153,27 @@ class Conference:
 
 
 @dataclass(frozen=True)
+class InvitationAnswer:
+    """What an invitee answered last. The deputy's name and the comment stay here: they are in no
+    event and no log line."""
+
+    answer: Answer  # accepted, declined or tentative
+    attendees: int
+    representative: str | None
+    interpreter_language: str | None
+    accessibility: bool
+    childcare: int
+    comment: str | None
+    answered_at: datetime
+
+    @property
+    def coming(self) -> bool:
+        """Only an acceptance counts towards people, children and needs: a tentative answer is
+        not yet a seat to plan for."""
+        return self.answer == "accepted"
+
+
+@dataclass(frozen=True)
 class Invitation:
     id: str
     conference_id: str
@@ -154,6 +182,7 @@ class Invitation:
     reason: str | None = None
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     resend: int = 0  # the latest attempt: 0 for the invitation itself, n for the n-th resend
+    answer: InvitationAnswer | None = None  # None until the invitee answers; the latest replaces it
 
     @staticmethod
     def id_for(conference_id: str, actor_id: str) -> str:
@@ -196,6 +225,36 @@ class Invitation:
             resend=again.resend,
         )
         return again, issued
+
+    def answered(
+        self, command: AnswerInvitation, conference: Conference, now: datetime
+    ) -> tuple[Invitation, InvitationAnswered]:
+        """The invitation with ``command`` as its answer (replacing any earlier one), and its
+        event; ConferenceGone once the conference is cancelled or has begun."""
+        if not conference.is_upcoming(now):
+            raise ConferenceGone(conference.id)
+        answer = InvitationAnswer(
+            answer=command.answer,
+            attendees=command.attendees,
+            representative=command.representative,
+            interpreter_language=command.interpreter_language,
+            accessibility=command.accessibility,
+            childcare=command.childcare,
+            comment=command.comment,
+            answered_at=now,
+        )
+        event = InvitationAnswered(
+            invitation_id=self.id,
+            conference_id=self.conference_id,
+            actor_id=self.actor_id,
+            answer=command.answer,
+            attendees=command.attendees,
+            interpreter_language=command.interpreter_language,
+            step_free_access=command.accessibility,
+            children=command.childcare,
+            answered_at=now,
+        )
+        return replace(self, answer=answer), event
 
     def with_outcome(self, outcome: InvitationSent | InvitationFailed, now: datetime) -> Invitation:
         """Only an outcome of the latest attempt counts (a late one of an earlier attempt would

@@ -27,8 +27,8 @@ from quartier_shared.events import (
 from quartier_shared.logging import get_logger
 from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
-from .commands import PublishConference, ResendInvitation, ScheduleConference
-from .domain import Conference, ConferenceNotFound, Invitation, InvitationNotFound, RosterEntry
+from .commands import AnswerInvitation, PublishConference, ResendInvitation, ScheduleConference
+from .domain import Conference, ConferenceGone, ConferenceNotFound, Invitation, InvitationNotFound, RosterEntry
 from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
@@ -115,6 +115,43 @@ async def conferences_by_district(
     async with uow_factory(context).for_reading() as uow:
         found = await uow.conferences.find(district, within=within, page=page)
     return page_of(found, page, lambda conference: (conference.starts_at, conference.id))
+
+
+# --- the answer page (the personal link is the credential) -----------------------------------------
+
+
+async def invitation_to_answer(
+    invitation_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory, now: datetime | None = None
+) -> tuple[Conference, Invitation]:
+    """The invitation a link names and its conference, if it still takes answers:
+    InvitationNotFound for an unknown one, ConferenceGone once cancelled or begun."""
+    async with uow_factory(context).for_reading() as uow:
+        invitation = await uow.invitations.get(invitation_id)
+        conference = await uow.conferences.get(invitation.conference_id) if invitation else None
+    if invitation is None or conference is None:
+        raise InvitationNotFound(invitation_id)
+    if not conference.is_upcoming(now):
+        raise ConferenceGone(conference.id)
+    return conference, invitation
+
+
+async def answer_invitation(
+    command: AnswerInvitation, context: EventContext, *, uow_factory: UnitOfWorkFactory, now: datetime | None = None
+) -> tuple[Conference, Invitation]:
+    """Store the answer on the invitation with its InvitationAnswered; it replaces an earlier one."""
+    now = now or datetime.now(UTC)
+    async with uow_factory(context) as uow:
+        invitation = await uow.invitations.get(command.invitation_id)
+        conference = await uow.conferences.get(invitation.conference_id) if invitation else None
+        if invitation is None or conference is None:
+            raise InvitationNotFound(command.invitation_id)
+        invitation, answered = invitation.answered(command, conference, now)
+        await uow.invitations.save_answer(invitation)
+        uow.record(answered)
+        await uow.commit()
+    # Ids only: the deputy's name and the comment never reach a log.
+    log.info("invitation_answered", invitation_id=invitation.id, conference_id=conference.id)
+    return conference, invitation
 
 
 # --- consumed events ------------------------------------------------------------------------------

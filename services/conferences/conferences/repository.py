@@ -56,6 +56,10 @@ class InvitationRepository(Protocol):
         """Replace the stored invitation (one that exists) with this state of it."""
         ...
 
+    async def save_answer(self, invitation: Invitation) -> None:
+        """Store ``invitation.answer`` (replacing the earlier one); nothing else of it changes."""
+        ...
+
     async def exists(self, conference_id: str, actor_id: str) -> bool: ...
     async def invited_actor_ids(self, conference_id: str) -> set[str]: ...
     async def for_conference(self, conference_id: str) -> list[Invitation]: ...
@@ -126,6 +130,11 @@ class MongoInvitationRepository:
     async def save(self, invitation: Invitation) -> None:
         doc = _invitations.to_document(invitation)
         await self.collection.replace_one({"_id": invitation.id}, doc, session=self.session)
+
+    async def save_answer(self, invitation: Invitation) -> None:
+        # Only the answer: a delivery outcome recorded meanwhile keeps its status.
+        answer = _invitations.to_document(invitation)["answer"]
+        await self.collection.update_one({"_id": invitation.id}, {"$set": {"answer": answer}}, session=self.session)
 
     async def exists(self, conference_id: str, actor_id: str) -> bool:
         query = {"_id": Invitation.id_for(conference_id, actor_id)}

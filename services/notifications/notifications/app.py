@@ -33,7 +33,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoNotificationsUnitOfWork)
     smtp = SmtpSender(settings)
-    links = PersonalLinks.of(settings.public_base_url, settings.link_signing_key)
+    links = PersonalLinks.of(settings.public_url, settings.link_signing_key)
     runtime.on_start(links.check)  # no key, no start: every mail needs a link that works
     policy = SendingPolicy(
         sender=Sender(name=settings.smtp_from_name, email=settings.smtp_from),

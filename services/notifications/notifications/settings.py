@@ -31,7 +31,12 @@ class Settings(ServiceSettings):
 
     # The public origin of the answer page (served by the conferences service): every mail links
     # to {public_base_url}/rsvp/{token}. The default is the conferences service of `make run`.
-    public_base_url: str = f"http://127.0.0.1:{CONFERENCES.port}"
+    public_base_url: str | None = None
+
+    @property
+    def public_url(self) -> str:
+        """PUBLIC_BASE_URL, else the conferences service's local address (as conferences defaults)."""
+        return (self.public_base_url or f"http://localhost:{CONFERENCES.port}").rstrip("/")
     # The Ed25519 private key that signs the personal links (quartier_shared.links): its PEM text or
     # the path of a PEM file. Required to start (see personal_links.PersonalLinks.check); `make run`
     # makes one under var/.
