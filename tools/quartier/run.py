@@ -8,6 +8,7 @@ restart is logged, as compose's restart policy does in production. Ctrl-C stops 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -60,7 +61,12 @@ def run(var_dir: Path, base_port: int | None = None) -> int:
         infra = stack.start()
         # Operator commands (quartier dlq/outbox) find the stack here when the environment is silent.
         (var_dir / STACK_ENV).write_text("".join(f"{k}={v}\n" for k, v in infra.env().items()))
-        services = ServiceProcesses(infra)  # no log folder: their JSON lines go to this terminal
+        # The personal links in the mails open the answer page of this run's conferences service.
+        public = {"PUBLIC_BASE_URL": f"http://localhost:{ports['conferences']}"}
+        if os.environ.get("PUBLIC_BASE_URL"):
+            public = {}
+        # no log folder: their JSON lines go to this terminal
+        services = ServiceProcesses(infra, env=public)
         services.start(ports)
         for name in services.instances:
             _started(services, name)
