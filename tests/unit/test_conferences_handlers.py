@@ -111,6 +111,10 @@ class FakeRosterRepository(InMemory[RosterEntry]):
     async def invitable_in(self, district: str) -> list[str]:
         return [e.id for e in self.rows.values() if e.invitable and district in e.districts]
 
+    async def hold(self, actor_ids: Collection[str]) -> None:
+        for actor_id in actor_ids:
+            self.rows.setdefault(actor_id, RosterEntry(actor_id, (), False, False, 0))
+
 
 class FakeTeamRepository(InMemory[TeamCopy]):
     async def get(self, district: str) -> TeamCopy | None:

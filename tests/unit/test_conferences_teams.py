@@ -174,3 +174,17 @@ def test_the_audience_is_district_or_team_and_a_wrong_one_names_the_field(audien
     with pytest.raises(ValidationError) as raised:
         ConferenceIn.model_validate(conference_body(audience=audience))
     assert [e["loc"] for e in raised.value.errors()] == [("audience",)]
+
+
+async def test_a_member_the_roster_learns_of_after_the_team_change_is_invited_then() -> None:
+    uow = FakeConferencesUnitOfWork()
+    await roster(uow, registered("known", "IX"))
+    conference = await meeting(uow, "IX")
+    await team(uow, "IX", 1, "known", "not-yet-seen")  # its ActorRegistered is still on its way
+    assert list(await invited(uow, conference)) == ["known"]
+    placeholder = await uow.roster.get("not-yet-seen")
+    assert placeholder is not None and not placeholder.invitable and placeholder.revision == 0
+    assert await uow.roster.invitable_in("IX") == ["known"]
+
+    await roster(uow, registered("not-yet-seen", "IX"))
+    assert set(await invited(uow, conference)) == {"known", "not-yet-seen"}

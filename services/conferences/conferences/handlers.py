@@ -222,18 +222,21 @@ async def update_team(received: Received[CompetenceTeamChanged], *, uow_factory:
         await uow.teams.save(team)
         upcoming = await uow.conferences.upcoming_in([team.district], datetime.now(UTC))
         meetings = [c for c in upcoming if c.audience == "team"]
-        entries = [await uow.roster.get(actor_id) for actor_id in team.members] if meetings else []
+        entries = {actor_id: await uow.roster.get(actor_id) for actor_id in team.members} if meetings else {}
         issued = 0
         for conference in meetings:
             late = [
                 e.id
-                for e in entries
+                for e in entries.values()
                 if e is not None
                 and conference.invites(e, team.members)
                 and not await uow.invitations.exists(conference.id, e.id)
             ]
             await _issue(uow, conference, late)
             issued += len(late)
+        # A member not invitable here may become so in a roster change running at this moment, which
+        # reads the team as it was: holding the members' entries makes one of the two retry.
+        await uow.roster.hold(list(entries))
         await uow.commit()
     log.info("team_copied", district=team.district, revision=team.revision, meetings=len(meetings), issued=issued)
 

@@ -77,6 +77,14 @@ class RosterRepository(Protocol):
         """The ids of the invitable actors of ``district``."""
         ...
 
+    async def hold(self, actor_ids: Collection[str]) -> None:
+        """Write the entries of ``actor_ids`` in this transaction without changing what they say
+        (one not known yet gets a placeholder: revision 0, never invitable), so that a concurrent
+        change of any of them conflicts with it and one of the two is retried. A team change holds
+        its members: a roster change that makes one of them invitable at the same moment cannot
+        also miss that they are a member (write skew), so neither misses the invitation."""
+        ...
+
 
 class TeamRepository(Protocol):
     async def get(self, district: str) -> TeamCopy | None: ...
@@ -212,6 +220,16 @@ class MongoRosterRepository:
         # The query form of RosterEntry.invitable.
         query = {"districts": district, "active": True, "consent_to_notifications": True}
         return [d["_id"] async for d in self.collection.find(query, {"_id": 1}, session=self.session)]
+
+    async def hold(self, actor_ids: Collection[str]) -> None:
+        placeholder = _roster.to_document(RosterEntry("", (), active=False, consent_to_notifications=False, revision=0))
+        del placeholder["_id"]
+        writes = [
+            UpdateOne({"_id": actor_id}, {"$inc": {"holds": 1}, "$setOnInsert": placeholder}, upsert=True)
+            for actor_id in sorted(actor_ids)
+        ]
+        if writes:
+            await self.collection.bulk_write(writes, ordered=True, session=self.session)
 
 
 class MongoTeamRepository:
