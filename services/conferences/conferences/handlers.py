@@ -11,6 +11,7 @@ Team meetings (``audience == "team"``) invite only the invitable members of the 
 competence team (the copy ``update_team`` keeps). A member is invited late when they become both:
 by a roster change (``update_roster``) or by a team change (``update_team``). Leaving the team
 withdraws no invitation.
+
 Queries read through the unit of work's repositories and commit nothing.
 """
 
