@@ -21,7 +21,8 @@ from conferences.domain import (
     NotNow,
     RosterEntry,
 )
-from conferences.repository import ConferenceRepository, InvitationRepository, RosterRepository
+from conferences.repository import ConferenceRepository, InvitationRepository, RosterRepository, TeamRepository
+from conferences.teams import TeamCopy
 from quartier_shared.events import (
     ActorDeactivated,
     ActorRegistered,
@@ -110,20 +111,37 @@ class FakeRosterRepository(InMemory[RosterEntry]):
     async def invitable_in(self, district: str) -> list[str]:
         return [e.id for e in self.rows.values() if e.invitable and district in e.districts]
 
+    async def hold(self, actor_ids: Collection[str]) -> None:
+        for actor_id in actor_ids:
+            self.rows.setdefault(actor_id, RosterEntry(actor_id, (), False, False, 0))
+
+
+class FakeTeamRepository(InMemory[TeamCopy]):
+    async def get(self, district: str) -> TeamCopy | None:
+        return self.rows.get(district)
+
+    async def get_many(self, districts: Iterable[str]) -> list[TeamCopy]:
+        return [self.rows[d] for d in set(districts) if d in self.rows]
+
+    async def save(self, team: TeamCopy) -> None:
+        self.rows[team.district] = team
+
 
 class FakeConferencesUnitOfWork(FakeUnitOfWork):
     conferences: ConferenceRepository
     invitations: InvitationRepository
     roster: RosterRepository
+    teams: TeamRepository
 
     def __init__(self) -> None:
-        conferences, invitations, roster = (
+        conferences, invitations, roster, teams = (
             FakeConferenceRepository(),
             FakeInvitationRepository(),
             FakeRosterRepository(),
+            FakeTeamRepository(),
         )
-        super().__init__(conferences, invitations, roster)
-        self.conferences, self.invitations, self.roster = conferences, invitations, roster
+        super().__init__(conferences, invitations, roster, teams)
+        self.conferences, self.invitations, self.roster, self.teams = conferences, invitations, roster, teams
 
 
 def registered(actor_id: str, *districts: str, consent: bool = True) -> ActorRegistered:

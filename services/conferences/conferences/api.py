@@ -6,6 +6,9 @@ is scheduled already answers 200 with it, unchanged; one whose start has passed 
 ``POST /conferences/{id}/invitations/{invitation_id}/resend`` sends one invitation again (202;
 409 for a draft or a conference that has started).
 
+``audience`` says who a conference invites: ``district`` (the default) every invitable actor of
+the district, ``team`` only those who are members of the district's competence team.
+
 Who may call what (``quartier_shared.auth``): coordinators everything; a quarter manager reads
 the conferences of their districts (``GET /conferences`` without ``district`` gives them only
 those); every other role gets 403.
@@ -36,7 +39,7 @@ from quartier_shared.auth import (
     require_readable,
 )
 from quartier_shared.catalogue import DistrictCode, load_catalogue
-from quartier_shared.events import Answer, Venue
+from quartier_shared.events import Answer, Audience, Venue
 from quartier_shared.http import event_context, no_store
 from quartier_shared.inputs import SafeText, StrictBool
 from quartier_shared.pagination import PAGE, PageRequest, announce_next
@@ -94,6 +97,10 @@ class ConferenceIn(BaseModel):
     venue: VenueIn
     agenda: list[Text] = Field(default_factory=list, max_length=50)
     draft: StrictBool = Field(default=False, description="true: store it as a draft and invite nobody yet")
+    audience: Audience = Field(
+        default="district",
+        description="district: every invitable actor of the district; team: only the members of its competence team",
+    )
 
     @field_validator("starts_at")
     @classmethod
@@ -154,6 +161,7 @@ class ConferenceOut(BaseModel):
     status: str = Field(description="draft or scheduled")
     sequence: int
     created_at: datetime
+    audience: Audience = Field(description="district (every invitable actor) or team (the competence team only)")
 
 
 class ConferenceDetailOut(ConferenceOut):

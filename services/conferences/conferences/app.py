@@ -10,6 +10,7 @@ from quartier_shared import web
 from quartier_shared.catalogue import load_catalogue
 from quartier_shared.events import (
     ActorEvent,
+    CompetenceTeamChanged,
     ConferenceDrafted,
     ConferenceScheduled,
     InvitationAnswered,
@@ -31,11 +32,12 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoConferencesUnitOfWork)
     roster = partial(handlers.update_roster, uow_factory=uow_factory)
+    team = partial(handlers.update_team, uow_factory=uow_factory)
     outcomes = partial(handlers.record_outcomes, uow_factory=uow_factory)
     fan_out = partial(handlers.invite_district, uow_factory=uow_factory, batch_size=settings.fanout_batch_size)
     runtime.consume(
         group_id="conferences",
-        handlers={ActorEvent: roster, ConferenceScheduled: fan_out},
+        handlers={ActorEvent: roster, ConferenceScheduled: fan_out, CompetenceTeamChanged: team},
         batch_handlers={InvitationOutcome: outcomes},
     )
     pages = web.Pages(settings, city=load_catalogue().city, package="conferences")

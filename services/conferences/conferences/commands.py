@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from quartier_shared.events import Answer, Venue
+from quartier_shared.events import Answer, Audience, Venue
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class ScheduleConference:
     venue: Venue
     agenda: Sequence[str]
     draft: bool = False  # a draft invites nobody until it is published
+    audience: Audience = "district"  # every invitable actor of the district, or only its competence team
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,16 @@ of the latest attempt moves the invitation.
 The roster is this service's own copy of the actors, built from actor events: only what deciding
 who is invited needs (districts, active, consent), never contact data. It only moves forward by
 the actor's revision, so an older or repeated event changes nothing.
+
+Who is invited (``Conference.invites``) depends on the conference's ``audience``: ``district``
+invites every invitable actor of the district, ``team`` only those of them who are members of the
+district's competence team (``teams.TeamCopy``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +33,7 @@ from quartier_shared.events import (
     ActorDeactivated,
     ActorSnapshot,
     Answer,
+    Audience,
     ConferenceDetails,
     ConferenceDrafted,
     ConferenceScheduled,
@@ -104,6 +110,7 @@ class Conference:
     sequence: int = 0
     status: ConferenceStatus = ConferenceStatus.SCHEDULED
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    audience: Audience = "district"  # who is invited: every invitable actor of the district, or its team
 
     @classmethod
     def schedule(
@@ -148,8 +155,15 @@ class Conference:
         """Scheduled (not a draft) and still to come: who joins the district now is invited to it."""
         return self.status is ConferenceStatus.SCHEDULED and self.starts_at > (now or datetime.now(UTC))
 
-    def invites(self, entry: RosterEntry) -> bool:
-        return entry.invitable and self.district in entry.districts
+    def invites(self, entry: RosterEntry, team: Collection[str] = ()) -> bool:
+        """Whether ``entry`` is to be invited; ``team``: the members of the district's competence
+        team, which a team meeting (``audience == "team"``) invites only."""
+        invitable = entry.invitable and self.district in entry.districts
+        return invitable and (self.audience == "district" or entry.id in team)
+
+    def audience_of(self, invitable: Collection[str], team: Collection[str]) -> list[str]:
+        """Of the ``invitable`` actors of the district, those this conference invites."""
+        return [actor_id for actor_id in invitable if self.audience == "district" or actor_id in team]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,12 @@ ids are derived from (conference, actor) and so are the ids of their InvitationI
 a delivery outcome only moves an invitation forward (sent is final for its attempt; an outcome of
 an earlier attempt changes nothing). A redelivered event therefore changes nothing. Drafts are
 invited by nobody: neither the fan-out nor a late joiner reaches them until they are published.
+
+Team meetings (``audience == "team"``) invite only the invitable members of the district's
+competence team (the copy ``update_team`` keeps). A member is invited late when they become both:
+by a roster change (``update_roster``) or by a team change (``update_team``). Leaving the team
+withdraws no invitation.
+
 Queries read through the unit of work's repositories and commit nothing.
 """
 
@@ -19,6 +25,7 @@ from quartier_shared.consumer import Received
 from quartier_shared.events import (
     ActorDeactivated,
     ActorSnapshot,
+    CompetenceTeamChanged,
     ConferenceScheduled,
     EventContext,
     InvitationFailed,
@@ -29,6 +36,7 @@ from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
 from .commands import AnswerInvitation, PublishConference, ResendInvitation, ScheduleConference
 from .domain import Conference, ConferenceGone, ConferenceNotFound, Invitation, InvitationNotFound, RosterEntry
+from .teams import TeamCopy, members_by_district
 from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
@@ -169,7 +177,12 @@ async def update_roster(
             return
         await uow.roster.save(entry)
         upcoming = await uow.conferences.upcoming_in(entry.districts, datetime.now(UTC)) if entry.invitable else []
-        late = [c for c in upcoming if c.invites(entry) and not await uow.invitations.exists(c.id, entry.id)]
+        teams = await _teams_of(uow, upcoming)
+        late = [
+            c
+            for c in upcoming
+            if c.invites(entry, teams.get(c.district, ())) and not await uow.invitations.exists(c.id, entry.id)
+        ]
         for conference in late:
             await _issue(uow, conference, [entry.id])
         await uow.commit()
@@ -187,6 +200,8 @@ async def invite_district(
         if conference is None or not conference.is_upcoming():
             return
         invitable = await uow.roster.invitable_in(conference.district)
+        team = await _teams_of(uow, [conference])
+        invitable = conference.audience_of(invitable, team.get(conference.district, ()))
         already = await uow.invitations.invited_actor_ids(conference.id)
     missing = [actor_id for actor_id in invitable if actor_id not in already]
     for start in range(0, len(missing), batch_size):
@@ -194,6 +209,37 @@ async def invite_district(
             await _issue(uow, conference, missing[start : start + batch_size])
             await uow.commit()
     log.info("invitations_issued", conference_id=conference.id, issued=len(missing), already=len(already))
+
+
+async def update_team(received: Received[CompetenceTeamChanged], *, uow_factory: UnitOfWorkFactory) -> None:
+    """Keep the copy of the district's competence team current; invite its invitable members to the
+    district's upcoming team meetings they are not yet invited to (a member added later). Members
+    who left keep their invitations."""
+    event = received.event
+    async with uow_factory(received.context) as uow:
+        team = TeamCopy.after(event, await uow.teams.get(event.district))
+        if team is None:
+            return
+        await uow.teams.save(team)
+        upcoming = await uow.conferences.upcoming_in([team.district], datetime.now(UTC))
+        meetings = [c for c in upcoming if c.audience == "team"]
+        entries = {actor_id: await uow.roster.get(actor_id) for actor_id in team.members} if meetings else {}
+        issued = 0
+        for conference in meetings:
+            late = [
+                e.id
+                for e in entries.values()
+                if e is not None
+                and conference.invites(e, team.members)
+                and not await uow.invitations.exists(conference.id, e.id)
+            ]
+            await _issue(uow, conference, late)
+            issued += len(late)
+        # A member not invitable here may become so in a roster change running at this moment, which
+        # reads the team as it was: holding the members' entries makes one of the two retry.
+        await uow.roster.hold(list(entries))
+        await uow.commit()
+    log.info("team_copied", district=team.district, revision=team.revision, meetings=len(meetings), issued=issued)
 
 
 async def record_outcomes(
@@ -204,6 +250,12 @@ async def record_outcomes(
     async with uow_factory(batch[0].context) as uow:
         await uow.invitations.record_outcomes([item.event for item in batch])
         await uow.commit()
+
+
+async def _teams_of(uow: UnitOfWork, conferences: Sequence[Conference]) -> dict[str, frozenset[str]]:
+    """The team members of the districts of those ``conferences`` that are team meetings."""
+    districts = {c.district for c in conferences if c.audience == "team"}
+    return dict(members_by_district(await uow.teams.get_many(districts))) if districts else {}
 
 
 async def _issue(uow: UnitOfWork, conference: Conference, actor_ids: Sequence[str]) -> None:

@@ -1,9 +1,9 @@
 """Storage of the conferences service: what the service layer needs (a protocol per repository)
 and its MongoDB implementation.
 
-One collection each: ``conferences``, ``invitations`` and ``roster``, a document per object with
-its fields by name and its id as ``_id`` (``DocumentMapper`` derives the mapping from the domain
-dataclass). A roster entry's ``_id`` is the actor's id.
+One collection each: ``conferences``, ``invitations``, ``roster`` and ``teams``, a document per
+object with its fields by name and its id as ``_id`` (``DocumentMapper`` derives the mapping from
+the domain dataclass). A roster entry's ``_id`` is the actor's id, a team copy's the district code.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from quartier_shared.mongo import Document, DocumentMapper
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
 from .domain import Conference, Invitation, InvitationStatus, RosterEntry
+from .teams import TeamCopy
 
-CONFERENCES, INVITATIONS, ROSTER = "conferences", "invitations", "roster"
+CONFERENCES, INVITATIONS, ROSTER, TEAMS = "conferences", "invitations", "roster", "teams"
 _conferences = DocumentMapper(Conference)
 _invitations = DocumentMapper(Invitation)
 _roster = DocumentMapper(RosterEntry)
+_teams = DocumentMapper(TeamCopy, id_field="district")
 
 
 class ConferenceRepository(Protocol):
@@ -74,6 +76,23 @@ class RosterRepository(Protocol):
     async def invitable_in(self, district: str) -> list[str]:
         """The ids of the invitable actors of ``district``."""
         ...
+
+    async def hold(self, actor_ids: Collection[str]) -> None:
+        """Write the entries of ``actor_ids`` in this transaction without changing what they say
+        (one not known yet gets a placeholder: revision 0, never invitable), so that a concurrent
+        change of any of them conflicts with it and one of the two is retried. A team change holds
+        its members: a roster change that makes one of them invitable at the same moment cannot
+        also miss that they are a member (write skew), so neither misses the invitation."""
+        ...
+
+
+class TeamRepository(Protocol):
+    async def get(self, district: str) -> TeamCopy | None: ...
+    async def get_many(self, districts: Iterable[str]) -> list[TeamCopy]:
+        """The copies of those of ``districts`` that have one."""
+        ...
+
+    async def save(self, team: TeamCopy) -> None: ...
 
 
 class MongoConferenceRepository:
@@ -201,6 +220,36 @@ class MongoRosterRepository:
         # The query form of RosterEntry.invitable.
         query = {"districts": district, "active": True, "consent_to_notifications": True}
         return [d["_id"] async for d in self.collection.find(query, {"_id": 1}, session=self.session)]
+
+    async def hold(self, actor_ids: Collection[str]) -> None:
+        placeholder = _roster.to_document(RosterEntry("", (), active=False, consent_to_notifications=False, revision=0))
+        del placeholder["_id"]
+        writes = [
+            UpdateOne({"_id": actor_id}, {"$inc": {"holds": 1}, "$setOnInsert": placeholder}, upsert=True)
+            for actor_id in sorted(actor_ids)
+        ]
+        if writes:
+            await self.collection.bulk_write(writes, ordered=True, session=self.session)
+
+
+class MongoTeamRepository:
+    """Read and written by ``_id`` (the district) only: the primary key is the index it needs."""
+
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
+        self.collection = db[TEAMS]
+        self.session = session
+
+    async def get(self, district: str) -> TeamCopy | None:
+        doc = await self.collection.find_one({"_id": district}, session=self.session)
+        return _teams.from_document(doc) if doc else None
+
+    async def get_many(self, districts: Iterable[str]) -> list[TeamCopy]:
+        cursor = self.collection.find({"_id": {"$in": sorted(set(districts))}}, session=self.session)
+        return [_teams.from_document(d) async for d in cursor]
+
+    async def save(self, team: TeamCopy) -> None:
+        doc = _teams.to_document(team)
+        await self.collection.replace_one({"_id": team.district}, doc, upsert=True, session=self.session)
 
 
 async def create_indexes(db: AsyncDatabase[Document]) -> None:

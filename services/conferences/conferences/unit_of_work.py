@@ -19,7 +19,9 @@ from .repository import (
     MongoConferenceRepository,
     MongoInvitationRepository,
     MongoRosterRepository,
+    MongoTeamRepository,
     RosterRepository,
+    TeamRepository,
 )
 
 
@@ -27,17 +29,20 @@ class UnitOfWork(mongo.UnitOfWork, Protocol):
     conferences: ConferenceRepository
     invitations: InvitationRepository
     roster: RosterRepository
+    teams: TeamRepository
 
 
 class MongoConferencesUnitOfWork(mongo.MongoUnitOfWork):
     conferences: ConferenceRepository
     invitations: InvitationRepository
     roster: RosterRepository
+    teams: TeamRepository
 
     def bind(self) -> None:
         self.conferences = MongoConferenceRepository(self.db, self.session)
         self.invitations = MongoInvitationRepository(self.db, self.session)
         self.roster = MongoRosterRepository(self.db, self.session)
+        self.teams = MongoTeamRepository(self.db, self.session)
 
 
 # One unit of work per call, its events caused in this context.
