@@ -17,6 +17,7 @@ from quartier_shared.events import (
     DEAD_LETTER_TOPIC,
     DELIVERIES_TOPIC,
     INVITATIONS_TOPIC,
+    TEAMS_TOPIC,
     ActorDeactivated,
     InvitationFailed,
 )
@@ -81,6 +82,7 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
         INVITATIONS_TOPIC: future.model_copy(update={"event_type": "InvitationIssued"}),
         DELIVERIES_TOPIC: future_delivery,
         ANSWERS_TOPIC: future.model_copy(update={"event_type": "InvitationAnswered"}),
+        TEAMS_TOPIC: future.model_copy(update={"event_type": "CompetenceTeamChanged"}),
     }
     for topic, unknown_version in poison.items():
         await publish_raw(bootstrap, topic, b"\x00\x01 garbage \xff", key=b"k")
@@ -95,16 +97,17 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
         ("notifications", INVITATIONS_TOPIC): 3,
         ("conferences", DELIVERIES_TOPIC): 3,
         ("notifications", ANSWERS_TOPIC): 3,
+        ("conferences", TEAMS_TOPIC): 3,
     }
-    dead = await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 21, timeout=60)
+    dead = await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 24, timeout=60)
     found = Counter((dict(r.headers)[dlq.SERVICE].decode(), dict(r.headers)[dlq.ORIGINAL_TOPIC].decode()) for r in dead)
     assert found == expected
     for r in dead:
         headers = dict(r.headers)
         assert {dlq.PARTITION, dlq.OFFSET, dlq.ERROR_CLASS, dlq.ERROR_MESSAGE, dlq.FAILED_AT} <= set(headers)
     assert Counter(dict(r.headers)[dlq.ERROR_CLASS] for r in dead) == {
-        b"ValidationError": 14,
-        b"UnknownEventVersion": 7,
+        b"ValidationError": 16,
+        b"UnknownEventVersion": 8,
     }
     # Later valid events still flow on the same partitions.
     async with cluster.http() as http:
