@@ -51,7 +51,7 @@ SHORTEST, LONGEST, MOST = timedelta(minutes=1), timedelta(days=366), 10
 
 def parse_offsets(text: str) -> tuple[tuple[str, timedelta], ...]:
     """``REMINDERS_BEFORE``: comma-separated ISO 8601 durations (``P7D,P1D``, ``PT2H``), each
-    between PT1M and P366D, at most 10, none twice; empty for no reminders. ValueError says what
+    between PT1M and P366D, at most 10, no two at the same time; empty for no reminders. ValueError says what
     is wrong."""
     names = [part.strip().upper() for part in text.split(",") if part.strip()]
     if len(names) > MOST:
@@ -66,8 +66,8 @@ def parse_offsets(text: str) -> tuple[tuple[str, timedelta], ...]:
         if not SHORTEST <= offset <= LONGEST:
             raise ValueError(f"{name} is not between PT1M and P366D")
         offsets.append((name, offset))
-    if len({name for name, _ in offsets}) != len(offsets):
-        raise ValueError("a reminder is named twice")
+    if len({offset for _, offset in offsets}) != len(offsets):
+        raise ValueError("two reminders at the same time")
     return tuple(offsets)
 
 

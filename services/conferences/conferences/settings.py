@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from quartier_shared.services import CONFERENCES
 from quartier_shared.settings import ServiceSettings
@@ -21,8 +21,8 @@ class Settings(ServiceSettings, PageSettings):
     # Reminders before each conference's start: comma-separated ISO 8601 durations (reminders.py).
     reminders_before: str = "P7D,P1D"
     # How often an instance looks for due reminders, and how long it holds one it is firing.
-    reminders_poll_seconds: float = 5.0
-    reminders_lease_seconds: float = 60.0
+    reminders_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    reminders_lease_seconds: float = Field(default=60.0, ge=5, le=3600)
 
     @field_validator("reminders_before")
     @classmethod
