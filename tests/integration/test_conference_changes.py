@@ -153,7 +153,9 @@ async def test_a_change_tells_every_invitee_and_a_cancellation_ends_it(
         assert answers == {accepted: "accepted", declined: "declined", silent: None}
 
         # Cancelled: 200, sequence one higher; again: 200, the same, nothing raised again.
-        assert (await client.delete(path, params={"reason": "Raum\r\nBcc: x"})).status_code == 422
+        bad_reason = await client.delete(path, params={"reason": "Raum\r\nBcc: x"})
+        assert bad_reason.status_code == 422 and bad_reason.json()["detail"][0]["loc"] == ["query", "reason"]
+        assert (await client.delete(path, params={"reason": "x" * 501})).status_code == 422
         cancelled = await client.delete(path, params={"reason": "Der Saal ist nicht verfügbar"})
         assert cancelled.status_code == 200, cancelled.text
         assert (cancelled.json()["status"], cancelled.json()["sequence"]) == ("cancelled", 2)
