@@ -178,6 +178,16 @@ async def test_nothing_changes_once_started_or_cancelled() -> None:
         await changes.cancel_conference(CancelConference(conference.id), CONTEXT, uow_factory=uow)
     assert uow.committed(ConferenceChanged) == uow.committed(ConferenceCancelled) == []
 
+    # A cancellation whose fan-out is only reached after the start tells nobody any more.
+    late = FakeConferencesUnitOfWork()
+    upcoming, _ = await five_invited(late)
+    await changes.cancel_conference(CancelConference(upcoming.id), CONTEXT, uow_factory=late)
+    cancelled = await late.conferences.get(upcoming.id)
+    assert cancelled is not None
+    await late.conferences.save(replace(cancelled, starts_at=NOW - timedelta(minutes=1)))
+    await tell(late, ConferenceCancelled)
+    assert late.committed(InvitationCancelled) == []
+
 
 async def test_cancelling_tells_every_invitation_removes_reminders_and_invites_nobody_after() -> None:
     uow = FakeConferencesUnitOfWork()

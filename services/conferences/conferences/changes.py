@@ -101,7 +101,7 @@ async def tell_invitations(
     """Fan-out of a change or the cancellation: each invitation of the conference not yet told of
     the event's sequence gets its InvitationUpdated / InvitationCancelled, ``batch_size`` per
     transaction. A change is not told once a later change or the cancellation is stored (that
-    one's own fan-out tells them the newer state), nor after the start."""
+    one's own fan-out tells them the newer state); nothing is told after the start."""
     event = received.event
     sequence = event.details.sequence
     told = 0
@@ -129,8 +129,10 @@ async def tell_invitations(
 
 
 def _superseded(conference: Conference, event: ConferenceChanged | ConferenceCancelled) -> bool:
+    """Nothing is told once the conference has started (a fan-out delayed that long); a change is
+    not told once a later change or the cancellation is stored."""
+    if conference.status is not ConferenceStatus.DRAFT and conference.has_started(datetime.now(UTC)):
+        return True
     if isinstance(event, ConferenceCancelled):
         return False
-    if conference.status is ConferenceStatus.CANCELLED or conference.sequence != event.details.sequence:
-        return True
-    return conference.status is ConferenceStatus.SCHEDULED and conference.has_started(datetime.now(UTC))
+    return conference.status is ConferenceStatus.CANCELLED or conference.sequence != event.details.sequence
