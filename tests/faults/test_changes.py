@@ -1,5 +1,7 @@
 """Fault case 10: conferences killed (-9) in the middle of the fan-out of a change; after the
-restart every invitation is told once (one InvitationUpdated event id each), none twice."""
+restart every invitation is told once (one InvitationUpdated event id each), none twice.
+Fault case 11: a cancellation arriving while the invitations are still going out; no invitation
+is issued after it, and each one issued before it is cancelled once, after its invitation."""
 
 from __future__ import annotations
 
@@ -71,4 +73,45 @@ async def test_10_conferences_killed_mid_update_fan_out_then_restarted(cluster: 
         told_after_restart=finished[0]["told"],
         updates_on_kafka=len(updates),
         distinct_update_events=sum(len(v) for v in event_ids.values()),
+    )
+
+
+async def test_11_a_cancellation_while_the_invitations_are_still_going_out(cluster: Cluster) -> None:
+    n = 120
+    cluster.services.service_env["conferences"] = {"FANOUT_BATCH_SIZE": "2"}
+    cluster.start_services()
+    invitations = cluster.database("conferences")["invitations"]
+    async with cluster.http() as http:
+        await register_actors(http, cluster.url("actors"), n, district="VII")
+        await wait_for_copies(cluster, n)
+        conference_id = await schedule(http, cluster.url("conferences"), district="VII")
+
+        async def going_out() -> int:
+            return await invitations.count_documents({"conference_id": conference_id})
+
+        await eventually(going_out, timeout=60, interval=0.01)
+        cancelled = await http.delete(f"{cluster.url('conferences')}/conferences/{conference_id}")
+        assert cancelled.status_code == 200, cancelled.text
+        issued_at_cancel = await going_out()
+
+        async def all_cancelled_and_relayed() -> bool:
+            told = await invitations.count_documents({"conference_id": conference_id, "sequence": 1})
+            return told == await going_out() and await pending_events(cluster.database("conferences")) == 0
+
+        await eventually(all_cancelled_and_relayed, timeout=120, interval=0.2)
+        stored = await going_out()
+
+    on_topic = envelopes(await read_to_end(cluster.infra.kafka_bootstrap, INVITATIONS_TOPIC))
+    per_invitation: dict[str, list[str]] = defaultdict(list)
+    for e in on_topic:  # in the order of each invitation's partition
+        if e.payload["conference_id"] == conference_id:
+            per_invitation[e.payload["invitation_id"]].append(e.event_type)
+    assert 0 < stored < n and len(per_invitation) == stored
+    assert {tuple(kinds) for kinds in per_invitation.values()} == {("InvitationIssued", "InvitationCancelled")}
+    record(
+        "11 a cancellation while the invitations are still going out",
+        invitees=n,
+        issued_when_cancelled=issued_at_cancel,
+        issued_in_all=stored,
+        cancelled=len(per_invitation),
     )
