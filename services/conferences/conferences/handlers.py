@@ -6,6 +6,9 @@ ids are derived from (conference, actor) and so are the ids of their InvitationI
 a delivery outcome only moves an invitation forward (sent is final for its attempt; an outcome of
 an earlier attempt changes nothing). A redelivered event therefore changes nothing. Drafts are
 invited by nobody: neither the fan-out nor a late joiner reaches them until they are published.
+Every transaction that issues invitations writes the conference's document too (``_issue``), so
+it is serialised with a change or cancellation of it (changes.py); reminders are stored with the
+conference when it is scheduled or published (reminders.py fires them).
 Queries read through the unit of work's repositories and commit nothing.
 """
 
