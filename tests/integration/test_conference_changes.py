@@ -343,3 +343,24 @@ async def test_a_nudge_reminds_those_without_an_answer_now_and_once_an_hour(
         assert (await client.post("/conferences/unknown/reminders")).status_code == 404
         draft = (await client.post("/conferences", json=conference_body(draft=True))).json()["id"]
         assert (await client.post(f"/conferences/{draft}/reminders")).status_code == 409
+
+
+async def test_invitations_stored_before_sequences_were_recorded_are_told_of_a_change(
+    infra: Infrastructure, database_name: str
+) -> None:
+    settings = settings_for(Settings, infra, database_name)
+    app = build(settings)
+    bootstrap = infra.kafka_bootstrap
+    async with running(app, infra.auth_headers()) as client:
+        conference_id, [invitation] = await invited(app, client, bootstrap, 1)
+        await app.state.runtime.db["invitations"].update_many({}, {"$unset": {"sequence": ""}})
+    restarted = build(settings)  # as the service starts after the upgrade
+    async with running(restarted, infra.auth_headers()) as client:
+        assert (await client.patch(f"/conferences/{conference_id}", json={"title": "Neu"})).status_code == 200
+
+        async def told() -> list[Envelope] | None:
+            await eventually(lambda: outbox_empty(restarted))
+            return envelopes(await read_to_end(bootstrap, INVITATIONS_TOPIC), "InvitationUpdated") or None
+
+        [update] = await eventually(told)
+        assert update.payload["invitation_id"] == invitation["id"]

@@ -340,6 +340,9 @@ async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[INVITATIONS].create_index("conference_id")
     await db[INVITATIONS].create_index([("conference_id", ASCENDING), ("sequence", ASCENDING), ("_id", ASCENDING)])
     await db[INVITATIONS].create_index([("conference_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)])
+    # Invitations stored before they recorded the sequence they were told of were told of the first
+    # (a query for "below n" does not match a missing field, so they would never be told a change).
+    await db[INVITATIONS].update_many({"sequence": {"$exists": False}}, {"$set": {"sequence": 0}})
     await db[REMINDERS].create_index([("due_at", ASCENDING), ("lease_until", ASCENDING)])
     await db[REMINDERS].create_index("conference_id")
     await db[ROSTER].create_index(
