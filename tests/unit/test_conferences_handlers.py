@@ -159,7 +159,9 @@ class FakeReminderRepository(InMemory[Reminder]):
         return True
 
     async def remove(self, reminder: Reminder) -> None:
-        self.rows.pop(reminder.id, None)
+        stored = self.rows.get(reminder.id)
+        if stored is not None and stored.due_at == reminder.due_at:
+            del self.rows[reminder.id]
 
     async def for_conference(self, conference_id: str) -> list[Reminder]:
         return sorted((r for r in self.rows.values() if r.conference_id == conference_id), key=lambda r: r.due_at)

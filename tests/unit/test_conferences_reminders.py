@@ -12,7 +12,7 @@ import pytest
 
 from conferences import changes, handlers, reminders
 from conferences.commands import CancelConference, ChangeConference, RemindConference
-from conferences.domain import Conference, InvitationAnswer, InvitationStatus, NotNow
+from conferences.domain import Conference, Invitation, InvitationAnswer, InvitationStatus, NotNow
 from conferences.reminders import Firing, TooSoon, fire_due, parse_offsets
 from conferences.settings import Settings
 from quartier_shared.events import InvitationReminded
@@ -219,3 +219,26 @@ def test_reminders_before_is_checked() -> None:
         Settings(reminders_before="P1Y")
     with pytest.raises(ValueError, match="reminders_poll_seconds"):
         Settings(reminders_poll_seconds=0)
+
+
+async def test_a_change_of_time_while_a_reminder_fires_keeps_the_reminder_planned_anew() -> None:
+    uow = FakeConferencesUnitOfWork()
+    conference = await invited_with_answers(uow)
+    due = conference.starts_at - timedelta(days=7)
+    later = conference.starts_at + timedelta(days=14)
+    sent_after, moved = uow.invitations.sent_after, False
+
+    async def moved_after_the_last_batch(conference_id: str, after: str | None, limit: int) -> list[Invitation]:
+        nonlocal moved
+        found = await sent_after(conference_id, after, limit)
+        if not found and not moved:  # the coordinator moves the conference just before it is done
+            moved = True
+            command = ChangeConference(conference.id, starts_at=later, ends_at=later + timedelta(hours=3))
+            await changes.change_conference(command, CONTEXT, uow_factory=uow, reminders_before=OFFSETS, now=due)
+        return found
+
+    uow.invitations.sent_after = moved_after_the_last_batch  # type: ignore[method-assign]
+    await fire_due(firing(uow), due)
+    assert moved and len(uow.committed(InvitationReminded)) == 3
+    planned = {r.name: r.due_at for r in await uow.reminders.for_conference(conference.id)}
+    assert planned == {"P7D": later - timedelta(days=7), "P1D": later - timedelta(days=1)}

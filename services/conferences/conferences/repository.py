@@ -109,7 +109,10 @@ class ReminderRepository(Protocol):
         """Note ``after`` as reached and extend the lease; False when ``reminder.owner`` lost it."""
         ...
 
-    async def remove(self, reminder: Reminder) -> None: ...
+    async def remove(self, reminder: Reminder) -> None:
+        """Delete it, unless it was planned anew meanwhile (a change of time: another due time)."""
+        ...
+
     async def for_conference(self, conference_id: str) -> list[Reminder]: ...
 
     async def last_nudge(self, conference_id: str) -> datetime | None: ...
@@ -318,7 +321,7 @@ class MongoReminderRepository:
         return result.matched_count == 1
 
     async def remove(self, reminder: Reminder) -> None:
-        await self.collection.delete_one({"_id": reminder.id}, session=self.session)
+        await self.collection.delete_one({"_id": reminder.id, "due_at": reminder.due_at}, session=self.session)
 
     async def for_conference(self, conference_id: str) -> list[Reminder]:
         cursor = self.collection.find({"conference_id": conference_id}, session=self.session).sort("due_at")
