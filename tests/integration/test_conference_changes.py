@@ -303,6 +303,10 @@ async def test_no_reminder_after_the_start_and_none_past_at_publishing(
         conference_id, _ = await invited(app, client, infra.kafka_bootstrap, 0, body)
         reminders = app.state.runtime.db["reminders"]
         assert await reminders.count_documents({}) == 0  # a draft has none
+        # A draft may be changed: its ConferenceChanged, nobody to tell, still no reminders.
+        changed = await client.patch(f"/conferences/{conference_id}", json={"title": "Entwurf, geändert"})
+        assert (changed.status_code, changed.json()["status"], changed.json()["sequence"]) == (200, "draft", 1)
+        assert await reminders.count_documents({}) == 0
         assert (await client.post(f"/conferences/{conference_id}/publish")).status_code == 200
         assert [d["name"] async for d in reminders.find({"conference_id": conference_id})] == ["P1D"]
         # The service was down until after the start: the reminder is dropped, nothing sent.
@@ -310,6 +314,9 @@ async def test_no_reminder_after_the_start_and_none_past_at_publishing(
         assert await reminders.count_documents({}) == 0
         await settled(app, infra.kafka_bootstrap)
         assert envelopes(await read_to_end(infra.kafka_bootstrap, INVITATIONS_TOPIC), "InvitationReminded") == []
+        on_topic = envelopes(await read_to_end(infra.kafka_bootstrap, CONFERENCES_TOPIC))
+        assert [e.event_type for e in on_topic] == ["ConferenceDrafted", "ConferenceChanged", "ConferenceScheduled"]
+        assert on_topic[-1].payload["details"]["title"] == "Entwurf, geändert"
 
 
 async def test_a_nudge_reminds_those_without_an_answer_now_and_once_an_hour(
