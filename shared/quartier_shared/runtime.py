@@ -11,7 +11,7 @@ import contextlib
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
@@ -53,6 +53,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._checks: list[Callable[[], None]] = []
+        self._workers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self.consumers: list[EventConsumer] = []
 
     def on_start(self, check: Callable[[], None]) -> None:
@@ -63,6 +64,11 @@ class Runtime:
     def on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Close something of the service's own (an SMTP pool) when the process stops."""
         self._closers.append(closer)
+
+    def run_in_background(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work()`` (a loop of the service's own, such as a reminder worker) as a task from
+        when MongoDB is ready until the process stops, as the outbox relay runs."""
+        self._workers.append((name, work))
 
     def consume(
         self,
@@ -105,6 +111,7 @@ class Runtime:
                 raise
         await _until_up.run(self._prepare_db, event="waiting_for_dependency", dependency="mongodb")
         self._tasks.append(asyncio.create_task(self._connect_kafka(), name="kafka-connect"))
+        self._tasks.extend(asyncio.create_task(work(), name=name) for name, work in self._workers)
 
     async def _prepare_db(self) -> None:
         await self.client.admin.command("ping")

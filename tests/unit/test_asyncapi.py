@@ -46,7 +46,17 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
     }
     assert produced == {
         "actors": {"ActorRegistered", "ActorUpdated", "ActorDeactivated", "CompetenceTeamChanged"},
-        "conferences": {"ConferenceScheduled", "ConferenceDrafted", "InvitationIssued", "InvitationAnswered"},
+        "conferences": {
+            "ConferenceScheduled",
+            "ConferenceDrafted",
+            "ConferenceChanged",
+            "ConferenceCancelled",
+            "InvitationIssued",
+            "InvitationUpdated",
+            "InvitationCancelled",
+            "InvitationReminded",
+            "InvitationAnswered",
+        },
         "notifications": {"InvitationSent", "InvitationFailed"},
     }
     schemas = generated()["conferences"]["components"]["schemas"]

@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 
-from conferences.commands import ScheduleConference
-from conferences.domain import Conference, ConferenceStatus, Invitation, InvitationStatus, NotNow, RosterEntry
+from conferences.commands import ChangeConference, ScheduleConference
+from conferences.domain import (
+    Conference,
+    ConferenceStatus,
+    Invitation,
+    InvitationAnswer,
+    InvitationStatus,
+    NotNow,
+    Reminder,
+    RosterEntry,
+)
 from quartier_shared.catalogue import load_catalogue
 from quartier_shared.events import (
     ActorDeactivated,
@@ -195,3 +204,55 @@ def test_no_resend_for_a_draft_or_a_conference_that_has_started() -> None:
         invitation.resent(draft(), NOW)
     with pytest.raises(NotNow, match="started"):
         invitation.resent(c, c.starts_at)
+
+
+def test_reminders_are_planned_before_the_start_and_past_ones_skipped() -> None:
+    c = conference()  # 30 days after NOW
+    offsets = [("P7D", timedelta(days=7)), ("P40D", timedelta(days=40))]
+    [reminder] = c.reminders(offsets, NOW)
+    assert (reminder.id, reminder.name, reminder.due_at) == (f"{c.id}/P7D", "P7D", c.starts_at - timedelta(days=7))
+    draft, _ = schedule(draft=True)
+    assert draft.reminders(offsets, NOW) == []
+
+
+def test_a_reminders_event_follows_the_answer_and_its_id_the_reminder_its_due_time_and_the_invitation() -> None:
+    c = conference()
+    invitation, _ = Invitation.issue(c, "a1")
+    sent = Invitation(invitation.id, c.id, "a1", status=InvitationStatus.SENT)
+    reminder = Reminder.of(c.id, "P7D", c.starts_at - timedelta(days=7))
+    assert reminder.event_for(invitation, c) is None  # not sent yet
+    found = reminder.event_for(sent, c)
+    assert found is not None
+    event, event_id = found
+    assert (event.reminder, event.reminder_id, event.conference) == ("please_answer", "P7D", c.details)
+    again = reminder.event_for(sent, c)
+    assert again is not None and again[1] == event_id
+    moved = Reminder.of(c.id, "P7D", c.starts_at - timedelta(days=6))
+    assert (moved_event := moved.event_for(sent, c)) is not None and moved_event[1] != event_id
+    nudge = Reminder.nudge(c.id, NOW)
+    assert nudge.name == "nudge-20300101T000000Z" and nudge.is_nudge
+    for answer, planned in (("accepted", "see_you"), ("tentative", "see_you"), ("declined", None)):
+        given = InvitationAnswer(answer, 1, None, None, False, 0, None, NOW)  # type: ignore[arg-type]
+        answered = Invitation(invitation.id, c.id, "a1", status=InvitationStatus.SENT, answer=given)
+        found = reminder.event_for(answered, c)
+        assert (found[0].reminder if found else None) == planned
+        assert nudge.event_for(answered, c) is None  # a nudge is for those without an answer only
+
+
+def test_a_change_raises_the_details_now_and_before_and_cancelling_twice_raises_once() -> None:
+    c = conference()
+    changed, event = c.change(ChangeConference(c.id, title="Neu", agenda=["A", "B"]), NOW)
+    assert event is not None and (changed.sequence, changed.title, changed.agenda) == (1, "Neu", ("A", "B"))
+    assert (event.details, event.previous) == (changed.details, c.details)
+    assert not changed.time_changed(c.details)
+    cancelled, cancellation = changed.cancel("Raum", NOW)
+    assert (
+        cancellation is not None
+        and cancellation.details.sequence == 2
+        and cancelled.status is ConferenceStatus.CANCELLED
+    )
+    assert cancelled.cancel("Raum", NOW) == (cancelled, None)
+    with pytest.raises(NotNow):
+        cancelled.change(ChangeConference(c.id, title="Noch einmal"), NOW)
+    with pytest.raises(NotNow):
+        cancelled.publish(NOW)

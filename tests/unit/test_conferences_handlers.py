@@ -19,9 +19,16 @@ from conferences.domain import (
     InvitationNotFound,
     InvitationStatus,
     NotNow,
+    Reminder,
     RosterEntry,
 )
-from conferences.repository import ConferenceRepository, InvitationRepository, RosterRepository, TeamRepository
+from conferences.repository import (
+    ConferenceRepository,
+    InvitationRepository,
+    ReminderRepository,
+    RosterRepository,
+    TeamRepository,
+)
 from conferences.teams import TeamCopy
 from quartier_shared.events import (
     ActorDeactivated,
@@ -42,6 +49,7 @@ from tests.unit.fakes import FakeUnitOfWork, InMemory, delivered, paged, receive
 SERVICE = "conferences"
 CONTEXT = EventContext(SERVICE, "request-1")
 SOON = datetime.now(UTC) + timedelta(days=30)
+OFFSETS = (("P7D", timedelta(days=7)), ("P1D", timedelta(days=1)))
 
 
 class FakeConferenceRepository(InMemory[Conference]):
@@ -66,6 +74,13 @@ class FakeConferenceRepository(InMemory[Conference]):
         wanted = set(districts)
         upcoming = [c for c in self.rows.values() if c.district in wanted and c.is_upcoming(now)]
         return sorted(upcoming, key=lambda c: c.starts_at)
+
+    async def touch(self, conference_id: str) -> None:
+        self.touched.append(conference_id)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.touched: list[str] = []
 
 
 class FakeInvitationRepository(InMemory[Invitation]):
@@ -100,6 +115,70 @@ class FakeInvitationRepository(InMemory[Invitation]):
             if invitation is not None:
                 self.rows[invitation.id] = invitation.with_outcome(outcome, now)
 
+    async def told_before(self, conference_id: str, sequence: int, limit: int) -> list[Invitation]:
+        found = [i for i in await self.for_conference(conference_id) if i.sequence < sequence]
+        return found[:limit]
+
+    async def mark_told(self, invitations: Sequence[Invitation]) -> None:
+        for invitation in invitations:
+            self.rows[invitation.id] = replace(self.rows[invitation.id], sequence=invitation.sequence)
+
+    async def sent_after(self, conference_id: str, after: str | None, limit: int) -> list[Invitation]:
+        found = [i for i in await self.for_conference(conference_id) if i.status is InvitationStatus.SENT]
+        return [i for i in found if after is None or i.id > after][:limit]
+
+
+class FakeReminderRepository(InMemory[Reminder]):
+    """Reminders by id; the last nudge of each conference under ``nudge/<conference id>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nudges: InMemory[datetime] = InMemory()
+
+    async def replace_planned(self, conference_id: str, reminders: Sequence[Reminder]) -> None:
+        for reminder in await self.for_conference(conference_id):
+            if not reminder.is_nudge:
+                del self.rows[reminder.id]
+        for reminder in reminders:
+            self.insert(reminder.id, reminder)
+
+    async def remove_all(self, conference_id: str) -> None:
+        self.rows = {k: r for k, r in self.rows.items() if r.conference_id != conference_id}
+
+    async def add(self, reminder: Reminder) -> None:
+        self.insert(reminder.id, reminder)
+
+    async def claim_due(self, now: datetime, owner: str, until: datetime) -> Reminder | None:
+        due = sorted(
+            (r for r in self.rows.values() if r.due_at <= now and r.lease_until <= now), key=lambda r: r.due_at
+        )
+        if not due:
+            return None
+        claimed = replace(due[0], owner=owner, lease_until=until)
+        self.rows[claimed.id] = claimed
+        return claimed
+
+    async def advance(self, reminder: Reminder, after: str, until: datetime) -> bool:
+        stored = self.rows.get(reminder.id)
+        if stored is None or stored.owner != reminder.owner:
+            return False
+        self.rows[reminder.id] = replace(stored, after=after, lease_until=until)
+        return True
+
+    async def remove(self, reminder: Reminder) -> None:
+        stored = self.rows.get(reminder.id)
+        if stored is not None and stored.due_at == reminder.due_at:
+            del self.rows[reminder.id]
+
+    async def for_conference(self, conference_id: str) -> list[Reminder]:
+        return sorted((r for r in self.rows.values() if r.conference_id == conference_id), key=lambda r: r.due_at)
+
+    async def last_nudge(self, conference_id: str) -> datetime | None:
+        return self.nudges.rows.get(conference_id)
+
+    async def set_last_nudge(self, conference_id: str, at: datetime) -> None:
+        self.nudges.rows[conference_id] = at
+
 
 class FakeRosterRepository(InMemory[RosterEntry]):
     async def get(self, actor_id: str) -> RosterEntry | None:
@@ -132,16 +211,19 @@ class FakeConferencesUnitOfWork(FakeUnitOfWork):
     invitations: InvitationRepository
     roster: RosterRepository
     teams: TeamRepository
+    reminders: ReminderRepository
 
     def __init__(self) -> None:
-        conferences, invitations, roster, teams = (
+        conferences, invitations, roster, teams, reminders = (
             FakeConferenceRepository(),
             FakeInvitationRepository(),
             FakeRosterRepository(),
             FakeTeamRepository(),
+            FakeReminderRepository(),
         )
-        super().__init__(conferences, invitations, roster, teams)
-        self.conferences, self.invitations, self.roster, self.teams = conferences, invitations, roster, teams
+        super().__init__(conferences, invitations, roster, teams, reminders, reminders.nudges)
+        self.conferences, self.invitations, self.roster = conferences, invitations, roster
+        self.teams, self.reminders = teams, reminders
 
 
 def registered(actor_id: str, *districts: str, consent: bool = True) -> ActorRegistered:
@@ -163,7 +245,9 @@ async def roster(uow: FakeConferencesUnitOfWork, *events: ActorRegistered | Acto
 
 
 async def schedule_and_fan_out(uow: FakeConferencesUnitOfWork, district: str, batch_size: int = 500) -> Conference:
-    conference = await handlers.schedule_conference(scheduling(district), CONTEXT, uow_factory=uow)
+    conference = await handlers.schedule_conference(
+        scheduling(district), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+    )
     await fan_out(uow, conference, batch_size)
     return conference
 
@@ -186,7 +270,9 @@ async def invited(uow: FakeConferencesUnitOfWork, conference: Conference) -> dic
 
 async def test_scheduling_stores_the_conference_with_its_event() -> None:
     uow = FakeConferencesUnitOfWork()
-    conference = await handlers.schedule_conference(scheduling("IV"), CONTEXT, uow_factory=uow)
+    conference = await handlers.schedule_conference(
+        scheduling("IV"), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+    )
     assert conference.district_name == "Borbeck" and conference.timezone == "Europe/Berlin"
     [scheduled] = uow.events
     assert ConferenceScheduled.model_validate(scheduled.payload).details == conference.details
@@ -216,7 +302,9 @@ async def test_fan_out_invites_exactly_the_invitable_actors_of_the_district_in_b
         registered("elsewhere", "I"),
         ActorDeactivated(actor_id="gone", revision=2),
     )
-    conference = await handlers.schedule_conference(scheduling("IV"), CONTEXT, uow_factory=uow)
+    conference = await handlers.schedule_conference(
+        scheduling("IV"), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+    )
     commits = uow.commits
     await fan_out(uow, conference, batch_size=2)
     assert set(await invited(uow, conference)) == {a.actor_id for a in invitable}
@@ -232,7 +320,9 @@ async def test_a_fan_out_run_again_after_a_crash_issues_only_the_missing_invitat
 ) -> None:
     uow = FakeConferencesUnitOfWork()
     await roster(uow, *(registered(f"a{i}", "IV") for i in range(5)))
-    conference = await handlers.schedule_conference(scheduling("IV"), CONTEXT, uow_factory=uow)
+    conference = await handlers.schedule_conference(
+        scheduling("IV"), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+    )
     add_many, calls = uow.invitations.add_many, 0
 
     async def crash_in_the_second_batch(invitations: Sequence[Invitation]) -> None:
@@ -343,7 +433,7 @@ async def test_a_draft_invites_nobody_until_it_is_published_once() -> None:
     uow = FakeConferencesUnitOfWork()
     await roster(uow, registered("a1", "IV"))
     command = replace(scheduling("IV"), draft=True)
-    draft = await handlers.schedule_conference(command, CONTEXT, uow_factory=uow)
+    draft = await handlers.schedule_conference(command, CONTEXT, uow_factory=uow, reminders_before=OFFSETS)
     assert draft.status is ConferenceStatus.DRAFT
     assert [e.event_type for e in uow.events] == ["ConferenceDrafted"]
     assert ConferenceDrafted.model_validate(uow.events[0].payload).details == draft.details
@@ -356,7 +446,9 @@ async def test_a_draft_invites_nobody_until_it_is_published_once() -> None:
     listed = await handlers.conferences_by_district("IV", CONTEXT, uow_factory=uow)
     assert [c.status for c in listed.items] == ["draft"]
 
-    published = await handlers.publish_conference(PublishConference(draft.id), CONTEXT, uow_factory=uow)
+    published = await handlers.publish_conference(
+        PublishConference(draft.id), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+    )
     assert published.status is ConferenceStatus.SCHEDULED
     [scheduled] = uow.committed(ConferenceScheduled)
     assert scheduled.event_id == published.published_event_id
@@ -365,18 +457,26 @@ async def test_a_draft_invites_nobody_until_it_is_published_once() -> None:
     assert set(await invited(uow, published)) == {"a1", "late"}
     # Publishing again answers with the conference and raises nothing.
     events = len(uow.events)
-    again = await handlers.publish_conference(PublishConference(draft.id), CONTEXT, uow_factory=uow)
+    again = await handlers.publish_conference(
+        PublishConference(draft.id), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+    )
     assert again == published and len(uow.events) == events
     with pytest.raises(ConferenceNotFound):
-        await handlers.publish_conference(PublishConference("unknown"), CONTEXT, uow_factory=uow)
+        await handlers.publish_conference(
+            PublishConference("unknown"), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+        )
 
 
 async def test_a_draft_whose_start_has_passed_is_not_published() -> None:
     uow = FakeConferencesUnitOfWork()
-    draft = await handlers.schedule_conference(replace(scheduling("IV"), draft=True), CONTEXT, uow_factory=uow)
+    draft = await handlers.schedule_conference(
+        replace(scheduling("IV"), draft=True), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+    )
     await uow.conferences.save(replace(draft, starts_at=datetime.now(UTC) - timedelta(minutes=1)))
     with pytest.raises(NotNow):
-        await handlers.publish_conference(PublishConference(draft.id), CONTEXT, uow_factory=uow)
+        await handlers.publish_conference(
+            PublishConference(draft.id), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+        )
     assert uow.committed(ConferenceScheduled) == []
 
 

@@ -9,6 +9,13 @@ is scheduled already answers 200 with it, unchanged; one whose start has passed 
 ``audience`` says who a conference invites: ``district`` (the default) every invitable actor of
 the district, ``team`` only those who are members of the district's competence team.
 
+Changes (coordinators): ``PATCH /conferences/{id}`` changes any of title, starts_at, ends_at, venue
+and agenda, checked as for a new conference (200 with the conference; 409 when cancelled or
+started). ``DELETE /conferences/{id}?reason=...`` cancels (200 with the cancelled conference; a
+second DELETE answers the same, nothing raised again; 409 once started).
+``POST /conferences/{id}/reminders`` nudges those without an answer (202; 429 with Retry-After
+within an hour of the last nudge; 409 for a draft, a cancelled or a started conference).
+
 Who may call what (``quartier_shared.auth``): coordinators everything; a quarter manager reads
 the conferences of their districts (``GET /conferences`` without ``district`` gives them only
 those); every other role gets 403.
@@ -20,13 +27,16 @@ and are declared here on purpose; they are filled from the domain objects by fie
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, get_args
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from quartier_shared.auth import (
@@ -44,16 +54,31 @@ from quartier_shared.http import event_context, no_store
 from quartier_shared.inputs import SafeText, StrictBool
 from quartier_shared.pagination import PAGE, PageRequest, announce_next
 
-from . import handlers
-from .commands import PublishConference, ResendInvitation, ScheduleConference
-from .domain import Conference, ConferenceNotFound, Invitation, InvitationNotFound, InvitationStatus, NotNow
+from . import changes, handlers, reminders
+from .commands import (
+    CancelConference,
+    ChangeConference,
+    PublishConference,
+    RemindConference,
+    ResendInvitation,
+    ScheduleConference,
+)
+from .domain import (
+    LONGEST,
+    Conference,
+    ConferenceNotFound,
+    InvalidChange,
+    Invitation,
+    InvitationNotFound,
+    InvitationStatus,
+    NotNow,
+)
 from .unit_of_work import UnitOfWorkFactory
 
 Text = Annotated[str, SafeText(300)]
 
-# How far ahead a conference may be scheduled, and how long it may last.
+# How far ahead a conference may be scheduled (how long it may last: the domain's LONGEST).
 HORIZON = timedelta(days=2 * 366)
-LONGEST = timedelta(hours=24)
 
 
 def _offset(delta: timedelta) -> str:
@@ -105,22 +130,64 @@ class ConferenceIn(BaseModel):
     @field_validator("starts_at")
     @classmethod
     def _in_future(cls, value: datetime) -> datetime:
-        now = datetime.now(UTC)
-        if value <= now:
-            raise ValueError("must be in the future")
-        if value > now + HORIZON:
-            raise ValueError("must be within two years from now")
-        return _in_city_time(value)
+        return _start(value)
 
     @field_validator("ends_at")
     @classmethod
     def _after_start(cls, value: datetime, info: ValidationInfo) -> datetime:
-        starts_at = info.data.get("starts_at")
-        if starts_at is not None and value <= starts_at:
-            raise ValueError("must be after starts_at")
-        if starts_at is not None and value - starts_at > LONGEST:
-            raise ValueError("a conference lasts at most 24 hours")
-        return _in_city_time(value)
+        return _end(value, info)
+
+
+def _start(value: datetime) -> datetime:
+    now = datetime.now(UTC)
+    if value <= now:
+        raise ValueError("must be in the future")
+    if value > now + HORIZON:
+        raise ValueError("must be within two years from now")
+    return _in_city_time(value)
+
+
+def _end(value: datetime, info: ValidationInfo) -> datetime:
+    """After the start given with it (a change checks it against the stored start: the domain)."""
+    starts_at = info.data.get("starts_at")
+    if starts_at is not None and value <= starts_at:
+        raise ValueError("must be after starts_at")
+    if starts_at is not None and value - starts_at > LONGEST:
+        raise ValueError("a conference lasts at most 24 hours")
+    return _in_city_time(value)
+
+
+class ConferenceChangeIn(BaseModel):
+    """The fields to change, each checked as for a new conference; a field left out stays as it
+    is, and none may be null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Text | None = None
+    starts_at: AwareDatetime | None = Field(default=None, description="with its UTC offset")
+    ends_at: AwareDatetime | None = None
+    venue: VenueIn | None = None
+    agenda: list[Text] | None = Field(default=None, max_length=50)
+
+    @field_validator("title", "starts_at", "ends_at", "venue", "agenda", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
+    @field_validator("starts_at")
+    @classmethod
+    def _in_future(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _start(value)
+
+    @field_validator("ends_at")
+    @classmethod
+    def _after_start(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        return None if value is None else _end(value, info)
+
+
+Reason = Annotated[str, SafeText(500)]
 
 
 class AnswerOut(BaseModel):
@@ -158,7 +225,7 @@ class ConferenceOut(BaseModel):
     timezone: str
     venue: Venue
     agenda: list[str]
-    status: str = Field(description="draft or scheduled")
+    status: str = Field(description="draft, scheduled or cancelled")
     sequence: int
     created_at: datetime
     audience: Audience = Field(description="district (every invitable actor) or team (the competence team only)")
@@ -173,10 +240,22 @@ class ConferenceDetailOut(ConferenceOut):
     needs: NeedsOut
 
 
+class NudgeOut(BaseModel):
+    reminder_id: str = Field(description="nudge-<UTC timestamp>: what the reminders it causes name")
+    due_at: datetime
+
+
 READERS = allow(COORDINATOR, QUARTER_MANAGER)
 
 
-def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
+def build_router(
+    uow_factory: UnitOfWorkFactory,
+    *,
+    reminders_before: Sequence[tuple[str, timedelta]],
+    wake_reminders: Callable[[], None],
+) -> APIRouter:
+    """``reminders_before``: REMINDERS_BEFORE, parsed; ``wake_reminders`` tells this instance's
+    reminder worker that a nudge is due now."""
     router = protected_router(tags=["conferences"], dependencies=[Depends(no_store)])
 
     @router.post(
@@ -189,7 +268,9 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         """Schedules a conference; invitations to every invitable actor of the district follow.
         With ``"draft": true`` it is stored as a draft and nobody is invited until it is published."""
         command = ScheduleConference(**body.model_dump(exclude={"venue"}), venue=Venue(**body.venue.model_dump()))
-        conference = await handlers.schedule_conference(command, event_context(request), uow_factory=uow_factory)
+        conference = await handlers.schedule_conference(
+            command, event_context(request), uow_factory=uow_factory, reminders_before=reminders_before
+        )
         return _out(conference)
 
     @router.post(
@@ -200,12 +281,79 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         conference that is scheduled already is answered as it is (200), nothing sent twice."""
         command = PublishConference(conference_id)
         try:
-            conference = await handlers.publish_conference(command, event_context(request), uow_factory=uow_factory)
+            conference = await handlers.publish_conference(
+                command, event_context(request), uow_factory=uow_factory, reminders_before=reminders_before
+            )
         except ConferenceNotFound:
             raise _not_found("conference", conference_id) from None
         except NotNow as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
         return _out(conference)
+
+    @router.patch("/conferences/{conference_id}", response_model=ConferenceOut, dependencies=[allow(COORDINATOR)])
+    async def change(conference_id: str, body: ConferenceChangeIn, request: Request) -> ConferenceOut:
+        """Changes what is given; every invitee is told (an update; those who accepted are asked to
+        confirm a new time). Answers stay. A change that changes nothing raises nothing."""
+        given = body.model_dump(exclude={"venue"}, exclude_none=True)
+        venue = Venue(**body.venue.model_dump()) if body.venue is not None else None
+        command = ChangeConference(conference_id, **given, venue=venue)
+        try:
+            conference = await changes.change_conference(
+                command, event_context(request), uow_factory=uow_factory, reminders_before=reminders_before
+            )
+        except ConferenceNotFound:
+            raise _not_found("conference", conference_id) from None
+        except NotNow as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+        except InvalidChange as exc:
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("body", exc.field), "msg": str(exc), "input": None}]
+            ) from None
+        return _out(conference)
+
+    @router.delete("/conferences/{conference_id}", response_model=ConferenceOut, dependencies=[allow(COORDINATOR)])
+    async def cancel(
+        conference_id: str,
+        request: Request,
+        reason: Annotated[Reason | None, Query(description="told to every invitee; at most 500 characters")] = None,
+    ) -> ConferenceOut:
+        """Cancels it: every invitee is told, nobody is invited any more, no reminder goes out.
+        Cancelling a cancelled conference answers it as it is (200), nothing told twice."""
+        command = CancelConference(conference_id, reason)
+        try:
+            conference = await changes.cancel_conference(command, event_context(request), uow_factory=uow_factory)
+        except ConferenceNotFound:
+            raise _not_found("conference", conference_id) from None
+        except NotNow as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+        return _out(conference)
+
+    @router.post(
+        "/conferences/{conference_id}/reminders",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=NudgeOut,
+        dependencies=[allow(COORDINATOR)],
+    )
+    async def nudge(conference_id: str, request: Request) -> NudgeOut:
+        """Reminds every invitee who was sent the invitation and has not answered, now; once an
+        hour at most (429 with Retry-After)."""
+        try:
+            reminder = await reminders.nudge(
+                RemindConference(conference_id), event_context(request), uow_factory=uow_factory
+            )
+        except ConferenceNotFound:
+            raise _not_found("conference", conference_id) from None
+        except NotNow as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+        except reminders.TooSoon as exc:
+            seconds = max(1, math.ceil(exc.retry_after.total_seconds()))
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail="a nudge was sent within the last hour",
+                headers={"Retry-After": str(seconds)},
+            ) from None
+        wake_reminders()
+        return NudgeOut(reminder_id=reminder.name, due_at=reminder.due_at)
 
     @router.post(
         "/conferences/{conference_id}/invitations/{invitation_id}/resend",

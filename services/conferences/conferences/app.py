@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 
 from fastapi import FastAPI
@@ -11,15 +12,20 @@ from quartier_shared.catalogue import load_catalogue
 from quartier_shared.events import (
     ActorEvent,
     CompetenceTeamChanged,
+    ConferenceCancelled,
+    ConferenceChanged,
     ConferenceDrafted,
     ConferenceScheduled,
     InvitationAnswered,
+    InvitationCancelled,
     InvitationIssued,
     InvitationOutcome,
+    InvitationReminded,
+    InvitationUpdated,
 )
 from quartier_shared.runtime import Runtime, create_app
 
-from . import handlers
+from . import changes, handlers, reminders
 from .api import build_router
 from .pages import build_pages_router
 from .repository import create_indexes
@@ -35,11 +41,27 @@ def build(settings: Settings | None = None) -> FastAPI:
     team = partial(handlers.update_team, uow_factory=uow_factory)
     outcomes = partial(handlers.record_outcomes, uow_factory=uow_factory)
     fan_out = partial(handlers.invite_district, uow_factory=uow_factory, batch_size=settings.fanout_batch_size)
+    tell = partial(changes.tell_invitations, uow_factory=uow_factory, batch_size=settings.fanout_batch_size)
     runtime.consume(
         group_id="conferences",
-        handlers={ActorEvent: roster, ConferenceScheduled: fan_out, CompetenceTeamChanged: team},
+        handlers={
+            ActorEvent: roster,
+            ConferenceScheduled: fan_out,
+            ConferenceChanged: tell,
+            ConferenceCancelled: tell,
+            CompetenceTeamChanged: team,
+        },
         batch_handlers={InvitationOutcome: outcomes},
     )
+    firing = reminders.Firing(
+        uow_factory,
+        service=settings.service_name,
+        owner=runtime.outbox.owner,
+        lease=timedelta(seconds=settings.reminders_lease_seconds),
+        batch_size=settings.fanout_batch_size,
+    )
+    worker = reminders.ReminderWorker(partial(reminders.fire_due, firing), settings.reminders_poll_seconds)
+    runtime.run_in_background("reminders", worker.run)
     pages = web.Pages(settings, city=load_catalogue().city, package="conferences")
     answer_page = build_pages_router(
         uow_factory, pages, verify_key=settings.link_verify_key, public_base_url=settings.public_url
@@ -47,8 +69,22 @@ def build(settings: Settings | None = None) -> FastAPI:
     app = create_app(
         runtime,
         "District integration conferences, their invitations and the answers to them",
-        routers=[build_router(uow_factory), answer_page],
-        publishes=[ConferenceScheduled, ConferenceDrafted, InvitationIssued, InvitationAnswered],
+        routers=[
+            build_router(uow_factory, reminders_before=settings.reminder_offsets, wake_reminders=worker.wake),
+            answer_page,
+        ],
+        publishes=[
+            ConferenceScheduled,
+            ConferenceDrafted,
+            ConferenceChanged,
+            ConferenceCancelled,
+            InvitationIssued,
+            InvitationUpdated,
+            InvitationCancelled,
+            InvitationReminded,
+            InvitationAnswered,
+        ],
     )
+    app.state.reminders = firing  # tests fire due reminders with a clock of their own
     web.install(app)
     return app

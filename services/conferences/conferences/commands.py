@@ -30,6 +30,31 @@ class PublishConference:
 
 
 @dataclass(frozen=True)
+class ChangeConference:
+    """A coordinator's change: each field given replaces the stored one, None leaves it as it is."""
+
+    conference_id: str
+    title: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    venue: Venue | None = None
+    agenda: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class CancelConference:
+    conference_id: str
+    reason: str | None = None  # told to the invitees; no personal data expected, checked as SafeText
+
+
+@dataclass(frozen=True)
+class RemindConference:
+    """A coordinator's nudge: remind those who have not answered, now."""
+
+    conference_id: str
+
+
+@dataclass(frozen=True)
 class ResendInvitation:
     conference_id: str
     invitation_id: str

@@ -12,13 +12,16 @@ competence team (the copy ``update_team`` keeps). A member is invited late when 
 by a roster change (``update_roster``) or by a team change (``update_team``). Leaving the team
 withdraws no invitation.
 
+Every transaction that issues invitations writes the conference's document too (``_issue``), so
+it is serialised with a change or cancellation of it (changes.py); reminders are stored with the
+conference when it is scheduled or published (reminders.py fires them).
 Queries read through the unit of work's repositories and commit nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from quartier_shared.catalogue import load_catalogue
 from quartier_shared.consumer import Received
@@ -37,7 +40,7 @@ from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 from .commands import AnswerInvitation, PublishConference, ResendInvitation, ScheduleConference
 from .domain import Conference, ConferenceGone, ConferenceNotFound, Invitation, InvitationNotFound, RosterEntry
 from .teams import TeamCopy, members_by_district
-from .unit_of_work import UnitOfWork, UnitOfWorkFactory
+from .unit_of_work import UnitOfWork, UnitOfWorkFactory, retry_conflicts
 
 log = get_logger(__name__)
 
@@ -46,10 +49,14 @@ log = get_logger(__name__)
 
 
 async def schedule_conference(
-    command: ScheduleConference, context: EventContext, *, uow_factory: UnitOfWorkFactory
+    command: ScheduleConference,
+    context: EventContext,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    reminders_before: Sequence[tuple[str, timedelta]],
 ) -> Conference:
-    """Store the conference with its ConferenceScheduled (the fan-out follows when that arrives),
-    or, for a draft, with its ConferenceDrafted (nobody is invited)."""
+    """Store the conference with its ConferenceScheduled (the fan-out follows when that arrives)
+    and its reminders, or, for a draft, with its ConferenceDrafted (nobody is invited)."""
     catalogue = load_catalogue()
     district = catalogue.district(command.district)
     if district is None:  # api.py accepts only the catalogue's codes
@@ -57,28 +64,39 @@ async def schedule_conference(
     conference, event = Conference.schedule(command, district=district, timezone=catalogue.timezone)
     async with uow_factory(context) as uow:
         await uow.conferences.add(conference)
+        await uow.reminders.replace_planned(conference.id, conference.reminders(reminders_before, datetime.now(UTC)))
         uow.record(event)
         await uow.commit()
     return conference
 
 
 async def publish_conference(
-    command: PublishConference, context: EventContext, *, uow_factory: UnitOfWorkFactory
+    command: PublishConference,
+    context: EventContext,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    reminders_before: Sequence[tuple[str, timedelta]],
 ) -> Conference:
-    """Turn a draft into a scheduled conference; its ConferenceScheduled starts the fan-out. One
-    that is scheduled already is returned as it is, nothing raised (publishing twice is harmless)."""
-    async with uow_factory(context) as uow:
-        conference = await uow.conferences.get(command.conference_id)
-        if conference is None:
-            raise ConferenceNotFound(command.conference_id)
-        published, scheduled = conference.publish()
-        if scheduled is None:
-            return conference
-        await uow.conferences.save(published)
-        uow.record(scheduled, event_id=published.published_event_id)
-        await uow.commit()
-    log.info("conference_published", conference_id=published.id)
-    return published
+    """Turn a draft into a scheduled conference; its ConferenceScheduled starts the fan-out, and its
+    reminders not yet past are stored. One that is scheduled already is returned as it is, nothing
+    raised (publishing twice is harmless); a cancelled one cannot be published (NotNow)."""
+
+    async def attempt() -> Conference:
+        async with uow_factory(context) as uow:
+            conference = await uow.conferences.get(command.conference_id)
+            if conference is None:
+                raise ConferenceNotFound(command.conference_id)
+            published, scheduled = conference.publish()
+            if scheduled is None:
+                return conference
+            await uow.conferences.save(published)
+            await uow.reminders.replace_planned(published.id, published.reminders(reminders_before, datetime.now(UTC)))
+            uow.record(scheduled, event_id=published.published_event_id)
+            await uow.commit()
+        log.info("conference_published", conference_id=published.id)
+        return published
+
+    return await retry_conflicts(attempt)
 
 
 async def resend_invitation(
@@ -206,6 +224,10 @@ async def invite_district(
     missing = [actor_id for actor_id in invitable if actor_id not in already]
     for start in range(0, len(missing), batch_size):
         async with uow_factory(received.context) as uow:
+            # Read again in the batch's transaction: changed or cancelled meanwhile (see _issue).
+            conference = await uow.conferences.get(conference.id) or conference
+            if not conference.is_upcoming():
+                break
             await _issue(uow, conference, missing[start : start + batch_size])
             await uow.commit()
     log.info("invitations_issued", conference_id=conference.id, issued=len(missing), already=len(already))
@@ -233,7 +255,8 @@ async def update_team(received: Received[CompetenceTeamChanged], *, uow_factory:
                 and conference.invites(e, team.members)
                 and not await uow.invitations.exists(conference.id, e.id)
             ]
-            await _issue(uow, conference, late)
+            if late:
+                await _issue(uow, conference, late)
             issued += len(late)
         # A member not invitable here may become so in a roster change running at this moment, which
         # reads the team as it was: holding the members' entries makes one of the two retry.
@@ -259,7 +282,10 @@ async def _teams_of(uow: UnitOfWork, conferences: Sequence[Conference]) -> dict[
 
 
 async def _issue(uow: UnitOfWork, conference: Conference, actor_ids: Sequence[str]) -> None:
-    """Store the invitations of ``actor_ids`` to ``conference``, each with its InvitationIssued."""
+    """Store the invitations of ``actor_ids`` to ``conference``, each with its InvitationIssued.
+    Writes the conference's document too: a change or cancellation committing meanwhile makes this
+    transaction conflict and run again, and then it reads the conference as changed or cancelled."""
+    await uow.conferences.touch(conference.id)
     issued = [Invitation.issue(conference, actor_id) for actor_id in actor_ids]
     await uow.invitations.add_many([invitation for invitation, _ in issued])
     for invitation, event in issued:

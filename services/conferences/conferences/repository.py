@@ -1,9 +1,17 @@
 """Storage of the conferences service: what the service layer needs (a protocol per repository)
 and its MongoDB implementation.
 
-One collection each: ``conferences``, ``invitations``, ``roster`` and ``teams``, a document per
-object with its fields by name and its id as ``_id`` (``DocumentMapper`` derives the mapping from
-the domain dataclass). A roster entry's ``_id`` is the actor's id, a team copy's the district code.
+One collection each: ``conferences``, ``invitations``, ``roster``, ``teams`` and ``reminders``, a
+document per object with its fields by name and its id as ``_id`` (``DocumentMapper`` derives the
+mapping from the domain dataclass). A roster entry's ``_id`` is the actor's id, a team copy's the
+district code. ``nudges`` holds, per conference, when its coordinator last nudged (the window of
+``POST /conferences/{id}/reminders``).
+
+Serialising fan-outs with changes: every transaction that issues invitations ``touch``es their
+conference's document, as a change or cancellation writes it. Two such transactions that overlap
+conflict in MongoDB (WriteConflict, a TransientTransactionError): one is retried, and then reads
+the conference as the other left it, so no invitation is issued to a conference whose cancellation
+has committed, nor with details older than its last change.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -22,13 +30,15 @@ from quartier_shared.events import InvitationFailed, InvitationSent
 from quartier_shared.mongo import Document, DocumentMapper
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
-from .domain import Conference, Invitation, InvitationStatus, RosterEntry
+from .domain import Conference, Invitation, InvitationStatus, Reminder, RosterEntry
 from .teams import TeamCopy
 
-CONFERENCES, INVITATIONS, ROSTER, TEAMS = "conferences", "invitations", "roster", "teams"
+CONFERENCES, INVITATIONS, ROSTER, REMINDERS, NUDGES = "conferences", "invitations", "roster", "reminders", "nudges"
+TEAMS = "teams"
 _conferences = DocumentMapper(Conference)
 _invitations = DocumentMapper(Invitation)
 _roster = DocumentMapper(RosterEntry)
+_reminders = DocumentMapper(Reminder)
 _teams = DocumentMapper(TeamCopy, id_field="district")
 
 
@@ -50,6 +60,11 @@ class ConferenceRepository(Protocol):
         """The conferences of these districts that are still to come, earliest first."""
         ...
 
+    async def touch(self, conference_id: str) -> None:
+        """Write the conference's document without changing what it holds, so this transaction
+        conflicts with any other that writes it (see the module's docstring)."""
+        ...
+
 
 class InvitationRepository(Protocol):
     async def add_many(self, invitations: Sequence[Invitation]) -> None: ...
@@ -68,6 +83,44 @@ class InvitationRepository(Protocol):
     async def record_outcomes(self, outcomes: Sequence[InvitationSent | InvitationFailed]) -> None:
         """Apply each outcome as ``Invitation.with_outcome`` does; unknown invitations are skipped."""
         ...
+
+    async def told_before(self, conference_id: str, sequence: int, limit: int) -> list[Invitation]:
+        """Up to ``limit`` invitations of the conference last told of a sequence below ``sequence``,
+        by id."""
+        ...
+
+    async def mark_told(self, invitations: Sequence[Invitation]) -> None:
+        """Store each invitation's ``sequence``; nothing else of it changes."""
+        ...
+
+    async def sent_after(self, conference_id: str, after: str | None, limit: int) -> list[Invitation]:
+        """Up to ``limit`` sent invitations of the conference with an id above ``after``, by id."""
+        ...
+
+
+class ReminderRepository(Protocol):
+    async def replace_planned(self, conference_id: str, reminders: Sequence[Reminder]) -> None:
+        """The conference's planned reminders (not its nudges) become ``reminders``."""
+        ...
+
+    async def remove_all(self, conference_id: str) -> None: ...
+    async def add(self, reminder: Reminder) -> None: ...
+    async def claim_due(self, now: datetime, owner: str, until: datetime) -> Reminder | None:
+        """One reminder due at ``now`` whose lease has run out, leased to ``owner`` ``until``."""
+        ...
+
+    async def advance(self, reminder: Reminder, after: str, until: datetime) -> bool:
+        """Note ``after`` as reached and extend the lease; False when ``reminder.owner`` lost it."""
+        ...
+
+    async def remove(self, reminder: Reminder) -> None:
+        """Delete it, unless it was planned anew meanwhile (a change of time: another due time)."""
+        ...
+
+    async def for_conference(self, conference_id: str) -> list[Reminder]: ...
+
+    async def last_nudge(self, conference_id: str) -> datetime | None: ...
+    async def set_last_nudge(self, conference_id: str, at: datetime) -> None: ...
 
 
 class RosterRepository(Protocol):
@@ -126,6 +179,10 @@ class MongoConferenceRepository:
         # The query form of Conference.is_upcoming.
         upcoming = {"status": "scheduled", "starts_at": {"$gt": now}}
         return await self._list({"district": {"$in": list(districts)}, **upcoming})
+
+    async def touch(self, conference_id: str) -> None:
+        # A counter no domain object reads (DocumentMapper ignores it); a write all the same.
+        await self.collection.update_one({"_id": conference_id}, {"$inc": {"writes": 1}}, session=self.session)
 
     async def _list(self, query: Document) -> list[Conference]:
         cursor = self.collection.find(query, session=self.session).sort("starts_at", ASCENDING)
@@ -196,6 +253,28 @@ class MongoInvitationRepository:
                     session=self.session,
                 )
 
+    async def told_before(self, conference_id: str, sequence: int, limit: int) -> list[Invitation]:
+        query = {"conference_id": conference_id, "sequence": {"$lt": sequence}}
+        cursor = self.collection.find(query, session=self.session).sort("_id", ASCENDING).limit(limit)
+        return [_invitations.from_document(d) async for d in cursor]
+
+    async def mark_told(self, invitations: Sequence[Invitation]) -> None:
+        by_sequence: dict[int, list[str]] = defaultdict(list)
+        for invitation in invitations:
+            by_sequence[invitation.sequence].append(invitation.id)
+        for sequence, invitation_ids in by_sequence.items():
+            for ids in chunked(invitation_ids):
+                await self.collection.update_many(
+                    {"_id": {"$in": ids}}, {"$set": {"sequence": sequence}}, session=self.session
+                )
+
+    async def sent_after(self, conference_id: str, after: str | None, limit: int) -> list[Invitation]:
+        query: Document = {"conference_id": conference_id, "status": InvitationStatus.SENT.value}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.collection.find(query, session=self.session).sort("_id", ASCENDING).limit(limit)
+        return [_invitations.from_document(d) async for d in cursor]
+
 
 def _attempt(resend: int) -> Document:
     """Matches the invitations whose latest attempt is ``resend``; documents stored before attempts
@@ -252,12 +331,74 @@ class MongoTeamRepository:
         await self.collection.replace_one({"_id": team.district}, doc, upsert=True, session=self.session)
 
 
+class MongoReminderRepository:
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
+        self.collection = db[REMINDERS]
+        self.nudges = db[NUDGES]
+        self.session = session
+
+    async def replace_planned(self, conference_id: str, reminders: Sequence[Reminder]) -> None:
+        planned = [r for r in await self.for_conference(conference_id) if not r.is_nudge]
+        if planned:
+            ids = [r.id for r in planned]
+            await self.collection.delete_many({"_id": {"$in": ids}}, session=self.session)
+        if reminders:
+            docs = [_reminders.to_document(r) for r in reminders]
+            await self.collection.insert_many(docs, session=self.session)
+
+    async def remove_all(self, conference_id: str) -> None:
+        await self.collection.delete_many({"conference_id": conference_id}, session=self.session)
+
+    async def add(self, reminder: Reminder) -> None:
+        await self.collection.insert_one(_reminders.to_document(reminder), session=self.session)
+
+    async def claim_due(self, now: datetime, owner: str, until: datetime) -> Reminder | None:
+        # lease_until is never missing (EPOCH until first claimed), so one range query finds them.
+        doc = await self.collection.find_one_and_update(
+            {"due_at": {"$lte": now}, "lease_until": {"$lte": now}},
+            {"$set": {"owner": owner, "lease_until": until}},
+            sort=[("due_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+            session=self.session,
+        )
+        return _reminders.from_document(doc) if doc else None
+
+    async def advance(self, reminder: Reminder, after: str, until: datetime) -> bool:
+        result = await self.collection.update_one(
+            {"_id": reminder.id, "owner": reminder.owner},
+            {"$set": {"after": after, "lease_until": until}},
+            session=self.session,
+        )
+        return result.matched_count == 1
+
+    async def remove(self, reminder: Reminder) -> None:
+        await self.collection.delete_one({"_id": reminder.id, "due_at": reminder.due_at}, session=self.session)
+
+    async def for_conference(self, conference_id: str) -> list[Reminder]:
+        cursor = self.collection.find({"conference_id": conference_id}, session=self.session).sort("due_at")
+        return [_reminders.from_document(d) async for d in cursor]
+
+    async def last_nudge(self, conference_id: str) -> datetime | None:
+        doc = await self.nudges.find_one({"_id": conference_id}, session=self.session)
+        return doc["at"] if doc else None
+
+    async def set_last_nudge(self, conference_id: str, at: datetime) -> None:
+        await self.nudges.replace_one({"_id": conference_id}, {"at": at}, upsert=True, session=self.session)
+
+
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[CONFERENCES].create_index([("district", ASCENDING), ("starts_at", ASCENDING)])
     await db[CONFERENCES].create_index([("starts_at", ASCENDING), ("_id", ASCENDING)])  # the list's order
     # One invitation per conference and actor is the _id's job (derived from both); this index
     # only serves listing a conference's invitations.
     await db[INVITATIONS].create_index("conference_id")
+    await db[INVITATIONS].create_index([("conference_id", ASCENDING), ("sequence", ASCENDING), ("_id", ASCENDING)])
+    await db[INVITATIONS].create_index([("conference_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)])
+    # Invitations stored before they recorded the sequence they were told of were told of the first
+    # (a query for "below n" does not match a missing field, so they would never be told a change).
+    await db[INVITATIONS].update_many({"sequence": {"$exists": False}}, {"$set": {"sequence": 0}})
+    await db[REMINDERS].create_index([("due_at", ASCENDING), ("lease_until", ASCENDING)])
+    await db[REMINDERS].create_index("conference_id")
     await db[ROSTER].create_index(
         [("districts", ASCENDING), ("active", ASCENDING), ("consent_to_notifications", ASCENDING)]
     )
