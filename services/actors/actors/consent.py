@@ -47,7 +47,7 @@ class ConsentRecord:
     basis: Basis
     wording_version: str
     by: str | None  # the token subject; None when nobody signed in (never so far)
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    at: datetime = field(default_factory=lambda: _now())
     reason: str | None = None  # why the service recorded it on its own (``EMAIL_CHANGED``, ``ERASED``)
 
     @classmethod
@@ -57,6 +57,12 @@ class ConsentRecord:
     def withdrawn(self, by: str | None, reason: str) -> ConsentRecord:
         """Not given any more, on the same basis and wording as this one."""
         return ConsentRecord(False, self.basis, self.wording_version, by, reason=reason)
+
+
+def _now() -> datetime:
+    """Now, to the millisecond: what MongoDB stores, so a record reads back as it was shown."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def appended(history: tuple[ConsentRecord, ...], record: ConsentRecord) -> tuple[ConsentRecord, ...]:
