@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
 
 from quartier_shared.consumer import Received
 from quartier_shared.events import ActorErasureConfirmed, Event, EventContext
@@ -133,18 +134,22 @@ async def erase_actor(command: EraseActor, context: EventContext, *, uow_factory
         actor = await _existing(uow, command.actor_id)
         erased, event = actor.erase(command.by)
         if event is not None:
-            assert erased.erased_at is not None
+            erasure = Erasure.started(actor.id, command.by, _erased_at(erased))
             await uow.actors.save(erased)
-            await uow.erasures.save(Erasure.started(actor.id, command.by, erased.erased_at))
+            await uow.erasures.save(erasure)
             uow.record(event)
+        else:  # erased before: its record was stored with it
+            erasure = await uow.erasures.get(actor.id) or Erasure.started(actor.id, None, _erased_at(erased))
         await uow.audit.record(entries([actor.id], "erasure", context.initiated_by))
-        erasure = await uow.erasures.get(actor.id)
         await uow.commit()
-    if erasure is None:  # erased, but its record is missing: cannot happen, both are stored together
-        raise NotErased(command.actor_id)
     if event is not None:
         log.info("actor_erased", actor_id=actor.id)
     return erasure
+
+
+def _erased_at(actor: Actor) -> datetime:
+    """When the actor was erased (its last change, for a record stored before ``erased_at``)."""
+    return actor.erased_at or actor.updated_at
 
 
 async def erasure_of(actor_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> Erasure:
