@@ -7,12 +7,16 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import conferences.app
+import conferences.settings
 from actors.app import build
 from actors.settings import Settings
 from quartier.embedded import Infrastructure
 from quartier_shared.events import ACTORS_TOPIC, ActorErasureConfirmed
 from tests.helpers import (
     actor_body,
+    caught_up,
+    conference_body,
     envelope_of,
     envelopes,
     eventually,
@@ -215,3 +219,33 @@ async def test_erasure_leaves_no_name_or_address_in_the_database_and_raises_an_e
         export = (await client.get(f"/actors/{actor['id']}/export", headers=officer)).json()
         assert export["actors"]["erasure"]["complete"] is True
         assert [e["action"] for e in export["actors"]["audit"]] == ["read", "erasure", "erasure", "read", "export"]
+
+
+async def test_an_erased_actor_is_not_invited_by_the_conferences_service(
+    infra: Infrastructure, database_name: str
+) -> None:
+    """Conferences does not erase its roster entry yet (a later step), but takes ``ActorErased``
+    as a deactivation: the erased actor is not invited."""
+    actors_app = build(settings_for(Settings, infra, f"{database_name}_a"))
+    conferences_app = conferences.app.build(settings_for(conferences.settings.Settings, infra, f"{database_name}_c"))
+    officer = infra.auth_headers("data_protection", subject="subject-dpo")
+    async with (
+        running(actors_app, infra.auth_headers()) as actors_client,
+        running(conferences_app, infra.auth_headers()) as conferences_client,
+    ):
+        erased = (await actors_client.post("/actors", json=actor_body(name=NAME, email=EMAIL))).json()
+        kept = (await actors_client.post("/actors", json=actor_body())).json()
+        assert (await actors_client.post(f"/actors/{erased['id']}/erasure", headers=officer)).status_code == 200
+        await eventually(lambda: outbox_empty(actors_app))
+        await eventually(lambda: caught_up(infra.kafka_bootstrap, "conferences", ACTORS_TOPIC))
+
+        created = await conferences_client.post("/conferences", json=conference_body())
+        assert created.status_code == 201, created.text
+
+        async def issued() -> list[str] | None:
+            found = (await conferences_client.get(f"/conferences/{created.json()['id']}")).json()
+            return [i["actor_id"] for i in found["invitations"]] or None
+
+        await eventually(issued)
+        await eventually(lambda: outbox_empty(conferences_app))  # the fan-out is done
+        assert await issued() == [kept["id"]]
