@@ -16,8 +16,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
+
+from .consent import now_to_the_millisecond
 
 Action = Literal["read", "list", "export", "erasure"]
 
@@ -27,11 +29,11 @@ class AuditEntry:
     actor_id: str
     action: Action
     by: str | None  # the token subject; never a name
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    at: datetime = field(default_factory=now_to_the_millisecond)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 def entries(actor_ids: Iterable[str], action: Action, by: str | None) -> list[AuditEntry]:
     """One entry per actor (each once), all at the same moment."""
-    now = datetime.now(UTC)
+    now = now_to_the_millisecond()
     return [AuditEntry(actor_id, action, by, now) for actor_id in dict.fromkeys(actor_ids)]

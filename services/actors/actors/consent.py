@@ -47,7 +47,7 @@ class ConsentRecord:
     basis: Basis
     wording_version: str
     by: str | None  # the token subject; None when nobody signed in (never so far)
-    at: datetime = field(default_factory=lambda: _now())
+    at: datetime = field(default_factory=lambda: now_to_the_millisecond())
     reason: str | None = None  # why the service recorded it on its own (``EMAIL_CHANGED``, ``ERASED``)
 
     @classmethod
@@ -59,7 +59,7 @@ class ConsentRecord:
         return ConsentRecord(False, self.basis, self.wording_version, by, reason=reason)
 
 
-def _now() -> datetime:
+def now_to_the_millisecond() -> datetime:
     """Now, to the millisecond: what MongoDB stores, so a record reads back as it was shown."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)

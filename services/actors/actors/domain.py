@@ -32,7 +32,7 @@ from quartier_shared.events import (
 )
 
 from .commands import RegisterActor
-from .consent import EMAIL_CHANGED, ERASED, ConsentRecord, ConsentStatement, appended
+from .consent import EMAIL_CHANGED, ERASED, ConsentRecord, ConsentStatement, appended, now_to_the_millisecond
 
 # Fields a quarter manager may change after registration (consent changes by a ``ConsentStatement``).
 EDITABLE = frozenset({"name", "kind", "districts", "email", "language"})
@@ -146,7 +146,7 @@ class Actor:
         districts and revision stay, so counts stay right. Erasing again changes nothing."""
         if self.erased:
             return self, None
-        now = datetime.now(UTC)
+        now = now_to_the_millisecond()  # as stored: the erasure record reads back as answered
         history = self.consent_history
         if self.consent_to_notifications or not history:
             history = appended(history, self._withdrawn(by, ERASED))
