@@ -155,20 +155,21 @@ def _team_reader(code: Annotated[DistrictCode, Path()], principal: Principal = R
     return code
 
 
-def _statement(
-    flag: bool | None, consent: ConsentIn | None, wording_version: str, *, required: bool
-) -> ConsentStatement | None:
-    """What the request says about consent (None: nothing); 422 naming the field when it says
-    nothing but must, or says two different things."""
+def _statement(flag: bool | None, consent: ConsentIn | None, wording_version: str) -> ConsentStatement | None:
+    """What the request says about consent (None: nothing); 422 naming ``consent`` when the
+    boolean and the record say different things."""
     if consent is None:
-        if flag is None:
-            if required:
-                raise _invalid("consent_to_notifications", "field required (or give consent)")
-            return None
-        return ConsentStatement(flag, "consent", wording_version)
+        return None if flag is None else ConsentStatement(flag, "consent", wording_version)
     if flag is not None and flag != consent.given:
         raise _invalid("consent", "contradicts consent_to_notifications")
     return ConsentStatement(consent.given, consent.basis, consent.wording_version or wording_version)
+
+
+def _required_statement(flag: bool | None, consent: ConsentIn | None, wording_version: str) -> ConsentStatement:
+    statement = _statement(flag, consent, wording_version)
+    if statement is None:
+        raise _invalid("consent_to_notifications", "field required (or give consent)")
+    return statement
 
 
 def _invalid(field: str, msg: str) -> HTTPException:
@@ -186,8 +187,7 @@ def build_router(uow_factory: UnitOfWorkFactory, wording_version: str) -> APIRou
     @router.post("/actors", status_code=status.HTTP_201_CREATED, response_model=ActorOut)
     async def register(body: ActorIn, request: Request, principal: Principal = REGISTRY) -> ActorOut:
         require_within(principal, body.districts)
-        consent = _statement(body.consent_to_notifications, body.consent, wording_version, required=True)
-        assert consent is not None
+        consent = _required_statement(body.consent_to_notifications, body.consent, wording_version)
         fields = body.model_dump(exclude={"consent", "consent_to_notifications"})
         command = RegisterActor(**fields, consent=consent, by=principal.subject)
         return _out(await handlers.register_actor(command, event_context(request), uow_factory=uow_factory))
@@ -240,7 +240,7 @@ def build_router(uow_factory: UnitOfWorkFactory, wording_version: str) -> APIRou
                 422,
                 detail=[{"loc": ["body", k], "msg": "may not be null", "type": "value_error"} for k in nulls],
             )
-        consent = _statement(body.consent_to_notifications, body.consent, wording_version, required=False)
+        consent = _statement(body.consent_to_notifications, body.consent, wording_version)
         changes.pop("consent", None)
         changes.pop("consent_to_notifications", None)
         command = UpdateActor(actor_id, changes, consent, by=principal.subject)
