@@ -133,6 +133,7 @@ async def test_reads_are_audited_and_the_export_holds_entry_consent_history_and_
         assert exported.headers["Cache-Control"] == "no-store"
         document: dict[str, Any] = exported.json()
         assert document["format"] == "quartier-export/1" and document["actor_id"] == actor["id"]
+        assert set(document) == {"format", "actor_id", "exported_at", "actors"}  # the others' parts go beside
         part = document["actors"]
         assert part["registry_entry"]["name"] == NAME and part["registry_entry"]["email"] == EMAIL
         assert [r["given"] for r in part["consent_history"]] == [True]

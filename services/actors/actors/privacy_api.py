@@ -16,17 +16,17 @@ before anything is read): an actor's audit log, its export (GDPR Art. 15) and it
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from quartier_shared.auth import DATA_PROTECTION, Principal, allow, protected_router
 from quartier_shared.http import event_context, no_store
 from quartier_shared.pagination import PAGE, PageRequest, announce_next
 
 from . import handlers
-from .api import ActorOut, not_found_is_404
+from .api import ActorOut, ConsentOut, not_found_is_404
 from .commands import EraseActor
 from .erasure import ERASING_SERVICES, Erasure
 from .unit_of_work import UnitOfWorkFactory
@@ -57,6 +57,27 @@ class ErasureOut(BaseModel):
     services: list[ServiceErasureOut]  # one per service that holds the actor's data
 
 
+class ActorsPart(BaseModel):
+    """What the actors service holds about the actor."""
+
+    registry_entry: ActorOut  # as GET /actors/{id} shows it
+    consent_history: list[ConsentOut]  # oldest first
+    audit: list[AuditEntryOut]  # oldest first, this export included
+    erasure: ErasureOut | None
+
+
+class ExportOut(BaseModel):
+    """One actor's data (GDPR Art. 15). Each service's part under its name: ``actors`` here; a
+    gatherer adds ``conferences`` and ``notifications`` beside it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str = EXPORT_FORMAT  # a new major number when a key changes meaning
+    actor_id: str
+    exported_at: datetime
+    actors: ActorsPart
+
+
 def build_privacy_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
     router = protected_router(tags=["personal data"], dependencies=[Depends(no_store)])
 
@@ -69,25 +90,18 @@ def build_privacy_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         announce_next(response, request, found, page.limit)
         return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in found.items]
 
-    @router.get("/actors/{actor_id}/export")
-    async def export(actor_id: str, request: Request, _: Principal = OFFICER) -> dict[str, Any]:
+    @router.get("/actors/{actor_id}/export", response_model=ExportOut)
+    async def export(actor_id: str, request: Request, _: Principal = OFFICER) -> ExportOut:
         with not_found_is_404():
             found = await handlers.export_actor(actor_id, event_context(request), uow_factory=uow_factory)
         actor = ActorOut.model_validate(found.actor, from_attributes=True)
-        registry_entry = actor.model_dump(mode="json", exclude={"consent", "consent_history"})
-        return {
-            "format": EXPORT_FORMAT,
-            "actor_id": actor_id,
-            "exported_at": datetime.now(UTC).isoformat(),
-            "actors": {
-                "registry_entry": registry_entry,
-                "consent_history": [c.model_dump(mode="json") for c in actor.consent_history],
-                "audit": [
-                    AuditEntryOut.model_validate(e, from_attributes=True).model_dump(mode="json") for e in found.audit
-                ],
-                "erasure": None if found.erasure is None else _erasure_out(found.erasure).model_dump(mode="json"),
-            },
-        }
+        part = ActorsPart(
+            registry_entry=actor,
+            consent_history=actor.consent_history,
+            audit=[AuditEntryOut.model_validate(e, from_attributes=True) for e in found.audit],
+            erasure=None if found.erasure is None else _erasure_out(found.erasure),
+        )
+        return ExportOut(actor_id=actor_id, exported_at=datetime.now(UTC), actors=part)
 
     @router.post("/actors/{actor_id}/erasure", response_model=ErasureOut)
     async def erase(actor_id: str, request: Request, principal: Principal = OFFICER) -> ErasureOut:
