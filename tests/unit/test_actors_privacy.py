@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from structlog.testing import capture_logs
 
 from actors import handlers
 from actors.commands import EraseActor, UpdateActor
@@ -108,3 +109,15 @@ async def test_the_export_holds_the_entry_its_consent_history_and_its_audit_incl
     export = await handlers.export_actor(actor.id, OFFICER, uow_factory=uow)
     assert export.actor == actor and export.erasure is None
     assert [(e.action, e.by) for e in export.audit] == [("read", "subject-manager"), ("export", "subject-dpo")]
+
+
+async def test_erasure_and_its_confirmation_log_ids_only() -> None:
+    uow = FakeActorsUnitOfWork()
+    actor = await handlers.register_actor(REGISTRATION, MANAGER, uow_factory=uow)
+    confirmed = ActorErasureConfirmed(actor_id=actor.id, service="notifications", erased_at=datetime.now(UTC))
+    with capture_logs() as logs:
+        await handlers.erase_actor(EraseActor(actor.id, "subject-dpo"), OFFICER, uow_factory=uow)
+        await handlers.confirm_erasure(received(confirmed, "actors"), uow_factory=uow)
+    assert [line["event"] for line in logs] == ["actor_erased", "erasure_confirmed"]
+    assert all(line["actor_id"] == actor.id for line in logs)
+    assert REGISTRATION.name not in repr(logs) and REGISTRATION.email not in repr(logs)
