@@ -4,6 +4,9 @@ The conferences service keeps a roster entry per actor, the notifications servic
 its own frozen dataclass with the actor's id as ``id`` and the fields of ``ActorSnapshot`` it
 needs. ``copy_after`` is the one rule for both: a copy only moves forward by the actor's
 revision, so an older or repeated event changes nothing, whatever order the events arrive in.
+``ActorErased`` is an ``ActorDeactivated``: until a service erases its copy itself, an erased
+actor's copy is at least inactive for good (the actors service refuses every later change, so no
+snapshot with a higher revision can bring it back).
 """
 
 from __future__ import annotations

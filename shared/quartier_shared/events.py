@@ -26,6 +26,7 @@ INVITATIONS_TOPIC = "quartier.invitations"  # key: invitation id (spreads a fan-
 DELIVERIES_TOPIC = "quartier.deliveries"  # key: invitation id
 ANSWERS_TOPIC = "quartier.answers"  # key: invitation id
 TEAMS_TOPIC = "quartier.teams"  # key: district code
+ERASURES_TOPIC = "quartier.erasures"  # key: actor id; each service's confirmation that it erased an actor
 DEAD_LETTER_TOPIC = "quartier.dead-letters"
 
 # Partition counts are explicit: Tansu would invent its own, and Kafka keys depend on them.
@@ -36,6 +37,7 @@ TOPIC_PARTITIONS: dict[str, int] = {
     DELIVERIES_TOPIC: 6,
     ANSWERS_TOPIC: 3,
     TEAMS_TOPIC: 1,  # a handful of districts, rarely changed
+    ERASURES_TOPIC: 1,  # a few a year
     DEAD_LETTER_TOPIC: 1,
 }
 
@@ -224,6 +226,23 @@ class ActorDeactivated(ActorEvent):
     """An actor was deactivated: kept on record, no longer invited."""
 
 
+class ActorErased(ActorDeactivated):
+    """A data-protection officer had the actor erased (GDPR Art. 17): the actors service deleted its
+    name and e-mail address at once and deactivated it for good. Ids only, no personal data. Every
+    service that keeps a copy of the actor erases its copy and confirms with
+    ``ActorErasureConfirmed``. It is an ``ActorDeactivated`` too, so a copy that only knows
+    deactivation at least never invites or mails the actor again."""
+
+
+class ActorErasureConfirmed(Event, topic=ERASURES_TOPIC, key="actor_id"):
+    """A service (``conferences``, ``notifications``) finished erasing its copy of an actor after
+    ``ActorErased``; the actors service shows it to the data-protection officer."""
+
+    actor_id: str
+    service: str = Field(min_length=1, max_length=64)
+    erased_at: AwareDatetime
+
+
 class CompetenceTeamChanged(Event, topic=TEAMS_TOPIC, key="district"):
     """The members of a district's competence team were set: the whole list of actor ids (no
     names), with the team's revision after the change (consumers only ever move forward by it)."""
@@ -370,6 +389,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ActorRegistered,
         ActorUpdated,
         ActorDeactivated,
+        ActorErased,
+        ActorErasureConfirmed,
         CompetenceTeamChanged,
         ConferenceScheduled,
         ConferenceDrafted,
@@ -388,7 +409,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 def event_types_of(kind: type[Event]) -> list[type[Event]]:
     """The event types a handler of ``kind`` receives: ``kind`` itself, or every event type of
-    this library that derives from it (``ActorEvent``: registered, updated and deactivated)."""
+    this library that derives from it (``ActorEvent``: registered, updated, deactivated and erased)."""
     return [t for t in EVENT_TYPES.values() if issubclass(t, kind)] or [kind]
 
 

@@ -188,6 +188,12 @@ RULES: list[tuple[str, str, str, Any, dict[str, int]]] = [
     ("notifications", "GET", "/deliveries?conference_id={conference_IV}", None, {"coordinator": 200, "operator": 200}),
     ("notifications", "GET", "/conferences/{conference_IV}/preview?language=en", None, {"coordinator": 200}),
     ("notifications", "POST", "/conferences/{conference_IV}/test-mail", TEST_MAIL, {"coordinator": 202}),
+    # personal data (issue 12): the data-protection officer alone; the registry's roles get 403
+    ("actors", "GET", "/actors/{actor_IV}/audit", None, {"data_protection": 200}),
+    ("actors", "GET", "/actors/{actor_IV_III}/export", None, {"data_protection": 200}),
+    # last: it erases actor_I for good (a second request answers the same)
+    ("actors", "POST", "/actors/{actor_I}/erasure", None, {"data_protection": 200}),
+    ("actors", "GET", "/actors/{actor_I}/erasure", None, {"data_protection": 200}),
 ]
 
 
@@ -284,6 +290,18 @@ async def test_401_and_403_come_before_the_body_is_validated(stack: Stack) -> No
     assert (
         await actors_client.patch("/actors/x", json={"name": None}, headers=stack.headers("operator"))
     ).status_code == 403
+    # the role is checked before the actor is looked for, and before any body
+    for caller in ("coordinator", "qm_IV", "operator"):
+        for method, path in (
+            ("GET", "/actors/nope/audit"),
+            ("GET", "/actors/nope/export"),
+            ("POST", "/actors/nope/erasure"),
+        ):
+            answer = await actors_client.request(method, path, json={"x": 1}, headers=stack.headers(caller))
+            assert answer.status_code == 403, (caller, method, path)
+    officer = stack.headers("data_protection")
+    assert (await actors_client.post("/actors/nope/erasure", json={"x": 1})).status_code == 401
+    assert (await actors_client.post("/actors/nope/erasure", headers=officer)).status_code == 404
     # with the right role, the body is validated as before
     assert (await actors_client.post("/actors", json={"name": 5}, headers=stack.headers("qm_IV"))).status_code == 422
 

@@ -2,7 +2,8 @@
 
 ``FakeUnitOfWork`` behaves as the MongoDB one does where handlers can tell: what a block changes
 in its repositories, and the events it records, count only once it commits; leaving the block
-without committing discards both. Each service's tests subclass it with fake repositories, which
+without committing discards both. A block ``for_reading`` has no transaction: what it writes
+(an audit entry) stays at once. Each service's tests subclass it with fake repositories, which
 keep their objects in ``InMemory.rows``.
 """
 
@@ -58,12 +59,14 @@ class FakeUnitOfWork:
         self.commits = 0
         self._pending: list[Envelope] = []
         self._before: list[dict[str, Any]] = []
+        self._reading = False
 
     def __call__(self, context: EventContext) -> Self:
         self.context = context
         return self
 
     def for_reading(self) -> Self:
+        self._reading = True
         return self
 
     async def __aenter__(self) -> Self:
@@ -74,9 +77,11 @@ class FakeUnitOfWork:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for repository, before in zip(self.repositories, self._before, strict=True):
-            repository.rows = before  # a no-op after commit, which took the changes as the new state
+        if not self._reading:
+            for repository, before in zip(self.repositories, self._before, strict=True):
+                repository.rows = before  # a no-op after commit, which took the changes as the new state
         self._pending = []
+        self._reading = False
 
     def record(self, event: Event, event_id: str | None = None, context: EventContext | None = None) -> Envelope:
         envelope = (context or self.context).wrap(event, event_id)

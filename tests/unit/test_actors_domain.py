@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.commands import RegisterActor
+from actors.consent import ConsentStatement
 from actors.domain import Actor
 from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated
 
@@ -14,7 +15,8 @@ REGISTRATION = RegisterActor(
     districts=["VII", "VII", "VIII"],
     email="kfb-steele@example.org",
     language="de",
-    consent_to_notifications=True,
+    consent=ConsentStatement(True, "consent", "2026-11"),
+    by="subject-manager",
 )
 
 

@@ -8,9 +8,12 @@ from dataclasses import replace
 import pytest
 
 from actors import handlers
+from actors.audit import AuditEntry
 from actors.commands import DeactivateActor, RegisterActor, SetCompetenceTeam, UpdateActor
+from actors.consent import ConsentStatement
 from actors.domain import Actor, ActorNotFound, CompetenceTeam, TeamMembersRefused
-from actors.repository import ActorRepository, TeamRepository
+from actors.erasure import Erasure
+from actors.repository import ActorRepository, AuditLog, ErasureRepository, TeamRepository
 from quartier_shared.events import (
     ActorDeactivated,
     ActorRegistered,
@@ -28,7 +31,8 @@ REGISTRATION = RegisterActor(
     districts=["IV", "III"],
     email="frintrop@example.org",
     language="en",
-    consent_to_notifications=True,
+    consent=ConsentStatement(True, "consent", "2026-11"),
+    by="subject-manager",
 )
 
 
@@ -71,14 +75,46 @@ class FakeTeamRepository(InMemory[CompetenceTeam]):
         self.rows[team.district] = team
 
 
+class FakeErasureRepository(InMemory[Erasure]):
+    async def get(self, actor_id: str) -> Erasure | None:
+        return self.rows.get(actor_id)
+
+    async def save(self, erasure: Erasure) -> None:
+        self.rows[erasure.actor_id] = erasure
+
+
+class FakeAuditLog(InMemory[AuditEntry]):
+    """Also counts its writes: auditing must cost one write per request."""
+
+    writes = 0
+
+    async def record(self, entries: Iterable[AuditEntry]) -> None:
+        batch = list(entries)
+        if batch:
+            self.writes += 1
+        for entry in batch:
+            self.insert(entry.id, entry)
+
+    async def of_actor(self, actor_id: str, page: PageRequest = FIRST_PAGE) -> list[AuditEntry]:
+        return paged([e for e in self.rows.values() if e.actor_id == actor_id], page, lambda e: (e.at, e.id))
+
+
 class FakeActorsUnitOfWork(FakeUnitOfWork):
     actors: ActorRepository
     teams: TeamRepository
+    erasures: ErasureRepository
+    audit: AuditLog
 
     def __init__(self) -> None:
-        actors, teams = FakeActorRepository(), FakeTeamRepository()
-        super().__init__(actors, teams)
-        self.actors, self.teams = actors, teams
+        actors, teams, erasures, audit = (
+            FakeActorRepository(),
+            FakeTeamRepository(),
+            FakeErasureRepository(),
+            FakeAuditLog(),
+        )
+        super().__init__(actors, teams, erasures, audit)
+        self.actors, self.teams, self.erasures, self.audit = actors, teams, erasures, audit
+        self.audit_log, self.erasure_records = audit, erasures  # the fakes, for the tests to look into
 
 
 async def test_registering_stores_the_actor_with_its_event_in_the_requests_context() -> None:

@@ -45,7 +45,7 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
         for service, doc in generated().items()
     }
     assert produced == {
-        "actors": {"ActorRegistered", "ActorUpdated", "ActorDeactivated", "CompetenceTeamChanged"},
+        "actors": {"ActorRegistered", "ActorUpdated", "ActorDeactivated", "ActorErased", "CompetenceTeamChanged"},
         "conferences": {
             "ConferenceScheduled",
             "ConferenceDrafted",
@@ -63,3 +63,12 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
     envelope = schemas["EventMessage[InvitationIssued]"]
     assert {"event_id", "event_type", "event_version", "correlation_id", "payload"} <= set(envelope["properties"])
     assert "conference" in schemas["InvitationIssued"]["properties"]
+
+
+def test_the_actors_service_hears_the_other_services_confirm_an_erasure() -> None:
+    doc = generated()["actors"]
+    consumed = {body["address"] for name, body in doc["channels"].items() if name.startswith("actors:consume")}
+    assert consumed == {"quartier.erasures"}
+    assert "consumes ActorErasureConfirmed" in doc["info"]["description"]
+    erased = doc["components"]["schemas"]["ActorErased"]["properties"]
+    assert set(erased) == {"actor_id", "revision"}  # ids only: no personal data on the topic

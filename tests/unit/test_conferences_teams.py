@@ -26,6 +26,7 @@ from tests.helpers import conference_body
 from tests.unit.fakes import received
 from tests.unit.test_conferences_handlers import (
     CONTEXT,
+    OFFSETS,
     SERVICE,
     FakeConferencesUnitOfWork,
     fan_out,
@@ -45,14 +46,16 @@ async def team(uow: FakeConferencesUnitOfWork, district: str, revision: int, *me
 async def meeting(uow: FakeConferencesUnitOfWork, district: str, *, draft: bool = False) -> Conference:
     """A team meeting of ``district``, scheduled (and fanned out) or drafted."""
     command = replace(scheduling(district), audience="team", draft=draft)
-    conference = await handlers.schedule_conference(command, CONTEXT, uow_factory=uow)
+    conference = await handlers.schedule_conference(command, CONTEXT, uow_factory=uow, reminders_before=OFFSETS)
     if not draft:
         await fan_out(uow, conference)
     return conference
 
 
 async def district_conference(uow: FakeConferencesUnitOfWork, district: str) -> Conference:
-    conference = await handlers.schedule_conference(scheduling(district), CONTEXT, uow_factory=uow)
+    conference = await handlers.schedule_conference(
+        scheduling(district), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+    )
     await fan_out(uow, conference)
     return conference
 
@@ -124,7 +127,9 @@ async def test_a_member_added_later_is_invited_to_the_upcoming_team_meetings_of_
     assert set(await invited(uow, upcoming)) == {"first", "newcomer"}
 
     # Published, the draft invites the team as it is then.
-    published = await handlers.publish_conference(PublishConference(draft.id), CONTEXT, uow_factory=uow)
+    published = await handlers.publish_conference(
+        PublishConference(draft.id), CONTEXT, uow_factory=uow, reminders_before=OFFSETS
+    )
     await fan_out(uow, published)
     assert set(await invited(uow, published)) == {"first", "newcomer"}
 

@@ -11,6 +11,7 @@ from quartier_shared.events import (
     ACTORS_TOPIC,
     TOPIC_PARTITIONS,
     ActorDeactivated,
+    ActorErased,
     ActorEvent,
     ActorRegistered,
     ActorUpdated,
@@ -67,7 +68,7 @@ def test_catalogue_seed_is_essen() -> None:
 
 
 def test_a_handler_of_a_base_class_receives_each_event_type_derived_from_it() -> None:
-    assert set(event_types_of(ActorEvent)) == {ActorRegistered, ActorUpdated, ActorDeactivated}
+    assert set(event_types_of(ActorEvent)) == {ActorRegistered, ActorUpdated, ActorDeactivated, ActorErased}
     outcomes: set[type[Event]] = {InvitationSent, InvitationFailed}
     assert set(event_types_of(InvitationOutcome)) == outcomes
     assert event_types_of(ConferenceScheduled) == [ConferenceScheduled]

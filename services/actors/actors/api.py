@@ -5,7 +5,9 @@ Who may call what (``quartier_shared.auth``): coordinators everything; a quarter
 registers, changes and deactivates actors whose districts all lie within their own (a change is
 checked against the actor as stored and as it would be), and reads actors that share a district
 with theirs; ``GET /actors`` without ``district`` gives them only those. Operators and data
-protection officers get 403: the registry holds names and e-mail addresses. A district's
+protection officers get 403 there: the registry holds names and e-mail addresses. The
+data-protection role alone reads an actor's audit log, exports it, erases it and reads the state
+of its erasure (``privacy_api.py``); every read of an actor here is audited. A district's
 competence team (``/districts/{code}/team``) is set by coordinators and that district's quarter
 managers, and read by them (the district check runs before the body is read). ``GET /districts``
 is open.
@@ -13,6 +15,12 @@ is open.
 Thin: the request models check the input (a 422 names the field), a handler does the work, and
 the answer is the handler's result as ``ActorOut``. The response models are the HTTP contract and
 are declared here on purpose; they are filled from the domain objects by field name.
+
+Consent: a request may say ``consent_to_notifications`` (a boolean, as before), ``consent`` (a
+record: given, basis, wording version) or both when they agree (422 on ``consent`` when they do
+not); the boolean alone records consent on the basis ``consent`` with the current wording version
+(setting ``CONSENT_WORDING_VERSION``). The caller's token subject is who recorded it. An erased
+actor cannot be changed: 409.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
 
 from quartier_shared.auth import (
     COORDINATOR,
@@ -43,10 +51,12 @@ from quartier_shared.pagination import PAGE, PageRequest, announce_next
 
 from . import handlers
 from .commands import DeactivateActor, RegisterActor, SetCompetenceTeam, UpdateActor
-from .domain import Actor, ActorNotFound, TeamMembersRefused
+from .consent import Basis, ConsentStatement
+from .domain import Actor, ActorIsErased, ActorNotFound, TeamMembersRefused
 from .unit_of_work import UnitOfWorkFactory
 
 Name = Annotated[str, SafeText(200)]
+WordingVersion = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
 
 
 def _at_most_the_catalogue(codes: list[str]) -> list[str]:
@@ -59,6 +69,16 @@ def _at_most_the_catalogue(codes: list[str]) -> list[str]:
 Districts = Annotated[list[DistrictCode], Field(min_length=1, max_length=1000), AfterValidator(_at_most_the_catalogue)]
 
 
+class ConsentIn(BaseModel):
+    """Consent as the person gave or withdrew it; ``wording_version`` defaults to the current one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    given: bool
+    basis: Basis
+    wording_version: WordingVersion | None = None
+
+
 class ActorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,7 +87,8 @@ class ActorIn(BaseModel):
     districts: Districts
     email: EmailStr
     language: Language = "de"
-    consent_to_notifications: StrictBool
+    consent_to_notifications: StrictBool | None = None  # required unless ``consent`` is given
+    consent: ConsentIn | None = None
 
 
 class ActorPatch(BaseModel):
@@ -79,6 +100,16 @@ class ActorPatch(BaseModel):
     email: EmailStr | None = None
     language: Language | None = None
     consent_to_notifications: StrictBool | None = None
+    consent: ConsentIn | None = None
+
+
+class ConsentOut(BaseModel):
+    given: bool
+    basis: Basis
+    wording_version: str
+    by: str | None
+    at: datetime
+    reason: str | None
 
 
 class ActorOut(BaseModel):
@@ -86,13 +117,16 @@ class ActorOut(BaseModel):
     name: str
     kind: str
     districts: list[str]
-    email: str
+    email: str  # empty once the actor was erased
     language: Language
-    consent_to_notifications: bool
+    consent_to_notifications: bool  # ``given`` of ``consent``
     active: bool
     revision: int
     created_at: datetime
     updated_at: datetime
+    consent: ConsentOut | None  # None for an actor stored before consent was recorded
+    consent_history: list[ConsentOut]  # oldest first, at most ``consent.HISTORY_LIMIT``
+    erased_at: datetime | None
 
 
 class TeamIn(BaseModel):
@@ -121,24 +155,53 @@ def _team_reader(code: Annotated[DistrictCode, Path()], principal: Principal = R
     return code
 
 
-def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
+def _statement(flag: bool | None, consent: ConsentIn | None, wording_version: str) -> ConsentStatement | None:
+    """What the request says about consent (None: nothing); 422 naming ``consent`` when the
+    boolean and the record say different things."""
+    if consent is None:
+        return None if flag is None else ConsentStatement(flag, "consent", wording_version)
+    if flag is not None and flag != consent.given:
+        raise _invalid("consent", "contradicts consent_to_notifications")
+    return ConsentStatement(consent.given, consent.basis, consent.wording_version or wording_version)
+
+
+def _required_statement(flag: bool | None, consent: ConsentIn | None, wording_version: str) -> ConsentStatement:
+    statement = _statement(flag, consent, wording_version)
+    if statement is None:
+        raise _invalid("consent_to_notifications", "field required (or give consent)")
+    return statement
+
+
+def _invalid(field: str, msg: str) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": ["body", field], "msg": msg, "type": "value_error"}])
+
+
+def build_router(uow_factory: UnitOfWorkFactory, wording_version: str) -> APIRouter:
     router = protected_router(tags=["actors"], dependencies=[Depends(no_store)])
     catalogue = APIRouter(tags=["districts"])  # open: no personal data
 
     async def stored(actor_id: str, request: Request) -> Actor:
-        with _not_found_is_404():
+        with not_found_is_404():
             return await handlers.actor_by_id(actor_id, event_context(request), uow_factory=uow_factory)
 
     @router.post("/actors", status_code=status.HTTP_201_CREATED, response_model=ActorOut)
     async def register(body: ActorIn, request: Request, principal: Principal = REGISTRY) -> ActorOut:
         require_within(principal, body.districts)
-        command = RegisterActor(**body.model_dump())
+        consent = _required_statement(body.consent_to_notifications, body.consent, wording_version)
+        fields = body.model_dump(exclude={"consent", "consent_to_notifications"})
+        command = RegisterActor(**fields, consent=consent, by=principal.subject)
         return _out(await handlers.register_actor(command, event_context(request), uow_factory=uow_factory))
 
     @router.get("/actors/{actor_id}", response_model=ActorOut)
     async def get(actor_id: str, request: Request, principal: Principal = REGISTRY) -> ActorOut:
-        actor = await stored(actor_id, request)
-        require_readable(principal, actor.districts)
+        """The actor with its consent records; the read is audited."""
+        with not_found_is_404():
+            actor = await handlers.read_actor(
+                actor_id,
+                event_context(request),
+                uow_factory=uow_factory,
+                may_see=lambda actor: require_readable(principal, actor.districts),
+            )
         return _out(actor)
 
     @router.get("/actors", response_model=list[ActorOut])
@@ -150,7 +213,8 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         page: PageRequest = PAGE,
         principal: Principal = REGISTRY,
     ) -> list[ActorOut]:
-        """Oldest first, in pages (``limit``, and the ``Link: rel="next"`` header for the next one)."""
+        """Oldest first, in pages (``limit``, and the ``Link: rel="next"`` header for the next one);
+        each actor shown is audited."""
         if district is not None:
             require_readable(principal, [district])
         found = await handlers.actors_by_district(
@@ -176,8 +240,11 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
                 422,
                 detail=[{"loc": ["body", k], "msg": "may not be null", "type": "value_error"} for k in nulls],
             )
-        command = UpdateActor(actor_id, changes)
-        with _not_found_is_404():
+        consent = _statement(body.consent_to_notifications, body.consent, wording_version)
+        changes.pop("consent", None)
+        changes.pop("consent_to_notifications", None)
+        command = UpdateActor(actor_id, changes, consent, by=principal.subject)
+        with not_found_is_404(), _erased_is_409():
             return _out(await handlers.update_actor(command, event_context(request), uow_factory=uow_factory))
 
     @router.delete("/actors/{actor_id}", response_model=ActorOut)
@@ -186,7 +253,7 @@ def build_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
         if not principal.is_coordinator:
             require_within(principal, (await stored(actor_id, request)).districts)
         command = DeactivateActor(actor_id)
-        with _not_found_is_404():
+        with not_found_is_404():
             return _out(await handlers.deactivate_actor(command, event_context(request), uow_factory=uow_factory))
 
     @router.put("/districts/{code}/team", response_model=TeamOut)
@@ -221,7 +288,15 @@ def _out(actor: Actor) -> ActorOut:
 
 
 @contextmanager
-def _not_found_is_404() -> Iterator[None]:
+def _erased_is_409() -> Iterator[None]:
+    try:
+        yield
+    except ActorIsErased as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"actor {exc} was erased: it cannot be changed") from None
+
+
+@contextmanager
+def not_found_is_404() -> Iterator[None]:
     try:
         yield
     except ActorNotFound as exc:

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
-from quartier_shared.events import ActorDeactivated, ActorRegistered, ActorUpdated, CompetenceTeamChanged
+from quartier_shared.events import (
+    ActorDeactivated,
+    ActorErased,
+    ActorErasureConfirmed,
+    ActorRegistered,
+    ActorUpdated,
+    CompetenceTeamChanged,
+)
 from quartier_shared.runtime import Runtime, create_app
 
+from . import handlers
 from .api import build_router
+from .privacy_api import build_privacy_router
 from .repository import create_indexes
 from .settings import Settings
 from .unit_of_work import MongoActorsUnitOfWork, UnitOfWorkFactory
 
 
 def build(settings: Settings | None = None) -> FastAPI:
-    runtime = Runtime(settings or Settings(), create_indexes)
+    settings = settings or Settings()
+    runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoActorsUnitOfWork)
+    confirmed = partial(handlers.confirm_erasure, uow_factory=uow_factory)
+    runtime.consume(group_id="actors", handlers={ActorErasureConfirmed: confirmed})
     return create_app(
         runtime,
         "Registry of the actors and the competence team of each district",
-        routers=[build_router(uow_factory)],
-        publishes=[ActorRegistered, ActorUpdated, ActorDeactivated, CompetenceTeamChanged],
+        routers=[build_router(uow_factory, settings.consent_wording_version), build_privacy_router(uow_factory)],
+        publishes=[ActorRegistered, ActorUpdated, ActorDeactivated, ActorErased, CompetenceTeamChanged],
     )

@@ -5,6 +5,12 @@ their own, besides the district's conference.
 Every change returns the new state and the event it raises, or no event when nothing changed, so
 the service layer stores both in one unit of work. The events carry the whole actor (event-carried
 state), taken from the dataclass's fields, so they cannot forget one.
+
+Consent is kept as records (``consent.py``); ``consent_to_notifications`` is the current one's
+``given``, derived, never set on its own. A new e-mail address withdraws consent (a record with
+reason "e-mail changed") unless the same change records consent again. Erasure (GDPR Art. 17)
+replaces the name and the address at once, withdraws consent and deactivates the actor for good:
+an erased actor refuses every later change (``ActorIsErased``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, TypeVar
 
 from quartier_shared.events import (
     ActorDeactivated,
+    ActorErased,
     ActorRegistered,
     ActorSnapshot,
     ActorUpdated,
@@ -25,15 +32,23 @@ from quartier_shared.events import (
 )
 
 from .commands import RegisterActor
+from .consent import EMAIL_CHANGED, ERASED, ConsentRecord, ConsentStatement, appended, now_to_the_millisecond
 
-# Fields a quarter manager may change after registration.
-EDITABLE = frozenset({"name", "kind", "districts", "email", "language", "consent_to_notifications"})
+# Fields a quarter manager may change after registration (consent changes by a ``ConsentStatement``).
+EDITABLE = frozenset({"name", "kind", "districts", "email", "language"})
+# What an erased actor's name and e-mail address become: nothing that names or reaches anyone.
+ERASED_NAME = "[gelöscht]"
+ERASED_EMAIL = ""
 
 SnapshotT = TypeVar("SnapshotT", bound=ActorSnapshot)
 
 
 class ActorNotFound(Exception):
     pass
+
+
+class ActorIsErased(Exception):
+    """The actor was erased: it can be neither changed nor brought back (the message is its id)."""
 
 
 @dataclass(frozen=True)
@@ -44,34 +59,113 @@ class Actor:
     districts: tuple[str, ...]
     email: str
     language: Language
-    consent_to_notifications: bool
+    consent_to_notifications: bool  # derived: ``given`` of the current consent record
     active: bool = True
     revision: int = 1
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    consent_history: tuple[ConsentRecord, ...] = ()  # oldest first; empty for actors stored before records
+    erased_at: datetime | None = None
+
+    @property
+    def consent(self) -> ConsentRecord | None:
+        """The current consent record; None for an actor stored before consent was recorded."""
+        return self.consent_history[-1] if self.consent_history else None
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
 
     @classmethod
     def register(cls, command: RegisterActor) -> tuple[Actor, ActorRegistered]:
-        fields = {**asdict(command), "districts": _once_each(command.districts)}
-        actor = cls(id=str(uuid.uuid4()), **fields)
+        record = ConsentRecord.of(command.consent, command.by)
+        actor = cls(
+            id=str(uuid.uuid4()),
+            name=command.name,
+            kind=command.kind,
+            districts=_once_each(command.districts),
+            email=command.email,
+            language=command.language,
+            consent_to_notifications=record.given,
+            consent_history=(record,),
+        )
         return actor, actor._snapshot(ActorRegistered)
 
-    def update(self, changes: Mapping[str, Any]) -> tuple[Actor, ActorUpdated | None]:
+    def update(
+        self, changes: Mapping[str, Any], consent: ConsentStatement | None = None, by: str | None = None
+    ) -> tuple[Actor, ActorUpdated | None]:
+        """The actor with ``changes`` (fields of ``EDITABLE``) and, when it says something new,
+        ``consent`` recorded by ``by``. A new e-mail address withdraws consent unless ``consent``
+        is given with it (it is then recorded even if it says what the current record says: it is
+        consent for the new address)."""
+        self._refuse_if_erased()
         unknown = set(changes) - EDITABLE
         if unknown:
             raise ValueError(f"not editable: {sorted(unknown)}")
         if "districts" in changes:
             changes = {**changes, "districts": _once_each(changes["districts"])}
-        if all(getattr(self, k) == v for k, v in changes.items()):
+        changes = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        record = self._consent_after(consent, by, new_address="email" in changes)
+        if not changes and record is None:
             return self, None
-        updated = replace(self, **changes, revision=self.revision + 1, updated_at=datetime.now(UTC))
+        history = self.consent_history if record is None else appended(self.consent_history, record)
+        updated = replace(
+            self,
+            **changes,
+            consent_history=history,
+            consent_to_notifications=self.consent_to_notifications if record is None else record.given,
+            revision=self.revision + 1,
+            updated_at=datetime.now(UTC),
+        )
         return updated, updated._snapshot(ActorUpdated)
+
+    def _consent_after(
+        self, consent: ConsentStatement | None, by: str | None, *, new_address: bool
+    ) -> ConsentRecord | None:
+        """The consent record a change adds, if any."""
+        if consent is not None and (new_address or not consent.same_as(self.consent)):
+            return ConsentRecord.of(consent, by)
+        if new_address and consent is None and self.consent_to_notifications:
+            return self._withdrawn(by, EMAIL_CHANGED)
+        return None
+
+    def _withdrawn(self, by: str | None, reason: str) -> ConsentRecord:
+        current = self.consent
+        if current is None:  # stored before records: the basis was consent, the wording unknown
+            return ConsentRecord(False, "consent", "unknown", by, reason=reason)
+        return current.withdrawn(by, reason)
 
     def deactivate(self) -> tuple[Actor, ActorDeactivated | None]:
         if not self.active:
             return self, None
         updated = replace(self, active=False, revision=self.revision + 1, updated_at=datetime.now(UTC))
         return updated, ActorDeactivated(actor_id=self.id, revision=updated.revision)
+
+    def erase(self, by: str | None) -> tuple[Actor, ActorErased | None]:
+        """Name and e-mail address gone, consent withdrawn, deactivated for good; id, kind,
+        districts and revision stay, so counts stay right. Erasing again changes nothing."""
+        if self.erased:
+            return self, None
+        now = now_to_the_millisecond()  # as stored: the erasure record reads back as answered
+        history = self.consent_history
+        if self.consent_to_notifications or not history:
+            history = appended(history, self._withdrawn(by, ERASED))
+        erased = replace(
+            self,
+            name=ERASED_NAME,
+            email=ERASED_EMAIL,
+            consent_to_notifications=False,
+            consent_history=history,
+            active=False,
+            erased_at=now,
+            revision=self.revision + 1,
+            updated_at=now,
+        )
+        return erased, ActorErased(actor_id=self.id, revision=erased.revision)
+
+    def _refuse_if_erased(self) -> None:
+        if self.erased:
+            raise ActorIsErased(self.id)
 
     def _snapshot(self, event: type[SnapshotT]) -> SnapshotT:
         # Every field the event names, by name (it ignores the rest: created_at, updated_at).

@@ -1,9 +1,11 @@
-"""Actor storage: what the service layer needs (``ActorRepository``, ``TeamRepository``) and
-their MongoDB implementations.
+"""Actor storage: what the service layer needs (``ActorRepository``, ``TeamRepository``,
+``ErasureRepository``, ``AuditLog``) and their MongoDB implementations.
 
-An actor is stored as one document in ``actors``, its fields by name with its id as ``_id``; a
-district's competence team as one document in ``teams`` with the district code as ``_id``
-(``DocumentMapper`` derives the mapping from the dataclass).
+An actor is stored as one document in ``actors``, its fields by name (its consent records
+embedded) with its id as ``_id``; a district's competence team as one document in ``teams`` with
+the district code as ``_id``; an actor's erasure record as one document in ``erasures`` with the
+actor's id as ``_id``; each audit entry as one document in ``audit`` (``DocumentMapper`` derives
+the mapping from the dataclass).
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ from pymongo.asynchronous.database import AsyncDatabase
 from quartier_shared.mongo import Document, DocumentMapper
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
+from .audit import AuditEntry
 from .domain import Actor, CompetenceTeam
+from .erasure import Erasure
 
 ACTORS = "actors"
 TEAMS = "teams"
+ERASURES = "erasures"
+AUDIT = "audit"
 _actors = DocumentMapper(Actor)
 _teams = DocumentMapper(CompetenceTeam, id_field="district")
+_erasures = DocumentMapper(Erasure, id_field="actor_id")
+_audit = DocumentMapper(AuditEntry)
 
 
 class ActorRepository(Protocol):
@@ -101,6 +109,52 @@ class MongoTeamRepository:
         await self.collection.replace_one({"_id": team.district}, doc, upsert=True, session=self.session)
 
 
+class ErasureRepository(Protocol):
+    async def get(self, actor_id: str) -> Erasure | None: ...
+    async def save(self, erasure: Erasure) -> None: ...
+
+
+class MongoErasureRepository:
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
+        self.collection = db[ERASURES]
+        self.session = session
+
+    async def get(self, actor_id: str) -> Erasure | None:
+        doc = await self.collection.find_one({"_id": actor_id}, session=self.session)
+        return _erasures.from_document(doc) if doc else None
+
+    async def save(self, erasure: Erasure) -> None:
+        doc = _erasures.to_document(erasure)
+        await self.collection.replace_one({"_id": erasure.actor_id}, doc, upsert=True, session=self.session)
+
+
+class AuditLog(Protocol):
+    async def record(self, entries: Iterable[AuditEntry]) -> None:
+        """Store the entries, all with one write."""
+        ...
+
+    async def of_actor(self, actor_id: str, page: PageRequest = FIRST_PAGE) -> list[AuditEntry]:
+        """The actor's entries, oldest first: ``page.fetch`` of them from ``page``."""
+        ...
+
+
+class MongoAuditLog:
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
+        self.collection = db[AUDIT]
+        self.session = session
+
+    async def record(self, entries: Iterable[AuditEntry]) -> None:
+        docs = [_audit.to_document(entry) for entry in entries]
+        if docs:
+            await self.collection.insert_many(docs, ordered=False, session=self.session)
+
+    async def of_actor(self, actor_id: str, page: PageRequest = FIRST_PAGE) -> list[AuditEntry]:
+        query: Document = {**page.query("at"), "actor_id": actor_id}
+        cursor = self.collection.find(query, session=self.session).sort(page.sort("at"))
+        return [_audit.from_document(d) for d in await page.read(cursor, "at")]
+
+
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
+    await db[AUDIT].create_index([("actor_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)])
     await db[ACTORS].create_index([("districts", ASCENDING), ("active", ASCENDING)])
     await db[ACTORS].create_index([("created_at", ASCENDING), ("_id", ASCENDING)])  # the list's order
