@@ -37,6 +37,7 @@ class Settings(ServiceSettings):
     def public_url(self) -> str:
         """PUBLIC_BASE_URL, else the conferences service's local address (as conferences defaults)."""
         return (self.public_base_url or f"http://localhost:{CONFERENCES.port}").rstrip("/")
+
     # The Ed25519 private key that signs the personal links (quartier_shared.links): its PEM text or
     # the path of a PEM file. Required to start (see personal_links.PersonalLinks.check); `make run`
     # makes one under var/.

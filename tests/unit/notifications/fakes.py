@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from notifications import handlers
-from notifications.domain import Contact, Delivery, DeliveryStatus, KnownConference, Lease, Outcome
+from notifications.domain import CANCELLABLE, Contact, Delivery, DeliveryStatus, KnownConference, Lease, Outcome
 from notifications.mail import OutgoingMail, Sender
 from notifications.personal_links import PersonalLinks
 from notifications.repository import ContactRepository, DeliveryRepository, latest_per_invitation
@@ -142,10 +142,13 @@ class FakeContactRepository(InMemory[Contact]):
 
 @dataclass(frozen=True)
 class StoredDelivery:
-    """A delivery as the fake stores it: with the token of the claim holding it, as ``claim``."""
+    """A delivery as the fake stores it: with the token of the claim holding it, as ``claim``, of
+    the claim that handed it to the SMTP server, as ``handed``, and whether a cancellation reached it."""
 
     delivery: Delivery
     claim: str | None = None
+    handed: str | None = None
+    cancelled: bool = False
 
 
 class FakeDeliveryRepository(InMemory[StoredDelivery]):
@@ -178,14 +181,13 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
         for i in ids:
             if i in self.rows and self.rows[i].delivery.claimable(now):
                 leased = replace(self.rows[i].delivery, status=DeliveryStatus.SENDING, lease_until=lease.until)
-                self.rows[i] = StoredDelivery(leased, lease.token)
+                self.rows[i] = replace(self.rows[i], delivery=leased, claim=lease.token)
         return [self.rows[i].delivery for i in ids if i in self.rows and self.rows[i].claim == lease.token]
 
     async def release(self, ids: Sequence[str], token: str) -> None:
         for i in self._held(ids, token):
-            self.rows[i] = StoredDelivery(
-                replace(self.rows[i].delivery, status=DeliveryStatus.PENDING, lease_until=None)
-            )
+            released = replace(self.rows[i].delivery, status=DeliveryStatus.PENDING, lease_until=None)
+            self.rows[i] = replace(self.rows[i], delivery=released, claim=None)
 
     async def finish(self, outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
         held = self._held([o.delivery.id for o in outcomes], token)
@@ -197,6 +199,46 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
                     stored, delivery=replace(stored.delivery, status=o.status, reason=o.reason)
                 )
         return held
+
+    async def hand_over(self, ids: Sequence[str], token: str) -> tuple[list[Delivery], set[str]]:
+        held = self._held(ids, token)
+        for i in held:
+            if not self.rows[i].cancelled:
+                self.rows[i] = replace(self.rows[i], handed=token)
+        handed = [self.rows[i].delivery for i in ids if i in held and not self.rows[i].cancelled]
+        return handed, {i for i in held if self.rows[i].cancelled}
+
+    async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
+        for i, stored in self.rows.items():
+            d = stored.delivery
+            if (
+                d.invitation_id in invitation_ids
+                and d.kind == "invitation"
+                and not d.status.final
+                and stored.handed is None
+                and d.conference.sequence < conference.sequence
+            ):
+                self.rows[i] = replace(stored, delivery=replace(d, conference=conference))
+
+    async def cancel_unsent(self, invitation_ids: Sequence[str], reason: str, now: datetime) -> None:
+        for i, stored in self.rows.items():
+            d = stored.delivery
+            if d.invitation_id not in invitation_ids or d.kind not in CANCELLABLE or d.status.final:
+                continue
+            if d.status is DeliveryStatus.SENDING:
+                self.rows[i] = replace(stored, cancelled=True)
+            else:
+                cancelled = replace(d, status=DeliveryStatus.CANCELLED, reason=reason)
+                self.rows[i] = replace(stored, delivery=cancelled, cancelled=True)
+
+    async def add_cancelled(self, deliveries: Sequence[Delivery]) -> None:
+        for d in deliveries:
+            if self._insert_new(replace(d, status=DeliveryStatus.CANCELLED), None):
+                self.rows[d.id] = replace(self.rows[d.id], cancelled=True)
+
+    async def of_invitations(self, invitation_ids: Iterable[str]) -> list[Delivery]:
+        wanted = set(invitation_ids)
+        return [d for d in self._by_id() if d.invitation_id in wanted]
 
     def _held(self, ids: Iterable[str], token: str) -> set[str]:
         return {
