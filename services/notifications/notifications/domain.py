@@ -312,6 +312,18 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class HandOver:
+    """What a claim may do with the deliveries it holds at the moment of sending: ``send`` them (as
+    stored now); not send the ``cancelled`` ones (ids); and not send again, but count as sent, the
+    ones cancelled after an earlier claim had handed them to the SMTP server (``sent_before``, ids):
+    they may have gone out, so what follows them (the cancellation) must follow."""
+
+    send: list[Delivery]
+    cancelled: set[str]
+    sent_before: set[str]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How sending one delivery ended: ``SENT``, or ``FAILED`` with the reason."""
 

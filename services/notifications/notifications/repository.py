@@ -35,7 +35,17 @@ from quartier_shared.events import ConferenceDetails
 from quartier_shared.mongo import Document, DocumentMapper
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
-from .domain import CANCELLABLE, INVITATION, Contact, Delivery, DeliveryStatus, KnownConference, Lease, Outcome
+from .domain import (
+    CANCELLABLE,
+    INVITATION,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    HandOver,
+    KnownConference,
+    Lease,
+    Outcome,
+)
 
 CONTACTS, DELIVERIES, CONFERENCES, TEST_MAIL_QUOTA = "contacts", "deliveries", "conferences", "test_mail_quota"
 _contacts = DocumentMapper(Contact)
@@ -93,11 +103,12 @@ class DeliveryRepository(Protocol):
         lease that ran out may have passed a delivery to another claim, which records it)."""
         ...
 
-    async def hand_over(self, ids: Sequence[str], token: str) -> tuple[list[Delivery], set[str]]:
+    async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
         """At the moment of sending: of the deliveries the claim ``token`` holds, mark the ones not
         cancelled as handed to the SMTP server and return them as stored now (the latest details
-        an update left), with the ids of the held ones that were cancelled meanwhile. Atomic per
-        delivery with ``cancel_unsent`` and ``refresh``: each sees a delivery handed or not."""
+        an update left); and the held ones cancelled meanwhile, split by whether an earlier claim
+        had handed them over (see ``HandOver``). Atomic per delivery with ``cancel_unsent`` and
+        ``refresh``: each sees a delivery handed or not."""
         ...
 
     async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
@@ -284,13 +295,17 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
             await self.collection.bulk_write(writes, ordered=False, session=self.session)
         return held
 
-    async def hand_over(self, ids: Sequence[str], token: str) -> tuple[list[Delivery], set[str]]:
+    async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
         await self.collection.update_many(
             {**_held(ids, token), "cancelled": {"$ne": True}}, {"$set": {"handed": token}}, session=self.session
         )
         docs = await self._documents(_held(ids, token))
-        handed = [self.mapper.from_document(d) for d in docs if d.get("handed") == token and not d.get("cancelled")]
-        return handed, {d["_id"] for d in docs if d.get("cancelled")}
+        cancelled = [d for d in docs if d.get("cancelled")]
+        return HandOver(
+            send=[self.mapper.from_document(d) for d in docs if d.get("handed") == token and not d.get("cancelled")],
+            cancelled={d["_id"] for d in cancelled if not d.get("handed")},
+            sent_before={d["_id"] for d in cancelled if d.get("handed")},
+        )
 
     async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
         open_ = [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value, DeliveryStatus.SENDING.value]

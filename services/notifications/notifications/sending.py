@@ -265,11 +265,15 @@ class _Sending:
             return
         # The moment of sending: a delivery cancelled since it was claimed is not sent, and the
         # others go out with the details stored now.
-        handed, cancelled = await self.store.deliveries.hand_over([d.id for d in claimed], lease.token)
+        hand_over = await self.store.deliveries.hand_over([d.id for d in claimed], lease.token)
         for d in claimed:
-            if d.id in cancelled:
+            if d.id in hand_over.cancelled:
                 await recorder.add(Outcome(d, DeliveryStatus.CANCELLED, CANCELLED))
-        claimed = handed
+            elif d.id in hand_over.sent_before:
+                # An earlier claim handed it over and ended before recording how: it may have gone
+                # out, so it counts as sent (the cancellation follows it) and is not sent again.
+                await recorder.add(Outcome(d, DeliveryStatus.SENT))
+        claimed = hand_over.send
 
         async def one(d: Delivery) -> None:
             await recorder.add(await self._mail(d, contacts[d.actor_id]))

@@ -13,13 +13,23 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from notifications import handlers
-from notifications.domain import CANCELLABLE, Contact, Delivery, DeliveryStatus, KnownConference, Lease, Outcome
+from notifications import follow_ups, handlers
+from notifications.domain import (
+    CANCELLABLE,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    HandOver,
+    KnownConference,
+    Lease,
+    Outcome,
+)
 from notifications.mail import OutgoingMail, Sender
 from notifications.personal_links import PersonalLinks
 from notifications.repository import ContactRepository, DeliveryRepository, latest_per_invitation
@@ -35,8 +45,12 @@ from quartier_shared.events import (
     Envelope,
     Event,
     InvitationAnswered,
+    InvitationCancelled,
     InvitationIssued,
+    InvitationReminded,
+    InvitationUpdated,
     Language,
+    Reminder,
     Venue,
 )
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
@@ -126,6 +140,43 @@ def answer(
     )
 
 
+def updated(issued: InvitationIssued, confirm: bool = False, sequence: int = 1, **change: Any) -> InvitationUpdated:
+    """The change of ``issued``'s conference to ``sequence`` (from the one before), as the
+    conferences service issues it to the invitee."""
+    before = issued.conference.model_copy(update={"sequence": sequence - 1})
+    return InvitationUpdated(
+        invitation_id=issued.invitation_id,
+        conference_id=issued.conference_id,
+        actor_id=issued.actor_id,
+        conference=before.model_copy(update={**change, "sequence": sequence}),
+        previous=before,
+        confirm=confirm,
+    )
+
+
+def cancelled(issued: InvitationIssued, reason: str | None = "Der Saal ist nicht verfügbar") -> InvitationCancelled:
+    return InvitationCancelled(
+        invitation_id=issued.invitation_id,
+        conference_id=issued.conference_id,
+        actor_id=issued.actor_id,
+        conference=issued.conference.model_copy(update={"sequence": issued.conference.sequence + 1}),
+        reason=reason,
+    )
+
+
+def reminded(
+    issued: InvitationIssued, reminder: Reminder = "please_answer", reminder_id: str = "P7D"
+) -> InvitationReminded:
+    return InvitationReminded(
+        invitation_id=issued.invitation_id,
+        conference_id=issued.conference_id,
+        actor_id=issued.actor_id,
+        conference=issued.conference,
+        reminder=reminder,
+        reminder_id=reminder_id,
+    )
+
+
 # --- storage --------------------------------------------------------------------------------------
 
 
@@ -200,13 +251,17 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
                 )
         return held
 
-    async def hand_over(self, ids: Sequence[str], token: str) -> tuple[list[Delivery], set[str]]:
+    async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
         held = self._held(ids, token)
         for i in held:
             if not self.rows[i].cancelled:
                 self.rows[i] = replace(self.rows[i], handed=token)
-        handed = [self.rows[i].delivery for i in ids if i in held and not self.rows[i].cancelled]
-        return handed, {i for i in held if self.rows[i].cancelled}
+        cancelled = {i for i in held if self.rows[i].cancelled}
+        return HandOver(
+            send=[self.rows[i].delivery for i in ids if i in held and not self.rows[i].cancelled],
+            cancelled={i for i in cancelled if self.rows[i].handed is None},
+            sent_before={i for i in cancelled if self.rows[i].handed is not None},
+        )
 
     async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
         for i, stored in self.rows.items():
@@ -380,6 +435,36 @@ class Notifications:
             policy=POLICY,
             clock=self.clock,
         )
+
+    async def on_updates(self, *events: InvitationUpdated) -> None:
+        await follow_ups.send_updates(
+            [received(e, SERVICE) for e in events],
+            uow_factory=self.uow,
+            mailer=self.mailer,
+            policy=POLICY,
+            clock=self.clock,
+        )
+
+    async def on_cancellations(self, *events: InvitationCancelled) -> None:
+        await follow_ups.send_cancellations(
+            [received(e, SERVICE) for e in events],
+            uow_factory=self.uow,
+            mailer=self.mailer,
+            policy=POLICY,
+            clock=self.clock,
+        )
+
+    async def on_reminders(self, *events: InvitationReminded) -> None:
+        await follow_ups.send_reminders(
+            [received(e, SERVICE) for e in events],
+            uow_factory=self.uow,
+            mailer=self.mailer,
+            policy=POLICY,
+            clock=self.clock,
+        )
+
+    def delivery(self, delivery_id: str) -> Delivery:
+        return self.uow.fake_deliveries.rows[delivery_id].delivery
 
     def events(self, event_type: type[Event]) -> list[Envelope]:
         """The events of this type its units of work committed (what the outbox would relay)."""
