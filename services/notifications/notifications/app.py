@@ -52,18 +52,16 @@ def build(settings: Settings | None = None) -> FastAPI:
     invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     confirmations = partial(handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     conference = partial(handlers.keep_conference, uow_factory=uow_factory)
-    updates = partial(follow_ups.send_updates, uow_factory=uow_factory, mailer=smtp, policy=policy)
-    cancellations = partial(follow_ups.send_cancellations, uow_factory=uow_factory, mailer=smtp, policy=policy)
-    reminders = partial(follow_ups.send_reminders, uow_factory=uow_factory, mailer=smtp, policy=policy)
+    following = follow_ups.FollowUps(uow_factory, smtp, policy)
     runtime.consume(
         group_id="notifications",
         handlers={ActorEvent: contact, ConferenceDrafted: conference, ConferenceScheduled: conference},
         batch_handlers={
             InvitationIssued: invitations,
             InvitationAnswered: confirmations,
-            InvitationUpdated: updates,
-            InvitationCancelled: cancellations,
-            InvitationReminded: reminders,
+            InvitationUpdated: following.updates,
+            InvitationCancelled: following.cancellations,
+            InvitationReminded: following.reminders,
         },
     )
     runtime.on_stop(smtp.close)

@@ -19,14 +19,18 @@ raise an event: InvitationSent and InvitationFailed are the invitation's own.
 The InvitationIssued of the same invitation comes first on its key, but the consumer hands each
 event type of a batch to its handler at the same time; so an update or a cancellation that finds
 no invitation stored yet stores it itself (with the newer details; cancelled), and the
-InvitationIssued then finds it stored before.
+InvitationIssued then finds it stored before. The three handlers here take turns in an instance
+(``FollowUps``; an invitation's events are on one partition, so on one instance), and an update or
+a reminder that comes after the cancellation was handled sends nothing: so no update or reminder
+ever follows a cancellation.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
@@ -46,6 +50,38 @@ from .unit_of_work import Repositories, UnitOfWorkFactory
 
 log = get_logger(__name__)
 E = TypeVar("E", InvitationUpdated, InvitationCancelled, InvitationReminded)
+
+
+class FollowUps:
+    """The three handlers as the consumer calls them, taking turns (see the module docstring)."""
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, mailer: Mailer, policy: SendingPolicy, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.uow_factory, self.mailer, self.policy, self.clock = uow_factory, mailer, policy, clock
+        self.turn = asyncio.Lock()
+
+    async def updates(self, batch: list[Received[InvitationUpdated]]) -> None:
+        async with self.turn:
+            await send_updates(batch, **self._deps())
+
+    async def cancellations(self, batch: list[Received[InvitationCancelled]]) -> None:
+        async with self.turn:
+            await send_cancellations(batch, **self._deps())
+
+    async def reminders(self, batch: list[Received[InvitationReminded]]) -> None:
+        async with self.turn:
+            await send_reminders(batch, **self._deps())
+
+    def _deps(self) -> _Deps:
+        return {"uow_factory": self.uow_factory, "mailer": self.mailer, "policy": self.policy, "clock": self.clock}
+
+
+class _Deps(TypedDict):
+    uow_factory: UnitOfWorkFactory
+    mailer: Mailer
+    policy: SendingPolicy
+    clock: Clock
 
 
 async def send_updates(
@@ -74,7 +110,11 @@ async def send_updates(
     contexts: dict[str, EventContext] = {}
     for item in items:
         updated = item.event
-        invitations = [d for d in deliveries[updated.invitation_id] if d.kind == INVITATION]
+        found = deliveries[updated.invitation_id]
+        invitations = [d for d in found if d.kind == INVITATION]
+        if _was_cancelled(found):
+            log.info("update_after_cancellation", invitation_id=updated.invitation_id)
+            continue
         if not invitations:
             # Its InvitationIssued is in this batch and not stored yet: the invitation goes out
             # with the newer details, and needs no update.
@@ -146,7 +186,7 @@ async def send_reminders(
     for item in items:
         reminded = item.event
         found = deliveries[reminded.invitation_id]
-        if not _invitation_sent(found) or any(d.kind == CANCELLATION for d in found):
+        if not _invitation_sent(found) or _was_cancelled(found):
             log.info("reminder_needs_no_mail", invitation_id=reminded.invitation_id, reminder=reminded.reminder)
             continue
         message_id = reminder_message_id(reminded.invitation_id, reminded.reminder_id, policy.mail_domain)
@@ -188,6 +228,13 @@ async def _settled(
     for d in found:
         by_invitation[d.invitation_id].append(d)
     return by_invitation
+
+
+def _was_cancelled(deliveries: Iterable[Delivery]) -> bool:
+    """A cancellation was handled: its mail is stored, or the invitation was stopped before it went out."""
+    return any(
+        d.kind == CANCELLATION or (d.kind == INVITATION and d.status is DeliveryStatus.CANCELLED) for d in deliveries
+    )
 
 
 def _invitation_sent(deliveries: Iterable[Delivery]) -> bool:

@@ -406,6 +406,7 @@ class Notifications:
         self.uow = FakeNotificationsUnitOfWork()
         self.mailer = mailer or FakeMailer()
         self.clock = FakeClock()
+        self.follow_ups = follow_ups.FollowUps(self.uow, self.mailer, POLICY, self.clock)
 
     async def on_actor(self, *events: ContactChange) -> list[Received[ContactChange]]:
         """Each event as the consumer hands it over; returns them as handled."""
