@@ -53,3 +53,13 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
     envelope = schemas["EventMessage[InvitationIssued]"]
     assert {"event_id", "event_type", "event_version", "correlation_id", "payload"} <= set(envelope["properties"])
     assert "conference" in schemas["InvitationIssued"]["properties"]
+
+
+def test_notifications_consumes_what_follows_an_invitation() -> None:
+    """The update, cancellation and reminder of an invitation are read by the notifications service
+    (on the invitations topic, which it already reads for InvitationIssued)."""
+    channels = generated()["notifications"]["channels"]
+    (consumer,) = {body["description"] for name, body in channels.items() if ":consume:" in name}
+    consumed = set(consumer.removeprefix("Consumes ").split(";")[0].split(", "))
+    assert {"InvitationIssued", "InvitationUpdated", "InvitationCancelled", "InvitationReminded"} <= consumed
+    assert any(name.endswith(":consume:quartier.invitations") for name in channels)
