@@ -17,9 +17,8 @@ from icalendar import Calendar
 
 from notifications.domain import CANCELLABLE
 from quartier.embedded import Infrastructure
-from quartier_shared.events import ACTORS_TOPIC, EVENT_TYPES, INVITATIONS_TOPIC, Envelope, kafka_headers
-from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
-from tests.helpers import caught_up, envelope_of, eventually, read_mails, running
+from quartier_shared.events import ACTORS_TOPIC, INVITATIONS_TOPIC
+from tests.helpers import caught_up, envelope_of, eventually, publish_at_once, read_mails, running
 from tests.integration.test_notifications_service import GROUP, outcomes, send, service
 from tests.unit.notifications.fakes import CONFERENCE, actor, cancelled, invitation, reminded, updated
 
@@ -37,26 +36,6 @@ def calendar_of(mail: EmailMessage) -> Calendar:
 
 def text_of(mail: EmailMessage) -> str:
     return str(mail.get_body(preferencelist=("plain",)).get_content())  # type: ignore[union-attr]
-
-
-async def publish_at_once(infra: Infrastructure, envelopes: list[Envelope]) -> None:
-    """In one go (``tests.helpers.publish`` waits for each), so they reach the consumer together."""
-    async with KafkaPublisher(infra.kafka_bootstrap) as publisher:
-        await publisher.publish(
-            [
-                OutgoingMessage(
-                    EVENT_TYPES[e.event_type].topic,
-                    e.aggregate_id.encode(),
-                    e.model_dump_json().encode(),
-                    kafka_headers(e),
-                )
-                for e in envelopes
-            ]
-        )
-
-
-def topic_of(envelope: Envelope) -> str:
-    return EVENT_TYPES[envelope.event_type].topic
 
 
 async def _at_least_one_mail(maildir: Path) -> bool:
@@ -140,10 +119,10 @@ async def test_a_cancellation_arriving_while_invitations_go_out_never_comes_befo
     known, late = people[: n // 2], people[n // 2 :]  # the contacts of the late ones come after it all
     async with running(app):
         await send(infra, *known)
-        await publish_at_once(infra, [envelope_of(i) for i in issued])
+        await publish_at_once(infra.kafka_bootstrap, [envelope_of(i) for i in issued])
         # The first invitations are out, the others still going or waiting: now the cancellations.
         await eventually(lambda: _at_least_one_mail(maildir), interval=0.01)
-        await publish_at_once(infra, [envelope_of(cancelled(i)) for i in issued])
+        await publish_at_once(infra.kafka_bootstrap, [envelope_of(cancelled(i)) for i in issued])
         await handled(infra)
         await send(infra, *late)
         await eventually(lambda: caught_up(infra.kafka_bootstrap, GROUP, ACTORS_TOPIC))
