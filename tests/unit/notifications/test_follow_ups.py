@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from icalendar import Calendar
+from structlog.testing import capture_logs
 
 from notifications.domain import DeliveryStatus, HandOver
 from notifications.mail import OutgoingMail
@@ -325,3 +326,16 @@ async def test_the_start_is_the_latest_one_the_delivery_knows() -> None:
 
     assert service.mailer.sent == []
     assert service.delivery(f"invitation:{issued.invitation_id}").reason == STARTED
+
+
+async def test_the_follow_up_mails_log_ids_only() -> None:
+    service = Notifications()
+    with capture_logs() as logs:
+        issued = await invited(service)
+        await service.on_updates(updated(issued, title=NEW_TITLE))
+        await service.on_reminders(reminded(issued))
+        await service.on_cancellations(cancelled(issued, reason="Frau Beispiel ist krank"))
+    assert {"update_sent", "reminder_sent", "cancellation_sent"} <= {entry["event"] for entry in logs}
+    logged = repr(logs)
+    assert "@example.org" not in logged and "Runder Tisch" not in logged and "Beispiel" not in logged
+    assert "rsvp" not in logged and "eyJ" not in logged
