@@ -314,13 +314,13 @@ class Delivery:
 @dataclass(frozen=True)
 class HandOver:
     """What a claim may do with the deliveries it holds at the moment of sending: ``send`` them (as
-    stored now); not send the ``cancelled`` ones (ids); and not send again, but count as sent, the
-    ones cancelled after an earlier claim had handed them to the SMTP server (``sent_before``, ids):
-    they may have gone out, so what follows them (the cancellation) must follow."""
+    stored now), but not the ``cancelled`` ones (ids). A delivery cancelled after an earlier claim
+    had handed it to the SMTP server is sent again, as any mail of a claim that ended unrecorded
+    is (the same Message-ID): it may have gone out, and this way its cancellation follows the
+    invitation in every mailbox, never alone."""
 
     send: list[Delivery]
     cancelled: set[str]
-    sent_before: set[str]
 
 
 @dataclass(frozen=True)

@@ -101,10 +101,14 @@ async def send_updates(
     by_details: dict[str, list[str]] = defaultdict(list)
     for item in items:
         by_details[item.event.conference.model_dump_json()].append(item.event.invitation_id)
-    for item in items:
-        ids = by_details.pop(item.event.conference.model_dump_json(), None)
-        if ids:
-            await store.deliveries.refresh(ids, item.event.conference)
+    # In a transaction, as a claim is: a document a crashed instance's transaction still locks gives
+    # a quick write conflict (the consumer retries) instead of a write that hangs.
+    async with uow_factory(batch[0].context) as uow:
+        for item in items:
+            ids = by_details.pop(item.event.conference.model_dump_json(), None)
+            if ids:
+                await uow.deliveries.refresh(ids, item.event.conference)
+        await uow.commit()
     deliveries = await _settled(items, store, uow_factory, mailer, policy, clock, kinds=(INVITATION,))
     new: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
@@ -152,7 +156,9 @@ async def send_cancellations(
         for c in items
     ]
     await store.deliveries.add_cancelled(tombstones)
-    await store.deliveries.cancel_unsent([c.event.invitation_id for c in items], CANCELLED, clock.now())
+    async with uow_factory(batch[0].context) as uow:  # in a transaction, as ``refresh`` (see there)
+        await uow.deliveries.cancel_unsent([c.event.invitation_id for c in items], CANCELLED, clock.now())
+        await uow.commit()
     deliveries = await _settled(items, store, uow_factory, mailer, policy, clock, kinds=CANCELLABLE)
     new: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}

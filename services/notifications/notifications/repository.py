@@ -106,9 +106,9 @@ class DeliveryRepository(Protocol):
     async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
         """At the moment of sending: of the deliveries the claim ``token`` holds, mark the ones not
         cancelled as handed to the SMTP server and return them as stored now (the latest details
-        an update left); and the held ones cancelled meanwhile, split by whether an earlier claim
-        had handed them over (see ``HandOver``). Atomic per delivery with ``cancel_unsent`` and
-        ``refresh``: each sees a delivery handed or not."""
+        an update left), with the ids of the held ones cancelled before any claim handed them over
+        (see ``HandOver``). Atomic per delivery with ``cancel_unsent`` and ``refresh``: each sees a
+        delivery handed or not."""
         ...
 
     async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
@@ -300,11 +300,9 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
             {**_held(ids, token), "cancelled": {"$ne": True}}, {"$set": {"handed": token}}, session=self.session
         )
         docs = await self._documents(_held(ids, token))
-        cancelled = [d for d in docs if d.get("cancelled")]
         return HandOver(
-            send=[self.mapper.from_document(d) for d in docs if d.get("handed") == token and not d.get("cancelled")],
-            cancelled={d["_id"] for d in cancelled if not d.get("handed")},
-            sent_before={d["_id"] for d in cancelled if d.get("handed")},
+            send=[self.mapper.from_document(d) for d in docs if d.get("handed")],  # now, or before a cancellation
+            cancelled={d["_id"] for d in docs if not d.get("handed")},
         )
 
     async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:

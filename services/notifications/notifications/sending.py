@@ -27,7 +27,8 @@ Rules both follow:
 - At the moment of sending, under the lease, each claim hands its deliveries over (``hand_over``):
   one a cancellation reached before is recorded cancelled and not sent, and the others are sent
   with the details stored now (an update may have refreshed them). From then on a delivery counts
-  as possibly sent: a cancellation or an update that comes later waits for its outcome.
+  as possibly sent: a cancellation or an update that comes later waits for its outcome, and one
+  taken over after a crash is sent again (as any unrecorded mail is), its cancellation after it.
 - Nothing is mailed once the conference has started (by the delivery's latest details; answers'
   confirmations excepted): a failed outcome with that reason.
 - Opt-out is respected when the mail is due: an inactive contact, or one without consent, gets a
@@ -269,10 +270,6 @@ class _Sending:
         for d in claimed:
             if d.id in hand_over.cancelled:
                 await recorder.add(Outcome(d, DeliveryStatus.CANCELLED, CANCELLED))
-            elif d.id in hand_over.sent_before:
-                # An earlier claim handed it over and ended before recording how: it may have gone
-                # out, so it counts as sent (the cancellation follows it) and is not sent again.
-                await recorder.add(Outcome(d, DeliveryStatus.SENT))
         claimed = hand_over.send
 
         async def one(d: Delivery) -> None:

@@ -256,11 +256,9 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
         for i in held:
             if not self.rows[i].cancelled:
                 self.rows[i] = replace(self.rows[i], handed=token)
-        cancelled = {i for i in held if self.rows[i].cancelled}
         return HandOver(
-            send=[self.rows[i].delivery for i in ids if i in held and not self.rows[i].cancelled],
-            cancelled={i for i in cancelled if self.rows[i].handed is None},
-            sent_before={i for i in cancelled if self.rows[i].handed is not None},
+            send=[self.rows[i].delivery for i in ids if i in held and self.rows[i].handed is not None],
+            cancelled={i for i in held if self.rows[i].handed is None},
         )
 
     async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
