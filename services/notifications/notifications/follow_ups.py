@@ -96,38 +96,25 @@ async def send_updates(
     details instead."""
     items = _in_order(batch)
     store = uow_factory(batch[0].context).without_transaction()
-    # Details a mail has not been handed over with yet become the newer ones (one write per change:
-    # every invitation of one change carries the same details).
-    by_details: dict[str, list[str]] = defaultdict(list)
-    for item in items:
-        by_details[item.event.conference.model_dump_json()].append(item.event.invitation_id)
-    # In a transaction, as a claim is: a document a crashed instance's transaction still locks gives
-    # a quick write conflict (the consumer retries) instead of a write that hangs.
-    async with uow_factory(batch[0].context) as uow:
-        for item in items:
-            ids = by_details.pop(item.event.conference.model_dump_json(), None)
-            if ids:
-                await uow.deliveries.refresh(ids, item.event.conference)
-        await uow.commit()
+    # First the stand-ins, then the refresh: an InvitationIssued of this batch stores its invitation
+    # before the stand-in (refreshed next) or finds the stand-in stored (and sends that).
+    stand_ins = await _stand_in_for_missing(items, store, policy)
+    await _refresh(items, uow_factory)
+    contacts = await store.contacts.get_many({d.actor_id for d in stand_ins})
+    known = [d for d in stand_ins if d.actor_id in contacts]  # the others wait for their contact
+    await settle(known, contacts, items[0].context, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock)
     deliveries = await _settled(items, store, uow_factory, mailer, policy, clock, kinds=(INVITATION,))
     new: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
     for item in items:
         updated = item.event
         found = deliveries[updated.invitation_id]
-        invitations = [d for d in found if d.kind == INVITATION]
         if _was_cancelled(found):
             log.info("update_after_cancellation", invitation_id=updated.invitation_id)
             continue
-        if not invitations:
-            # Its InvitationIssued is in this batch and not stored yet: the invitation goes out
-            # with the newer details, and needs no update.
-            stand_in = _invitation_of(updated, policy)
-            new[stand_in.id], contexts[stand_in.id] = stand_in, item.context  # a later sequence wins
-            continue
         # Sent with older details: an update. Not sent yet, it carries the newer ones (refreshed);
-        # failed or cancelled: nothing.
-        sent = [d for d in invitations if d.status is DeliveryStatus.SENT]
+        # failed: nothing.
+        sent = [d for d in found if d.kind == INVITATION and d.status is DeliveryStatus.SENT]
         if any(d.conference.sequence < updated.conference.sequence for d in sent):
             message_id = update_message_id(updated.invitation_id, updated.conference.sequence, policy.mail_domain)
             update = Delivery.for_update(updated, message_id)
@@ -136,6 +123,35 @@ async def send_updates(
         else:
             log.info("update_needs_no_mail", invitation_id=updated.invitation_id, sequence=updated.conference.sequence)
     await send_new(list(new.values()), contexts, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock)
+
+
+async def _refresh(items: Sequence[Received[InvitationUpdated]], uow_factory: UnitOfWorkFactory) -> None:
+    """Details a mail has not been handed over with yet become the newer ones: one write per change
+    (every invitation of one change carries the same details). In a transaction, as a claim is: a
+    document a crashed instance's transaction still locks gives a quick write conflict (the
+    consumer retries) instead of a write that hangs."""
+    by_details: dict[str, list[str]] = defaultdict(list)
+    for item in items:
+        by_details[item.event.conference.model_dump_json()].append(item.event.invitation_id)
+    async with uow_factory(items[0].context) as uow:
+        for item in items:  # by sequence, so the newest details are written last
+            ids = by_details.pop(item.event.conference.model_dump_json(), None)
+            if ids:
+                await uow.deliveries.refresh(ids, item.event.conference)
+        await uow.commit()
+
+
+async def _stand_in_for_missing(
+    items: Sequence[Received[InvitationUpdated]], store: Repositories, policy: SendingPolicy
+) -> list[Delivery]:
+    """An invitation with no delivery stored yet (its InvitationIssued is in this batch, handled at
+    this moment) is stored from the update, waiting to be claimed, with the newer details; returns
+    those stored now or before."""
+    found = {d.invitation_id for d in await store.deliveries.of_invitations({i.event.invitation_id for i in items})}
+    latest = {i.event.invitation_id: i for i in items if i.event.invitation_id not in found}  # a later one wins
+    stand_ins = [_invitation_of(item.event, policy) for item in latest.values()]
+    await store.deliveries.add_waiting(stand_ins)
+    return stand_ins
 
 
 async def send_cancellations(
