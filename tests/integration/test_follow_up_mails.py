@@ -114,19 +114,27 @@ async def test_a_cancellation_arriving_while_invitations_go_out_never_comes_befo
     infra: Infrastructure, database_name: str, tmp_path: Path
 ) -> None:
     """Invitations for many, and the cancellation of each right behind them: every invitee gets
-    nothing, or the invitation and then its cancellation; never an invitation after it."""
+    nothing, or the invitation and then its cancellation; never an invitation after it.
+
+    Three groups: invitations going out when their cancellations come; invitations published
+    together with their cancellations (handled in the same consumer batches, at the same time);
+    and invitations still waiting for their contact."""
     n = 60
     app = service(infra, database_name)
     maildir = tmp_path / "mail"
     people = [actor(f"person{i}@example.org") for i in range(n)]
     issued = [invitation(p.actor_id) for p in people]
-    known, late = people[: n // 2], people[n // 2 :]  # the contacts of the late ones come after it all
+    going, together, late = issued[:20], issued[20:40], people[40:]  # the late ones' contacts come last
     async with running(app):
-        await send(infra, *known)
-        await publish_at_once(infra.kafka_bootstrap, [envelope_of(i) for i in issued])
+        await send(infra, *people[:40])
+        await publish_at_once(infra.kafka_bootstrap, [envelope_of(i) for i in going + issued[40:]])
         # The first invitations are out, the others still going or waiting: now the cancellations.
         await eventually(lambda: _at_least_one_mail(maildir), interval=0.01)
-        await publish_at_once(infra.kafka_bootstrap, [envelope_of(cancelled(i)) for i in issued])
+        await publish_at_once(
+            infra.kafka_bootstrap,
+            [envelope_of(cancelled(i)) for i in going + issued[40:]]
+            + [envelope_of(e) for i in together for e in (i, cancelled(i))],
+        )
         await handled(infra)
         await send(infra, *late)
         await eventually(lambda: caught_up(infra.kafka_bootstrap, GROUP, ACTORS_TOPIC))
