@@ -22,6 +22,7 @@ from tests.unit.notifications.fakes import CONFERENCE, FakeDeliveryRepository
 NOW = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
 DELIVERY_FIELDS = {"_id", "kind", "invitation_id", "conference_id", "actor_id", "conference", "status"}
 DELIVERY_FIELDS |= {"message_id", "reason", "lease_until", "attempts", "resend", "reply"}
+DELIVERY_FIELDS |= {"previous", "confirm", "note", "reminder", "reminder_id"}
 CONTACT_FIELDS = {"_id", "name", "email", "language", "consent_to_notifications", "active", "revision"}
 
 
@@ -209,3 +210,71 @@ async def test_latest_invitations_gives_each_invitations_delivery_with_the_lates
     assert set(found) == {first.invitation_id, other.invitation_id}
     assert found[first.invitation_id].id == resent.id and found[first.invitation_id].conference.title == "verlegt"
     assert found[other.invitation_id].id == other.id
+
+
+# --- what a cancellation and an update do to deliveries not sent yet ---------------------------------
+
+
+async def test_hand_over_sends_what_no_cancellation_reached_with_the_details_stored_now(
+    deliveries: DeliveryRepository,
+) -> None:
+    kept, stopped = pending(2)
+    await deliveries.add_claimed([kept, stopped], lease("one"))
+    newer = CONFERENCE.model_copy(update={"title": "Neuer Titel", "sequence": 1})
+    await deliveries.refresh([kept.invitation_id], newer)
+    await deliveries.cancel_unsent([stopped.invitation_id], "cancelled", NOW)
+
+    assert (await deliveries.hand_over([kept.id, stopped.id], "other")).send == []  # only the holder
+    handed = await deliveries.hand_over([kept.id, stopped.id], "one")
+
+    assert [(d.id, d.conference) for d in handed.send] == [(kept.id, newer)]
+    assert handed.cancelled == {stopped.id}
+    # Once handed over it may have gone out: an update leaves it as it is, and a later claim (after
+    # a crash) sends it again even though it was cancelled since, so its cancellation follows it.
+    await deliveries.refresh([kept.invitation_id], CONFERENCE.model_copy(update={"sequence": 2}))
+    await deliveries.cancel_unsent([kept.invitation_id], "cancelled", NOW)
+    (taken_over,) = await deliveries.claim([kept.id], lease("two"), NOW + timedelta(minutes=5))
+    assert taken_over.conference == newer
+    after_crash = await deliveries.hand_over([kept.id], "two")
+    assert ([d.id for d in after_crash.send], after_crash.cancelled) == ([kept.id], set())
+
+
+async def test_refresh_gives_newer_details_to_invitations_not_handed_over_and_nothing_else(
+    deliveries: DeliveryRepository,
+) -> None:
+    waiting, leased, sent = pending(1, actor_id="a"), pending(1), pending(1)
+    await deliveries.add_waiting(waiting)
+    await deliveries.add_claimed(leased + sent, lease("one"))
+    await deliveries.hand_over([sent[0].id], "one")
+    await deliveries.finish([Outcome(sent[0], DeliveryStatus.SENT)], "one", NOW)
+    newer, older = (CONFERENCE.model_copy(update={"venue": CONFERENCE.venue, "sequence": n}) for n in (2, 1))
+    everyone = [d.invitation_id for d in waiting + leased + sent]
+
+    await deliveries.refresh(everyone, newer)
+    await deliveries.refresh(everyone, older)  # never back to an older sequence
+
+    stored = await deliveries.get_many([d.id for d in waiting + leased + sent])
+    assert [stored[d.id].conference.sequence for d in waiting + leased + sent] == [2, 2, 0]
+
+
+async def test_a_cancellation_ends_what_is_unclaimed_and_stops_what_is_leased(deliveries: DeliveryRepository) -> None:
+    (invitation,) = pending(1)
+    await deliveries.add_waiting([invitation])
+    update = replace(invitation, id=f"update:{invitation.invitation_id}:seq-1", kind="update")
+    confirmation = replace(invitation, id="confirmation:x", kind="confirmation")
+    await deliveries.add_claimed([update, confirmation], lease("one"))
+    other = pending(1)
+
+    await deliveries.add_cancelled([invitation, *other])
+    stored = await deliveries.get_many([invitation.id, other[0].id])
+    assert stored[invitation.id].status is DeliveryStatus.WAITING_FOR_CONTACT  # stored before: left as it was
+    assert stored[other[0].id].status is DeliveryStatus.CANCELLED
+
+    await deliveries.cancel_unsent([invitation.invitation_id], "cancelled", NOW)
+
+    found = {d.id: d for d in await deliveries.of_invitations([invitation.invitation_id])}
+    assert (found[invitation.id].status, found[invitation.id].reason) == (DeliveryStatus.CANCELLED, "cancelled")
+    assert found[update.id].status is DeliveryStatus.SENDING  # its claim finds out at the hand-over
+    handed = await deliveries.hand_over([update.id, confirmation.id], "one")
+    assert [d.id for d in handed.send] == [confirmation.id]  # an answer's confirmation is not stopped
+    assert handed.cancelled == {update.id}

@@ -72,3 +72,13 @@ def test_the_actors_service_hears_the_other_services_confirm_an_erasure() -> Non
     assert "consumes ActorErasureConfirmed" in doc["info"]["description"]
     erased = doc["components"]["schemas"]["ActorErased"]["properties"]
     assert set(erased) == {"actor_id", "revision"}  # ids only: no personal data on the topic
+
+
+def test_notifications_consumes_what_follows_an_invitation() -> None:
+    """The update, cancellation and reminder of an invitation are read by the notifications service
+    (on the invitations topic, which it already reads for InvitationIssued)."""
+    channels = generated()["notifications"]["channels"]
+    (consumer,) = {body["description"] for name, body in channels.items() if ":consume:" in name}
+    consumed = set(consumer.removeprefix("Consumes ").split(";")[0].split(", "))
+    assert {"InvitationIssued", "InvitationUpdated", "InvitationCancelled", "InvitationReminded"} <= consumed
+    assert any(name.endswith(":consume:quartier.invitations") for name in channels)

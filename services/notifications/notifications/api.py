@@ -39,8 +39,10 @@ from .unit_of_work import UnitOfWorkFactory
 
 class DeliveryOut(BaseModel):
     id: str
-    kind: str  # "invitation" or "confirmation" (of an answer)
+    # "invitation", "confirmation" (of an answer), "update", "cancellation" or "reminder"
+    kind: str
     resend: int  # invitations: 0, or the n-th resend
+    reminder_id: str | None  # reminders: which one
     invitation_id: str
     conference_id: str
     actor_id: str

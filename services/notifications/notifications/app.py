@@ -11,13 +11,16 @@ from quartier_shared.events import (
     ConferenceDrafted,
     ConferenceScheduled,
     InvitationAnswered,
+    InvitationCancelled,
     InvitationFailed,
     InvitationIssued,
+    InvitationReminded,
     InvitationSent,
+    InvitationUpdated,
 )
 from quartier_shared.runtime import Runtime, create_app
 
-from . import handlers
+from . import follow_ups, handlers
 from .api import build_router
 from .mail import Sender
 from .personal_links import PersonalLinks
@@ -49,15 +52,23 @@ def build(settings: Settings | None = None) -> FastAPI:
     invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     confirmations = partial(handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     conference = partial(handlers.keep_conference, uow_factory=uow_factory)
+    following = follow_ups.FollowUps(uow_factory, smtp, policy)
     runtime.consume(
         group_id="notifications",
         handlers={ActorEvent: contact, ConferenceDrafted: conference, ConferenceScheduled: conference},
-        batch_handlers={InvitationIssued: invitations, InvitationAnswered: confirmations},
+        batch_handlers={
+            InvitationIssued: invitations,
+            InvitationAnswered: confirmations,
+            InvitationUpdated: following.updates,
+            InvitationCancelled: following.cancellations,
+            InvitationReminded: following.reminders,
+        },
     )
     runtime.on_stop(smtp.close)
     return create_app(
         runtime,
         "Invitation e-mails with calendar files and personal answer links, the confirmation of each answer,"
+        " the update, cancellation and reminder mails that follow an invitation,"
         " and previews and test mails of a conference's invitation",
         routers=[build_router(uow_factory, mailer=smtp, policy=policy, limit=limit)],
         publishes=[InvitationSent, InvitationFailed],

@@ -2,7 +2,7 @@
 invitations will say, for previews and test mails), deliveries (one mail each) and the events a
 delivery raises when it ends: InvitationSent or InvitationFailed.
 
-Two kinds of mail, one delivery each:
+The kinds of mail, one delivery each:
 - an invitation (``INVITATION``): one per InvitationIssued and resend number, so a coordinator's
   resend is a mail of its own while a repeated event is the same mail. Its outcome raises
   InvitationSent or InvitationFailed, which the conferences service follows.
@@ -10,6 +10,14 @@ Two kinds of mail, one delivery each:
   id), so a replayed answer is the same mail and a later answer a new one. Its outcome raises no
   event: the invitation's status must not change, and no other service needs to know; the
   delivery record (``GET /deliveries``) is the operators' view of it.
+- an update (``UPDATE``) of a sent invitation: one per invitation and new sequence, with the
+  conference as it was (``previous``) and whether to ask for a confirmation (``confirm``);
+- a cancellation (``CANCELLATION``) of a sent invitation: one per invitation and sequence, with
+  the coordinator's reason (``note``);
+- a reminder (``REMINDER``): one per invitation and ``reminder_id``.
+Updates, cancellations and reminders, like confirmations, raise no event. A cancelled invitation
+that was not sent yet, and any update or reminder of it not sent yet, ends ``CANCELLED``: never
+sent, and no event (the conferences service cancelled it, it knows).
 
 A contact only moves forward by actor revision. A delivery is sent under a lease: a claim holds
 it until ``Lease.until``; a delivery whose lease ran out may be claimed again. A final delivery
@@ -20,7 +28,7 @@ so recording an outcome twice yields the same event.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -33,15 +41,24 @@ from quartier_shared.events import (
     ConferenceDrafted,
     ConferenceScheduled,
     InvitationAnswered,
+    InvitationCancelled,
     InvitationFailed,
     InvitationIssued,
+    InvitationReminded,
     InvitationSent,
+    InvitationUpdated,
     Language,
+    Reminder,
 )
 
 ID_NAMESPACE = uuid.UUID("a7d4f3c2-1b0e-4d6a-8f3b-9e2c5d7a1f40")
 INVITATION = "invitation"  # the kinds of delivery
 CONFIRMATION = "confirmation"
+UPDATE = "update"
+CANCELLATION = "cancellation"
+REMINDER = "reminder"
+# What a cancellation stops when it comes before they were sent: the invitation and what follows it.
+CANCELLABLE = (INVITATION, UPDATE, REMINDER)
 
 
 class DeliveryStatus(StrEnum):
@@ -50,10 +67,11 @@ class DeliveryStatus(StrEnum):
     SENDING = "sending"  # leased to one claim; a lease that ran out may be taken over
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # the conference was cancelled before this mail went out: never sent
 
     @property
     def final(self) -> bool:
-        return self in (DeliveryStatus.SENT, DeliveryStatus.FAILED)
+        return self in (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -144,6 +162,11 @@ class Delivery:
     lease_until: datetime | None = None
     resend: int = 0  # invitations: 0, or the coordinator's n-th resend
     reply: Reply | None = None  # confirmations: the answer they confirm
+    previous: ConferenceDetails | None = None  # updates: the conference as the invitee last saw it
+    confirm: bool = False  # updates: ask one who accepted to confirm (after a change of time)
+    note: str | None = None  # cancellations: the coordinator's reason, if given
+    reminder: Reminder | None = None  # reminders: which text
+    reminder_id: str | None = None  # reminders: which one (P7D, P1D, a nudge), one mail each
 
     @staticmethod
     def id_for(invitation_id: str, kind: str, resend: int = 0) -> str:
@@ -188,6 +211,65 @@ class Delivery:
             reply=Reply.of(answered),
         )
 
+    @classmethod
+    def for_update(cls, updated: InvitationUpdated, message_id: str) -> Delivery:
+        """The update mail of a sent invitation, one per new sequence: a repeated event finds it."""
+        return cls(
+            id=f"{UPDATE}:{updated.invitation_id}:seq-{updated.conference.sequence}",
+            kind=UPDATE,
+            invitation_id=updated.invitation_id,
+            conference_id=updated.conference_id,
+            actor_id=updated.actor_id,
+            conference=updated.conference,
+            status=DeliveryStatus.PENDING,
+            message_id=message_id,
+            previous=updated.previous,
+            confirm=updated.confirm,
+        )
+
+    @classmethod
+    def for_cancellation(cls, cancelled: InvitationCancelled, message_id: str) -> Delivery:
+        """The cancellation mail of a sent invitation, one per sequence."""
+        return cls(
+            id=f"{CANCELLATION}:{cancelled.invitation_id}:seq-{cancelled.conference.sequence}",
+            kind=CANCELLATION,
+            invitation_id=cancelled.invitation_id,
+            conference_id=cancelled.conference_id,
+            actor_id=cancelled.actor_id,
+            conference=cancelled.conference,
+            status=DeliveryStatus.PENDING,
+            message_id=message_id,
+            note=cancelled.reason,
+        )
+
+    @classmethod
+    def for_reminder(cls, reminded: InvitationReminded, message_id: str) -> Delivery:
+        """One reminder mail per invitation and ``reminder_id``."""
+        return cls(
+            id=f"{REMINDER}:{reminded.invitation_id}:{reminded.reminder_id}",
+            kind=REMINDER,
+            invitation_id=reminded.invitation_id,
+            conference_id=reminded.conference_id,
+            actor_id=reminded.actor_id,
+            conference=reminded.conference,
+            status=DeliveryStatus.PENDING,
+            message_id=message_id,
+            reminder=reminded.reminder,
+            reminder_id=reminded.reminder_id,
+        )
+
+    @classmethod
+    def cancelled_invitation(cls, cancelled: InvitationCancelled, message_id: str) -> Delivery:
+        """The invitation of a cancellation that came before any InvitationIssued of it was stored
+        (both may be in one batch, handled at once): stored cancelled, so that one is never sent."""
+        issued = InvitationIssued(
+            invitation_id=cancelled.invitation_id,
+            conference_id=cancelled.conference_id,
+            actor_id=cancelled.actor_id,
+            conference=cancelled.conference,
+        )
+        return replace(cls.for_invitation(issued, message_id), status=DeliveryStatus.CANCELLED)
+
     @property
     def raises_events(self) -> bool:
         """Only an invitation's outcome is an event (see the module docstring)."""
@@ -198,6 +280,11 @@ class Delivery:
         if self.status is DeliveryStatus.SENDING:
             return self.lease_until is not None and self.lease_until < now
         return not self.status.final
+
+    def started(self, now: datetime) -> bool:
+        """The conference has started, as this delivery knows it (its latest details): nothing is
+        mailed any more, but the confirmation of an answer (answers may change until the end)."""
+        return self.kind != CONFIRMATION and now >= self.conference.starts_at
 
     def outcome(self, status: DeliveryStatus, reason: str | None, now: datetime) -> InvitationSent | InvitationFailed:
         """The event that says how sending ended: ``SENT``, or ``FAILED`` with the reason."""
@@ -222,6 +309,18 @@ class Delivery:
 
     def outcome_event_id(self, status: DeliveryStatus) -> str:
         return str(uuid.uuid5(ID_NAMESPACE, f"{status.value}:{self.id}"))
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """What a claim may do with the deliveries it holds at the moment of sending: ``send`` them (as
+    stored now), but not the ``cancelled`` ones (ids). A delivery cancelled after an earlier claim
+    had handed it to the SMTP server is sent again, as any mail of a claim that ended unrecorded
+    is (the same Message-ID): it may have gone out, and this way its cancellation follows the
+    invitation in every mailbox, never alone."""
+
+    send: list[Delivery]
+    cancelled: set[str]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ ids:
   mail; a later answer, a new event, is a new one). It is written with the conference as the
   invitation's mail last showed it, so an answer to an invitation this service never mailed fails
   (and, after the consumer's retries, goes to the dead-letter topic, to be replayed).
+The update, cancellation and reminder mails that follow an invitation have handlers of their own
+(``follow_ups``).
 The queries read through the unit of work's repositories and commit nothing.
 
 A test mail is no invitation: it has no delivery record and raises no event. It is counted per

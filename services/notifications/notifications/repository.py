@@ -6,7 +6,9 @@ its fields by name and its id as ``_id`` (``DocumentMapper`` derives the mapping
 dataclass). A contact's ``_id`` is the actor's id, a conference's the conference's. A delivery
 document also holds what only storage needs:
 ``claim`` (the token of the lease holding it), ``attempts`` (claims so far), ``finish`` (which
-update recorded its outcome) and ``finished_at``. Conference times are stored as dates; documents
+update recorded its outcome), ``finished_at``, ``handed`` (the token of the claim that last took
+it to the SMTP server: from then on it may have been sent) and ``cancelled`` (its conference was
+cancelled: no claim may take it to the SMTP server any more). Conference times are stored as dates; documents
 written before the mapping was derived hold them as ISO text, and both read back the same.
 ``test_mail_quota`` counts the test mails of a conference per clock hour (one document each).
 
@@ -22,22 +24,35 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
+from pydantic import TypeAdapter
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from quartier_shared.embedded_db import chunked
+from quartier_shared.events import ConferenceDetails
 from quartier_shared.mongo import Document, DocumentMapper
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
-from .domain import INVITATION, Contact, Delivery, DeliveryStatus, KnownConference, Lease, Outcome
+from .domain import (
+    CANCELLABLE,
+    INVITATION,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    HandOver,
+    KnownConference,
+    Lease,
+    Outcome,
+)
 
 CONTACTS, DELIVERIES, CONFERENCES, TEST_MAIL_QUOTA = "contacts", "deliveries", "conferences", "test_mail_quota"
 _contacts = DocumentMapper(Contact)
 _conferences = DocumentMapper(KnownConference)
 QUOTA_KEPT_SECONDS = 2 * 3600  # after the start of its window
 _deliveries = DocumentMapper(Delivery)
+_details: TypeAdapter[ConferenceDetails] = TypeAdapter(ConferenceDetails)
 DUPLICATE_KEY = 11000
 T = TypeVar("T")
 
@@ -86,6 +101,33 @@ class DeliveryRepository(Protocol):
     async def finish(self, outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
         """Record the outcomes of deliveries the claim ``token`` still holds; returns their ids (a
         lease that ran out may have passed a delivery to another claim, which records it)."""
+        ...
+
+    async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
+        """At the moment of sending: of the deliveries the claim ``token`` holds, mark the ones not
+        cancelled as handed to the SMTP server and return them as stored now (the latest details
+        an update left), with the ids of the held ones cancelled before any claim handed them over
+        (see ``HandOver``). Atomic per delivery with ``cancel_unsent`` and ``refresh``: each sees a
+        delivery handed or not."""
+        ...
+
+    async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
+        """Give the invitation deliveries of ``invitation_ids`` not handed to the SMTP server yet
+        (and not final) these newer details, unless they hold these or newer ones."""
+        ...
+
+    async def cancel_unsent(self, invitation_ids: Sequence[str], reason: str, now: datetime) -> None:
+        """The invitation, update and reminder deliveries of ``invitation_ids`` not final yet: the
+        unclaimed ones end cancelled (with ``reason``), the leased ones are marked so that their
+        claim cannot hand them over any more."""
+        ...
+
+    async def add_cancelled(self, deliveries: Sequence[Delivery]) -> None:
+        """Store new deliveries as cancelled (ones stored before stay as they are)."""
+        ...
+
+    async def of_invitations(self, invitation_ids: Iterable[str]) -> list[Delivery]:
+        """Every delivery of these invitations, by id."""
         ...
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, Delivery]: ...
@@ -223,7 +265,7 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
 
     async def finish(self, outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
         sent = [o.delivery.id for o in outcomes if o.status is DeliveryStatus.SENT]
-        failed = [o for o in outcomes if o.status is DeliveryStatus.FAILED]
+        failed = [o for o in outcomes if o.status is not DeliveryStatus.SENT]  # failed or cancelled
         held = await self._finish_sent(sent, token, now) if sent else set()
         if failed:
             held |= await self._finish_failed(failed, token, now)
@@ -239,12 +281,12 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
         return await self._ids({"_id": {"$in": ids}, "finish": this_call})
 
     async def _finish_failed(self, outcomes: list[Outcome], token: str, now: datetime) -> set[str]:
-        """One update each, for each has its own reason."""
+        """One update each, for each has its own reason (and status: failed or cancelled)."""
         held = await self._ids(_held([o.delivery.id for o in outcomes], token))
         writes = [
             UpdateOne(
                 {"_id": o.delivery.id},
-                {"$set": {"status": DeliveryStatus.FAILED.value, "reason": o.reason, "finished_at": now}},
+                {"$set": {"status": o.status.value, "reason": o.reason, "finished_at": now}},
             )
             for o in outcomes
             if o.delivery.id in held
@@ -252,6 +294,54 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
         if writes:
             await self.collection.bulk_write(writes, ordered=False, session=self.session)
         return held
+
+    async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
+        await self.collection.update_many(
+            {**_held(ids, token), "cancelled": {"$ne": True}}, {"$set": {"handed": token}}, session=self.session
+        )
+        docs = await self._documents(_held(ids, token))
+        return HandOver(
+            send=[self.mapper.from_document(d) for d in docs if d.get("handed")],  # now, or before a cancellation
+            cancelled={d["_id"] for d in docs if not d.get("handed")},
+        )
+
+    async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
+        open_ = [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value, DeliveryStatus.SENDING.value]
+        for chunk in chunked(list(invitation_ids)):
+            await self.collection.update_many(
+                {
+                    "invitation_id": {"$in": chunk},
+                    "kind": INVITATION,
+                    "status": {"$in": open_},
+                    "handed": None,  # absent or null: never taken to the SMTP server
+                    "conference.sequence": {"$lt": conference.sequence},
+                },
+                {"$set": {"conference": _details.dump_python(conference)}},
+                session=self.session,
+            )
+
+    async def cancel_unsent(self, invitation_ids: Sequence[str], reason: str, now: datetime) -> None:
+        unclaimed = [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value]
+        cancelled = {"status": DeliveryStatus.CANCELLED.value, "reason": reason, "finished_at": now, "cancelled": True}
+        for chunk in chunked(list(invitation_ids)):
+            family = {"invitation_id": {"$in": chunk}, "kind": {"$in": list(CANCELLABLE)}}
+            await self.collection.update_many(
+                {**family, "status": {"$in": unclaimed}}, {"$set": cancelled}, session=self.session
+            )
+            # A claim taking a pending one between these two writes is caught by the second.
+            await self.collection.update_many(
+                {**family, "status": DeliveryStatus.SENDING.value}, {"$set": {"cancelled": True}}, session=self.session
+            )
+
+    async def add_cancelled(self, deliveries: Sequence[Delivery]) -> None:
+        cancelled = (replace(d, status=DeliveryStatus.CANCELLED) for d in deliveries)
+        await self._insert_new([self.mapper.to_document(d) | {"attempts": 0, "cancelled": True} for d in cancelled])
+
+    async def of_invitations(self, invitation_ids: Iterable[str]) -> list[Delivery]:
+        found: list[Delivery] = []
+        for chunk in chunked(list(invitation_ids)):
+            found += await self._find({"invitation_id": {"$in": chunk}})
+        return sorted(found, key=lambda d: d.id)
 
     async def latest_invitations(self, invitation_ids: Iterable[str]) -> dict[str, Delivery]:
         found: list[Delivery] = []

@@ -1,5 +1,5 @@
-"""The sending workflow: each mail (an invitation, or the confirmation of an answer; see
-``domain``) sent once, under a lease, and its outcome recorded.
+"""The sending workflow: each mail (an invitation, the confirmation of an answer, an update, a
+cancellation or a reminder; see ``domain``) sent once, under a lease, and its outcome recorded.
 
 One delivery record per mail guards against duplicates, and sending is leased: a claim (a token
 and an end time) holds up to ``claim_size`` deliveries of one instance while it sends them.
@@ -11,6 +11,9 @@ Two ways in:
   final ones: a redelivery sends nothing. One whose contact has not arrived is stored waiting.
 - ``send_waiting_for``: the deliveries that waited for a contact, once it has arrived: claimed,
   then sent.
+- ``settle``: stored deliveries another claim may hold, claimed and sent (or waited for) until
+  each is final: what an update or a cancellation does before it decides whether the invitation
+  went out.
 
 Rules both follow:
 - A delivery another claim holds is waited for. Usually the holder finishes in a moment; after a
@@ -21,6 +24,13 @@ Rules both follow:
 - An outcome is recorded with its event (InvitationSent or InvitationFailed; a confirmation raises
   none) in one transaction, and only while the claim still holds the delivery. While MongoDB is
   away, recording waits and retries: once the SMTP server has taken a mail, sending it again is no way to recover.
+- At the moment of sending, under the lease, each claim hands its deliveries over (``hand_over``):
+  one a cancellation reached before is recorded cancelled and not sent, and the others are sent
+  with the details stored now (an update may have refreshed them). From then on a delivery counts
+  as possibly sent: a cancellation or an update that comes later waits for its outcome, and one
+  taken over after a crash is sent again (as any unrecorded mail is), its cancellation after it.
+- Nothing is mailed once the conference has started (by the delivery's latest details; answers'
+  confirmations excepted): a failed outcome with that reason.
 - Opt-out is respected when the mail is due: an inactive contact, or one without consent, gets a
   failed outcome and no mail.
 - A mail that breaks unexpectedly neither drops its claim's other outcomes nor blocks the retry:
@@ -41,8 +51,20 @@ from quartier_shared.metrics import MAILS
 from quartier_shared.mongo import is_unavailable
 from quartier_shared.retry import Retry
 
-from .domain import CONFIRMATION, Contact, Delivery, DeliveryStatus, Lease, Outcome
+from .domain import (
+    CANCELLATION,
+    CONFIRMATION,
+    INVITATION,
+    REMINDER,
+    UPDATE,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    Lease,
+    Outcome,
+)
 from .mail import OutgoingMail, Recipient, Sender, render_confirmation, render_invitation
+from .notices import render_cancellation, render_reminder, render_update
 from .personal_links import PersonalLinks
 from .smtp import PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
@@ -50,6 +72,8 @@ from .unit_of_work import UnitOfWorkFactory
 log = get_logger(__name__)
 OUTCOMES_PER_TRANSACTION = 50
 UNREACHABLE = "not sent: the actor is inactive or has withdrawn consent"
+STARTED = "not sent: the conference had started"
+CANCELLED = "not sent: the conference was cancelled"
 # Once the SMTP server has taken a mail, only recording its outcome is left: wait for MongoDB.
 _until_recorded = Retry(base=0.2, cap=5.0, transient=is_unavailable)
 
@@ -119,6 +143,24 @@ async def send_waiting_for(
     if waiting:
         sending = _Sending(uow_factory, mailer, policy, clock, {d.id: context for d in waiting})
         await sending.claim_and_send(waiting, {contact.id: contact})
+
+
+async def settle(
+    deliveries: Sequence[Delivery],
+    contacts: Mapping[str, Contact],
+    context: EventContext,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    mailer: Mailer,
+    policy: SendingPolicy,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
+    """Claim and send these stored deliveries (``contacts``: by actor id, each one's), waiting for
+    any another claim holds and taking it over once its lease ran out: when this returns, each is
+    final. ``context``: of the event that asks for it."""
+    if deliveries:
+        sending = _Sending(uow_factory, mailer, policy, clock, {d.id: context for d in deliveries})
+        await sending.claim_and_send(deliveries, contacts)
 
 
 class _Sending:
@@ -220,6 +262,15 @@ class _Sending:
 
     async def _send(self, claimed: list[Delivery], contacts: Mapping[str, Contact], lease: Lease) -> None:
         recorder = _OutcomeRecorder(self.uow_factory, self.contexts, lease.token, self.clock)
+        if not claimed:
+            return
+        # The moment of sending: a delivery cancelled since it was claimed is not sent, and the
+        # others go out with the details stored now.
+        hand_over = await self.store.deliveries.hand_over([d.id for d in claimed], lease.token)
+        for d in claimed:
+            if d.id in hand_over.cancelled:
+                await recorder.add(Outcome(d, DeliveryStatus.CANCELLED, CANCELLED))
+        claimed = hand_over.send
 
         async def one(d: Delivery) -> None:
             await recorder.add(await self._mail(d, contacts[d.actor_id]))
@@ -237,6 +288,8 @@ class _Sending:
 
     async def _mail(self, d: Delivery, contact: Contact) -> Outcome:
         """Send one delivery's mail, and say how that ended; an unexpected error is raised."""
+        if d.started(self.clock.now()):
+            return Outcome(d, DeliveryStatus.FAILED, STARTED)
         if not contact.reachable:
             return Outcome(d, DeliveryStatus.FAILED, UNREACHABLE)
         mail = self._render(d, Recipient(name=contact.name, email=contact.email, language=contact.language))
@@ -252,6 +305,39 @@ class _Sending:
         policy = self.policy
         # The link expires with the conference as this delivery knows it (its latest details).
         link = policy.links.for_invitation(d.invitation_id, d.conference.ends_at)
+        if d.kind == UPDATE:
+            assert d.previous is not None, "an update is stored with what it changes"
+            return render_update(
+                conference=d.conference,
+                previous=d.previous,
+                confirm=d.confirm,
+                recipient=recipient,
+                sender=policy.sender,
+                invitation_id=d.invitation_id,
+                domain=policy.mail_domain,
+                link=link,
+            )
+        if d.kind == CANCELLATION:
+            return render_cancellation(
+                conference=d.conference,
+                reason=d.note,
+                recipient=recipient,
+                sender=policy.sender,
+                invitation_id=d.invitation_id,
+                domain=policy.mail_domain,
+            )
+        if d.kind == REMINDER:
+            assert d.reminder is not None and d.reminder_id is not None, "a reminder is stored with both"
+            return render_reminder(
+                conference=d.conference,
+                reminder=d.reminder,
+                reminder_id=d.reminder_id,
+                recipient=recipient,
+                sender=policy.sender,
+                invitation_id=d.invitation_id,
+                domain=policy.mail_domain,
+                link=link,
+            )
         if d.kind == CONFIRMATION:
             assert d.reply is not None and d.message_id is not None, "a confirmation is stored with both"
             return render_confirmation(
@@ -279,6 +365,15 @@ def _raise_first(results: Sequence[object]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+# The event each kind of delivery answers, for the log.
+_TRIGGERS = {
+    CONFIRMATION: "InvitationAnswered",
+    UPDATE: "InvitationUpdated",
+    CANCELLATION: "InvitationCancelled",
+    REMINDER: "InvitationReminded",
+}
 
 
 class _OutcomeRecorder:
@@ -312,7 +407,8 @@ class _OutcomeRecorder:
         async with self.uow_factory(self.contexts[outcomes[0].delivery.id]) as uow:
             held = await uow.deliveries.finish(outcomes, self.token, now)
             for o in outcomes:
-                if o.delivery.id in held and o.delivery.raises_events:
+                # A cancelled invitation raises nothing: the conferences service cancelled it.
+                if o.delivery.id in held and o.delivery.raises_events and o.status is not DeliveryStatus.CANCELLED:
                     d = o.delivery
                     uow.record(d.outcome(o.status, o.reason, now), d.outcome_event_id(o.status), self.contexts[d.id])
             await uow.commit()
@@ -323,19 +419,22 @@ class _OutcomeRecorder:
     def _count_and_log(self, outcome: Outcome) -> None:
         d = outcome.delivery
         MAILS.labels(outcome.status.value).inc()
-        # A batch mixes triggers: each line names its own (the InvitationIssued or InvitationAnswered
-        # it answers). Ids only: no address, no name, no link.
+        # A batch mixes triggers: each line names its own (the event it answers). Ids only: no
+        # address, no name, no link.
         trigger = self.contexts[d.id]
         ids: dict[str, object] = {
             "correlation_id": trigger.correlation_id,
             "event_id": trigger.causation_id,
-            "event_type": "InvitationAnswered" if d.kind == CONFIRMATION else "InvitationIssued",
+            "event_type": _TRIGGERS.get(d.kind, "InvitationIssued"),
             "invitation_id": d.invitation_id,
             "conference_id": d.conference_id,
+            "sequence": d.conference.sequence,
         }
-        if d.kind != CONFIRMATION:
+        if d.kind == INVITATION:
             ids["resend"] = d.resend
         if outcome.status is DeliveryStatus.SENT:
             log.info(f"{d.kind}_sent", **ids)
+        elif outcome.status is DeliveryStatus.CANCELLED:
+            log.info(f"{d.kind}_cancelled", **ids)
         else:
             log.warning(f"{d.kind}_failed", reason=redact(outcome.reason or ""), **ids)

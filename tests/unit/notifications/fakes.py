@@ -13,13 +13,23 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from notifications import handlers
-from notifications.domain import Contact, Delivery, DeliveryStatus, KnownConference, Lease, Outcome
+from notifications import follow_ups, handlers
+from notifications.domain import (
+    CANCELLABLE,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    HandOver,
+    KnownConference,
+    Lease,
+    Outcome,
+)
 from notifications.mail import OutgoingMail, Sender
 from notifications.personal_links import PersonalLinks
 from notifications.repository import ContactRepository, DeliveryRepository, latest_per_invitation
@@ -35,8 +45,12 @@ from quartier_shared.events import (
     Envelope,
     Event,
     InvitationAnswered,
+    InvitationCancelled,
     InvitationIssued,
+    InvitationReminded,
+    InvitationUpdated,
     Language,
+    Reminder,
     Venue,
 )
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
@@ -126,6 +140,43 @@ def answer(
     )
 
 
+def updated(issued: InvitationIssued, confirm: bool = False, sequence: int = 1, **change: Any) -> InvitationUpdated:
+    """The change of ``issued``'s conference to ``sequence`` (from the one before), as the
+    conferences service issues it to the invitee."""
+    before = issued.conference.model_copy(update={"sequence": sequence - 1})
+    return InvitationUpdated(
+        invitation_id=issued.invitation_id,
+        conference_id=issued.conference_id,
+        actor_id=issued.actor_id,
+        conference=before.model_copy(update={**change, "sequence": sequence}),
+        previous=before,
+        confirm=confirm,
+    )
+
+
+def cancelled(issued: InvitationIssued, reason: str | None = "Der Saal ist nicht verfügbar") -> InvitationCancelled:
+    return InvitationCancelled(
+        invitation_id=issued.invitation_id,
+        conference_id=issued.conference_id,
+        actor_id=issued.actor_id,
+        conference=issued.conference.model_copy(update={"sequence": issued.conference.sequence + 1}),
+        reason=reason,
+    )
+
+
+def reminded(
+    issued: InvitationIssued, reminder: Reminder = "please_answer", reminder_id: str = "P7D"
+) -> InvitationReminded:
+    return InvitationReminded(
+        invitation_id=issued.invitation_id,
+        conference_id=issued.conference_id,
+        actor_id=issued.actor_id,
+        conference=issued.conference,
+        reminder=reminder,
+        reminder_id=reminder_id,
+    )
+
+
 # --- storage --------------------------------------------------------------------------------------
 
 
@@ -142,10 +193,13 @@ class FakeContactRepository(InMemory[Contact]):
 
 @dataclass(frozen=True)
 class StoredDelivery:
-    """A delivery as the fake stores it: with the token of the claim holding it, as ``claim``."""
+    """A delivery as the fake stores it: with the token of the claim holding it, as ``claim``, of
+    the claim that handed it to the SMTP server, as ``handed``, and whether a cancellation reached it."""
 
     delivery: Delivery
     claim: str | None = None
+    handed: str | None = None
+    cancelled: bool = False
 
 
 class FakeDeliveryRepository(InMemory[StoredDelivery]):
@@ -178,14 +232,13 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
         for i in ids:
             if i in self.rows and self.rows[i].delivery.claimable(now):
                 leased = replace(self.rows[i].delivery, status=DeliveryStatus.SENDING, lease_until=lease.until)
-                self.rows[i] = StoredDelivery(leased, lease.token)
+                self.rows[i] = replace(self.rows[i], delivery=leased, claim=lease.token)
         return [self.rows[i].delivery for i in ids if i in self.rows and self.rows[i].claim == lease.token]
 
     async def release(self, ids: Sequence[str], token: str) -> None:
         for i in self._held(ids, token):
-            self.rows[i] = StoredDelivery(
-                replace(self.rows[i].delivery, status=DeliveryStatus.PENDING, lease_until=None)
-            )
+            released = replace(self.rows[i].delivery, status=DeliveryStatus.PENDING, lease_until=None)
+            self.rows[i] = replace(self.rows[i], delivery=released, claim=None)
 
     async def finish(self, outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
         held = self._held([o.delivery.id for o in outcomes], token)
@@ -197,6 +250,48 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
                     stored, delivery=replace(stored.delivery, status=o.status, reason=o.reason)
                 )
         return held
+
+    async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
+        held = self._held(ids, token)
+        for i in held:
+            if not self.rows[i].cancelled:
+                self.rows[i] = replace(self.rows[i], handed=token)
+        return HandOver(
+            send=[self.rows[i].delivery for i in ids if i in held and self.rows[i].handed is not None],
+            cancelled={i for i in held if self.rows[i].handed is None},
+        )
+
+    async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
+        for i, stored in self.rows.items():
+            d = stored.delivery
+            if (
+                d.invitation_id in invitation_ids
+                and d.kind == "invitation"
+                and not d.status.final
+                and stored.handed is None
+                and d.conference.sequence < conference.sequence
+            ):
+                self.rows[i] = replace(stored, delivery=replace(d, conference=conference))
+
+    async def cancel_unsent(self, invitation_ids: Sequence[str], reason: str, now: datetime) -> None:
+        for i, stored in self.rows.items():
+            d = stored.delivery
+            if d.invitation_id not in invitation_ids or d.kind not in CANCELLABLE or d.status.final:
+                continue
+            if d.status is DeliveryStatus.SENDING:
+                self.rows[i] = replace(stored, cancelled=True)
+            else:
+                cancelled = replace(d, status=DeliveryStatus.CANCELLED, reason=reason)
+                self.rows[i] = replace(stored, delivery=cancelled, cancelled=True)
+
+    async def add_cancelled(self, deliveries: Sequence[Delivery]) -> None:
+        for d in deliveries:
+            if self._insert_new(replace(d, status=DeliveryStatus.CANCELLED), None):
+                self.rows[d.id] = replace(self.rows[d.id], cancelled=True)
+
+    async def of_invitations(self, invitation_ids: Iterable[str]) -> list[Delivery]:
+        wanted = set(invitation_ids)
+        return [d for d in self._by_id() if d.invitation_id in wanted]
 
     def _held(self, ids: Iterable[str], token: str) -> set[str]:
         return {
@@ -309,6 +404,7 @@ class Notifications:
         self.uow = FakeNotificationsUnitOfWork()
         self.mailer = mailer or FakeMailer()
         self.clock = FakeClock()
+        self.follow_ups = follow_ups.FollowUps(self.uow, self.mailer, POLICY, self.clock)
 
     async def on_actor(self, *events: ContactChange) -> list[Received[ContactChange]]:
         """Each event as the consumer hands it over; returns them as handled."""
@@ -338,6 +434,36 @@ class Notifications:
             policy=POLICY,
             clock=self.clock,
         )
+
+    async def on_updates(self, *events: InvitationUpdated) -> None:
+        await follow_ups.send_updates(
+            [received(e, SERVICE) for e in events],
+            uow_factory=self.uow,
+            mailer=self.mailer,
+            policy=POLICY,
+            clock=self.clock,
+        )
+
+    async def on_cancellations(self, *events: InvitationCancelled) -> None:
+        await follow_ups.send_cancellations(
+            [received(e, SERVICE) for e in events],
+            uow_factory=self.uow,
+            mailer=self.mailer,
+            policy=POLICY,
+            clock=self.clock,
+        )
+
+    async def on_reminders(self, *events: InvitationReminded) -> None:
+        await follow_ups.send_reminders(
+            [received(e, SERVICE) for e in events],
+            uow_factory=self.uow,
+            mailer=self.mailer,
+            policy=POLICY,
+            clock=self.clock,
+        )
+
+    def delivery(self, delivery_id: str) -> Delivery:
+        return self.uow.fake_deliveries.rows[delivery_id].delivery
 
     def events(self, event_type: type[Event]) -> list[Envelope]:
         """The events of this type its units of work committed (what the outbox would relay)."""

@@ -26,9 +26,10 @@ from notifications.mail import (
     render_confirmation,
     render_invitation,
 )
+from notifications.notices import render_cancellation, render_reminder, render_update
 from notifications.personal_links import LinkKeyMissing, PersonalLinks
 from quartier_shared import links
-from quartier_shared.events import ConferenceDetails, Language, Venue
+from quartier_shared.events import ConferenceDetails, Language, Reminder, Venue
 from tests.unit.notifications.fakes import LINK_SIGNING_PEM, LINK_VERIFY_KEY, LINKS
 
 DOMAIN = "essen.example.org"
@@ -73,6 +74,32 @@ def render(
         link=LINKS.for_invitation(invitation_id, details.ends_at),
     )
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+KINDS = ["invitation", "update", "cancellation", "please_answer", "see_you"]  # every mail of an invitation
+
+
+def render_kind(
+    kind: str, details: ConferenceDetails, language: Language = "de", hostile: str = "", invitation_id: str = "inv-0815"
+) -> EmailMessage:
+    """Any mail of an invitation, parsed back; ``hostile`` goes where the kind takes more text from
+    outside (the cancellation's reason, the reminder's id)."""
+    if kind == "invitation":
+        return render(details, language, invitation_id)
+    common: dict[str, Any] = {"recipient": RECIPIENTS[language], "sender": SENDER, "invitation_id": invitation_id}
+    common["domain"] = DOMAIN
+    link = LINKS.for_invitation(invitation_id, details.ends_at)
+    if kind == "update":
+        earlier = details.model_copy(update={"title": "Vorher", "agenda": ["Alt"], "sequence": details.sequence - 1})
+        mail = render_update(conference=details, previous=earlier, confirm=True, link=link, **common)
+    elif kind == "cancellation":
+        mail = render_cancellation(conference=details, reason=hostile or "Raum nicht verfügbar", **common)
+    else:
+        reminder: Reminder = "see_you" if kind == "see_you" else "please_answer"
+        mail = render_reminder(conference=details, reminder=reminder, reminder_id=hostile or "P7D", link=link, **common)
+    parsed = email.message_from_bytes(mail.as_bytes(), policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
@@ -406,20 +433,27 @@ HOSTILE_TEXTS = [
 ]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("text", HOSTILE_TEXTS, ids=range(len(HOSTILE_TEXTS)))
-@pytest.mark.parametrize("field", ["title", "district", "district_name", "venue_name", "venue_address", "agenda"])
-def test_hostile_text_in_any_field_renders_a_mail_that_parses(field: str, text: str) -> None:
+@pytest.mark.parametrize(
+    "field", ["title", "district", "district_name", "venue_name", "venue_address", "agenda", "more"]
+)
+def test_hostile_text_in_any_field_renders_a_mail_that_parses(field: str, text: str, kind: str) -> None:
     special: dict[str, dict[str, Any]] = {
         "venue_name": {"venue": Venue(name=text, address="Musterstraße 12")},
         "venue_address": {"venue": Venue(name="Bürgerhaus", address=text)},
         "agenda": {"agenda": [text, text]},
+        "more": {},  # the kind's own text from outside: a cancellation's reason, a reminder's id
     }
     changes = special.get(field, {field: text})
     for language in RECIPIENTS:
-        parsed = render(conference(**changes), language)
+        parsed = render_kind(kind, conference(**changes), language, hostile=text if field == "more" else "")
         assert parsed["Bcc"] is None
-        (ics,) = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
-        Calendar.from_ical(ics.get_content())
+        assert body(parsed, "plain") and "<script>" not in body(parsed, "html")
+        calendars = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
+        assert len(calendars) == (0 if kind in ("please_answer", "see_you") else 1)
+        for ics in calendars:
+            Calendar.from_ical(ics.get_content())
 
 
 @pytest.mark.parametrize(
@@ -434,11 +468,12 @@ def test_hostile_text_in_any_field_renders_a_mail_that_parses(field: str, text: 
     ],
     ids=["year 9999", "year 1", "ends before it starts", "negative sequence", "huge sequence", "id with CRLF"],
 )
-def test_hostile_times_and_ids_render_a_mail_that_parses(changes: dict[str, Any]) -> None:
-    parsed = render(conference(**changes))
+@pytest.mark.parametrize("kind", KINDS)
+def test_hostile_times_and_ids_render_a_mail_that_parses(changes: dict[str, Any], kind: str) -> None:
+    parsed = render_kind(kind, conference(**changes))
     assert parsed["X-Evil"] is None
-    (ics,) = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
-    Calendar.from_ical(ics.get_content())
+    for ics in [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]:
+        Calendar.from_ical(ics.get_content())
 
 
 # --- the personal answer link ---------------------------------------------------------------------
