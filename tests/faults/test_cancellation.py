@@ -52,7 +52,7 @@ async def test_a_cancellation_arriving_while_invitations_go_out_with_notificatio
     counts = check_order(cluster.mails().by_recipient, in_flight)
     assert set(statuses.values()) <= {"sent", "cancelled"}, statuses
     record(
-        "a cancellation while invitations go out, notifications kill -9",
+        "12 a cancellation while invitations go out, notifications kill -9",
         invitees=n,
         sent_before_kill=sent_before_kill,
         **counts,
