@@ -269,6 +269,16 @@ class InvitationAnswer:
         not yet a seat to plan for."""
         return self.answer == "accepted"
 
+    @property
+    def anonymous(self) -> bool:
+        """Holds no free text (the deputy's name, the comment)."""
+        return self.representative is None and self.comment is None
+
+    def anonymised(self) -> InvitationAnswer:
+        """The answer without its free text; the counts (answer, attendees, children, step-free
+        access, interpreter language) stay, so the conference's figures do not change."""
+        return replace(self, representative=None, comment=None)
+
 
 @dataclass(frozen=True)
 class Invitation:
@@ -387,6 +397,13 @@ class Invitation:
             answered_at=now,
         )
         return replace(self, answer=answer), event
+
+    def erased(self) -> Invitation | None:
+        """The invitation once its actor was erased (GDPR Art. 17): its answer without free text;
+        None when it holds none (nothing to change)."""
+        if self.answer is None or self.answer.anonymous:
+            return None
+        return replace(self, answer=self.answer.anonymised())
 
     def with_outcome(self, outcome: InvitationSent | InvitationFailed, now: datetime) -> Invitation:
         """Only an outcome of the latest attempt counts (a late one of an earlier attempt would

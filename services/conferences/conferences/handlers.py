@@ -23,10 +23,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
+from quartier_shared.actor_copies import erasure_confirmed
 from quartier_shared.catalogue import load_catalogue
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
     ActorDeactivated,
+    ActorErased,
     ActorSnapshot,
     CompetenceTeamChanged,
     ConferenceScheduled,
@@ -206,6 +208,28 @@ async def update_roster(
         await uow.commit()
     if late:
         log.info("late_joiner_invited", actor_id=entry.id, conferences=len(late))
+
+
+SERVICE = "conferences"
+
+
+async def erase_actor(received: Received[ActorErased], *, uow_factory: UnitOfWorkFactory) -> None:
+    """Erase what this service holds of the actor (GDPR Art. 17): its roster entry becomes inactive
+    for good, and its answers lose their free text (the deputy's name, the comment) but keep their
+    counts, so the conferences' figures do not change. Confirmed with ``ActorErasureConfirmed`` in
+    the same unit of work. Run again, it changes nothing and confirms again (the same event id)."""
+    event = received.event
+    async with uow_factory(received.context) as uow:
+        entry = RosterEntry.after(event, await uow.roster.get(event.actor_id))
+        if entry is not None:
+            await uow.roster.save(entry)
+        anonymised = [e for i in await uow.invitations.of_actor(event.actor_id) if (e := i.erased()) is not None]
+        for invitation in anonymised:
+            await uow.invitations.save_answer(invitation)
+        confirmed, event_id = erasure_confirmed(event.actor_id, SERVICE, datetime.now(UTC))
+        uow.record(confirmed, event_id=event_id)
+        await uow.commit()
+    log.info("actor_erased", actor_id=event.actor_id, answers_anonymised=len(anonymised))
 
 
 async def invite_district(

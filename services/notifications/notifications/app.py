@@ -7,7 +7,10 @@ from functools import partial
 from fastapi import FastAPI
 
 from quartier_shared.events import (
-    ActorEvent,
+    ActorDeactivated,
+    ActorErased,
+    ActorErasureConfirmed,
+    ActorSnapshot,
     ConferenceDrafted,
     ConferenceScheduled,
     InvitationAnswered,
@@ -49,9 +52,16 @@ def build(settings: Settings | None = None) -> FastAPI:
     invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     confirmations = partial(handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     conference = partial(handlers.keep_conference, uow_factory=uow_factory)
+    erase = partial(handlers.erase_contact, uow_factory=uow_factory)
     runtime.consume(
         group_id="notifications",
-        handlers={ActorEvent: contact, ConferenceDrafted: conference, ConferenceScheduled: conference},
+        handlers={
+            ActorSnapshot: contact,
+            ActorDeactivated: contact,
+            ActorErased: erase,  # after ActorDeactivated, whose handler it replaces for erasures
+            ConferenceDrafted: conference,
+            ConferenceScheduled: conference,
+        },
         batch_handlers={InvitationIssued: invitations, InvitationAnswered: confirmations},
     )
     runtime.on_stop(smtp.close)
@@ -60,5 +70,5 @@ def build(settings: Settings | None = None) -> FastAPI:
         "Invitation e-mails with calendar files and personal answer links, the confirmation of each answer,"
         " and previews and test mails of a conference's invitation",
         routers=[build_router(uow_factory, mailer=smtp, policy=policy, limit=limit)],
-        publishes=[InvitationSent, InvitationFailed],
+        publishes=[InvitationSent, InvitationFailed, ActorErasureConfirmed],
     )

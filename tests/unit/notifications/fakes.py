@@ -28,6 +28,7 @@ from notifications.unit_of_work import Repositories
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
     ActorDeactivated,
+    ActorErased,
     ActorRegistered,
     ActorSnapshot,
     Answer,
@@ -216,6 +217,16 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
         waiting = DeliveryStatus.WAITING_FOR_CONTACT
         return [d for d in self._by_id() if d.actor_id == actor_id and d.status is waiting]
 
+    async def cancel_unsent(self, actor_id: str, reason: str, now: datetime) -> list[Delivery]:
+        found = [d for d in self._by_id() if d.actor_id == actor_id and not d.status.final]
+        for d in found:
+            cancelled = replace(d, status=DeliveryStatus.FAILED, reason=reason, lease_until=None)
+            self.rows[d.id] = StoredDelivery(cancelled, None)
+        return found
+
+    async def of_actor(self, actor_id: str, limit: int) -> list[Delivery]:
+        return [d for d in self._by_id() if d.actor_id == actor_id][:limit]
+
     async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
         return paged([d for d in self._by_id() if d.conference_id == conference_id], page, lambda d: (d.id, d.id))
 
@@ -338,6 +349,10 @@ class Notifications:
             policy=POLICY,
             clock=self.clock,
         )
+
+    async def on_erased(self, *events: ActorErased) -> None:
+        for event in events:
+            await handlers.erase_contact(received(event, SERVICE), uow_factory=self.uow, clock=self.clock)
 
     def events(self, event_type: type[Event]) -> list[Envelope]:
         """The events of this type its units of work committed (what the outbox would relay)."""
