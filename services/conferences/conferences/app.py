@@ -31,6 +31,7 @@ from quartier_shared.runtime import Runtime, create_app
 from . import changes, handlers, reminders
 from .api import build_router
 from .pages import build_pages_router
+from .privacy_api import build_privacy_router
 from .repository import create_indexes
 from .settings import Settings
 from .unit_of_work import MongoConferencesUnitOfWork, UnitOfWorkFactory
@@ -78,6 +79,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         routers=[
             build_router(uow_factory, reminders_before=settings.reminder_offsets, wake_reminders=worker.wake),
             answer_page,
+            build_privacy_router(uow_factory),
         ],
         publishes=[
             ConferenceScheduled,

@@ -21,6 +21,7 @@ Queries read through the unit of work's repositories and commit nothing.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from quartier_shared.actor_copies import erasure_confirmed
@@ -128,6 +129,30 @@ async def conference_with_invitations(
         if conference is None:
             raise ConferenceNotFound(conference_id)
         return conference, await uow.invitations.for_conference(conference_id)
+
+
+EXPORT_LIMIT = 1000  # invitations in an actor's export, by id
+
+
+@dataclass(frozen=True)
+class ActorExport:
+    """What this service holds about one actor (GDPR Art. 15): its roster entry (None: none) and
+    up to ``EXPORT_LIMIT`` of its invitations, each with its conference (None: not found)."""
+
+    roster_entry: RosterEntry | None
+    invitations: list[tuple[Invitation, Conference | None]]
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.invitations) >= EXPORT_LIMIT
+
+
+async def export_actor(actor_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> ActorExport:
+    async with uow_factory(context).for_reading() as uow:
+        entry = await uow.roster.get(actor_id)
+        invitations = await uow.invitations.of_actor(actor_id, EXPORT_LIMIT)
+        conferences = {c: await uow.conferences.get(c) for c in {i.conference_id for i in invitations}}
+    return ActorExport(entry, [(i, conferences[i.conference_id]) for i in invitations])
 
 
 async def conferences_by_district(

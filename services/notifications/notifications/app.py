@@ -24,6 +24,7 @@ from . import handlers
 from .api import build_router
 from .mail import Sender
 from .personal_links import PersonalLinks
+from .privacy_api import build_privacy_router
 from .repository import create_indexes
 from .sending import SendingPolicy
 from .settings import Settings
@@ -69,6 +70,6 @@ def build(settings: Settings | None = None) -> FastAPI:
         runtime,
         "Invitation e-mails with calendar files and personal answer links, the confirmation of each answer,"
         " and previews and test mails of a conference's invitation",
-        routers=[build_router(uow_factory, mailer=smtp, policy=policy, limit=limit)],
+        routers=[build_router(uow_factory, mailer=smtp, policy=policy, limit=limit), build_privacy_router(uow_factory)],
         publishes=[InvitationSent, InvitationFailed, ActorErasureConfirmed],
     )

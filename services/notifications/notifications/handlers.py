@@ -92,6 +92,29 @@ async def deliveries_for(
     return page_of(found, page, lambda delivery: (delivery.id, delivery.id))
 
 
+EXPORT_LIMIT = 1000  # deliveries in an actor's export, oldest ids first
+
+
+@dataclass(frozen=True)
+class ContactExport:
+    """What this service holds about one actor (GDPR Art. 15): its contact copy (None: none) and
+    up to ``EXPORT_LIMIT`` of its deliveries, each with when it finished."""
+
+    contact: Contact | None
+    deliveries: list[tuple[Delivery, datetime | None]]
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.deliveries) >= EXPORT_LIMIT
+
+
+async def export_contact(actor_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> ContactExport:
+    async with uow_factory(context).for_reading() as uow:
+        contact = await uow.contacts.get(actor_id)
+        deliveries = await uow.deliveries.of_actor(actor_id, EXPORT_LIMIT)
+    return ContactExport(contact, deliveries)
+
+
 async def preview_mail(
     conference_id: str,
     language: Language,

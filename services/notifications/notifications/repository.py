@@ -102,8 +102,8 @@ class DeliveryRepository(Protocol):
         as they were."""
         ...
 
-    async def of_actor(self, actor_id: str, limit: int) -> list[Delivery]:
-        """Up to ``limit`` deliveries of the actor, by id."""
+    async def of_actor(self, actor_id: str, limit: int) -> list[tuple[Delivery, datetime | None]]:
+        """Up to ``limit`` deliveries of the actor, by id, each with when it finished (None: not yet)."""
         ...
 
     async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
@@ -284,9 +284,9 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
             )
         return found
 
-    async def of_actor(self, actor_id: str, limit: int) -> list[Delivery]:
+    async def of_actor(self, actor_id: str, limit: int) -> list[tuple[Delivery, datetime | None]]:
         cursor = self.collection.find({"actor_id": actor_id}, session=self.session).sort("_id", ASCENDING)
-        return [_deliveries.from_document(d) async for d in cursor.limit(limit)]
+        return [(_deliveries.from_document(d), d.get("finished_at")) async for d in cursor.limit(limit)]
 
     async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
         query = {"conference_id": conference_id, **page.query("_id")}

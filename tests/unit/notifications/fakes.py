@@ -224,8 +224,9 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
             self.rows[d.id] = StoredDelivery(cancelled, None)
         return found
 
-    async def of_actor(self, actor_id: str, limit: int) -> list[Delivery]:
-        return [d for d in self._by_id() if d.actor_id == actor_id][:limit]
+    async def of_actor(self, actor_id: str, limit: int) -> list[tuple[Delivery, datetime | None]]:
+        found: list[tuple[Delivery, datetime | None]] = [(d, None) for d in self._by_id() if d.actor_id == actor_id]
+        return found[:limit]
 
     async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
         return paged([d for d in self._by_id() if d.conference_id == conference_id], page, lambda d: (d.id, d.id))
