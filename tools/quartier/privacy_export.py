@@ -73,10 +73,11 @@ class Gatherer:
     token: str
     urls: Mapping[str, str]
     timeout: float = TIMEOUT_SECONDS
+    transport: httpx.BaseTransport | None = None  # tests answer in-process
 
     def gather(self, actor_id: str, now: datetime | None = None) -> dict[str, Any]:
         """The whole export document; ``OperatorError`` naming the service that failed."""
-        with quiet("httpx", "httpcore"), httpx.Client(timeout=self.timeout) as client:
+        with quiet("httpx", "httpcore"), httpx.Client(timeout=self.timeout, transport=self.transport) as client:
             parts = {service: self._part(client, service, actor_id) for service in PARTS}
         actors = parts["actors"].get("actors") if isinstance(parts["actors"], dict) else None
         if actors is None:
