@@ -234,6 +234,10 @@ async def test_an_actor_is_exported_from_and_erased_in_every_service(
         answer = next(i for i in after["invitations"] if i["actor_id"] == actor_id)["answer"]
         assert (answer["representative"], answer["comment"]) == (None, None) and answer["attendees"] == 3
 
+        # The personal link still verifies, but an erased actor's invitation takes no more answers.
+        assert (await public.get(link)).status_code == 404
+        assert (await public.post(link, data=ANSWER)).status_code == 404
+
         # A replay of the actor's old events (as new deliveries of them): nothing back, no mail.
         mails = len(read_mails(maildir))
         old = [

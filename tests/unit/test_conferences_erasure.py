@@ -6,9 +6,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from conferences import handlers
-from conferences.domain import Invitation, RosterEntry
-from quartier_shared.events import ActorErased, ActorErasureConfirmed, InvitationAnswered
+from conferences.domain import Invitation, InvitationNotFound, RosterEntry
+from quartier_shared.events import (
+    ActorErased,
+    ActorErasureConfirmed,
+    ActorUpdated,
+    InvitationAnswered,
+    InvitationIssued,
+)
 from tests.unit.fakes import received
 from tests.unit.test_answers import COMMENT, NAME, answering
 from tests.unit.test_conferences_handlers import (
@@ -44,7 +52,7 @@ async def test_erasure_removes_the_free_text_keeps_the_counts_and_confirms_once_
             assert answer == replace(was, representative=None, comment=None)  # every count as it was
         else:
             assert (answer.representative, answer.comment) == (NAME, COMMENT)  # another actor's: untouched
-    assert await uow.roster.get("a1") == RosterEntry("a1", ("IV",), False, True, 2)
+    assert await uow.roster.get("a1") == RosterEntry("a1", ("IV",), False, True, 2, erased=True)
     [confirmation] = uow.committed(ActorErasureConfirmed)
     assert confirmation.payload["actor_id"] == "a1" and confirmation.payload["service"] == "conferences"
     assert not uow.committed(InvitationAnswered)[len(before) :]  # no event about the answers
@@ -60,9 +68,29 @@ async def every_invitation(uow: FakeConferencesUnitOfWork) -> list[Invitation]:
     return [*await uow.invitations.of_actor("a1"), *await uow.invitations.of_actor("a2")]
 
 
+async def test_an_erased_actor_comes_back_by_no_event_and_answers_no_more() -> None:
+    uow = FakeConferencesUnitOfWork()
+    actor = registered("a1", "IV")
+    await roster(uow, actor)
+    conference = await schedule_and_fan_out(uow, "IV")
+    invitation = (await invited(uow, conference))["a1"]
+    await handlers.erase_actor(received(ActorErased(actor_id="a1", revision=2), SERVICE), uow_factory=uow)
+
+    later = ActorUpdated.model_validate({**actor.model_dump(), "revision": 7})
+    await roster(uow, actor, later)  # a replay, even one with a higher revision than the erasure
+    entry = await uow.roster.get("a1")
+    assert entry is not None and entry.erased and not entry.invitable
+    with pytest.raises(InvitationNotFound):
+        await handlers.invitation_to_answer(invitation.id, CONTEXT, uow_factory=uow)
+    with pytest.raises(InvitationNotFound):
+        await handlers.answer_invitation(answering(invitation.id), CONTEXT, uow_factory=uow)
+    assert (await uow.invitations.of_actor("a1"))[0].answer is None
+    assert await schedule_and_fan_out(uow, "IV") and not uow.committed(InvitationIssued)[1:]
+
+
 async def test_erasure_of_an_actor_never_seen_is_confirmed_too() -> None:
     uow = FakeConferencesUnitOfWork()
     await handlers.erase_actor(received(ActorErased(actor_id="ghost", revision=3), SERVICE), uow_factory=uow)
-    assert await uow.roster.get("ghost") is None
+    assert await uow.roster.get("ghost") == RosterEntry("ghost", (), False, False, 3, erased=True)
     [confirmation] = uow.committed(ActorErasureConfirmed)
     assert confirmation.payload["service"] == "conferences"
