@@ -271,6 +271,7 @@ async def test_an_actor_is_exported_from_and_erased_in_every_service(
             for name in ("conferences", "notifications")
         }
         assert parts["notifications"]["contact"]["erased"] is True
+        assert parts["conferences"]["roster_entry"]["erased"] is True
         text = json.dumps(parts, ensure_ascii=False)
         for personal in (NAME, EMAIL, DEPUTY, COMMENT):
             assert personal not in text

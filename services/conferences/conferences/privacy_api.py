@@ -32,6 +32,7 @@ class RosterEntryOut(BaseModel):
     active: bool
     consent_to_notifications: bool
     revision: int
+    erased: bool
 
 
 class ConferenceRefOut(BaseModel):
