@@ -4,20 +4,25 @@ The conferences service keeps a roster entry per actor, the notifications servic
 its own frozen dataclass with the actor's id as ``id`` and the fields of ``ActorSnapshot`` it
 needs. ``copy_after`` is the one rule for both: a copy only moves forward by the actor's
 revision, so an older or repeated event changes nothing, whatever order the events arrive in.
-``ActorErased`` is an ``ActorDeactivated``: until a service erases its copy itself, an erased
-actor's copy is at least inactive for good (the actors service refuses every later change, so no
-snapshot with a higher revision can bring it back).
+``ActorErased`` is an ``ActorDeactivated``: an erased actor's copy is at least inactive for good.
+A service that erases what it holds of the actor confirms it with ``erasure_confirmed``: an
+``ActorErasureConfirmed`` whose event id is derived from the actor and the service, so confirming
+again (a redelivered ``ActorErased``) is the same event to the actors service.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import uuid
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter
 
-from .events import ActorDeactivated, ActorSnapshot
+from .events import ActorDeactivated, ActorErasureConfirmed, ActorSnapshot
+
+_CONFIRMATION_NAMESPACE = uuid.UUID("5b0e3c1d-6f2a-4e8b-9d47-2c81a6f0e913")
 
 
 class ActorCopy(Protocol):
@@ -46,3 +51,10 @@ def copy_after(cls: type[C], event: ActorSnapshot | ActorDeactivated, current: C
 @functools.cache
 def _adapter(cls: type[Any]) -> TypeAdapter[Any]:
     return TypeAdapter(cls)
+
+
+def erasure_confirmed(actor_id: str, service: str, at: datetime) -> tuple[ActorErasureConfirmed, str]:
+    """``service``'s confirmation that it erased its copy of the actor, and the event id to record
+    it with (the same for every confirmation of that actor by that service)."""
+    event_id = str(uuid.uuid5(_CONFIRMATION_NAMESPACE, f"erasure-confirmed:{actor_id}:{service}"))
+    return ActorErasureConfirmed(actor_id=actor_id, service=service, erased_at=at), event_id

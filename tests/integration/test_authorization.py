@@ -191,6 +191,8 @@ RULES: list[tuple[str, str, str, Any, dict[str, int]]] = [
     # personal data (issue 12): the data-protection officer alone; the registry's roles get 403
     ("actors", "GET", "/actors/{actor_IV}/audit", None, {"data_protection": 200}),
     ("actors", "GET", "/actors/{actor_IV_III}/export", None, {"data_protection": 200}),
+    ("conferences", "GET", "/actors/{actor_IV}/export", None, {"data_protection": 200}),
+    ("notifications", "GET", "/actors/{actor_IV}/export", None, {"data_protection": 200}),
     # last: it erases actor_I for good (a second request answers the same)
     ("actors", "POST", "/actors/{actor_I}/erasure", None, {"data_protection": 200}),
     ("actors", "GET", "/actors/{actor_I}/erasure", None, {"data_protection": 200}),

@@ -23,7 +23,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
 DELIVERY_FIELDS = {"_id", "kind", "invitation_id", "conference_id", "actor_id", "conference", "status"}
 DELIVERY_FIELDS |= {"message_id", "reason", "lease_until", "attempts", "resend", "reply"}
 DELIVERY_FIELDS |= {"previous", "confirm", "note", "reminder", "reminder_id"}
-CONTACT_FIELDS = {"_id", "name", "email", "language", "consent_to_notifications", "active", "revision"}
+CONTACT_FIELDS = {"_id", "name", "email", "language", "consent_to_notifications", "active", "revision", "erased"}
 
 
 def lease(token: str, seconds: float = 60) -> Lease:
@@ -278,3 +278,32 @@ async def test_a_cancellation_ends_what_is_unclaimed_and_stops_what_is_leased(de
     handed = await deliveries.hand_over([update.id, confirmation.id], "one")
     assert [d.id for d in handed.send] == [confirmation.id]  # an answer's confirmation is not stopped
     assert handed.cancelled == {update.id}
+
+
+async def test_cancelling_an_erased_actors_unsent_deliveries_leaves_the_sent_and_drops_the_claim(
+    deliveries: DeliveryRepository,
+) -> None:
+    sent, sending, waiting = pending(3, actor_id="erased-1")
+    (someone_elses,) = pending(1)
+    await deliveries.add_claimed([sent, sending], lease("one"))
+    assert await deliveries.finish([Outcome(sent, DeliveryStatus.SENT)], "one", NOW) == {sent.id}
+    await deliveries.add_waiting([waiting, someone_elses])
+
+    cancelled = await deliveries.cancel_unsent_of_actor("erased-1", "not sent: the actor was erased", NOW)
+
+    assert ids(cancelled) == {sending.id, waiting.id}
+    stored = {d.id: d for d, _ in await deliveries.of_actor("erased-1", 10)}
+    assert [d.id for d, _ in await deliveries.of_actor("erased-1", 10)] == sorted(stored)
+    assert stored[sent.id].status is DeliveryStatus.SENT
+    for delivery_id in (sending.id, waiting.id):
+        assert (stored[delivery_id].status, stored[delivery_id].reason) == (
+            DeliveryStatus.FAILED,
+            "not sent: the actor was erased",
+        )
+    # the claim that was sending it can no longer record an outcome, nor claim it again
+    assert await deliveries.finish([Outcome(sending, DeliveryStatus.SENT)], "one", NOW) == set()
+    assert await deliveries.claim([sending.id, waiting.id], lease("two"), NOW) == []
+    assert (await deliveries.get_many([someone_elses.id]))[
+        someone_elses.id
+    ].status is DeliveryStatus.WAITING_FOR_CONTACT
+    assert len(await deliveries.of_actor("erased-1", 2)) == 2

@@ -56,8 +56,9 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
             "InvitationCancelled",
             "InvitationReminded",
             "InvitationAnswered",
+            "ActorErasureConfirmed",
         },
-        "notifications": {"InvitationSent", "InvitationFailed"},
+        "notifications": {"InvitationSent", "InvitationFailed", "ActorErasureConfirmed"},
     }
     schemas = generated()["conferences"]["components"]["schemas"]
     envelope = schemas["EventMessage[InvitationIssued]"]

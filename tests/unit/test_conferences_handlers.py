@@ -108,6 +108,9 @@ class FakeInvitationRepository(InMemory[Invitation]):
     async def for_conference(self, conference_id: str) -> list[Invitation]:
         return sorted((i for i in self.rows.values() if i.conference_id == conference_id), key=lambda i: i.id)
 
+    async def of_actor(self, actor_id: str, limit: int | None = None) -> list[Invitation]:
+        return sorted((i for i in self.rows.values() if i.actor_id == actor_id), key=lambda i: i.id)[:limit]
+
     async def record_outcomes(self, outcomes: Sequence[InvitationSent | InvitationFailed]) -> None:
         now = datetime.now(UTC)
         for outcome in sorted(outcomes, key=lambda o: isinstance(o, InvitationSent)):  # failures first

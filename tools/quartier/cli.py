@@ -1,5 +1,6 @@
 """quartier: run the embedded stack (`quartier run`), mint tokens it accepts (`quartier token`),
-and look after it: dead letters (`quartier dlq list|replay`) and outboxes (`quartier outbox status`)."""
+and look after it: dead letters (`quartier dlq list|replay`), outboxes (`quartier outbox status`)
+and an actor's personal data (`quartier privacy export`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from quartier_shared.services import SERVICES
 
 from . import run as run_module
 from .common import OperatorError, resolve
+from .privacy_export import PARTS, TOKEN_VARIABLE, url_variable
 
 CONNECTIONS = """where to connect: the flag, else the environment variable (%s), else var/stack.env
 written by a running `make run` (another folder with --var)."""
@@ -78,6 +80,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     _connection(status, "--mongodb", "MONGODB_URI", "'mongodb://127.0.0.1:27017/?replicaSet=rs0'")
+
+    privacy = commands.add_parser("privacy", help="an actor's personal data (GDPR)")
+    privacy_commands = privacy.add_subparsers(dest="privacy_command", required=True)
+    export = privacy_commands.add_parser(
+        "export",
+        help="everything the three services hold about an actor, in one JSON file (Art. 15)",
+        epilog="token: --token, else $QUARTIER_TOKEN, else one minted for `make run` from var/; "
+        "URLs: the flags, else $QUARTIER_<SERVICE>_URL, else make run's ports",
+    )
+    export.add_argument("actor_id", metavar="ACTOR_ID")
+    export.add_argument("--out", type=Path, help="the file to write (default: ./quartier-export-ACTOR_ID.json)")
+    export.add_argument("--token", help=f"a bearer token with the role data_protection (default: ${TOKEN_VARIABLE})")
+    for name in PARTS:
+        export.add_argument(f"--{name}-url", metavar="URL", help=f"default: ${url_variable(name)}, then make run's")
+    export.add_argument("--var", type=Path, default=Path("var"), help="folder of stack.env (default: ./var)")
     return parser
 
 
@@ -109,6 +126,12 @@ def _token(args: argparse.Namespace) -> str:
 def _operate(args: argparse.Namespace) -> str:
     if args.command == "token":
         return _token(args)
+    if args.command == "privacy":
+        from . import privacy_export
+
+        urls = privacy_export.service_urls({name: getattr(args, f"{name}_url") for name in PARTS})
+        gatherer = privacy_export.Gatherer(privacy_export.bearer_token(args.token, args.var), urls)
+        return privacy_export.export_command(args.actor_id, args.out, gatherer)
     if args.command == "dlq":
         from . import dlq
 

@@ -10,7 +10,10 @@ from fastapi import FastAPI
 from quartier_shared import web
 from quartier_shared.catalogue import load_catalogue
 from quartier_shared.events import (
-    ActorEvent,
+    ActorDeactivated,
+    ActorErased,
+    ActorErasureConfirmed,
+    ActorSnapshot,
     CompetenceTeamChanged,
     ConferenceCancelled,
     ConferenceChanged,
@@ -28,6 +31,7 @@ from quartier_shared.runtime import Runtime, create_app
 from . import changes, handlers, reminders
 from .api import build_router
 from .pages import build_pages_router
+from .privacy_api import build_privacy_router
 from .repository import create_indexes
 from .settings import Settings
 from .unit_of_work import MongoConferencesUnitOfWork, UnitOfWorkFactory
@@ -38,6 +42,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoConferencesUnitOfWork)
     roster = partial(handlers.update_roster, uow_factory=uow_factory)
+    erase = partial(handlers.erase_actor, uow_factory=uow_factory)
     team = partial(handlers.update_team, uow_factory=uow_factory)
     outcomes = partial(handlers.record_outcomes, uow_factory=uow_factory)
     fan_out = partial(handlers.invite_district, uow_factory=uow_factory, batch_size=settings.fanout_batch_size)
@@ -45,7 +50,9 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime.consume(
         group_id="conferences",
         handlers={
-            ActorEvent: roster,
+            ActorSnapshot: roster,
+            ActorDeactivated: roster,
+            ActorErased: erase,  # after ActorDeactivated, whose handler it replaces for erasures
             ConferenceScheduled: fan_out,
             ConferenceChanged: tell,
             ConferenceCancelled: tell,
@@ -72,6 +79,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         routers=[
             build_router(uow_factory, reminders_before=settings.reminder_offsets, wake_reminders=worker.wake),
             answer_page,
+            build_privacy_router(uow_factory),
         ],
         publishes=[
             ConferenceScheduled,
@@ -83,6 +91,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             InvitationCancelled,
             InvitationReminded,
             InvitationAnswered,
+            ActorErasureConfirmed,
         ],
     )
     app.state.reminders = firing  # tests fire due reminders with a clock of their own

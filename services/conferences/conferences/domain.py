@@ -43,6 +43,7 @@ from quartier_shared.actor_copies import copy_after
 from quartier_shared.catalogue import District
 from quartier_shared.events import (
     ActorDeactivated,
+    ActorErased,
     ActorSnapshot,
     Answer,
     Audience,
@@ -115,15 +116,30 @@ class RosterEntry:
     active: bool
     consent_to_notifications: bool
     revision: int
+    # Erased (GDPR Art. 17): inactive for good; its invitations take no more answers.
+    erased: bool = False
 
     @property
     def invitable(self) -> bool:
-        return self.active and self.consent_to_notifications
+        return self.active and self.consent_to_notifications and not self.erased
 
     @classmethod
     def after(cls, event: ActorSnapshot | ActorDeactivated, current: RosterEntry | None) -> RosterEntry | None:
-        """The actor's entry once ``event`` is applied; None when it changes nothing."""
+        """The actor's entry once ``event`` is applied; None when it changes nothing. An erased
+        entry changes no more, whatever revision an event carries."""
+        if current is not None and current.erased:
+            return None
         return copy_after(cls, event, current)
+
+    @classmethod
+    def erased_after(cls, event: ActorErased, current: RosterEntry | None) -> RosterEntry | None:
+        """The entry once the actor was erased (kept, also for an actor never seen here, so no
+        older event brings it back); None when it is erased already."""
+        if current is None:
+            return cls(event.actor_id, (), False, False, event.revision, erased=True)
+        if current.erased:
+            return None
+        return replace(current, active=False, revision=max(event.revision, current.revision), erased=True)
 
 
 @dataclass(frozen=True)
@@ -269,6 +285,16 @@ class InvitationAnswer:
         not yet a seat to plan for."""
         return self.answer == "accepted"
 
+    @property
+    def anonymous(self) -> bool:
+        """Holds no free text (the deputy's name, the comment)."""
+        return self.representative is None and self.comment is None
+
+    def anonymised(self) -> InvitationAnswer:
+        """The answer without its free text; the counts (answer, attendees, children, step-free
+        access, interpreter language) stay, so the conference's figures do not change."""
+        return replace(self, representative=None, comment=None)
+
 
 @dataclass(frozen=True)
 class Invitation:
@@ -387,6 +413,13 @@ class Invitation:
             answered_at=now,
         )
         return replace(self, answer=answer), event
+
+    def erased(self) -> Invitation | None:
+        """The invitation once its actor was erased (GDPR Art. 17): its answer without free text;
+        None when it holds none (nothing to change)."""
+        if self.answer is None or self.answer.anonymous:
+            return None
+        return replace(self, answer=self.answer.anonymised())
 
     def with_outcome(self, outcome: InvitationSent | InvitationFailed, now: datetime) -> Invitation:
         """Only an outcome of the latest attempt counts (a late one of an earlier attempt would

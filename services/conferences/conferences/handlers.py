@@ -21,12 +21,15 @@ Queries read through the unit of work's repositories and commit nothing.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from quartier_shared.actor_copies import erasure_confirmed
 from quartier_shared.catalogue import load_catalogue
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
     ActorDeactivated,
+    ActorErased,
     ActorSnapshot,
     CompetenceTeamChanged,
     ConferenceScheduled,
@@ -128,6 +131,30 @@ async def conference_with_invitations(
         return conference, await uow.invitations.for_conference(conference_id)
 
 
+EXPORT_LIMIT = 1000  # invitations in an actor's export, by id
+
+
+@dataclass(frozen=True)
+class ActorExport:
+    """What this service holds about one actor (GDPR Art. 15): its roster entry (None: none) and
+    up to ``EXPORT_LIMIT`` of its invitations, each with its conference (None: not found)."""
+
+    roster_entry: RosterEntry | None
+    invitations: list[tuple[Invitation, Conference | None]]
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.invitations) >= EXPORT_LIMIT
+
+
+async def export_actor(actor_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> ActorExport:
+    async with uow_factory(context).for_reading() as uow:
+        entry = await uow.roster.get(actor_id)
+        invitations = await uow.invitations.of_actor(actor_id, EXPORT_LIMIT)
+        conferences = {c: await uow.conferences.get(c) for c in {i.conference_id for i in invitations}}
+    return ActorExport(entry, [(i, conferences[i.conference_id]) for i in invitations])
+
+
 async def conferences_by_district(
     district: str | None,
     context: EventContext,
@@ -150,11 +177,13 @@ async def invitation_to_answer(
     invitation_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory, now: datetime | None = None
 ) -> tuple[Conference, Invitation]:
     """The invitation a link names and its conference, if it still takes answers:
-    InvitationNotFound for an unknown one, ConferenceGone once cancelled or begun."""
+    InvitationNotFound for an unknown one or one of an erased actor, ConferenceGone once cancelled
+    or begun."""
     async with uow_factory(context).for_reading() as uow:
         invitation = await uow.invitations.get(invitation_id)
         conference = await uow.conferences.get(invitation.conference_id) if invitation else None
-    if invitation is None or conference is None:
+        erased = await _erased(uow, invitation)
+    if invitation is None or conference is None or erased:
         raise InvitationNotFound(invitation_id)
     if not conference.is_upcoming(now):
         raise ConferenceGone(conference.id)
@@ -164,12 +193,13 @@ async def invitation_to_answer(
 async def answer_invitation(
     command: AnswerInvitation, context: EventContext, *, uow_factory: UnitOfWorkFactory, now: datetime | None = None
 ) -> tuple[Conference, Invitation]:
-    """Store the answer on the invitation with its InvitationAnswered; it replaces an earlier one."""
+    """Store the answer on the invitation with its InvitationAnswered; it replaces an earlier one.
+    An erased actor's invitation takes none (InvitationNotFound): nothing personal comes back."""
     now = now or datetime.now(UTC)
     async with uow_factory(context) as uow:
         invitation = await uow.invitations.get(command.invitation_id)
         conference = await uow.conferences.get(invitation.conference_id) if invitation else None
-        if invitation is None or conference is None:
+        if invitation is None or conference is None or await _erased(uow, invitation):
             raise InvitationNotFound(command.invitation_id)
         invitation, answered = invitation.answered(command, conference, now)
         await uow.invitations.save_answer(invitation)
@@ -206,6 +236,33 @@ async def update_roster(
         await uow.commit()
     if late:
         log.info("late_joiner_invited", actor_id=entry.id, conferences=len(late))
+
+
+SERVICE = "conferences"
+
+
+async def erase_actor(received: Received[ActorErased], *, uow_factory: UnitOfWorkFactory) -> None:
+    """Erase what this service holds of the actor (GDPR Art. 17): its roster entry becomes erased
+    (inactive for good; its invitations take no more answers), and its answers lose their free
+    text (the deputy's name, the comment) but keep their counts, so the conferences' figures do
+    not change. Confirmed with ``ActorErasureConfirmed`` in
+    the same unit of work. Run again, it changes nothing and confirms again (the same event id)."""
+    event = received.event
+    async with uow_factory(received.context) as uow:
+        entry = RosterEntry.erased_after(event, await uow.roster.get(event.actor_id))
+        if entry is not None:
+            await uow.roster.save(entry)
+        invitations = await uow.invitations.of_actor(event.actor_id)
+        anonymised = [e for i in invitations if (e := i.erased()) is not None]
+        # Every one is written, changed or not: an answer stored at this moment writes it too, so
+        # one of the two transactions conflicts (the erasure is retried, or the answer fails), and
+        # the answer page refuses an erased actor's invitations from then on.
+        for invitation in invitations:
+            await uow.invitations.save_answer(invitation.erased() or invitation)
+        confirmed, event_id = erasure_confirmed(event.actor_id, SERVICE, datetime.now(UTC))
+        uow.record(confirmed, event_id=event_id)
+        await uow.commit()
+    log.info("actor_erased", actor_id=event.actor_id, answers_anonymised=len(anonymised))
 
 
 async def invite_district(
@@ -273,6 +330,14 @@ async def record_outcomes(
     async with uow_factory(batch[0].context) as uow:
         await uow.invitations.record_outcomes([item.event for item in batch])
         await uow.commit()
+
+
+async def _erased(uow: UnitOfWork, invitation: Invitation | None) -> bool:
+    """Whether the actor of ``invitation`` was erased (its roster entry says so)."""
+    if invitation is None:
+        return False
+    entry = await uow.roster.get(invitation.actor_id)
+    return entry is not None and entry.erased
 
 
 async def _teams_of(uow: UnitOfWork, conferences: Sequence[Conference]) -> dict[str, frozenset[str]]:

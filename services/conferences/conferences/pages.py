@@ -212,6 +212,8 @@ def build_pages_router(
             )
         except ConferenceGone:  # it began between the page and the post
             return message(request, "gone", 410)
+        except InvitationNotFound:  # its actor was erased between the page and the post
+            return message(request, "unknown", 404)
         return form_page(request, conference, invitation, _values_of(invitation), saved=True)
 
     return router

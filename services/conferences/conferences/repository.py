@@ -80,6 +80,10 @@ class InvitationRepository(Protocol):
     async def exists(self, conference_id: str, actor_id: str) -> bool: ...
     async def invited_actor_ids(self, conference_id: str) -> set[str]: ...
     async def for_conference(self, conference_id: str) -> list[Invitation]: ...
+    async def of_actor(self, actor_id: str, limit: int | None = None) -> list[Invitation]:
+        """The actor's invitations by id (up to ``limit``; None: all)."""
+        ...
+
     async def record_outcomes(self, outcomes: Sequence[InvitationSent | InvitationFailed]) -> None:
         """Apply each outcome as ``Invitation.with_outcome`` does; unknown invitations are skipped."""
         ...
@@ -223,6 +227,10 @@ class MongoInvitationRepository:
     async def for_conference(self, conference_id: str) -> list[Invitation]:
         cursor = self.collection.find({"conference_id": conference_id}, session=self.session).sort("_id", ASCENDING)
         return [_invitations.from_document(d) async for d in cursor]
+
+    async def of_actor(self, actor_id: str, limit: int | None = None) -> list[Invitation]:
+        cursor = self.collection.find({"actor_id": actor_id}, session=self.session).sort("_id", ASCENDING)
+        return [_invitations.from_document(d) async for d in cursor.limit(limit or 0)]
 
     async def record_outcomes(self, outcomes: Sequence[InvitationSent | InvitationFailed]) -> None:
         """The query form of ``Invitation.with_outcome``, a few writes per batch instead of a read
@@ -392,6 +400,7 @@ async def create_indexes(db: AsyncDatabase[Document]) -> None:
     # One invitation per conference and actor is the _id's job (derived from both); this index
     # only serves listing a conference's invitations.
     await db[INVITATIONS].create_index("conference_id")
+    await db[INVITATIONS].create_index([("actor_id", ASCENDING), ("_id", ASCENDING)])  # an actor's erasure, export
     await db[INVITATIONS].create_index([("conference_id", ASCENDING), ("sequence", ASCENDING), ("_id", ASCENDING)])
     await db[INVITATIONS].create_index([("conference_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)])
     # Invitations stored before they recorded the sequence they were told of were told of the first

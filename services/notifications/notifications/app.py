@@ -7,7 +7,10 @@ from functools import partial
 from fastapi import FastAPI
 
 from quartier_shared.events import (
-    ActorEvent,
+    ActorDeactivated,
+    ActorErased,
+    ActorErasureConfirmed,
+    ActorSnapshot,
     ConferenceDrafted,
     ConferenceScheduled,
     InvitationAnswered,
@@ -24,6 +27,7 @@ from . import follow_ups, handlers
 from .api import build_router
 from .mail import Sender
 from .personal_links import PersonalLinks
+from .privacy_api import build_privacy_router
 from .repository import create_indexes
 from .sending import SendingPolicy
 from .settings import Settings
@@ -53,9 +57,16 @@ def build(settings: Settings | None = None) -> FastAPI:
     confirmations = partial(handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy)
     conference = partial(handlers.keep_conference, uow_factory=uow_factory)
     following = follow_ups.FollowUps(uow_factory, smtp, policy)
+    erase = partial(handlers.erase_contact, uow_factory=uow_factory)
     runtime.consume(
         group_id="notifications",
-        handlers={ActorEvent: contact, ConferenceDrafted: conference, ConferenceScheduled: conference},
+        handlers={
+            ActorSnapshot: contact,
+            ActorDeactivated: contact,
+            ActorErased: erase,  # after ActorDeactivated, whose handler it replaces for erasures
+            ConferenceDrafted: conference,
+            ConferenceScheduled: conference,
+        },
         batch_handlers={
             InvitationIssued: invitations,
             InvitationAnswered: confirmations,
@@ -70,6 +81,6 @@ def build(settings: Settings | None = None) -> FastAPI:
         "Invitation e-mails with calendar files and personal answer links, the confirmation of each answer,"
         " the update, cancellation and reminder mails that follow an invitation,"
         " and previews and test mails of a conference's invitation",
-        routers=[build_router(uow_factory, mailer=smtp, policy=policy, limit=limit)],
-        publishes=[InvitationSent, InvitationFailed],
+        routers=[build_router(uow_factory, mailer=smtp, policy=policy, limit=limit), build_privacy_router(uow_factory)],
+        publishes=[InvitationSent, InvitationFailed, ActorErasureConfirmed],
     )

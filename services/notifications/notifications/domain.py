@@ -35,6 +35,7 @@ from enum import StrEnum
 from quartier_shared.actor_copies import copy_after
 from quartier_shared.events import (
     ActorDeactivated,
+    ActorErased,
     ActorSnapshot,
     Answer,
     ConferenceDetails,
@@ -83,16 +84,32 @@ class Contact:
     consent_to_notifications: bool
     active: bool
     revision: int
+    # Erased (GDPR Art. 17): no name, no address, never reachable, and it never moves again.
+    erased: bool = False
 
     @property
     def reachable(self) -> bool:
         """Every mail respects opt-out, whatever the sender believed when it issued it."""
-        return self.active and self.consent_to_notifications
+        return self.active and self.consent_to_notifications and not self.erased
 
     @classmethod
     def after(cls, event: ActorSnapshot | ActorDeactivated, current: Contact | None) -> Contact | None:
-        """The actor's contact once ``event`` is applied; None when it changes nothing."""
+        """The actor's contact once ``event`` is applied; None when it changes nothing. An erased
+        contact changes no more, whatever revision an event carries (a replay of the actor's old
+        events from the log brings back neither its name nor its address)."""
+        if current is not None and current.erased:
+            return None
+        if isinstance(event, ActorErased):
+            return cls.erased_copy(event, current)
         return copy_after(cls, event, current)
+
+    @classmethod
+    def erased_copy(cls, event: ActorErased, current: Contact | None) -> Contact:
+        """What stays of the actor's contact once it is erased: its id, kept as erased, so that no
+        older event brings anything back (also when this service never had a copy of it)."""
+        revision = max(event.revision, current.revision if current else 0)
+        language: Language = current.language if current else "de"
+        return cls(event.actor_id, "", "", language, False, False, revision, erased=True)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from math import ceil
 
+from quartier_shared.actor_copies import erasure_confirmed
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
     ActorDeactivated,
+    ActorErased,
     ActorSnapshot,
     ConferenceDrafted,
     ConferenceScheduled,
@@ -41,7 +43,7 @@ from quartier_shared.logging import get_logger, redact
 from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
 
 from .commands import SendTestMail
-from .domain import Contact, Delivery, KnownConference
+from .domain import Contact, Delivery, DeliveryStatus, KnownConference
 from .mail import confirmation_message_id, invitation_message_id
 from .preview import Preview, preview, rendered_test_mail
 from .sending import SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_new, send_waiting_for
@@ -90,6 +92,29 @@ async def deliveries_for(
     async with uow_factory(context).for_reading() as uow:
         found = await uow.deliveries.for_conference(conference_id, page)
     return page_of(found, page, lambda delivery: (delivery.id, delivery.id))
+
+
+EXPORT_LIMIT = 1000  # deliveries in an actor's export, oldest ids first
+
+
+@dataclass(frozen=True)
+class ContactExport:
+    """What this service holds about one actor (GDPR Art. 15): its contact copy (None: none) and
+    up to ``EXPORT_LIMIT`` of its deliveries, each with when it finished."""
+
+    contact: Contact | None
+    deliveries: list[tuple[Delivery, datetime | None]]
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.deliveries) >= EXPORT_LIMIT
+
+
+async def export_contact(actor_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory) -> ContactExport:
+    async with uow_factory(context).for_reading() as uow:
+        contact = await uow.contacts.get(actor_id)
+        deliveries = await uow.deliveries.of_actor(actor_id, EXPORT_LIMIT)
+    return ContactExport(contact, deliveries)
 
 
 async def preview_mail(
@@ -174,6 +199,35 @@ async def update_contact(
     await send_waiting_for(
         contact, received.context, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
     )
+
+
+SERVICE = "notifications"
+ERASED = "not sent: the actor was erased"
+
+
+async def erase_contact(
+    received: Received[ActorErased], *, uow_factory: UnitOfWorkFactory, clock: Clock = SYSTEM_CLOCK
+) -> None:
+    """Erase what this service holds of the actor (GDPR Art. 17): its contact keeps only its id,
+    as erased (no name, no address; it never moves again), and its deliveries not sent yet fail
+    with ``ERASED`` (an invitation's with its InvitationFailed, so the coordinator sees why).
+    Deliveries hold no name and no address (their reasons are redacted), so the rest of them
+    stays. Confirmed with ``ActorErasureConfirmed`` in the same unit of work; run again, it
+    changes nothing and confirms again (the same event id)."""
+    event, now = received.event, clock.now()
+    async with uow_factory(received.context) as uow:
+        contact = Contact.after(event, await uow.contacts.get(event.actor_id))
+        if contact is not None:
+            await uow.contacts.save(contact)
+        cancelled = await uow.deliveries.cancel_unsent_of_actor(event.actor_id, ERASED, now)
+        for delivery in cancelled:
+            if delivery.raises_events:
+                failed = delivery.outcome(DeliveryStatus.FAILED, ERASED, now)
+                uow.record(failed, event_id=delivery.outcome_event_id(DeliveryStatus.FAILED))
+        confirmed, event_id = erasure_confirmed(event.actor_id, SERVICE, now)
+        uow.record(confirmed, event_id=event_id)
+        await uow.commit()
+    log.info("contact_erased", actor_id=event.actor_id, deliveries_cancelled=len(cancelled))
 
 
 async def send_invitations(

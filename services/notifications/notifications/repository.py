@@ -138,6 +138,16 @@ class DeliveryRepository(Protocol):
         ...
 
     async def waiting_for(self, actor_id: str) -> list[Delivery]: ...
+    async def cancel_unsent_of_actor(self, actor_id: str, reason: str, now: datetime) -> list[Delivery]:
+        """Make every delivery of the actor not sent yet (pending, waiting or being sent) failed with
+        ``reason``, its claim dropped (a claim sending it meanwhile records nothing); returns them
+        as they were."""
+        ...
+
+    async def of_actor(self, actor_id: str, limit: int) -> list[tuple[Delivery, datetime | None]]:
+        """Up to ``limit`` deliveries of the actor, by id, each with when it finished (None: not yet)."""
+        ...
+
     async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
         """The mails of a conference by id: ``page.fetch`` of them from ``page``."""
         ...
@@ -351,6 +361,22 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
 
     async def waiting_for(self, actor_id: str) -> list[Delivery]:
         return await self._find({"actor_id": actor_id, "status": DeliveryStatus.WAITING_FOR_CONTACT.value})
+
+    async def cancel_unsent_of_actor(self, actor_id: str, reason: str, now: datetime) -> list[Delivery]:
+        unsent = [s.value for s in DeliveryStatus if not s.final]
+        found = await self._find({"actor_id": actor_id, "status": {"$in": unsent}})
+        if found:
+            cancel = {"status": DeliveryStatus.FAILED.value, "reason": reason, "finished_at": now}
+            await self.collection.update_many(
+                {"_id": {"$in": [d.id for d in found]}, "status": {"$in": unsent}},
+                {"$set": cancel | {"claim": None, "lease_until": None}},
+                session=self.session,
+            )
+        return found
+
+    async def of_actor(self, actor_id: str, limit: int) -> list[tuple[Delivery, datetime | None]]:
+        cursor = self.collection.find({"actor_id": actor_id}, session=self.session).sort("_id", ASCENDING)
+        return [(_deliveries.from_document(d), d.get("finished_at")) async for d in cursor.limit(limit)]
 
     async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
         query = {"conference_id": conference_id, **page.query("_id")}

@@ -38,6 +38,7 @@ from notifications.unit_of_work import Repositories
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
     ActorDeactivated,
+    ActorErased,
     ActorRegistered,
     ActorSnapshot,
     Answer,
@@ -311,6 +312,17 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
         waiting = DeliveryStatus.WAITING_FOR_CONTACT
         return [d for d in self._by_id() if d.actor_id == actor_id and d.status is waiting]
 
+    async def cancel_unsent_of_actor(self, actor_id: str, reason: str, now: datetime) -> list[Delivery]:
+        found = [d for d in self._by_id() if d.actor_id == actor_id and not d.status.final]
+        for d in found:
+            cancelled = replace(d, status=DeliveryStatus.FAILED, reason=reason, lease_until=None)
+            self.rows[d.id] = StoredDelivery(cancelled, None)
+        return found
+
+    async def of_actor(self, actor_id: str, limit: int) -> list[tuple[Delivery, datetime | None]]:
+        found: list[tuple[Delivery, datetime | None]] = [(d, None) for d in self._by_id() if d.actor_id == actor_id]
+        return found[:limit]
+
     async def for_conference(self, conference_id: str, page: PageRequest = FIRST_PAGE) -> list[Delivery]:
         return paged([d for d in self._by_id() if d.conference_id == conference_id], page, lambda d: (d.id, d.id))
 
@@ -464,6 +476,10 @@ class Notifications:
 
     def delivery(self, delivery_id: str) -> Delivery:
         return self.uow.fake_deliveries.rows[delivery_id].delivery
+
+    async def on_erased(self, *events: ActorErased) -> None:
+        for event in events:
+            await handlers.erase_contact(received(event, SERVICE), uow_factory=self.uow, clock=self.clock)
 
     def events(self, event_type: type[Event]) -> list[Envelope]:
         """The events of this type its units of work committed (what the outbox would relay)."""
