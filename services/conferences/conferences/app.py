@@ -22,6 +22,7 @@ from quartier_shared.events import (
     InvitationOutcome,
     InvitationReminded,
     InvitationUpdated,
+    UnsubscribeRequested,
 )
 from quartier_shared.runtime import Runtime, create_app
 
@@ -31,6 +32,7 @@ from .pages import build_pages_router
 from .repository import create_indexes
 from .settings import Settings
 from .unit_of_work import MongoConferencesUnitOfWork, UnitOfWorkFactory
+from .unsubscribe_page import build_unsubscribe_router
 
 
 def build(settings: Settings | None = None) -> FastAPI:
@@ -72,6 +74,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         routers=[
             build_router(uow_factory, reminders_before=settings.reminder_offsets, wake_reminders=worker.wake),
             answer_page,
+            build_unsubscribe_router(uow_factory, pages, verify_key=settings.link_verify_key),
         ],
         publishes=[
             ConferenceScheduled,
@@ -83,6 +86,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             InvitationCancelled,
             InvitationReminded,
             InvitationAnswered,
+            UnsubscribeRequested,
         ],
     )
     app.state.reminders = firing  # tests fire due reminders with a clock of their own
