@@ -47,3 +47,26 @@ async def test_an_unsubscribe_for_an_unknown_actor_is_ignored() -> None:
     request = UnsubscribeRequested(actor_id="no-such-actor", requested_at=AT)
     await handlers.withdraw_consent_by_link(received(request, "conferences"), uow_factory=uow)
     assert uow.events == []
+
+
+def test_an_actor_stored_before_consent_records_gets_one_by_the_person() -> None:
+    old = Actor(
+        id="a-old",
+        name="Runder Tisch",
+        kind="round_table",
+        districts=("IV",),
+        email="alt@example.org",
+        language="de",
+        consent_to_notifications=True,
+    )
+    changed, raised = old.unsubscribe(AT)
+    assert raised is not None and changed.consent_to_notifications is False
+    record = changed.consent
+    assert record is not None and (record.given, record.basis, record.wording_version, record.by) == (
+        False,
+        "consent",
+        "unknown",
+        PERSON_VIA_LINK,
+    )
+    updated, withdrawn = raised
+    assert updated.consent_to_notifications is False and withdrawn.revision == updated.revision == 2

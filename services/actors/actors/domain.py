@@ -152,7 +152,9 @@ class Actor:
             return self, None
         at = at.astimezone(UTC)
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # as MongoDB stores it
-        record = replace(self._withdrawn(PERSON_VIA_LINK, ""), reason=None, at=at)
+        current = self.consent  # None: stored before records, when the basis was consent
+        basis, wording = (current.basis, current.wording_version) if current else ("consent", "unknown")
+        record = ConsentRecord(False, basis, wording, PERSON_VIA_LINK, at=at)
         updated = replace(
             self,
             consent_history=appended(self.consent_history, record),

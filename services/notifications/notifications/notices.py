@@ -2,8 +2,9 @@
 
 Contract, for every one of them: in the recipient's language (German or English), plain text and
 HTML (every value escaped there), a Message-ID that is stable per invitation, kind and sequence
-(reminders: per ``reminder_id``), so a mail sent again after a crash carries the same id, and a
-``References`` to the invitation's, so mail programs thread them.
+(reminders: per ``reminder_id``), so a mail sent again after a crash carries the same id, a
+``References`` to the invitation's, so mail programs thread them, and the recipient's unsubscribe
+headers and footer (``footer``).
 
 - The update's first paragraph says exactly what changed, old and new (title, date and time in
   the conference's time zone, place, agenda); with ``confirm`` a second one asks the invitee to
