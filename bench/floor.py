@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pymongo import AsyncMongoClient
 
+from notifications.footer import Footer
 from notifications.mail import Recipient, Sender, render_invitation
 from quartier.embedded import Infrastructure
 from quartier_shared import links
@@ -97,6 +98,12 @@ def sample_mail(details: ConferenceDetails) -> bytes:
         invitation_id=invitation_id,
         domain="essen.example.org",
         link=f"http://127.0.0.1:8002/rsvp/{token}",
+        footer=Footer(
+            unsubscribe_url=f"http://127.0.0.1:8002/unsubscribe/{token}",  # as long as a real one
+            privacy_url="https://www.essen.de/datenschutz",
+            contact=SENDER.email,
+            district=details.district_name,
+        ),
     )
     return message.as_bytes()
 

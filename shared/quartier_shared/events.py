@@ -27,6 +27,7 @@ DELIVERIES_TOPIC = "quartier.deliveries"  # key: invitation id
 ANSWERS_TOPIC = "quartier.answers"  # key: invitation id
 TEAMS_TOPIC = "quartier.teams"  # key: district code
 ERASURES_TOPIC = "quartier.erasures"  # key: actor id; each service's confirmation that it erased an actor
+UNSUBSCRIBES_TOPIC = "quartier.unsubscribes"  # key: actor id; a person's request, by link, to get no more mails
 DEAD_LETTER_TOPIC = "quartier.dead-letters"
 
 # Partition counts are explicit: Tansu would invent its own, and Kafka keys depend on them.
@@ -38,6 +39,7 @@ TOPIC_PARTITIONS: dict[str, int] = {
     ANSWERS_TOPIC: 3,
     TEAMS_TOPIC: 1,  # a handful of districts, rarely changed
     ERASURES_TOPIC: 1,  # a few a year
+    UNSUBSCRIBES_TOPIC: 1,  # a few a month
     DEAD_LETTER_TOPIC: 1,
 }
 
@@ -243,6 +245,24 @@ class ActorErasureConfirmed(Event, topic=ERASURES_TOPIC, key="actor_id"):
     erased_at: AwareDatetime
 
 
+class ConsentWithdrawn(Event, topic=ACTORS_TOPIC, key="actor_id"):
+    """An actor's consent to notifications was withdrawn by the person through the unsubscribe
+    link (``UnsubscribeRequested``). Ids only; the ``ActorUpdated`` of the same revision carries
+    the new state. Not an ``ActorEvent``: the actor copies learn it from that ``ActorUpdated``."""
+
+    actor_id: str
+    revision: int
+    withdrawn_at: AwareDatetime
+
+
+class UnsubscribeRequested(Event, topic=UNSUBSCRIBES_TOPIC, key="actor_id"):
+    """A person asked, through the unsubscribe link of a mail (page or RFC 8058 one-click), to
+    get no more mails; the actors service, which owns consent, withdraws it. Ids only."""
+
+    actor_id: str
+    requested_at: AwareDatetime
+
+
 class CompetenceTeamChanged(Event, topic=TEAMS_TOPIC, key="district"):
     """The members of a district's competence team were set: the whole list of actor ids (no
     names), with the team's revision after the change (consumers only ever move forward by it)."""
@@ -391,6 +411,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ActorDeactivated,
         ActorErased,
         ActorErasureConfirmed,
+        ConsentWithdrawn,
+        UnsubscribeRequested,
         CompetenceTeamChanged,
         ConferenceScheduled,
         ConferenceDrafted,

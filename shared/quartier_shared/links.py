@@ -1,10 +1,13 @@
 """Personal links: the signed token in ``{PUBLIC_BASE_URL}/rsvp/{token}`` that lets an invitee
-answer without an account.
+answer without an account, and in ``{PUBLIC_BASE_URL}/unsubscribe/{token}`` that lets a recipient
+withdraw their consent to mails.
 
 The contract:
-- The token is a JWT signed with Ed25519 (``EdDSA``). It names the invitation (``inv``), what the
-  link is for (``aud``, e.g. ``ANSWER``) and when it stops working (``exp``: the conference's end),
-  and nothing personal: no name, no address, no actor id.
+- The token is a JWT signed with Ed25519 (``EdDSA``). It names what the link is for (``aud``) and
+  when it stops working (``exp``), and one id, nothing personal (no name, no address):
+  ``ANSWER`` names the invitation (``inv``) and runs out at the conference's end; ``UNSUBSCRIBE``
+  names the actor (``act``) and runs out a year after the mail (``UNSUBSCRIBE_VALIDITY``). A
+  token of one purpose is never accepted for the other.
 - Only the notifications service, which writes the mails, holds the private key
   (``LINK_SIGNING_KEY``); the conferences service, which serves the pages, holds the public key
   (``LINK_VERIFY_KEY``). So a page server that is broken into cannot mint links.
@@ -19,7 +22,7 @@ mounts). ``generate_pair`` writes a fresh pair for ``make run``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -27,7 +30,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-ANSWER = "quartier-answer"  # the answer page; later purposes (unsubscribe) get their own audience
+ANSWER = "quartier-answer"  # the answer page: names the invitation
+UNSUBSCRIBE = "quartier-unsubscribe"  # the unsubscribe page: names the actor
+UNSUBSCRIBE_VALIDITY = timedelta(days=365)
+# The claim that carries the one id each purpose names.
+_SUBJECT_CLAIM = {ANSWER: "inv", UNSUBSCRIBE: "act"}
 ALGORITHM = "EdDSA"
 PRIVATE_KEY_FILE = "link-signing-key.pem"
 PUBLIC_KEY_FILE = "link-verify-key.pem"
@@ -44,12 +51,20 @@ class ExpiredLink(Exception):
 
 @dataclass(frozen=True)
 class LinkClaims:
-    invitation_id: str
+    subject_id: str  # the invitation's id (ANSWER) or the actor's (UNSUBSCRIBE)
     expires_at: datetime
 
+    @property
+    def invitation_id(self) -> str:
+        return self.subject_id
 
-def sign(invitation_id: str, expires_at: datetime, private_key: Ed25519PrivateKey, *, purpose: str = ANSWER) -> str:
-    claims = {"inv": invitation_id, "aud": purpose, "exp": int(expires_at.timestamp())}
+    @property
+    def actor_id(self) -> str:
+        return self.subject_id
+
+
+def sign(subject_id: str, expires_at: datetime, private_key: Ed25519PrivateKey, *, purpose: str = ANSWER) -> str:
+    claims = {_SUBJECT_CLAIM[purpose]: subject_id, "aud": purpose, "exp": int(expires_at.timestamp())}
     return jwt.encode(claims, private_key, algorithm=ALGORITHM)
 
 
@@ -58,6 +73,7 @@ def verify(
 ) -> LinkClaims:
     if len(token) > MAX_TOKEN_LENGTH:
         raise InvalidLink("too long")
+    subject = _SUBJECT_CLAIM[purpose]
     try:
         # Expiry is checked below against ``now`` (a fake clock in tests), after the signature.
         claims = jwt.decode(
@@ -65,16 +81,16 @@ def verify(
             public_key,
             algorithms=[ALGORITHM],
             audience=purpose,
-            options={"require": ["inv", "aud", "exp"], "verify_exp": False},
+            options={"require": [subject, "aud", "exp"], "verify_exp": False},
         )
     except jwt.PyJWTError as error:
         raise InvalidLink(type(error).__name__) from None
-    if not isinstance(claims["inv"], str) or not isinstance(claims["exp"], int):
+    if not isinstance(claims[subject], str) or not claims[subject] or not isinstance(claims["exp"], int):
         raise InvalidLink("malformed claims")
     expires_at = datetime.fromtimestamp(claims["exp"], UTC)
     if (now or datetime.now(UTC)) >= expires_at:
-        raise ExpiredLink(claims["inv"])
-    return LinkClaims(invitation_id=claims["inv"], expires_at=expires_at)
+        raise ExpiredLink(claims[subject])
+    return LinkClaims(subject_id=claims[subject], expires_at=expires_at)
 
 
 def _pem(setting: str) -> bytes:

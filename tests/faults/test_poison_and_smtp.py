@@ -19,6 +19,7 @@ from quartier_shared.events import (
     ERASURES_TOPIC,
     INVITATIONS_TOPIC,
     TEAMS_TOPIC,
+    UNSUBSCRIBES_TOPIC,
     ActorDeactivated,
     InvitationFailed,
 )
@@ -85,13 +86,14 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
         ANSWERS_TOPIC: future.model_copy(update={"event_type": "InvitationAnswered"}),
         TEAMS_TOPIC: future.model_copy(update={"event_type": "CompetenceTeamChanged"}),
         ERASURES_TOPIC: future.model_copy(update={"event_type": "ActorErasureConfirmed"}),
+        UNSUBSCRIBES_TOPIC: future.model_copy(update={"event_type": "UnsubscribeRequested"}),
     }
     for topic, unknown_version in poison.items():
         await publish_raw(bootstrap, topic, b"\x00\x01 garbage \xff", key=b"k")
         await publish_raw(bootstrap, topic, b'{"hello": "world"}', key=b"k")
         await publish_raw(bootstrap, topic, unknown_version.model_dump_json().encode(), key=b"k")
     # actors and conferences are consumed by two services each, so their poison is dead-lettered twice;
-    # the erasures topic by the actors service.
+    # the erasures and unsubscribes topics by the actors service.
     expected = {
         ("conferences", ACTORS_TOPIC): 3,
         ("notifications", ACTORS_TOPIC): 3,
@@ -102,16 +104,17 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
         ("notifications", ANSWERS_TOPIC): 3,
         ("conferences", TEAMS_TOPIC): 3,
         ("actors", ERASURES_TOPIC): 3,
+        ("actors", UNSUBSCRIBES_TOPIC): 3,
     }
-    dead = await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 27, timeout=60)
+    dead = await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 30, timeout=60)
     found = Counter((dict(r.headers)[dlq.SERVICE].decode(), dict(r.headers)[dlq.ORIGINAL_TOPIC].decode()) for r in dead)
     assert found == expected
     for r in dead:
         headers = dict(r.headers)
         assert {dlq.PARTITION, dlq.OFFSET, dlq.ERROR_CLASS, dlq.ERROR_MESSAGE, dlq.FAILED_AT} <= set(headers)
     assert Counter(dict(r.headers)[dlq.ERROR_CLASS] for r in dead) == {
-        b"ValidationError": 18,
-        b"UnknownEventVersion": 9,
+        b"ValidationError": 20,
+        b"UnknownEventVersion": 10,
     }
     # Later valid events still flow on the same partitions.
     async with cluster.http() as http:

@@ -131,7 +131,8 @@ async def test_draft_preview_test_mail_and_publish(
             shown = previews[language]
             name = "Beispiel-Organisation" if language == "de" else "Example organisation"
             assert real["subject"] == shown["subject"]
-            # The same mail but for the invitee: their name, and their own personal link.
+            # The same mail but for the invitee: their name, and their own personal links.
+            assert "/unsubscribe/" in shown["text"] and "/unsubscribe/" in shown["html"]
             assert _unlinked(real["text"].replace(ACTOR_NAME, name)) == _unlinked(shown["text"])
             assert _unlinked(real["html"].replace(ACTOR_NAME, name)) == _unlinked(shown["html"])
         # Every test mail and invitation is in the sink, and nothing else.
@@ -139,8 +140,8 @@ async def test_draft_preview_test_mail_and_publish(
 
 
 def _unlinked(part: str) -> str:
-    """``part`` with its personal answer link's token taken out."""
-    return re.sub(r"/rsvp/[A-Za-z0-9_.-]+", "/rsvp/<token>", part)
+    """``part`` with its personal links' tokens (answer and unsubscribe) taken out."""
+    return re.sub(r"/(rsvp|unsubscribe)/[A-Za-z0-9_.-]+", r"/\1/<token>", part)
 
 
 async def test_a_resend_after_a_corrected_address_is_a_mail_of_its_own(

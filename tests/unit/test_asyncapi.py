@@ -45,7 +45,14 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
         for service, doc in generated().items()
     }
     assert produced == {
-        "actors": {"ActorRegistered", "ActorUpdated", "ActorDeactivated", "ActorErased", "CompetenceTeamChanged"},
+        "actors": {
+            "ActorRegistered",
+            "ActorUpdated",
+            "ActorDeactivated",
+            "ActorErased",
+            "ConsentWithdrawn",
+            "CompetenceTeamChanged",
+        },
         "conferences": {
             "ConferenceScheduled",
             "ConferenceDrafted",
@@ -57,6 +64,7 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
             "InvitationReminded",
             "InvitationAnswered",
             "ActorErasureConfirmed",
+            "UnsubscribeRequested",
         },
         "notifications": {"InvitationSent", "InvitationFailed", "ActorErasureConfirmed"},
     }
@@ -69,10 +77,20 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
 def test_the_actors_service_hears_the_other_services_confirm_an_erasure() -> None:
     doc = generated()["actors"]
     consumed = {body["address"] for name, body in doc["channels"].items() if name.startswith("actors:consume")}
-    assert consumed == {"quartier.erasures"}
+    assert consumed == {"quartier.erasures", "quartier.unsubscribes"}
     assert "consumes ActorErasureConfirmed" in doc["info"]["description"]
     erased = doc["components"]["schemas"]["ActorErased"]["properties"]
     assert set(erased) == {"actor_id", "revision"}  # ids only: no personal data on the topic
+
+
+def test_an_unsubscribe_travels_with_ids_only() -> None:
+    """The page (conferences) asks, the actors service applies it and says so: ids and times only."""
+    actors, conferences = generated()["actors"], generated()["conferences"]
+    assert "consumes ActorErasureConfirmed and UnsubscribeRequested" in actors["info"]["description"]
+    requested = conferences["components"]["schemas"]["UnsubscribeRequested"]["properties"]
+    assert set(requested) == {"actor_id", "requested_at"}
+    withdrawn = actors["components"]["schemas"]["ConsentWithdrawn"]["properties"]
+    assert set(withdrawn) == {"actor_id", "revision", "withdrawn_at"}
 
 
 def test_notifications_consumes_what_follows_an_invitation() -> None:

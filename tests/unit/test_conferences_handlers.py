@@ -193,6 +193,10 @@ class FakeRosterRepository(InMemory[RosterEntry]):
     async def invitable_in(self, district: str) -> list[str]:
         return [e.id for e in self.rows.values() if e.invitable and district in e.districts]
 
+    async def without_consent(self, actor_ids: Collection[str]) -> set[str]:
+        wanted = set(actor_ids)
+        return {e.id for e in self.rows.values() if e.id in wanted and not e.consent_to_notifications and e.revision}
+
     async def hold(self, actor_ids: Collection[str]) -> None:
         for actor_id in actor_ids:
             self.rows.setdefault(actor_id, RosterEntry(actor_id, (), False, False, 0))

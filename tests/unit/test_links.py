@@ -23,7 +23,7 @@ def key() -> Ed25519PrivateKey:
 def test_a_signed_link_verifies_and_names_only_the_invitation(key: Ed25519PrivateKey) -> None:
     token = links.sign("inv-1", ENDS, key)
     claims = links.verify(token, key.public_key(), now=NOW)
-    assert claims == links.LinkClaims(invitation_id="inv-1", expires_at=ENDS)
+    assert claims == links.LinkClaims(subject_id="inv-1", expires_at=ENDS)
     payload = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
     assert set(payload) == {"inv", "aud", "exp"}
 
@@ -77,3 +77,23 @@ def test_keys_load_from_a_file_or_from_pem_text(tmp_path: Path) -> None:
     public = links.load_public_key(public_path.read_text())
     assert links.verify(links.sign("inv-1", ENDS, private), public, now=NOW).invitation_id == "inv-1"
     assert links.generate_pair(tmp_path) == (private_path, public_path)  # kept, not replaced
+
+
+def test_an_unsubscribe_link_names_only_the_actor_and_lasts_a_year(key: Ed25519PrivateKey) -> None:
+    expires = NOW + links.UNSUBSCRIBE_VALIDITY
+    token = links.sign("actor-1", expires, key, purpose=links.UNSUBSCRIBE)
+    claims = links.verify(token, key.public_key(), purpose=links.UNSUBSCRIBE, now=NOW + timedelta(days=364))
+    assert claims.actor_id == "actor-1"
+    payload = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert set(payload) == {"act", "aud", "exp"}
+    with pytest.raises(links.ExpiredLink):
+        links.verify(token, key.public_key(), purpose=links.UNSUBSCRIBE, now=expires)
+
+
+def test_answer_and_unsubscribe_tokens_are_not_interchangeable(key: Ed25519PrivateKey) -> None:
+    answer = links.sign("inv-1", ENDS, key)
+    unsubscribe = links.sign("actor-1", ENDS, key, purpose=links.UNSUBSCRIBE)
+    with pytest.raises(links.InvalidLink):
+        links.verify(answer, key.public_key(), purpose=links.UNSUBSCRIBE, now=NOW)
+    with pytest.raises(links.InvalidLink):
+        links.verify(unsubscribe, key.public_key(), now=NOW)

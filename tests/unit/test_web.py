@@ -112,6 +112,7 @@ def test_every_text_of_the_pages_is_in_german() -> None:
     own = _german(CONFERENCES / "translations")
     wanted_shared = set().union(*(_msgids(p) for p in (HERE / "templates").glob("*.html")))
     wanted_own = set(FIELD_ERRORS.values()) | _msgids(CONFERENCES / "pages.py")
+    wanted_own |= _msgids(CONFERENCES / "unsubscribe_page.py")
     wanted_own |= set().union(*(_msgids(p) for p in (CONFERENCES / "templates").glob("*.html")))
     assert wanted_shared and wanted_own
     assert not {m for m in wanted_shared if not shared.get(m)}

@@ -13,6 +13,8 @@ from quartier_shared.events import (
     ActorRegistered,
     ActorUpdated,
     CompetenceTeamChanged,
+    ConsentWithdrawn,
+    UnsubscribeRequested,
 )
 from quartier_shared.runtime import Runtime, create_app
 
@@ -29,10 +31,18 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoActorsUnitOfWork)
     confirmed = partial(handlers.confirm_erasure, uow_factory=uow_factory)
-    runtime.consume(group_id="actors", handlers={ActorErasureConfirmed: confirmed})
+    unsubscribed = partial(handlers.withdraw_consent_by_link, uow_factory=uow_factory)
+    runtime.consume(group_id="actors", handlers={ActorErasureConfirmed: confirmed, UnsubscribeRequested: unsubscribed})
     return create_app(
         runtime,
         "Registry of the actors and the competence team of each district",
         routers=[build_router(uow_factory, settings.consent_wording_version), build_privacy_router(uow_factory)],
-        publishes=[ActorRegistered, ActorUpdated, ActorDeactivated, ActorErased, CompetenceTeamChanged],
+        publishes=[
+            ActorRegistered,
+            ActorUpdated,
+            ActorDeactivated,
+            ActorErased,
+            ConsentWithdrawn,
+            CompetenceTeamChanged,
+        ],
     )

@@ -5,8 +5,8 @@ The contract:
 - An actor keeps its records oldest first (``Actor.consent_history``); the last one is the
   current state, and ``Actor.consent_to_notifications`` (what the events and the other services
   read) is always ``given`` of it.
-- ``by`` is the token subject of whoever recorded it (an opaque id, never a name); later also
-  ``PERSON_VIA_LINK`` when the person answers by an unsubscribe link.
+- ``by`` is the token subject of whoever recorded it (an opaque id, never a name), or
+  ``PERSON_VIA_LINK`` when the person withdrew it through the unsubscribe link of a mail.
 - The history is bounded (``HISTORY_LIMIT``): past it, the oldest records go, the current one
   never does.
 """

@@ -28,11 +28,20 @@ from quartier_shared.events import (
     ActorSnapshot,
     ActorUpdated,
     CompetenceTeamChanged,
+    ConsentWithdrawn,
     Language,
 )
 
 from .commands import RegisterActor
-from .consent import EMAIL_CHANGED, ERASED, ConsentRecord, ConsentStatement, appended, now_to_the_millisecond
+from .consent import (
+    EMAIL_CHANGED,
+    ERASED,
+    PERSON_VIA_LINK,
+    ConsentRecord,
+    ConsentStatement,
+    appended,
+    now_to_the_millisecond,
+)
 
 # Fields a quarter manager may change after registration (consent changes by a ``ConsentStatement``).
 EDITABLE = frozenset({"name", "kind", "districts", "email", "language"})
@@ -134,6 +143,27 @@ class Actor:
         if current is None:  # stored before records: the basis was consent, the wording unknown
             return ConsentRecord(False, "consent", "unknown", by, reason=reason)
         return current.withdrawn(by, reason)
+
+    def unsubscribe(self, at: datetime) -> tuple[Actor, tuple[ActorUpdated, ConsentWithdrawn] | None]:
+        """The person withdrew consent through the unsubscribe link at ``at``: a record by
+        ``PERSON_VIA_LINK``, and the ``ActorUpdated`` and ``ConsentWithdrawn`` it raises. Nothing
+        changes when consent is not given now (a second click, an erased actor)."""
+        if not self.consent_to_notifications or self.erased:
+            return self, None
+        at = at.astimezone(UTC)
+        at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # as MongoDB stores it
+        current = self.consent  # None: stored before records, when the basis was consent
+        basis, wording = (current.basis, current.wording_version) if current else ("consent", "unknown")
+        record = ConsentRecord(False, basis, wording, PERSON_VIA_LINK, at=at)
+        updated = replace(
+            self,
+            consent_history=appended(self.consent_history, record),
+            consent_to_notifications=False,
+            revision=self.revision + 1,
+            updated_at=datetime.now(UTC),
+        )
+        withdrawn = ConsentWithdrawn(actor_id=self.id, revision=updated.revision, withdrawn_at=at)
+        return updated, (updated._snapshot(ActorUpdated), withdrawn)
 
     def deactivate(self) -> tuple[Actor, ActorDeactivated | None]:
         if not self.active:

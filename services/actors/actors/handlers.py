@@ -1,5 +1,6 @@
-"""The use cases of the actors service: the HTTP commands and queries, and the one consumed
-event (``ActorErasureConfirmed``). Plain functions, wired in app.py and called by api.py.
+"""The use cases of the actors service: the HTTP commands and queries, and the consumed events
+(``ActorErasureConfirmed``, ``UnsubscribeRequested``). Plain functions, wired in app.py and
+called by api.py.
 
 Each command is one unit of work: load, let the domain decide, store the change with its event,
 commit. A change that changes nothing commits nothing and raises no event. Queries read through
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from quartier_shared.consumer import Received
-from quartier_shared.events import ActorErasureConfirmed, Event, EventContext
+from quartier_shared.events import ActorErasureConfirmed, Event, EventContext, UnsubscribeRequested
 from quartier_shared.logging import get_logger
 from quartier_shared.pagination import FIRST_PAGE, MAX_LIMIT, Page, PageRequest, page_of
 
@@ -175,6 +176,28 @@ async def confirm_erasure(received: Received[ActorErasureConfirmed], *, uow_fact
         await uow.erasures.save(confirmed)
         await uow.commit()
     log.info("erasure_confirmed", actor_id=command.actor_id, service=command.service, complete=confirmed.complete)
+
+
+async def withdraw_consent_by_link(received: Received[UnsubscribeRequested], *, uow_factory: UnitOfWorkFactory) -> None:
+    """The person unsubscribed through the link of a mail: consent withdrawn at once (recorded
+    by ``PERSON_VIA_LINK``), with ``ActorUpdated`` and ``ConsentWithdrawn`` in one unit of work.
+    Idempotent: a repeated request, or one for an actor without consent, changes nothing; one for
+    an actor we do not know (a preview's made-up one) is ignored."""
+    event = received.event
+    async with uow_factory(received.context) as uow:
+        actor = await uow.actors.get(event.actor_id)
+        if actor is None:
+            log.info("unsubscribe_ignored", actor_id=event.actor_id, reason="unknown actor")
+            return
+        changed, raised = actor.unsubscribe(event.requested_at)
+        if raised is None:
+            log.info("unsubscribe_ignored", actor_id=actor.id, reason="no consent to withdraw")
+            return
+        await uow.actors.save(changed)
+        for raised_event in raised:
+            uow.record(raised_event)
+        await uow.commit()
+    log.info("consent_withdrawn_by_link", actor_id=actor.id, revision=changed.revision)
 
 
 async def audit_of(

@@ -209,6 +209,11 @@ class InvitationOut(BaseModel):
     updated_at: datetime
     resend: int = Field(description="resends so far; the status is that of the latest attempt")
     answer: AnswerOut | None = Field(default=None, description="the latest answer by personal link; null until one")
+    unsubscribed: bool = Field(
+        default=False,
+        description="the actor no longer consents to mails (unsubscribed by the link in a mail, or withdrawn "
+        "by staff): no further mail of any kind reaches them",
+    )
 
 
 class NeedsOut(BaseModel):
@@ -383,10 +388,13 @@ def build_router(
         except ConferenceNotFound:
             raise _not_found("conference", conference_id) from None
         require_readable(principal, [conference.district])
+        unsubscribed = await handlers.unsubscribed_among(
+            {i.actor_id for i in invitations}, event_context(request), uow_factory=uow_factory
+        )
         counts = Counter(i.status for i in invitations)
         detail = {
             **asdict(conference),
-            "invitations": invitations,
+            "invitations": [{**asdict(i), "unsubscribed": i.actor_id in unsubscribed} for i in invitations],
             "counts": {
                 **{s.value: counts[s] for s in InvitationStatus},
                 "total": len(invitations),

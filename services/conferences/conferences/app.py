@@ -25,6 +25,7 @@ from quartier_shared.events import (
     InvitationOutcome,
     InvitationReminded,
     InvitationUpdated,
+    UnsubscribeRequested,
 )
 from quartier_shared.runtime import Runtime, create_app
 
@@ -35,6 +36,7 @@ from .privacy_api import build_privacy_router
 from .repository import create_indexes
 from .settings import Settings
 from .unit_of_work import MongoConferencesUnitOfWork, UnitOfWorkFactory
+from .unsubscribe_page import build_unsubscribe_router
 
 
 def build(settings: Settings | None = None) -> FastAPI:
@@ -80,6 +82,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             build_router(uow_factory, reminders_before=settings.reminder_offsets, wake_reminders=worker.wake),
             answer_page,
             build_privacy_router(uow_factory),
+            build_unsubscribe_router(uow_factory, pages, verify_key=settings.link_verify_key),
         ],
         publishes=[
             ConferenceScheduled,
@@ -92,6 +95,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             InvitationReminded,
             InvitationAnswered,
             ActorErasureConfirmed,
+            UnsubscribeRequested,
         ],
     )
     app.state.reminders = firing  # tests fire due reminders with a clock of their own

@@ -36,6 +36,7 @@ from quartier_shared.events import (
     EventContext,
     InvitationFailed,
     InvitationSent,
+    UnsubscribeRequested,
 )
 from quartier_shared.logging import get_logger
 from quartier_shared.pagination import FIRST_PAGE, Page, PageRequest, page_of
@@ -155,6 +156,15 @@ async def export_actor(actor_id: str, context: EventContext, *, uow_factory: Uni
     return ActorExport(entry, [(i, conferences[i.conference_id]) for i in invitations])
 
 
+async def unsubscribed_among(
+    actor_ids: Collection[str], context: EventContext, *, uow_factory: UnitOfWorkFactory
+) -> set[str]:
+    """Those of ``actor_ids`` who no longer consent to mails, as the roster copy knows it from the
+    actors' events (by the unsubscribe link, or withdrawn by staff)."""
+    async with uow_factory(context).for_reading() as uow:
+        return await uow.roster.without_consent(actor_ids)
+
+
 async def conferences_by_district(
     district: str | None,
     context: EventContext,
@@ -208,6 +218,18 @@ async def answer_invitation(
     # Ids only: the deputy's name and the comment never reach a log.
     log.info("invitation_answered", invitation_id=invitation.id, conference_id=conference.id)
     return conference, invitation
+
+
+async def request_unsubscribe(
+    actor_id: str, context: EventContext, *, uow_factory: UnitOfWorkFactory, now: datetime | None = None
+) -> None:
+    """A person asked through the unsubscribe link to get no more mails: ``UnsubscribeRequested``
+    through the outbox, for the actors service, which owns consent. Nothing else is stored here;
+    asking twice asks twice (the actors service withdraws consent once)."""
+    async with uow_factory(context) as uow:
+        uow.record(UnsubscribeRequested(actor_id=actor_id, requested_at=now or datetime.now(UTC)))
+        await uow.commit()
+    log.info("unsubscribe_requested", actor_id=actor_id)
 
 
 # --- consumed events ------------------------------------------------------------------------------

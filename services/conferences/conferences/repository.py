@@ -134,6 +134,11 @@ class RosterRepository(Protocol):
         """The ids of the invitable actors of ``district``."""
         ...
 
+    async def without_consent(self, actor_ids: Collection[str]) -> set[str]:
+        """Those of ``actor_ids`` whose actor no longer consents to mails (a known entry, not a
+        placeholder of ``hold``): they unsubscribed, or their consent was withdrawn."""
+        ...
+
     async def hold(self, actor_ids: Collection[str]) -> None:
         """Write the entries of ``actor_ids`` in this transaction without changing what they say
         (one not known yet gets a placeholder: revision 0, never invitable), so that a concurrent
@@ -307,6 +312,10 @@ class MongoRosterRepository:
         # The query form of RosterEntry.invitable.
         query = {"districts": district, "active": True, "consent_to_notifications": True}
         return [d["_id"] async for d in self.collection.find(query, {"_id": 1}, session=self.session)]
+
+    async def without_consent(self, actor_ids: Collection[str]) -> set[str]:
+        query = {"_id": {"$in": list(actor_ids)}, "consent_to_notifications": False, "revision": {"$gt": 0}}
+        return {d["_id"] async for d in self.collection.find(query, {"_id": 1}, session=self.session)}
 
     async def hold(self, actor_ids: Collection[str]) -> None:
         placeholder = _roster.to_document(RosterEntry("", (), active=False, consent_to_notifications=False, revision=0))

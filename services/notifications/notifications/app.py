@@ -49,6 +49,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         claim_size=settings.delivery_claim_size,
         claims_in_flight=settings.delivery_claims_in_flight,
         links=links,
+        privacy_url=settings.privacy_url,
     )
 
     limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)

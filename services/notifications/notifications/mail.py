@@ -2,8 +2,8 @@
 the confirmation of an answer (plain text and HTML).
 
 Every mail carries the recipient's personal answer link (``personal_links``), in both parts and, in
-an invitation, in the calendar's DESCRIPTION. The link is personal: it is filled in per mail, like
-the greeting, and never logged.
+an invitation, in the calendar's DESCRIPTION, and the unsubscribe headers and footer (``footer``).
+The links are personal: they are filled in per mail, like the greeting, and never logged.
 
 Wording lives here as two static template tables; dates are spelled out from our own month and
 weekday names so the output does not depend on the host's locale settings.
@@ -29,6 +29,7 @@ from quartier_shared.events import ConferenceDetails, Language
 
 from .calendar import CalendarTemplate, calendar_template
 from .domain import ID_NAMESPACE, Reply
+from .footer import Footer
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,7 @@ class _Template:
     filled in."""
 
     headers: str  # From and Subject
-    plain: tuple[str, ...]  # the plain body cut where the greeting and the link go
+    plain: tuple[str, ...]  # the plain body cut where the greeting, the link and the footer go
     html: tuple[str, ...]  # the same for the HTML body
     calendar: CalendarTemplate
     greeting: str  # format string with {name}
@@ -353,18 +354,20 @@ def _template(conference_json: str, language: Language, sender: Sender, domain: 
     # The bodies are cut at these markers. They are made afresh for each template, so no value of
     # a conference (which comes from outside) can hold them and break every mail of the conference.
     marker, link_marker = f"greeting-{uuid.uuid4().hex}", f"link-{uuid.uuid4().hex}"
+    footer_marker = f"footer-{uuid.uuid4().hex}"
     facts = replace(_facts(conference, Recipient(name="", email="", language=language)), greeting=marker)
     tz = ZoneInfo(conference.timezone)
     subject = t["subject"].format(
         title=conference.title, short_date=_short_date(conference.starts_at.astimezone(tz), language)
     )
-    plain = _plain_body(facts, t, sender, link_marker)
-    html_body = _html_body(facts, t, sender, language, link_marker)
+    plain = _plain_body(facts, t, sender, link_marker) + footer_marker
+    before_end, end, rest = _html_body(facts, t, sender, language, link_marker).rpartition("</body>")
+    html_body = before_end + footer_marker + end + rest
     # The HTML link is in the href and in the text: two markers there, filled with the same link.
     return _Template(
         headers=_address_header("From", sender.name, sender.email) + _header("Subject", _one_line(subject)),
-        plain=_cut(plain, marker, link_marker),
-        html=_cut(html_body, html.escape(marker), link_marker, link_marker),
+        plain=_cut(plain, marker, link_marker, footer_marker),
+        html=_cut(html_body, html.escape(marker), link_marker, link_marker, footer_marker),
         calendar=calendar_template(
             conference=conference,
             organizer_email=sender.email,
@@ -386,10 +389,12 @@ def render_invitation(
     invitation_id: str,
     domain: str,
     link: str,
+    footer: Footer,
     resend: int = 0,
 ) -> OutgoingMail:
     """The complete invitation mail, ready for SMTP; ``domain`` also scopes Message-ID and UID;
-    ``link``: the recipient's personal answer link; ``resend``: 0, or the n-th resend.
+    ``link``: the recipient's personal answer link; ``footer``: the recipient's unsubscribe
+    headers and footer; ``resend``: 0, or the n-th resend.
 
     Structure: multipart/mixed of (multipart/alternative of text and HTML) and the ``.ics``.
     """
@@ -408,6 +413,7 @@ def render_invitation(
             _address_header("To", recipient.name, recipient.email),
             f"Date: {format_datetime(datetime.now(UTC))}{CRLF}",
             f"Message-ID: {msg_id}{CRLF}",
+            footer.headers(),
             f"Content-Language: {t.language}{CRLF}",
             f'Content-Type: multipart/mixed; boundary="{mixed}"{CRLF}',
             CRLF,
@@ -416,11 +422,11 @@ def render_invitation(
             CRLF,
             f"--{alternative}{CRLF}",
             _text_part_headers("plain"),
-            _qp(_fill(t.plain, greeting, link)),
+            _qp(_fill(t.plain, greeting, link, footer.plain(t.language))),
             CRLF,
             f"--{alternative}{CRLF}",
             _text_part_headers("html"),
-            _qp(_fill(t.html, html.escape(greeting), html.escape(link), html.escape(link))),
+            _qp(_fill(t.html, html.escape(greeting), html.escape(link), html.escape(link), footer.html(t.language))),
             CRLF,
             f"--{alternative}--{CRLF}",
             f"--{mixed}{CRLF}",
@@ -470,6 +476,7 @@ def render_confirmation(
     message_id: str,
     domain: str,
     link: str,
+    footer: Footer,
 ) -> OutgoingMail:
     """The confirmation of one answer, ready for SMTP: what was answered, the conference, and the
     personal link to change the answer. ``message_id``: ``confirmation_message_id`` of the answer's
@@ -490,7 +497,7 @@ def render_confirmation(
         [facts.greeting, "", t["confirmation_intro"], "", answer, ""]
         + [f"{label}: {value}" for label, value in fields]
         + ["", t["change_link"].format(link=link), "", t["closing"], sender.name, ""]
-    )
+    ) + footer.plain(recipient.language)
     e = html.escape
     rows = "\n".join(
         f'<tr><th scope="row" style="text-align:left;padding-right:1em">{e(label)}</th><td>{e(value)}</td></tr>'
@@ -502,7 +509,7 @@ def render_confirmation(
         f"<p>{e(facts.greeting)}</p>\n<p>{e(t['confirmation_intro'])}</p>\n"
         f"<p><strong>{e(answer)}</strong></p>\n<table>\n{rows}\n</table>\n"
         f"{_html_link_sentence(t['change_link'], link)}\n"
-        f"<p>{e(t['closing'])}<br>\n{e(sender.name)}</p>\n</body>\n</html>\n"
+        f"<p>{e(t['closing'])}<br>\n{e(sender.name)}</p>\n{footer.html(recipient.language)}</body>\n</html>\n"
     )
     msg_id = message_id
     alternative = f"=_alt_{uuid.uuid4().hex}"  # "=_" never occurs in quoted-printable text
@@ -515,6 +522,7 @@ def render_confirmation(
             f"Date: {format_datetime(datetime.now(UTC))}{CRLF}",
             f"Message-ID: {msg_id}{CRLF}",
             f"References: {invitation_message_id(invitation_id, 0, domain)}{CRLF}",
+            footer.headers(),
             f"Content-Language: {recipient.language}{CRLF}",
             f'Content-Type: multipart/alternative; boundary="{alternative}"{CRLF}',
             CRLF,

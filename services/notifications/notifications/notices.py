@@ -2,8 +2,9 @@
 
 Contract, for every one of them: in the recipient's language (German or English), plain text and
 HTML (every value escaped there), a Message-ID that is stable per invitation, kind and sequence
-(reminders: per ``reminder_id``), so a mail sent again after a crash carries the same id, and a
-``References`` to the invitation's, so mail programs thread them.
+(reminders: per ``reminder_id``), so a mail sent again after a crash carries the same id, a
+``References`` to the invitation's, so mail programs thread them, and the recipient's unsubscribe
+headers and footer (``footer``).
 
 - The update's first paragraph says exactly what changed, old and new (title, date and time in
   the conference's time zone, place, agenda); with ``confirm`` a second one asks the invitee to
@@ -31,6 +32,7 @@ from quartier_shared.events import ConferenceDetails, Language, Reminder
 
 from .calendar import calendar_template
 from .domain import CANCELLATION, ID_NAMESPACE, REMINDER, UPDATE
+from .footer import Footer
 from .mail import (
     CRLF,
     TEMPLATES,
@@ -171,6 +173,7 @@ def render_update(
     invitation_id: str,
     domain: str,
     link: str,
+    footer: Footer,
 ) -> OutgoingMail:
     """The update of a sent invitation, with a ``METHOD:REQUEST`` calendar of the new sequence."""
     language = recipient.language
@@ -187,7 +190,7 @@ def render_update(
     body = _Body(_subject(w["update_subject"], conference, language), tuple(paragraphs))
     ics = _calendar(conference, recipient, sender, domain, "REQUEST", t["answer_link"].format(link=link))
     msg_id = update_message_id(invitation_id, conference.sequence, domain)
-    return _compose(body, recipient, sender, msg_id, invitation_message_id(invitation_id, 0, domain), link, ics)
+    return _compose(body, recipient, sender, msg_id, invitation_message_id(invitation_id, 0, domain), link, ics, footer)
 
 
 def render_cancellation(
@@ -198,6 +201,7 @@ def render_cancellation(
     sender: Sender,
     invitation_id: str,
     domain: str,
+    footer: Footer,
 ) -> OutgoingMail:
     """The cancellation of a sent invitation, with a ``METHOD:CANCEL`` calendar. No answer link:
     there is nothing left to answer."""
@@ -211,7 +215,7 @@ def render_cancellation(
     body = _Body(_subject(w["cancel_subject"], conference, language), tuple(paragraphs))
     ics = _calendar(conference, recipient, sender, domain, "CANCEL", "")
     msg_id = cancellation_message_id(invitation_id, conference.sequence, domain)
-    return _compose(body, recipient, sender, msg_id, invitation_message_id(invitation_id, 0, domain), "", ics)
+    return _compose(body, recipient, sender, msg_id, invitation_message_id(invitation_id, 0, domain), "", ics, footer)
 
 
 def render_reminder(
@@ -224,6 +228,7 @@ def render_reminder(
     invitation_id: str,
     domain: str,
     link: str,
+    footer: Footer,
 ) -> OutgoingMail:
     """A reminder: "please answer" with the personal link, or "see you" with date, time and place."""
     language = recipient.language
@@ -237,7 +242,9 @@ def render_reminder(
         paragraphs = (facts.greeting, w["see_you"], fields, _LinkSentence(w["change_link"]))
     body = _Body(_subject(w["reminder_subject"], conference, language), paragraphs)
     msg_id = reminder_message_id(invitation_id, reminder_id, domain)
-    return _compose(body, recipient, sender, msg_id, invitation_message_id(invitation_id, 0, domain), link, None)
+    return _compose(
+        body, recipient, sender, msg_id, invitation_message_id(invitation_id, 0, domain), link, None, footer
+    )
 
 
 def _subject(template: str, conference: ConferenceDetails, language: Language) -> str:
@@ -274,7 +281,7 @@ def _plain(body: _Body, sender: Sender, closing: str, link: str) -> str:
     return "\n\n".join([*blocks, f"{closing}\n{sender.name}"]) + "\n"
 
 
-def _html(body: _Body, sender: Sender, closing: str, language: Language, link: str) -> str:
+def _html(body: _Body, sender: Sender, closing: str, language: Language, link: str, footer: Footer) -> str:
     e = html.escape
     blocks = []
     for p in body.paragraphs:
@@ -287,7 +294,7 @@ def _html(body: _Body, sender: Sender, closing: str, language: Language, link: s
     return (
         f'<!DOCTYPE html>\n<html lang="{language}">\n<head><meta charset="utf-8">'
         f"<title>{e(body.subject)}</title></head>\n<body>\n" + "\n".join(blocks) + "\n"
-        f"<p>{e(closing)}<br>\n{e(sender.name)}</p>\n</body>\n</html>\n"
+        f"<p>{e(closing)}<br>\n{e(sender.name)}</p>\n{footer.html(language)}</body>\n</html>\n"
     )
 
 
@@ -299,6 +306,7 @@ def _compose(
     references: str,
     link: str,
     calendar: tuple[str, bytes] | None,
+    footer: Footer,
 ) -> OutgoingMail:
     """The mail over the wire: multipart/alternative of text and HTML, inside multipart/mixed with
     the calendar when there is one. "=_" never occurs in quoted-printable text, so the boundaries
@@ -310,11 +318,11 @@ def _compose(
         CRLF,
         f"--{alternative}{CRLF}",
         _text_part_headers("plain"),
-        _qp(_plain(body, sender, closing, link)),
+        _qp(_plain(body, sender, closing, link) + footer.plain(recipient.language)),
         CRLF,
         f"--{alternative}{CRLF}",
         _text_part_headers("html"),
-        _qp(_html(body, sender, closing, recipient.language, link)),
+        _qp(_html(body, sender, closing, recipient.language, link, footer)),
         CRLF,
         f"--{alternative}--{CRLF}",
     ]
@@ -346,6 +354,7 @@ def _compose(
             f"Date: {format_datetime(datetime.now(UTC))}{CRLF}",
             f"Message-ID: {msg_id}{CRLF}",
             f"References: {references}{CRLF}",
+            footer.headers(),
             f"Content-Language: {recipient.language}{CRLF}",
             *content,
         ]

@@ -1,8 +1,11 @@
-"""The personal answer link every mail carries: ``{PUBLIC_BASE_URL}/rsvp/{token}``.
+"""The personal links every mail carries: the answer link ``{PUBLIC_BASE_URL}/rsvp/{token}`` and
+the unsubscribe link ``{PUBLIC_BASE_URL}/unsubscribe/{token}``.
 
 Contract: ``token = links.sign(invitation_id, conference.ends_at, key)`` (``quartier_shared.links``),
 so the link names the invitation and nothing personal, stops working when the conference ends,
-and only the conferences service's public key (``LINK_VERIFY_KEY``) verifies it.
+and only the conferences service's public key (``LINK_VERIFY_KEY``) verifies it. The unsubscribe
+token is ``links.sign(actor_id, issued_at + UNSUBSCRIBE_VALIDITY, key, purpose=UNSUBSCRIBE)``: it
+names the actor only and works for a year from the mail.
 
 The key (``LINK_SIGNING_KEY``) is checked when the service starts (``check``, bound in app.py):
 without a usable key the service refuses to start, because every mail it sends needs a link that
@@ -52,6 +55,12 @@ class PersonalLinks:
     def for_invitation(self, invitation_id: str, expires_at: datetime) -> str:
         """The invitation's answer link, valid until ``expires_at`` (the conference's end)."""
         return f"{self.base_url}/rsvp/{links.sign(invitation_id, expires_at, self._key())}"
+
+    def for_unsubscribe(self, actor_id: str, issued_at: datetime) -> str:
+        """The actor's unsubscribe link, valid for a year from ``issued_at`` (the mail's time)."""
+        expires_at = issued_at + links.UNSUBSCRIBE_VALIDITY
+        token = links.sign(actor_id, expires_at, self._key(), purpose=links.UNSUBSCRIBE)
+        return f"{self.base_url}/unsubscribe/{token}"
 
     def _key(self) -> Ed25519PrivateKey:
         if self.signing_key is None:

@@ -18,6 +18,7 @@ import email
 import email.policy
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Final
 
@@ -39,6 +40,11 @@ def placeholder_invitation_id(conference_id: str) -> str:
     return str(uuid.uuid5(_PREVIEW_NAMESPACE, f"preview:{conference_id}"))
 
 
+def placeholder_actor_id(conference_id: str) -> str:
+    """An actor id no actor has (actor ids are random UUIDs, this one is derived)."""
+    return str(uuid.uuid5(_PREVIEW_NAMESPACE, f"preview-actor:{conference_id}"))
+
+
 def sample(conference: ConferenceDetails, language: Language, address: str, policy: SendingPolicy) -> OutgoingMail:
     """The invitation as the placeholder invitee at ``address`` would get it."""
     invitation_id = placeholder_invitation_id(conference.conference_id)
@@ -50,6 +56,11 @@ def sample(conference: ConferenceDetails, language: Language, address: str, poli
         domain=policy.mail_domain,
         # Signed as every link is, for an invitation that does not exist: the answer page says so.
         link=policy.links.for_invitation(invitation_id, conference.ends_at),
+        # The footer as every invitee gets it, its unsubscribe link naming an actor that does not
+        # exist (the actors service ignores a request for it).
+        footer=policy.footer(
+            placeholder_actor_id(conference.conference_id), conference.district_name, datetime.now(UTC)
+        ),
     )
 
 

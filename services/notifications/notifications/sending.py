@@ -63,6 +63,7 @@ from .domain import (
     Lease,
     Outcome,
 )
+from .footer import Footer
 from .mail import OutgoingMail, Recipient, Sender, render_confirmation, render_invitation
 from .notices import render_cancellation, render_reminder, render_update
 from .personal_links import PersonalLinks
@@ -110,7 +111,17 @@ class SendingPolicy:
     lease_seconds: float  # how long a claim holds its deliveries
     claim_size: int  # deliveries per claim
     claims_in_flight: int  # claims of new deliveries sent at once
-    links: PersonalLinks  # the personal answer link in every mail
+    links: PersonalLinks  # the personal answer and unsubscribe links in every mail
+    privacy_url: str  # the privacy notice every mail's footer links
+
+    def footer(self, actor_id: str, district: str, issued_at: datetime) -> Footer:
+        """The unsubscribe headers and footer of a mail to ``actor_id``."""
+        return Footer(
+            unsubscribe_url=self.links.for_unsubscribe(actor_id, issued_at),
+            privacy_url=self.privacy_url,
+            contact=self.sender.email,
+            district=district,
+        )
 
 
 async def send_new(
@@ -305,6 +316,7 @@ class _Sending:
         policy = self.policy
         # The link expires with the conference as this delivery knows it (its latest details).
         link = policy.links.for_invitation(d.invitation_id, d.conference.ends_at)
+        footer = policy.footer(d.actor_id, d.conference.district_name, self.clock.now())
         if d.kind == UPDATE:
             assert d.previous is not None, "an update is stored with what it changes"
             return render_update(
@@ -315,6 +327,7 @@ class _Sending:
                 sender=policy.sender,
                 invitation_id=d.invitation_id,
                 domain=policy.mail_domain,
+                footer=footer,
                 link=link,
             )
         if d.kind == CANCELLATION:
@@ -325,6 +338,7 @@ class _Sending:
                 sender=policy.sender,
                 invitation_id=d.invitation_id,
                 domain=policy.mail_domain,
+                footer=footer,
             )
         if d.kind == REMINDER:
             assert d.reminder is not None and d.reminder_id is not None, "a reminder is stored with both"
@@ -336,6 +350,7 @@ class _Sending:
                 sender=policy.sender,
                 invitation_id=d.invitation_id,
                 domain=policy.mail_domain,
+                footer=footer,
                 link=link,
             )
         if d.kind == CONFIRMATION:
@@ -348,6 +363,7 @@ class _Sending:
                 invitation_id=d.invitation_id,
                 message_id=d.message_id,
                 domain=policy.mail_domain,
+                footer=footer,
                 link=link,
             )
         return render_invitation(
@@ -356,6 +372,7 @@ class _Sending:
             sender=policy.sender,
             invitation_id=d.invitation_id,
             domain=policy.mail_domain,
+            footer=footer,
             link=link,
             resend=d.resend,
         )

@@ -42,6 +42,8 @@ class Settings(ServiceSettings):
     # the path of a PEM file. Required to start (see personal_links.PersonalLinks.check); `make run`
     # makes one under var/.
     link_signing_key: SecretStr | None = None
+    # The city's privacy notice, linked in every mail's footer (the pages link the same setting).
+    privacy_url: str = "https://www.essen.de/datenschutz"
 
     @property
     def mail_domain(self) -> str:

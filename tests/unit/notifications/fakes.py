@@ -76,7 +76,10 @@ POLICY = SendingPolicy(
     claim_size=50,
     claims_in_flight=2,
     links=LINKS,
+    privacy_url="https://www.essen.example.org/datenschutz",
 )
+# The footer of the unit tests' mails: a real unsubscribe link for actor "actor-1".
+FOOTER = POLICY.footer("actor-1", "Borbeck", START)
 CONFERENCE = ConferenceDetails(
     conference_id="conference-1",
     district="IV",

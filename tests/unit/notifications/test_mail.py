@@ -30,7 +30,7 @@ from notifications.notices import render_cancellation, render_reminder, render_u
 from notifications.personal_links import LinkKeyMissing, PersonalLinks
 from quartier_shared import links
 from quartier_shared.events import ConferenceDetails, Language, Reminder, Venue
-from tests.unit.notifications.fakes import LINK_SIGNING_PEM, LINK_VERIFY_KEY, LINKS
+from tests.unit.notifications.fakes import FOOTER, LINK_SIGNING_PEM, LINK_VERIFY_KEY, LINKS
 
 DOMAIN = "essen.example.org"
 DASH = "\u2013"  # en dash: non-ASCII that must survive the trip through MIME
@@ -71,6 +71,7 @@ def render(
         sender=SENDER,
         invitation_id=invitation_id,
         domain=DOMAIN,
+        footer=FOOTER,
         link=LINKS.for_invitation(invitation_id, details.ends_at),
     )
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
@@ -90,6 +91,7 @@ def render_kind(
         return render(details, language, invitation_id)
     common: dict[str, Any] = {"recipient": RECIPIENTS[language], "sender": SENDER, "invitation_id": invitation_id}
     common["domain"] = DOMAIN
+    common["footer"] = FOOTER
     link = LINKS.for_invitation(invitation_id, details.ends_at)
     if kind == "update":
         earlier = details.model_copy(update={"title": "Vorher", "agenda": ["Alt"], "sequence": details.sequence - 1})
@@ -377,7 +379,13 @@ def test_recipients_of_one_conference_share_the_template_but_not_their_own_parts
     other = Recipient(name="Kai Muster", email="kai.muster@example.org", language="de")
     first = render()
     second_raw = render_invitation(
-        conference=conference(), recipient=other, sender=SENDER, invitation_id="inv-0816", domain=DOMAIN, link=LINK
+        conference=conference(),
+        recipient=other,
+        sender=SENDER,
+        invitation_id="inv-0816",
+        domain=DOMAIN,
+        footer=FOOTER,
+        link=LINK,
     )
     second = email.message_from_bytes(second_raw.as_bytes(), policy=email.policy.default)
     assert isinstance(second, EmailMessage)
@@ -407,12 +415,19 @@ def test_an_internationalised_address_goes_out_as_utf8_and_everything_else_as_as
         sender=SENDER,
         invitation_id="inv-1",
         domain=DOMAIN,
+        footer=FOOTER,
         link=LINK,
     )
     assert ascii_mail.as_bytes().isascii()  # umlauts in names and bodies are encoded
     jurgen = Recipient(name="Jürgen Beispiel", email="jürgen@beispiel.example.org", language="de")
     raw = render_invitation(
-        conference=conference(), recipient=jurgen, sender=SENDER, invitation_id="inv-2", domain=DOMAIN, link=LINK
+        conference=conference(),
+        recipient=jurgen,
+        sender=SENDER,
+        invitation_id="inv-2",
+        domain=DOMAIN,
+        footer=FOOTER,
+        link=LINK,
     ).as_bytes()
     parsed = email.message_from_string(raw.decode("utf-8"), policy=email.policy.SMTPUTF8)  # as RFC 6532 reads it
     assert isinstance(parsed, EmailMessage)
@@ -530,6 +545,7 @@ def test_the_link_is_html_escaped_and_its_base_url_is_the_setting() -> None:
         sender=SENDER,
         invitation_id="inv-1",
         domain=DOMAIN,
+        footer=FOOTER,
         link=odd.for_invitation("inv-1", details.ends_at),
     )
     parsed = email.message_from_bytes(mail.as_bytes(), policy=email.policy.default)
@@ -561,6 +577,7 @@ def test_each_resend_is_a_mail_of_its_own_with_its_own_message_id() -> None:
             sender=SENDER,
             invitation_id="inv-0815",
             domain=DOMAIN,
+            footer=FOOTER,
             link=LINK,
             resend=resend,
         )
@@ -596,6 +613,7 @@ def confirmation(
         invitation_id="inv-0815",
         message_id=confirmation_message_id(event_id, DOMAIN),
         domain=DOMAIN,
+        footer=FOOTER,
         link=LINKS.for_invitation("inv-0815", details.ends_at),
     )
     parsed = email.message_from_bytes(mail.as_bytes(), policy=email.policy.default)

@@ -24,7 +24,7 @@ from notifications.notices import (
     update_message_id,
 )
 from quartier_shared.events import ConferenceDetails, Language, Venue
-from tests.unit.notifications.fakes import LINKS
+from tests.unit.notifications.fakes import FOOTER, LINKS
 from tests.unit.notifications.test_mail import (
     DOMAIN,
     RECIPIENTS,
@@ -79,6 +79,7 @@ def update(
         sender=SENDER,
         invitation_id="inv-0815",
         domain=DOMAIN,
+        footer=FOOTER,
         link=LINKS.for_invitation("inv-0815", after.ends_at),
     )
     return mail, render_kind_parse(mail)
@@ -170,6 +171,7 @@ def test_the_cancellation_withdraws_the_calendar_entry(language: Language) -> No
         sender=SENDER,
         invitation_id="inv-0815",
         domain=DOMAIN,
+        footer=FOOTER,
     )
     parsed = render_kind_parse(mail)
     calendar, event = attached_event(parsed)
@@ -224,6 +226,7 @@ def test_reminders_say_what_they_are(reminder: str, language: Language, subject:
         sender=SENDER,
         invitation_id="inv-0815",
         domain=DOMAIN,
+        footer=FOOTER,
         link=link,
     )
     parsed = render_kind_parse(mail)
