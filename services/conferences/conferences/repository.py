@@ -314,8 +314,11 @@ class MongoRosterRepository:
         return [d["_id"] async for d in self.collection.find(query, {"_id": 1}, session=self.session)]
 
     async def without_consent(self, actor_ids: Collection[str]) -> set[str]:
-        query = {"_id": {"$in": list(actor_ids)}, "consent_to_notifications": False, "revision": {"$gt": 0}}
-        return {d["_id"] async for d in self.collection.find(query, {"_id": 1}, session=self.session)}
+        found: set[str] = set()
+        for chunk in chunked(actor_ids):  # a conference's invitees can be thousands (see embedded_db)
+            query = {"_id": {"$in": chunk}, "consent_to_notifications": False, "revision": {"$gt": 0}}
+            found |= {d["_id"] async for d in self.collection.find(query, {"_id": 1}, session=self.session)}
+        return found
 
     async def hold(self, actor_ids: Collection[str]) -> None:
         placeholder = _roster.to_document(RosterEntry("", (), active=False, consent_to_notifications=False, revision=0))
@@ -406,9 +409,9 @@ class MongoReminderRepository:
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[CONFERENCES].create_index([("district", ASCENDING), ("starts_at", ASCENDING)])
     await db[CONFERENCES].create_index([("starts_at", ASCENDING), ("_id", ASCENDING)])  # the list's order
-    # One invitation per conference and actor is the _id's job (derived from both); this index
-    # only serves listing a conference's invitations.
-    await db[INVITATIONS].create_index("conference_id")
+    # One invitation per conference and actor is the _id's job (derived from both). Listing a
+    # conference's invitations is served by the prefix of the compound indexes below; every index
+    # is written with each invitation of a fan-out, so there is no index on conference_id alone.
     await db[INVITATIONS].create_index([("actor_id", ASCENDING), ("_id", ASCENDING)])  # an actor's erasure, export
     await db[INVITATIONS].create_index([("conference_id", ASCENDING), ("sequence", ASCENDING), ("_id", ASCENDING)])
     await db[INVITATIONS].create_index([("conference_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)])
