@@ -54,6 +54,9 @@ async def change_conference(
     async def attempt() -> Conference:
         at = now or datetime.now(UTC)
         async with uow_factory(context) as uow:
+            # Write first: a fan-out batch that overlaps now conflicts and runs again (and sees
+            # this), instead of this request losing to every batch of a long fan-out in turn.
+            await uow.conferences.touch(command.conference_id)
             conference = await uow.conferences.get(command.conference_id)
             if conference is None:
                 raise ConferenceNotFound(command.conference_id)
@@ -79,6 +82,9 @@ async def cancel_conference(
 
     async def attempt() -> Conference:
         async with uow_factory(context) as uow:
+            # Write first: a fan-out batch that overlaps now conflicts and runs again (and sees
+            # this), instead of this request losing to every batch of a long fan-out in turn.
+            await uow.conferences.touch(command.conference_id)
             conference = await uow.conferences.get(command.conference_id)
             if conference is None:
                 raise ConferenceNotFound(command.conference_id)

@@ -370,11 +370,14 @@ async def _teams_of(uow: UnitOfWork, conferences: Sequence[Conference]) -> dict[
 
 async def _issue(uow: UnitOfWork, conference: Conference, actor_ids: Sequence[str]) -> None:
     """Store the invitations of ``actor_ids`` to ``conference``, each with its InvitationIssued.
-    Writes the conference's document too: a change or cancellation committing meanwhile makes this
-    transaction conflict and run again, and then it reads the conference as changed or cancelled."""
-    await uow.conferences.touch(conference.id)
+    Writes the conference's document too: a change or cancellation committing meanwhile (after this
+    transaction read the conference) makes it conflict and run again, and then it reads the
+    conference as changed or cancelled."""
     issued = [Invitation.issue(conference, actor_id) for actor_id in actor_ids]
     await uow.invitations.add_many([invitation for invitation, _ in issued])
+    # Last, so the conference is held only for the moment before the commit: a change or
+    # cancellation (which writes it first) is not kept waiting behind a long fan-out.
+    await uow.conferences.touch(conference.id)
     for invitation, event in issued:
         # A derived event id: were the same invitation ever issued twice, consumers would see one
         # event twice (and skip the repeat), not two events.
