@@ -5,11 +5,16 @@
 ``attempts`` calls in all (``None``: without limit); any other failure, and the last one, is
 raised to the caller, which decides what giving up means (dead-letter, a failed mail, ...).
 Cancellation is never retried.
+
+``jitter=True`` draws each pause at random between half of it and all of it. For failures that
+callers cause each other (transactions that conflict over one document): with equal pauses they
+would all come back at the same moment and conflict again, round after round.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -30,10 +35,12 @@ class Retry:
     cap: float
     attempts: int | None = None
     transient: Callable[[BaseException], bool] = always
+    jitter: bool = False
 
     def delay(self, attempt: int) -> float:
         """The pause after the ``attempt``-th failure (1-based)."""
-        return float(min(self.base * 2 ** min(attempt - 1, 30), self.cap))
+        pause = float(min(self.base * 2 ** min(attempt - 1, 30), self.cap))
+        return pause * random.uniform(0.5, 1.0) if self.jitter else pause  # noqa: S311 (spreading, not secrecy)
 
     async def run(self, call: Callable[[], Awaitable[T]], *, event: str = "retrying", **log_fields: Any) -> T:
         """``call()``'s result; each retry is logged as ``event`` with ``log_fields`` (ids only:

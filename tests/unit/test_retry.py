@@ -61,3 +61,11 @@ async def test_cancellation_is_never_retried(pauses: list[float]) -> None:
     with pytest.raises(asyncio.CancelledError):
         await Retry(base=1.0, cap=10.0).run(cancelled)
     assert pauses == []
+
+
+async def test_with_jitter_each_pause_lies_between_half_and_all_of_it(pauses: list[float]) -> None:
+    call = Flaky([OSError("conflict")] * 40)
+    assert await Retry(base=0.5, cap=3.0, jitter=True).run(call) == "done"
+    plain = [Retry(base=0.5, cap=3.0).delay(n) for n in range(1, 41)]
+    assert all(p / 2 <= got <= p for got, p in zip(pauses, plain, strict=True))
+    assert len(set(pauses)) > 1  # drawn, not fixed

@@ -239,25 +239,31 @@ async def update_roster(
     received: Received[ActorSnapshot | ActorDeactivated], *, uow_factory: UnitOfWorkFactory
 ) -> None:
     """Keep the roster copy current; invite an actor who became invitable to the upcoming
-    conferences of its districts (a late joiner)."""
+    conferences of its districts (a late joiner). Late joiners of one conference, handled side
+    by side, conflict over its document (``_issue``): each is run again until it gets through."""
     event = received.event
-    async with uow_factory(received.context) as uow:
-        entry = RosterEntry.after(event, await uow.roster.get(event.actor_id))
-        if entry is None:
-            return
-        await uow.roster.save(entry)
-        upcoming = await uow.conferences.upcoming_in(entry.districts, datetime.now(UTC)) if entry.invitable else []
-        teams = await _teams_of(uow, upcoming)
-        late = [
-            c
-            for c in upcoming
-            if c.invites(entry, teams.get(c.district, ())) and not await uow.invitations.exists(c.id, entry.id)
-        ]
-        for conference in late:
-            await _issue(uow, conference, [entry.id])
-        await uow.commit()
-    if late:
-        log.info("late_joiner_invited", actor_id=entry.id, conferences=len(late))
+
+    async def attempt() -> tuple[RosterEntry | None, int]:
+        async with uow_factory(received.context) as uow:
+            entry = RosterEntry.after(event, await uow.roster.get(event.actor_id))
+            if entry is None:
+                return None, 0
+            await uow.roster.save(entry)
+            upcoming = await uow.conferences.upcoming_in(entry.districts, datetime.now(UTC)) if entry.invitable else []
+            teams = await _teams_of(uow, upcoming)
+            late = [
+                c
+                for c in upcoming
+                if c.invites(entry, teams.get(c.district, ())) and not await uow.invitations.exists(c.id, entry.id)
+            ]
+            for conference in late:
+                await _issue(uow, conference, [entry.id])
+            await uow.commit()
+        return entry, len(late)
+
+    entry, invited = await retry_conflicts(attempt)
+    if entry is not None and invited:
+        log.info("late_joiner_invited", actor_id=entry.id, conferences=invited)
 
 
 SERVICE = "conferences"
@@ -301,14 +307,22 @@ async def invite_district(
         invitable = conference.audience_of(invitable, team.get(conference.district, ()))
         already = await uow.invitations.invited_actor_ids(conference.id)
     missing = [actor_id for actor_id in invitable if actor_id not in already]
-    for start in range(0, len(missing), batch_size):
+
+    async def issue(chunk: list[str]) -> bool:
+        """One batch; False once the conference is no longer upcoming (changed or cancelled)."""
         async with uow_factory(received.context) as uow:
             # Read again in the batch's transaction: changed or cancelled meanwhile (see _issue).
-            conference = await uow.conferences.get(conference.id) or conference
-            if not conference.is_upcoming():
-                break
-            await _issue(uow, conference, missing[start : start + batch_size])
+            current = await uow.conferences.get(conference.id) or conference
+            if not current.is_upcoming():
+                return False
+            await _issue(uow, current, chunk)
             await uow.commit()
+        return True
+
+    for start in range(0, len(missing), batch_size):
+        chunk = missing[start : start + batch_size]
+        if not await retry_conflicts(lambda: issue(chunk)):  # noqa: B023 (awaited at once)
+            break
     log.info("invitations_issued", conference_id=conference.id, issued=len(missing), already=len(already))
 
 

@@ -64,9 +64,12 @@ def _conflicted(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and exc.has_error_label("TransientTransactionError")
 
 
-# A request's transaction that conflicted with another (a fan-out batch writing the same
-# conference, a second nudge) is run again a few times, and then sees what the other committed.
-_again = Retry(base=0.02, cap=0.5, attempts=8, transient=_conflicted)
+# A transaction that conflicted with another (a fan-out batch and a change writing the same
+# conference, late joiners of one conference handled side by side, a second nudge) is run again,
+# after a pause drawn at random so that those that conflicted do not meet again, and then sees
+# what the other committed. Beyond the attempts the conflict is raised: a request answers 503,
+# a consumed event is retried by the consumer.
+_again = Retry(base=0.02, cap=0.5, attempts=20, transient=_conflicted, jitter=True)
 
 
 async def retry_conflicts(call: Callable[[], Awaitable[T]]) -> T:
