@@ -72,6 +72,27 @@ class DocumentMapper(Generic[T]):
         return self._adapter.validate_python({self._id_field: doc["_id"], **fields})
 
 
+class KeyedDocuments(Generic[T]):
+    """One collection holding one document per key (``_id``), read and replaced whole, in
+    ``session``'s transaction: the shape of the small repositories (a district's team, an
+    actor's erasure record). Subclasses name the collection and the mapper."""
+
+    def __init__(
+        self, db: AsyncDatabase[Document], name: str, mapper: DocumentMapper[T], session: AsyncClientSession
+    ) -> None:
+        self.collection = db[name]
+        self.mapper = mapper
+        self.session = session
+
+    async def get(self, key: str) -> T | None:
+        doc = await self.collection.find_one({"_id": key}, session=self.session)
+        return self.mapper.from_document(doc) if doc else None
+
+    async def save(self, obj: T) -> None:
+        doc = self.mapper.to_document(obj)
+        await self.collection.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=self.session)
+
+
 class MongoUnitOfWork:
     """``async with uow: ...; uow.record(event); await uow.commit()``.
 

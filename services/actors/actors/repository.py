@@ -17,7 +17,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from quartier_shared.mongo import Document, DocumentMapper
+from quartier_shared.mongo import Document, DocumentMapper, KeyedDocuments
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
 from .audit import AuditEntry
@@ -95,18 +95,9 @@ class TeamRepository(Protocol):
     async def save(self, team: CompetenceTeam) -> None: ...
 
 
-class MongoTeamRepository:
+class MongoTeamRepository(KeyedDocuments[CompetenceTeam]):
     def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
-        self.collection = db[TEAMS]
-        self.session = session
-
-    async def get(self, district: str) -> CompetenceTeam | None:
-        doc = await self.collection.find_one({"_id": district}, session=self.session)
-        return _teams.from_document(doc) if doc else None
-
-    async def save(self, team: CompetenceTeam) -> None:
-        doc = _teams.to_document(team)
-        await self.collection.replace_one({"_id": team.district}, doc, upsert=True, session=self.session)
+        super().__init__(db, TEAMS, _teams, session)
 
 
 class ErasureRepository(Protocol):
@@ -114,18 +105,9 @@ class ErasureRepository(Protocol):
     async def save(self, erasure: Erasure) -> None: ...
 
 
-class MongoErasureRepository:
+class MongoErasureRepository(KeyedDocuments[Erasure]):
     def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
-        self.collection = db[ERASURES]
-        self.session = session
-
-    async def get(self, actor_id: str) -> Erasure | None:
-        doc = await self.collection.find_one({"_id": actor_id}, session=self.session)
-        return _erasures.from_document(doc) if doc else None
-
-    async def save(self, erasure: Erasure) -> None:
-        doc = _erasures.to_document(erasure)
-        await self.collection.replace_one({"_id": erasure.actor_id}, doc, upsert=True, session=self.session)
+        super().__init__(db, ERASURES, _erasures, session)
 
 
 class AuditLog(Protocol):

@@ -27,7 +27,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from quartier_shared.embedded_db import chunked
 from quartier_shared.events import InvitationFailed, InvitationSent
-from quartier_shared.mongo import Document, DocumentMapper
+from quartier_shared.mongo import Document, DocumentMapper, KeyedDocuments
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
 from .domain import Conference, Invitation, InvitationStatus, Reminder, RosterEntry
@@ -331,24 +331,15 @@ class MongoRosterRepository:
             await self.collection.bulk_write(writes, ordered=True, session=self.session)
 
 
-class MongoTeamRepository:
+class MongoTeamRepository(KeyedDocuments[TeamCopy]):
     """Read and written by ``_id`` (the district) only: the primary key is the index it needs."""
 
     def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
-        self.collection = db[TEAMS]
-        self.session = session
-
-    async def get(self, district: str) -> TeamCopy | None:
-        doc = await self.collection.find_one({"_id": district}, session=self.session)
-        return _teams.from_document(doc) if doc else None
+        super().__init__(db, TEAMS, _teams, session)
 
     async def get_many(self, districts: Iterable[str]) -> list[TeamCopy]:
         cursor = self.collection.find({"_id": {"$in": sorted(set(districts))}}, session=self.session)
         return [_teams.from_document(d) async for d in cursor]
-
-    async def save(self, team: TeamCopy) -> None:
-        doc = _teams.to_document(team)
-        await self.collection.replace_one({"_id": team.district}, doc, upsert=True, session=self.session)
 
 
 class MongoReminderRepository:
