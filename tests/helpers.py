@@ -86,40 +86,47 @@ async def publish_raw(
 async def read_topic(
     bootstrap: str, topic: str, *, until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], timeout: float = 30.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` from the beginning, read until ``until(records)`` holds."""
+    """Every record of ``topic`` from the beginning, read until ``until(records)`` holds.
+
+    The reader assigns itself every partition and joins no consumer group: nothing to wait for
+    in a group's join and leave (a broker's group coordinator stuck in one of them once held a
+    test until its timeout), and nothing about a service's own groups changes. Every call to
+    the broker is bounded by ``timeout``."""
     consumer = AIOKafkaConsumer(
-        topic,
         bootstrap_servers=bootstrap,
-        group_id=f"test-reader-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
         enable_auto_commit=False,
-        session_timeout_ms=3000,
-        heartbeat_interval_ms=500,
+        auto_offset_reset="earliest",
         fetch_max_wait_ms=50,
+        request_timeout_ms=10_000,
     )
-    await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and not until(records):
-            batch = await consumer.getmany(timeout_ms=200)
-            for part in batch.values():
-                records.extend(part)
+        async with asyncio.timeout(timeout):
+            await consumer.start()
+            consumer.assign(_partitions(topic))
+            await consumer.seek_to_beginning()
+            while not until(records):
+                batch = await consumer.getmany(timeout_ms=200)
+                for part in batch.values():
+                    records.extend(part)
+    except TimeoutError:
+        raise AssertionError(f"{topic}: condition not met within {timeout}s; read {len(records)} records") from None
     finally:
-        await consumer.stop()
-    if not until(records):
-        raise AssertionError(f"{topic}: condition not met within {timeout}s; read {len(records)} records")
+        async with asyncio.timeout(10):
+            await consumer.stop()
     return records
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
     """The offset after the last record of each partition of ``topic``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000)
     try:
-        return await consumer.end_offsets(_partitions(topic))
+        async with asyncio.timeout(30):
+            await consumer.start()
+            return await consumer.end_offsets(_partitions(topic))
     finally:
-        await consumer.stop()
+        async with asyncio.timeout(10):
+            await consumer.stop()
 
 
 async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
@@ -136,17 +143,21 @@ async def caught_up(bootstrap: str, group_id: str, *topics: str) -> bool:
     It asks under the group's id without joining the group (it subscribes to nothing), so the
     group's members are not disturbed.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
-    await consumer.start()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, request_timeout_ms=10_000
+    )
     try:
-        for topic in topics:
-            ends = await consumer.end_offsets(_partitions(topic))
-            for partition, end in ends.items():
-                if end > (await consumer.committed(partition) or 0):
-                    return False
-        return True
+        async with asyncio.timeout(30):
+            await consumer.start()
+            for topic in topics:
+                ends = await consumer.end_offsets(_partitions(topic))
+                for partition, end in ends.items():
+                    if end > (await consumer.committed(partition) or 0):
+                        return False
+            return True
     finally:
-        await consumer.stop()
+        async with asyncio.timeout(10):
+            await consumer.stop()
 
 
 async def outbox_empty(app: FastAPI) -> bool:
