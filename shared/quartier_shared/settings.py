@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,10 @@ class ServiceSettings(BaseSettings):
     # How often a failing handler is retried before its message is dead-lettered.
     handler_max_attempts: int = 5
     handler_backoff_seconds: float = 0.5
+
+    # How long personal data tied to a conference (deliveries and their SMTP replies, answers'
+    # free text) is kept after the conference ended: quartier_shared.retention.
+    retention_months: int = Field(default=12, ge=1, le=120)
 
     # Bearer tokens (OIDC JWTs): the issuer they must name, the audience, and where its keys are.
     # Without an issuer and a JWKS URL every protected endpoint answers 401.

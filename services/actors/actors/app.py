@@ -16,12 +16,14 @@ from quartier_shared.events import (
     ConsentWithdrawn,
     UnsubscribeRequested,
 )
+from quartier_shared.retention import run_daily
 from quartier_shared.runtime import Runtime, create_app
 
 from . import handlers
 from .api import build_router
 from .privacy_api import build_privacy_router
 from .repository import create_indexes
+from .retention import retention_job
 from .settings import Settings
 from .unit_of_work import MongoActorsUnitOfWork, UnitOfWorkFactory
 
@@ -33,7 +35,9 @@ def build(settings: Settings | None = None) -> FastAPI:
     confirmed = partial(handlers.confirm_erasure, uow_factory=uow_factory)
     unsubscribed = partial(handlers.withdraw_consent_by_link, uow_factory=uow_factory)
     runtime.consume(group_id="actors", handlers={ActorErasureConfirmed: confirmed, UnsubscribeRequested: unsubscribed})
-    return create_app(
+    retention = retention_job(runtime.db, settings.audit_retention_months)
+    runtime.run_in_background("retention", partial(run_daily, retention))
+    app = create_app(
         runtime,
         "Registry of the actors and the competence team of each district",
         routers=[build_router(uow_factory, settings.consent_wording_version), build_privacy_router(uow_factory)],
@@ -46,3 +50,5 @@ def build(settings: Settings | None = None) -> FastAPI:
             CompetenceTeamChanged,
         ],
     )
+    app.state.retention = retention  # tests run it with a clock of their own
+    return app

@@ -138,5 +138,6 @@ class MongoAuditLog:
 
 async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[AUDIT].create_index([("actor_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)])
+    await db[AUDIT].create_index("at")  # retention: what expired
     await db[ACTORS].create_index([("districts", ASCENDING), ("active", ASCENDING)])
     await db[ACTORS].create_index([("created_at", ASCENDING), ("_id", ASCENDING)])  # the list's order

@@ -27,6 +27,7 @@ from quartier_shared.events import (
     InvitationUpdated,
     UnsubscribeRequested,
 )
+from quartier_shared.retention import run_daily
 from quartier_shared.runtime import Runtime, create_app
 
 from . import changes, handlers, reminders
@@ -34,6 +35,7 @@ from .api import build_router
 from .pages import build_pages_router
 from .privacy_api import build_privacy_router
 from .repository import create_indexes
+from .retention import retention_job
 from .settings import Settings
 from .unit_of_work import MongoConferencesUnitOfWork, UnitOfWorkFactory
 from .unsubscribe_page import build_unsubscribe_router
@@ -71,6 +73,8 @@ def build(settings: Settings | None = None) -> FastAPI:
     )
     worker = reminders.ReminderWorker(partial(reminders.fire_due, firing), settings.reminders_poll_seconds)
     runtime.run_in_background("reminders", worker.run)
+    retention = retention_job(runtime.db, settings.retention_months)
+    runtime.run_in_background("retention", partial(run_daily, retention))
     pages = web.Pages(settings, city=load_catalogue().city, package="conferences")
     answer_page = build_pages_router(
         uow_factory, pages, verify_key=settings.link_verify_key, public_base_url=settings.public_url
@@ -99,5 +103,6 @@ def build(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.state.reminders = firing  # tests fire due reminders with a clock of their own
+    app.state.retention = retention  # and run the retention job with one
     web.install(app)
     return app

@@ -21,6 +21,7 @@ from quartier_shared.events import (
     InvitationSent,
     InvitationUpdated,
 )
+from quartier_shared.retention import run_daily
 from quartier_shared.runtime import Runtime, create_app
 
 from . import follow_ups, handlers
@@ -29,6 +30,7 @@ from .mail import Sender
 from .personal_links import PersonalLinks
 from .privacy_api import build_privacy_router
 from .repository import create_indexes
+from .retention import retention_job
 from .sending import SendingPolicy
 from .settings import Settings
 from .smtp import SmtpSender
@@ -77,7 +79,9 @@ def build(settings: Settings | None = None) -> FastAPI:
         },
     )
     runtime.on_stop(smtp.close)
-    return create_app(
+    retention = retention_job(runtime.db, settings.retention_months)
+    runtime.run_in_background("retention", partial(run_daily, retention))
+    app = create_app(
         runtime,
         "Invitation e-mails with calendar files and personal answer links, the confirmation of each answer,"
         " the update, cancellation and reminder mails that follow an invitation,"
@@ -85,3 +89,5 @@ def build(settings: Settings | None = None) -> FastAPI:
         routers=[build_router(uow_factory, mailer=smtp, policy=policy, limit=limit), build_privacy_router(uow_factory)],
         publishes=[InvitationSent, InvitationFailed, ActorErasureConfirmed],
     )
+    app.state.retention = retention  # tests run it with a clock of their own
+    return app

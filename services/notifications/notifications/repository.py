@@ -401,5 +401,6 @@ async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[DELIVERIES].create_index([("actor_id", ASCENDING), ("status", ASCENDING)])
     await db[DELIVERIES].create_index([("conference_id", ASCENDING), ("_id", ASCENDING)])  # the list's order
     await db[DELIVERIES].create_index("invitation_id")  # a confirmation looks up its invitation
+    await db[DELIVERIES].create_index("conference.ends_at")  # retention: what expired
     # A count of test mails matters only in its hour: the server removes it a while after.
     await db[TEST_MAIL_QUOTA].create_index("window", expireAfterSeconds=QUOTA_KEPT_SECONDS)
