@@ -209,6 +209,7 @@ def build_router(uow_factory: UnitOfWorkFactory, wording_version: str) -> APIRou
         request: Request,
         response: Response,
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
+        kind: Annotated[ActorKindName | None, Query(description="actor kind, e.g. round_table")] = None,
         include_inactive: bool = False,
         page: PageRequest = PAGE,
         principal: Principal = REGISTRY,
@@ -224,6 +225,7 @@ def build_router(uow_factory: UnitOfWorkFactory, wording_version: str) -> APIRou
             uow_factory=uow_factory,
             within=readable_districts(principal),
             page=page,
+            kind=kind,
         )
         announce_next(response, request, found, page.limit)
         return [_out(actor) for actor in found.items]
