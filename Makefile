@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LOCKED := $(VENV)/.locked-stamp
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := -e shared -e services/actors -e services/conferences -e services/notifications -e tools
+PACKAGES := -e shared -e services/actors -e services/conferences -e services/notifications -e services/portal -e tools
 PIP_FLAGS = --quiet --disable-pip-version-check
 
 .PHONY: install run test lint unit clean asyncapi lock test-lowest browser screenshots
@@ -74,7 +74,7 @@ TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 # A new UV_VERSION makes the tools venv again.
 UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
-OWN := quartier-shared quartier-actors quartier-conferences quartier-notifications quartier-tools
+OWN := quartier-shared quartier-actors quartier-conferences quartier-notifications quartier-portal quartier-tools
 COMPILE = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	$(addprefix --no-emit-package ,$(OWN))
 UPGRADE_FLAGS = $(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE)))

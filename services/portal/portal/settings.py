@@ -1,0 +1,44 @@
+"""What the portal reads from its environment. It has no database and no broker: only the
+services' URLs, the identity provider, and the key that signs its session cookie."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from quartier_shared.services import ACTORS, CONFERENCES
+from quartier_shared.web import PageSettings
+
+PORTAL_PORT = 8000
+
+
+class Settings(PageSettings):
+    service_name: str = "portal"
+    host: str = "0.0.0.0"
+    # PORTAL_PORT (make run, compose); PORT is what every other service reads, so it is not used here
+    portal_port: int = PORTAL_PORT
+    log_level: str = "INFO"
+    allowed_hosts: str = "localhost,127.0.0.1"
+
+    actors_url: str = f"http://127.0.0.1:{ACTORS.port}"
+    conferences_url: str = f"http://127.0.0.1:{CONFERENCES.port}"
+    api_timeout_seconds: float = 10.0
+
+    # The identity provider (OIDC): its issuer URL (discovery at /.well-known/openid-configuration),
+    # the audience the access token must name and this client's id (a public client: PKCE, no secret).
+    auth_issuer: str | None = None
+    auth_audience: str = "quartier"
+    auth_jwks_url: str | None = None
+    oidc_client_id: str = "quartier"
+    # The address browsers reach the portal at (the redirect URI is derived from it); None: local.
+    portal_public_url: str | None = None
+    # Signs the session cookie; None: a random key per start (sessions end with the process).
+    session_secret: SecretStr | None = None
+    session_minutes: int = 480
+
+    @property
+    def public_url(self) -> str:
+        return (self.portal_public_url or f"http://127.0.0.1:{self.portal_port}").rstrip("/")
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return [host.strip() for host in self.allowed_hosts.split(",") if host.strip()]
