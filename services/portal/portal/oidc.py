@@ -52,9 +52,17 @@ def challenge_of(verifier: str) -> str:
 
 class OidcClient:
     def __init__(
-        self, issuer: str, client_id: str, audience: str, redirect_uri: str, jwks_url: str | None, timeout: float
+        self,
+        issuer: str,
+        client_id: str,
+        audience: str,
+        redirect_uri: str,
+        jwks_url: str | None,
+        timeout: float,
+        discovery_url: str | None = None,
     ) -> None:
         self.issuer = issuer.rstrip("/")
+        self.discovery_url = discovery_url or f"{self.issuer}/.well-known/openid-configuration"
         self.client_id = client_id
         self.audience = audience
         self.redirect_uri = redirect_uri
@@ -66,7 +74,7 @@ class OidcClient:
     async def discovery(self) -> dict[str, Any]:
         if self._discovery is None:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
-                answer = await client.get(f"{self.issuer}/.well-known/openid-configuration")
+                answer = await client.get(self.discovery_url)
                 answer.raise_for_status()
                 found = answer.json()
             if found.get("issuer", "").rstrip("/") != self.issuer:

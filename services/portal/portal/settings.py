@@ -3,7 +3,7 @@ services' URLs, the identity provider, and the key that signs its session cookie
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 
 from quartier_shared.services import ACTORS, CONFERENCES
 from quartier_shared.web import PageSettings
@@ -14,8 +14,8 @@ PORTAL_PORT = 8000
 class Settings(PageSettings):
     service_name: str = "portal"
     host: str = "0.0.0.0"
-    # PORTAL_PORT (make run, compose); PORT is what every other service reads, so it is not used here
-    portal_port: int = PORTAL_PORT
+    # PORTAL_PORT (make run), else PORT (the image, as every service's)
+    portal_port: int = Field(default=PORTAL_PORT, validation_alias=AliasChoices("PORTAL_PORT", "PORT"))
     log_level: str = "INFO"
     allowed_hosts: str = "localhost,127.0.0.1"
 
@@ -28,6 +28,9 @@ class Settings(PageSettings):
     auth_issuer: str | None = None
     auth_audience: str = "quartier"
     auth_jwks_url: str | None = None
+    # Where the portal itself fetches the discovery document when the issuer's public address is not
+    # reachable from it (compose: http://keycloak:8080/...); None: the issuer's own.
+    oidc_discovery_url: str | None = None
     oidc_client_id: str = "quartier"
     # The address browsers reach the portal at (the redirect URI is derived from it); None: local.
     portal_public_url: str | None = None

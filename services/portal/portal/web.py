@@ -59,6 +59,7 @@ class Portal:
             f"{settings.public_url}/callback",
             settings.auth_jwks_url,
             settings.api_timeout_seconds,
+            settings.oidc_discovery_url,
         )
         timeout = httpx.Timeout(settings.api_timeout_seconds)
         self.clients = {
