@@ -142,7 +142,7 @@ async def coordinator_walk(browser: Browser, portal_url: str, tmp_path: Path) ->
     assert "Integrationskonferenz Borbeck" in await iv.inner_text()
     assert "Wohlfahrtsverband" in await iv.inner_text()  # actors by kind, in German
     await assert_accessible(page)
-    await page.screenshot(path=str(screenshot("portal-start.png", tmp_path)), full_page=False)
+    await page.screenshot(path=str(screenshot("portal-start.png", tmp_path)), full_page=True)
 
     # English, and it stays English on the next page
     await page.click("a[hreflang=en]")
@@ -158,7 +158,7 @@ async def coordinator_walk(browser: Browser, portal_url: str, tmp_path: Path) ->
     rows = page.locator("#rows tbody tr")
     assert await rows.count() == 4
     assert [await r.get_attribute("data-status") for r in await rows.all()] == ["valid", "valid", "invalid", "invalid"]
-    assert "districts" in await rows.nth(2).inner_text() and "email" in await rows.nth(3).inner_text()
+    assert "Bezirke:" in await rows.nth(2).inner_text() and "E-Mail:" in await rows.nth(3).inner_text()
     assert "Stadtteilbüro Altendorf" in await rows.nth(0).inner_text()  # Windows-1252 read right
     await assert_accessible(page)
     await page.screenshot(path=str(screenshot("portal-import.png", tmp_path)), full_page=True)
