@@ -27,6 +27,15 @@ from .settings import Settings
 log = get_logger(__name__)
 LANG_COOKIE = "quartier_lang"
 SERVICE_NAMES = {"actors": "Akteure / actors", "conferences": "Konferenzen / conferences"}
+# The headings of message pages: passed to ``Portal.message`` as they are and translated there.
+MESSAGE_HEADINGS = (
+    "Service unavailable",
+    "Form not accepted",
+    "Not allowed",
+    "Not found",
+    "Not possible",
+    "Sign-in failed",
+)
 
 
 class SignInNeeded(Exception):
