@@ -92,6 +92,16 @@ async def test_dry_run_commit_and_a_second_import(infra: Infrastructure, databas
         only_round_tables = await client.get("/actors/export.csv?kind=round_table")
         assert len(only_round_tables.content.decode("utf-8-sig").splitlines()) == 2
         assert [a["kind"] for a in (await client.get("/actors?kind=round_table")).json()] == ["round_table"]
+        # the search: name or address, any case, the text taken literally
+        found = await client.get("/actors", params={"q": "MOSCHEE"})
+        assert [a["name"] for a in found.json()] == ["Moscheegemeinde Altendorf"]
+        assert [a["name"] for a in (await client.get("/actors?q=runder-tisch.example")).json()] == [
+            "Runder Tisch Frohnhausen"
+        ]
+        assert (await client.get("/actors", params={"q": ".*"})).json() == []
+        assert (await client.get("/actors", params={"q": "x" * 101})).status_code == 422
+        searched = await client.get("/actors/export.csv", params={"q": "hyperlink"})
+        assert len(searched.content.decode("utf-8-sig").splitlines()) == 2
 
 
 async def test_a_quarter_manager_imports_only_their_districts_and_the_bounds(

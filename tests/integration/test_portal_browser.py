@@ -171,6 +171,9 @@ async def coordinator_walk(browser: Browser, portal_url: str, tmp_path: Path) ->
     names = await page.locator("#actors tbody th").all_inner_texts()
     assert "Stadtteilbüro Altendorf" in names and "Runder Tisch Frohnhausen" not in names
     await assert_accessible(page)
+    await page.fill("#q", "altendorf")
+    await page.click("button[type=submit] >> text=Anzeigen")
+    assert await page.locator("#actors tbody th").all_inner_texts() == ["Stadtteilbüro Altendorf"]
     await page.goto(f"{portal_url}/actors/new")
     await page.fill("#name", "Neuer Verein")
     await page.fill("#email", "kein-at")

@@ -94,13 +94,14 @@ async def actors_by_district(
     within: Collection[str] | None = None,
     page: PageRequest = FIRST_PAGE,
     kind: str | None = None,
+    text: str | None = None,
 ) -> Page[Actor]:
     """One page of the actors of ``district`` (all for None) with a district ``within`` those
-    given (the caller's own, for a quarter manager; None for all), of ``kind`` (None: any),
-    oldest first."""
+    given (the caller's own, for a quarter manager; None for all), of ``kind`` (None: any), whose
+    name or address holds ``text`` (None: any), oldest first."""
     async with uow_factory(context).for_reading() as uow:
         found = page_of(
-            await uow.actors.find(district, include_inactive, within=within, page=page, kind=kind),
+            await uow.actors.find(district, include_inactive, within=within, page=page, kind=kind, text=text),
             page,
             lambda actor: (actor.created_at, actor.id),
         )

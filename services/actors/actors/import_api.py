@@ -14,7 +14,7 @@ managers); others get 403, callers without a token 401, both before the body is 
   ``created`` with its ``actor_id`` after a commit) and its errors by field. Without ``dry_run``
   the valid rows are registered one by one through the same handler as ``POST /actors`` (consent
   record, ``ActorRegistered``); invalid rows are left out.
-- ``GET /actors/export.csv?district=&kind=&include_inactive=``: the actors the caller may list,
+- ``GET /actors/export.csv?district=&kind=&q=&include_inactive=``: the actors the caller may list,
   filtered as ``GET /actors`` is, as ``;``-separated UTF-8 CSV with a BOM (so Excel reads it as
   UTF-8), formula-like cells prefixed (``csv_rows.safe_cell``); at most ``EXPORT_LIMIT`` actors.
   Every actor exported is audited as a list read.
@@ -35,7 +35,7 @@ from quartier_shared.logging import get_logger
 from quartier_shared.pagination import MAX_LIMIT, PageRequest
 
 from . import csv_rows, handlers
-from .api import REGISTRY, ActorIn, _required_statement
+from .api import REGISTRY, ActorIn, SearchText, _required_statement
 from .commands import RegisterActor
 from .domain import Actor
 from .unit_of_work import UnitOfWorkFactory
@@ -151,6 +151,7 @@ def build_import_router(uow_factory: UnitOfWorkFactory, wording_version: str) ->
         request: Request,
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
         kind: Annotated[ActorKindName | None, Query(description="actor kind")] = None,
+        q: Annotated[SearchText | None, Query(description="text in the name or e-mail address")] = None,
         include_inactive: bool = False,
         principal: Principal = REGISTRY,
     ) -> Response:
@@ -168,6 +169,7 @@ def build_import_router(uow_factory: UnitOfWorkFactory, wording_version: str) ->
                 within=readable_districts(principal),
                 page=page,
                 kind=kind,
+                text=q,
             )
             actors += found.items
             if found.next_cursor is None or not found.items:

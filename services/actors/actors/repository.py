@@ -10,6 +10,7 @@ the mapping from the dataclass).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from typing import Protocol
 
@@ -47,10 +48,11 @@ class ActorRepository(Protocol):
         within: Collection[str] | None = None,
         page: PageRequest = FIRST_PAGE,
         kind: str | None = None,
+        text: str | None = None,
     ) -> list[Actor]:
         """The actors of ``district`` (all districts for None) that have a district ``within``
-        those given (None: no such limit), of ``kind`` (None: any), oldest first: ``page.fetch``
-        of them from ``page``."""
+        those given (None: no such limit), of ``kind`` (None: any), whose name or e-mail address
+        holds ``text`` (any case; None: all), oldest first: ``page.fetch`` of them from ``page``."""
         ...
 
     async def emails_taken(self, emails: Collection[str]) -> set[str]:
@@ -85,10 +87,14 @@ class MongoActorRepository:
         within: Collection[str] | None = None,
         page: PageRequest = FIRST_PAGE,
         kind: str | None = None,
+        text: str | None = None,
     ) -> list[Actor]:
         query: Document = page.query("created_at")
         if kind:
             query["kind"] = kind
+        if text:  # the literal text, not a pattern; no index serves it, the other filters narrow it first
+            pattern = {"$regex": re.escape(text), "$options": "i"}
+            query["$or"] = [{"name": pattern}, {"email": pattern}]
         if within is not None:
             query["districts"] = {"$in": sorted(within)}
         if district:
