@@ -182,6 +182,20 @@ async def coordinator_walk(browser: Browser, portal_url: str, tmp_path: Path) ->
     assert await page.get_attribute("#email", "aria-describedby") == "email-error"
     await assert_accessible(page)
 
+    # edit: the form shows the consent record; a change is saved; then deactivate
+    await page.goto(f"{portal_url}/actors?q=gerschede")
+    await page.click("#actors tbody a")
+    assert "erteilt" not in await page.locator("#consent-history").inner_text()  # "nein" in the file
+    await page.check("#consent")
+    await page.click("button[type=submit] >> text=Speichern")
+    assert await page.locator("#done").is_visible()
+    await page.goto(f"{portal_url}/actors?q=gerschede")
+    assert "ja," in await page.locator("#actors tbody td").nth(3).inner_text()  # consent now given
+    await page.click("#actors tbody button")  # Deaktivieren
+    assert "deaktiviert" in await page.locator("#done").inner_text()
+    await page.goto(f"{portal_url}/actors?q=gerschede")
+    assert await page.locator("#no-actors").is_visible()
+
     # a post without the CSRF token: refused, nothing changed
     refused = await page.request.post(f"{portal_url}/actors/new", form={"name": "X", "email": "x@example.org"})
     assert refused.status == 403
