@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quartier_shared.services import SERVICES
+from quartier_shared.services import PORTAL_PORT, SERVICES
 
 from .embedded import EmbeddedStack, wait_for_port
 from .login import DEMO_USERS
@@ -32,7 +32,6 @@ def say(event: str, **fields: Any) -> None:
 
 
 STACK_ENV = "stack.env"
-PORTAL_PORT = 8000  # the portal's default, as the Keycloak realm's redirect URIs expect
 
 
 def service_ports(base_port: int | None = None) -> dict[str, int]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field, SecretStr
 
-from quartier_shared.services import ACTORS, CONFERENCES
+from quartier_shared.services import ACTORS, CONFERENCES, PORTAL_PORT
 from quartier_shared.web import PageSettings
-
-PORTAL_PORT = 8000
 
 
 class Settings(PageSettings):
