@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LOCKED := $(VENV)/.locked-stamp
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := -e shared -e services/actors -e services/conferences -e services/notifications -e tools
+PACKAGES := -e shared -e services/actors -e services/conferences -e services/notifications -e services/portal -e tools
 PIP_FLAGS = --quiet --disable-pip-version-check
 
 .PHONY: install run test lint unit clean asyncapi lock test-lowest browser screenshots
@@ -48,8 +48,9 @@ $(CHROMIUM):
 	@[ "$$(id -u)" = 0 ] || (echo "$(CHROMIUM) is missing: run 'make browser' as root, or apt-get install chromium" && exit 1)
 	apt-get install -y --no-install-recommends chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-screenshots: install browser  ## docs/answer-page.png: the answer page as the browser test fills it in
+screenshots: install browser  ## docs/answer-page.png, docs/portal-start.png, docs/portal-import.png: as the browser tests see them
 	QUARTIER_SCREENSHOT=docs/answer-page.png $(PY) -m pytest -q tests/integration/test_answer_page_browser.py -k keyboard
+	QUARTIER_SCREENSHOT_DIR=docs $(PY) -m pytest -q tests/integration/test_portal_browser.py -k by_role
 
 asyncapi: install  ## regenerate the event catalogue in docs/asyncapi/ from the code
 	for service in $$($(PY) -c 'from quartier_shared.services import SERVICES; print(*SERVICES)'); do \
@@ -74,7 +75,7 @@ TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 # A new UV_VERSION makes the tools venv again.
 UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
-OWN := quartier-shared quartier-actors quartier-conferences quartier-notifications quartier-tools
+OWN := quartier-shared quartier-actors quartier-conferences quartier-notifications quartier-portal quartier-tools
 COMPILE = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	$(addprefix --no-emit-package ,$(OWN))
 UPGRADE_FLAGS = $(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE)))

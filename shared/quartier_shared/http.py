@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
@@ -69,19 +69,22 @@ def accepted_correlation_id(value: str | None) -> str:
 
 class BodyLimit:
     """Refuses a request body over ``max_bytes`` with 413 before anything parses it: at once by
-    its Content-Length, and while it is read when it comes without one (chunked)."""
+    its Content-Length, and while it is read when it comes without one (chunked). ``larger``
+    names the few paths (a file upload) that may take more, and how much."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, larger: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            response = JSONResponse({"detail": self._too_large}, status_code=413)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response = JSONResponse({"detail": _too_large(limit)}, status_code=413)
             await response(scope, receive, send)
             return
         received = 0
@@ -91,15 +94,15 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, detail=self._too_large)
+                if received > limit:
+                    raise HTTPException(413, detail=_too_large(limit))
             return message
 
         await self.app(scope, limited, send)
 
-    @property
-    def _too_large(self) -> str:
-        return f"The request body is larger than {self.max_bytes // 1024} KiB."
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than {limit // 1024} KiB."
 
 
 def _cut(text: str) -> str:
@@ -122,11 +125,16 @@ def trimmed_errors(errors: Any) -> list[dict[str, Any]]:
     return kept
 
 
-def install_http_basics(app: FastAPI, allowed_hosts: Sequence[str] = ("localhost", "127.0.0.1")) -> None:
+def install_http_basics(
+    app: FastAPI,
+    allowed_hosts: Sequence[str] = ("localhost", "127.0.0.1"),
+    larger_bodies: Mapping[str, int] | None = None,
+) -> None:
     """Correlation id per request (taken from the caller if it is a safe token, or made), bodies
-    bounded, 422s that echo little, and no stack traces to users. Requests naming a host not in
-    ``allowed_hosts`` get 400, so a page on another site cannot reach the API by DNS rebinding."""
-    app.add_middleware(BodyLimit)
+    bounded (``larger_bodies``: path -> bytes, for uploads), 422s that echo little, and no stack
+    traces to users. Requests naming a host not in ``allowed_hosts`` get 400, so a page on
+    another site cannot reach the API by DNS rebinding."""
+    app.add_middleware(BodyLimit, larger=larger_bodies)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     @app.middleware("http")

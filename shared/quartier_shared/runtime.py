@@ -152,11 +152,17 @@ class Runtime:
 
 
 def create_app(
-    runtime: Runtime, summary: str, *, routers: Sequence[APIRouter], publishes: Sequence[type[Event]] = ()
+    runtime: Runtime,
+    summary: str,
+    *,
+    routers: Sequence[APIRouter],
+    publishes: Sequence[type[Event]] = (),
+    larger_bodies: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """The service's HTTP app, with health, metrics and its AsyncAPI document (at /asyncapi).
     ``publishes`` names the events the service produces; the consumers registered before this
-    call are in the document too, and both lists in its description after ``summary``."""
+    call are in the document too, and both lists in its description after ``summary``.
+    ``larger_bodies``: paths that take bodies over the usual limit (uploads), and their limit."""
     title = f"Quartier {runtime.settings.service_name}"
     consumes = sorted({kind.__name__ for consumer in runtime.consumers for kind in consumer.event_types})
     description = f"{summary}. Publishes {_listed([kind.__name__ for kind in publishes])}" + (
@@ -174,7 +180,7 @@ def create_app(
             log.info("service_stopped")
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
-    install_http_basics(app, runtime.settings.allowed_host_list)
+    install_http_basics(app, runtime.settings.allowed_host_list, larger_bodies)
     app.include_router(health_router({"mongodb": runtime.mongo_ready, "kafka": runtime.kafka_ready}))
     app.include_router(metrics_router(runtime.refresh_metrics))
     declare_published(runtime.broker, publishes)

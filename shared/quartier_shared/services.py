@@ -22,3 +22,7 @@ NOTIFICATIONS = ServiceInfo("notifications", 8003, "quartier_notifications")
 
 # In start-up order: the actors service first, as its events feed the other two.
 SERVICES: dict[str, ServiceInfo] = {s.name: s for s in (ACTORS, CONFERENCES, NOTIFICATIONS)}
+
+# The staff portal: no database and no events, so it is not in SERVICES (which `make asyncapi`, the
+# operator commands and the fault suite iterate); `quartier run` starts it beside them.
+PORTAL_PORT = 8000

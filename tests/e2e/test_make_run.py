@@ -15,16 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from quartier.processes import is_ready
 from quartier_shared.services import SERVICES
 
 
 def free_base_port() -> int:
-    """Consecutive free ports, one per service (`quartier run --base-port`)."""
+    """Consecutive free ports, one per service and one for the portal (`quartier run --base-port`)."""
     for _ in range(50):
         base = random.randint(20000, 40000)
         try:
-            for port in range(base, base + len(SERVICES)):
+            for port in range(base, base + len(SERVICES) + 1):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", port))
             return base
@@ -84,9 +86,10 @@ def test_a_service_that_dies_is_restarted_and_ctrl_c_stops_everything(tmp_path: 
 
     try:
         started: dict[str, dict[str, Any]] = {}
-        while len(started) < len(SERVICES):
+        while len(started) < len(SERVICES) + 1:  # and the portal
             record = next_event("service_process_started")
             started[record["name"]] = record
+        assert started["portal"]["port"] == base + len(SERVICES)
         conferences = started["conferences"]
         stack_env = (tmp_path / "var" / "stack.env").read_text()
         assert "KAFKA_BOOTSTRAP_SERVERS=" in stack_env and "MONGODB_URI=" in stack_env
@@ -97,7 +100,9 @@ def test_a_service_that_dies_is_restarted_and_ctrl_c_stops_everything(tmp_path: 
         assert restarted["name"] == "conferences" and restarted["exit_code"] == -signal.SIGKILL
         again = next_event("service_process_started")
         assert again["name"] == "conferences" and again["pid"] != conferences["pid"]
-        next_event("stack_ready")
+        assert next_event("stack_ready")["ports"]["portal"] == base + len(SERVICES)
+        portal = f"http://127.0.0.1:{base + len(SERVICES)}"
+        assert "/login" in httpx.get(portal, timeout=5).text  # the sign-in button
 
         # Killed while running.
         os.kill(again["pid"], signal.SIGKILL)

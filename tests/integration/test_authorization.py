@@ -77,6 +77,8 @@ class Stack:
 
     async def call(self, service: str, caller: str, method: str, path: str, body: Any = None) -> httpx.Response:
         path = path.format(**self.ids)
+        if isinstance(body, bytes):  # a file upload (the CSV import) goes as it is
+            return await self.clients[service].request(method, path, content=body, headers=self.headers(caller))
         return await self.clients[service].request(method, path, json=body, headers=self.headers(caller))
 
 
@@ -144,6 +146,10 @@ OPEN = [
 TEST_MAIL = {"email": "koordination@stadt.example.org", "language": "de"}
 NEW_ACTOR_IV = actor_body(districts=["IV"])
 NEW_ACTOR_IV_III = actor_body(districts=["IV", "III"])
+# The CSV import: the role is checked per request, the districts per row (a row outside a quarter
+# manager's districts is refused in the answer, which is still 200).
+IMPORT_IV = b"name;kind;districts;email\r\nRunder Tisch Dellwig;round_table;IV;dellwig@runder-tisch.example.org\r\n"
+REGISTRY_READERS = {"coordinator": 200, "qm_IV": 200, "qm_I": 200, "qm_IV_III": 200}
 # (service, method, path, body) -> the status each caller gets; callers not named get 403.
 RULES: list[tuple[str, str, str, Any, dict[str, int]]] = [
     ("actors", "POST", "/actors", NEW_ACTOR_IV, {"coordinator": 201, "qm_IV": 201, "qm_IV_III": 201}),
@@ -154,6 +160,11 @@ RULES: list[tuple[str, str, str, Any, dict[str, int]]] = [
     ("actors", "GET", "/actors?district=IV", None, {"coordinator": 200, "qm_IV": 200, "qm_IV_III": 200}),
     ("actors", "GET", "/actors?district=I", None, {"coordinator": 200, "qm_I": 200}),
     ("actors", "GET", "/actors", None, {"coordinator": 200, "qm_IV": 200, "qm_I": 200, "qm_IV_III": 200}),
+    ("actors", "GET", "/actors/import/template", None, REGISTRY_READERS),
+    ("actors", "POST", "/actors/import?dry_run=true", IMPORT_IV, REGISTRY_READERS),
+    ("actors", "POST", "/actors/import", IMPORT_IV, REGISTRY_READERS),
+    ("actors", "GET", "/actors/export.csv", None, REGISTRY_READERS),
+    ("actors", "GET", "/actors/export.csv?district=I", None, {"coordinator": 200, "qm_I": 200}),
     ("actors", "PATCH", "/actors/{actor_IV}", {"language": "en"}, {"coordinator": 200, "qm_IV": 200, "qm_IV_III": 200}),
     # before a change: every district of the actor must be theirs; after it too
     ("actors", "PATCH", "/actors/{actor_IV_III}", {"language": "en"}, {"coordinator": 200, "qm_IV_III": 200}),
@@ -234,6 +245,15 @@ async def test_allowed_changes_succeed(stack: Stack) -> None:
             fresh = "/actors/" + created.json()["id"]
             response = await stack.call(service, caller, method, fresh, body)
             assert response.status_code == expected, (caller, method, path, body, response.text)
+
+
+async def test_a_quarter_manager_imports_only_rows_of_their_districts(stack: Stack) -> None:
+    refused = await stack.call("actors", "qm_I", "POST", "/actors/import", IMPORT_IV)
+    assert [r["status"] for r in refused.json()["rows"]] == ["invalid"]
+    created = await stack.call("actors", "qm_IV", "POST", "/actors/import", IMPORT_IV)
+    assert [r["status"] for r in created.json()["rows"]] == ["created"]
+    again = await stack.call("actors", "coordinator", "POST", "/actors/import", IMPORT_IV)
+    assert [r["status"] for r in again.json()["rows"]] == ["exists"]
 
 
 async def test_a_quarter_manager_lists_only_what_touches_their_districts(stack: Stack) -> None:

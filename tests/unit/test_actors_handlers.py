@@ -56,15 +56,22 @@ class FakeActorRepository(InMemory[Actor]):
         *,
         within: Collection[str] | None = None,
         page: PageRequest = FIRST_PAGE,
+        kind: str | None = None,
+        text: str | None = None,
     ) -> list[Actor]:
         found = [
             a
             for a in self.rows.values()
             if (district is None or district in a.districts)
+            and (kind is None or a.kind == kind)
+            and (not text or text.casefold() in f"{a.name}\n{a.email}".casefold())
             and (within is None or not set(within).isdisjoint(a.districts))
             and (include_inactive or a.active)
         ]
         return paged(found, page, lambda a: (a.created_at, a.id))
+
+    async def emails_taken(self, emails: Collection[str]) -> set[str]:
+        return {a.email.lower() for a in self.rows.values()} & {e.lower() for e in emails}
 
 
 class FakeTeamRepository(InMemory[CompetenceTeam]):

@@ -29,10 +29,12 @@ import jsonschema
 import pytest
 import yaml
 from dotenv import dotenv_values
+from pydantic_settings import BaseSettings
 
 from actors.settings import Settings as ActorsSettings
 from conferences.settings import Settings as ConferencesSettings
 from notifications.settings import Settings as NotificationsSettings
+from portal.settings import Settings as PortalSettings
 from quartier_shared.events import TOPIC_PARTITIONS
 from quartier_shared.settings import ServiceSettings
 
@@ -64,8 +66,10 @@ TEST_SECRETS = {
         "MONGODB_PASSWORD_CONFERENCES",
         "MONGODB_PASSWORD_NOTIFICATIONS",
         "KEYCLOAK_ADMIN_PASSWORD",
+        "PORTAL_SESSION_SECRET",
     )
 }
+PORTAL = "portal"  # built from the same Dockerfile; no database, no Kafka (its own checks below)
 
 # An exact release: 4.1.1, v1.27.8, 3.11.13-slim-bookworm (a variant suffix is fine), or a digest.
 EXACT_TAG = re.compile(r"^v?\d+\.\d+\.\d+(-[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -185,7 +189,7 @@ def environ_reads(package: Path) -> set[str]:
     return names
 
 
-def field_names(cls: type[ServiceSettings]) -> set[str]:
+def field_names(cls: type[BaseSettings]) -> set[str]:
     return {name.upper() for name in cls.model_fields}
 
 
@@ -307,6 +311,9 @@ def test_no_unknown_variable_is_configured(services: dict[str, dict[str, Any]]) 
     known = environ_reads(ROOT / "shared" / "quartier_shared") | set(compose_interpolations())
     for cls in SETTINGS.values():
         known |= field_names(cls)
+    portal_known = field_names(PortalSettings) | {"PORT"}  # PORT: the alias the image sets
+    unknown_to_portal = set(environment(services[PORTAL])) - portal_known
+    assert not unknown_to_portal, f"portal: its environment sets variables it does not read: {unknown_to_portal}"
     in_example = set(env_example()) | env_example_commented()
     assert not in_example - known, f"deploy/.env.example names unknown variables: {sorted(in_example - known)}"
     for name, cls in SETTINGS.items():
@@ -579,7 +586,7 @@ def test_notifications_can_be_scaled(services: dict[str, dict[str, Any]]) -> Non
 def test_every_service_has_a_healthcheck_a_restart_policy_and_ordered_dependencies(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    assert set(services) == set(SETTINGS) | set(INFRASTRUCTURE)
+    assert set(services) == set(SETTINGS) | set(INFRASTRUCTURE) | {PORTAL}
     for name, service in services.items():
         if name in ONE_SHOTS:  # no health, no restart, but each waits for its server
             assert service["restart"] == "no", name
@@ -724,3 +731,23 @@ def test_the_build_context_leaves_out_what_images_do_not_need() -> None:
             prefixes = ["/".join(Path(source).parts[: i + 1]) for i in range(len(Path(source).parts))]
             excluded = [p for p in ignored for prefix in prefixes if fnmatch.fnmatch(prefix, p.rstrip("/"))]
             assert not excluded, f".dockerignore leaves {source} out of the build context: {excluded}"
+
+
+def test_the_portal_is_built_like_a_service_and_talks_to_them_over_http(services: dict[str, dict[str, Any]]) -> None:
+    portal = services[PORTAL]
+    assert {str(k): str(v) for k, v in portal["build"]["args"].items()} == {"SERVICE": PORTAL, "PORT": "8000"}
+    assert (ROOT / portal["build"]["dockerfile"]).resolve() == DOCKERFILE.resolve()
+    env = resolved_environment(portal, TEST_SECRETS)
+    settings = PortalSettings.model_validate(
+        {k.lower(): v for k, v in env.items() if k != "PORT"} | {"PORT": env["PORT"]}
+    )
+    assert settings.portal_port == 8000 and settings.host == "0.0.0.0"
+    assert settings.actors_url == "http://actors:8001" and settings.conferences_url == "http://conferences:8002"
+    assert settings.auth_issuer == "http://localhost:8080/realms/quartier"
+    assert settings.session_secret is not None and settings.public_url == "http://localhost:8000"
+    assert not {k for k in environment(portal) if k.startswith(("MONGODB", "KAFKA"))}, "no database or broker"
+    assert set(portal["depends_on"]) == {"actors", "conferences", "keycloak"}
+    check = " ".join(portal["healthcheck"]["test"])
+    assert "/health/ready" in check
+    pyproject = tomllib.loads((ROOT / "services" / PORTAL / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["scripts"][f"quartier-{PORTAL}"] == f"{PORTAL}.__main__:run"

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from conferences.pages import FIELD_ERRORS, AnswerForm
+from portal.web import MESSAGE_HEADINGS
 from quartier_shared.web import HERE, SECURITY_HEADERS, Pages, PageSettings, choose_language, same_origin
 
 CONFERENCES = Path(str(resources.files("conferences")))
@@ -172,3 +173,14 @@ def test_the_answer_form_names_the_bad_field(field: str, value: str) -> None:
     with pytest.raises(ValidationError) as refused:
         AnswerForm.model_validate({"answer": "accepted", "attendees": "2", field: value})
     assert {e["loc"][0] for e in refused.value.errors()} == {field}
+
+
+def test_every_text_of_the_portal_is_in_german() -> None:
+    portal = Path(str(resources.files("portal")))
+    own = _german(portal / "translations")
+    wanted = set().union(*(_msgids(p) for p in portal.glob("*.py")))
+    wanted |= set().union(*(_msgids(p) for p in (portal / "templates").glob("*.html")))
+    wanted |= set(MESSAGE_HEADINGS)  # translated where they are shown (web.Portal.message)
+    assert wanted
+    assert not {m for m in wanted if not own.get(m)}
+    assert not set(own) - wanted - {""}, "texts in the catalogue that no page uses"

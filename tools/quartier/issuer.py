@@ -7,7 +7,8 @@ key: a token minted for one `make run` names an issuer no other stack (and no pr
 deployment) accepts.
 
 ``python -m quartier.issuer --dir DIR --port P`` serves the JWKS of the key in DIR (what the
-embedded stack starts); ``serve`` does the same on a thread (the integration tests).
+embedded stack starts), and the sign-in of the staff portal (``login.py``: the authorization-code
+flow with PKCE and a page of demo users); ``serve`` does the same on a thread (the tests).
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .login import CodeFlow, LoginError
 
 KEY_FILE = "signing-key.pem"
 ID_FILE = "issuer-id"
@@ -152,21 +156,56 @@ class LocalIssuer:
         return {"Authorization": f"Bearer {self.token(roles, districts, **kwargs)}"}
 
 
-def _handler(key_path: Path, issuer_path: str) -> type[BaseHTTPRequestHandler]:
+MAX_FORM_BYTES = 8192
+
+
+def _handler(key_path: Path, issuer_path: str, flow: CodeFlow) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path == f"{issuer_path}/jwks.json":
+            path, _, query = self.path.partition("?")
+            if path == f"{issuer_path}/jwks.json":
                 self._json(jwks(key_path))  # read on every request: a new key file is a key rotation
-            elif self.path == "/health":
+            elif path == f"{issuer_path}/.well-known/openid-configuration":
+                self._json(flow.discovery())
+            elif path == f"{issuer_path}/authorize":
+                try:
+                    page = flow.login_page(dict(parse_qsl(query)))
+                except LoginError as refused:
+                    self._json({"error": "invalid_request", "error_description": str(refused)}, 400)
+                    return
+                self._send(200, "text/html; charset=utf-8", page.encode())
+            elif path == "/health":
                 self._json({"status": "ok"})
             else:
                 self.send_error(404)
 
-        def _json(self, document: dict[str, Any]) -> None:
-            body = json.dumps(document).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_FORM_BYTES:
+                self.send_error(413)
+                return
+            form = dict(parse_qsl(self.rfile.read(length).decode("utf-8", "replace")))
+            try:
+                if self.path == f"{issuer_path}/authorize":
+                    self.send_response(302)
+                    self.send_header("Location", flow.authorize(form))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif self.path == f"{issuer_path}/token":
+                    self._json(flow.token(form))
+                else:
+                    self.send_error(404)
+            except LoginError as refused:
+                self._json({"error": "invalid_grant", "error_description": str(refused)}, 400)
+
+        def _json(self, document: dict[str, Any], status: int = 200) -> None:
+            self._send(status, "application/json", json.dumps(document).encode())
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(body)
 
@@ -179,7 +218,8 @@ def _handler(key_path: Path, issuer_path: str) -> type[BaseHTTPRequestHandler]:
 def server(folder: Path, port: int, kind: str = "ed25519") -> tuple[ThreadingHTTPServer, LocalIssuer]:
     issuer = LocalIssuer.at(folder, port, kind)
     path = "/" + issuer.issuer.split("/", 3)[3]
-    return ThreadingHTTPServer(("127.0.0.1", port), _handler(issuer.key_path, path)), issuer
+    flow = CodeFlow(issuer.issuer, issuer.token)
+    return ThreadingHTTPServer(("127.0.0.1", port), _handler(issuer.key_path, path, flow)), issuer
 
 
 def serve(folder: Path, port: int, kind: str = "ed25519") -> tuple[LocalIssuer, ThreadingHTTPServer]:

@@ -94,6 +94,13 @@ class ServiceProcesses:
         process = Process(name, [sys.executable, "-m", service], env=env, log_path=self.log_path(name))
         self.instances[name] = Instance(name, service, port, process.start())
 
+    def start_portal(self, port: int, env: Mapping[str, str]) -> None:
+        """The staff portal (``python -m portal``, instance "portal"): no database and no broker, a
+        client of the services' URLs and the issuer given in ``env``; restarted like the others."""
+        settings = {**self.infra.env(), "HOST": "127.0.0.1", "PORTAL_PORT": str(port), **self.env, **env}
+        process = Process("portal", [sys.executable, "-m", "portal"], env=settings, log_path=self.log_path("portal"))
+        self.instances["portal"] = Instance("portal", "portal", port, process.start())
+
     def restart(self, name: str) -> Process:
         """The instance again: same command, port and log; stopped first if it still runs."""
         process = self.instances[name].process

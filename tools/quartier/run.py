@@ -1,4 +1,5 @@
-"""`quartier run` (what `make run` calls): the embedded stack and the three services.
+"""`quartier run` (what `make run` calls): the embedded stack, the three services and the staff
+portal (``PORTAL_PORT``, default 8000; its session key is kept in ``var/portal/``).
 
 Kafka, MongoDB or SMTP given in the environment (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI, SMTP_HOST)
 are used as they are; the rest is started here. A service process that dies is restarted and the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -17,9 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quartier_shared.services import SERVICES
+from quartier_shared.services import PORTAL_PORT, SERVICES
 
 from .embedded import EmbeddedStack, wait_for_port
+from .login import DEMO_USERS
 from .processes import ServiceProcesses
 
 
@@ -38,9 +41,27 @@ def service_ports(base_port: int | None = None) -> dict[str, int]:
     return {name: base_port + i for i, name in enumerate(SERVICES)}
 
 
+def portal_port(base_port: int | None = None) -> int:
+    """``PORTAL_PORT``, else 8000; with ``base_port`` the port after the services' ones."""
+    if base_port is not None:
+        return base_port + len(SERVICES)
+    return int(os.environ.get("PORTAL_PORT") or PORTAL_PORT)
+
+
+def session_secret(var_dir: Path) -> str:
+    """The portal's session key, made once (readable by us only): sessions outlive a restart."""
+    path = var_dir / "portal" / "session-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def run(var_dir: Path, base_port: int | None = None) -> int:
     stack = EmbeddedStack(var_dir, log_dir=var_dir / "logs")
     ports = service_ports(base_port)
+    portal = portal_port(base_port)
     stopping = False
 
     def _stop(*_: Any) -> None:
@@ -49,7 +70,7 @@ def run(var_dir: Path, base_port: int | None = None) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    for port in ports.values():
+    for port in [*ports.values(), portal]:
         try:
             wait_for_port(port, timeout=0.2)
         except TimeoutError:
@@ -68,9 +89,18 @@ def run(var_dir: Path, base_port: int | None = None) -> int:
         # no log folder: their JSON lines go to this terminal
         services = ServiceProcesses(infra, env=public)
         services.start(ports)
+        services.start_portal(
+            portal,
+            {
+                "ACTORS_URL": f"http://127.0.0.1:{ports['actors']}",
+                "CONFERENCES_URL": f"http://127.0.0.1:{ports['conferences']}",
+                "PORTAL_PUBLIC_URL": os.environ.get("PORTAL_PUBLIC_URL") or f"http://127.0.0.1:{portal}",
+                "SESSION_SECRET": session_secret(var_dir),
+            },
+        )
         for name in services.instances:
             _started(services, name)
-        supervise(services, lambda: stopping, on_ready=lambda: _banner(stack, infra.smtp_host, ports))
+        supervise(services, lambda: stopping, on_ready=lambda: _banner(stack, infra.smtp_host, ports, portal))
     finally:
         say("stopping")
         if services is not None:
@@ -112,9 +142,10 @@ def supervise(services: ServiceProcesses, stopping: Callable[[], bool], on_ready
             on_ready()
 
 
-def _banner(stack: EmbeddedStack, smtp_host: str, ports: dict[str, int]) -> None:
-    say("stack_ready", ports=ports)
+def _banner(stack: EmbeddedStack, smtp_host: str, ports: dict[str, int], portal: int) -> None:
+    say("stack_ready", ports={**ports, "portal": portal})
     lines = ["", "Quartier is running:"]
+    lines.append(f"  {'portal':<14} http://127.0.0.1:{portal}   (the staff portal: sign in in the browser)")
     for name, port in ports.items():
         lines.append(f"  {name:<14} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)")
     if "smtp" in stack.processes:
@@ -127,6 +158,8 @@ def _banner(stack: EmbeddedStack, smtp_host: str, ports: dict[str, int]) -> None
             '  curl -H "Authorization: Bearer $(.venv/bin/quartier token --role coordinator)" '
             f"http://127.0.0.1:{ports['actors']}/actors",
             "  (roles: coordinator, quarter_manager --district IV, operator, data_protection)",
+            "Demo sign-ins of the portal (the local issuer's page lists them; no password):",
+            *(f"  {user.username:<22} {user.label}" for user in DEMO_USERS),
         ]
     else:
         lines.append("  tokens: from the identity provider named by AUTH_ISSUER")

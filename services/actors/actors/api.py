@@ -56,6 +56,7 @@ from .domain import Actor, ActorIsErased, ActorNotFound, TeamMembersRefused
 from .unit_of_work import UnitOfWorkFactory
 
 Name = Annotated[str, SafeText(200)]
+SearchText = Annotated[str, SafeText(100)]
 WordingVersion = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
 
 
@@ -209,6 +210,8 @@ def build_router(uow_factory: UnitOfWorkFactory, wording_version: str) -> APIRou
         request: Request,
         response: Response,
         district: Annotated[DistrictCode | None, Query(description="district code, e.g. IV")] = None,
+        kind: Annotated[ActorKindName | None, Query(description="actor kind, e.g. round_table")] = None,
+        q: Annotated[SearchText | None, Query(description="text in the name or e-mail address, any case")] = None,
         include_inactive: bool = False,
         page: PageRequest = PAGE,
         principal: Principal = REGISTRY,
@@ -224,6 +227,8 @@ def build_router(uow_factory: UnitOfWorkFactory, wording_version: str) -> APIRou
             uow_factory=uow_factory,
             within=readable_districts(principal),
             page=page,
+            kind=kind,
+            text=q,
         )
         announce_next(response, request, found, page.limit)
         return [_out(actor) for actor in found.items]

@@ -19,8 +19,9 @@ from quartier_shared.events import (
 from quartier_shared.retention import run_daily
 from quartier_shared.runtime import Runtime, create_app
 
-from . import handlers
+from . import csv_rows, handlers
 from .api import build_router
+from .import_api import IMPORT_PATH, build_import_router
 from .privacy_api import build_privacy_router
 from .repository import create_indexes
 from .retention import retention_job
@@ -40,7 +41,12 @@ def build(settings: Settings | None = None) -> FastAPI:
     app = create_app(
         runtime,
         "Registry of the actors and the competence team of each district",
-        routers=[build_router(uow_factory, settings.consent_wording_version), build_privacy_router(uow_factory)],
+        # the import's and export's paths first: /actors/export.csv is not an actor's id
+        routers=[
+            build_import_router(uow_factory, settings.consent_wording_version),
+            build_router(uow_factory, settings.consent_wording_version),
+            build_privacy_router(uow_factory),
+        ],
         publishes=[
             ActorRegistered,
             ActorUpdated,
@@ -49,6 +55,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             ConsentWithdrawn,
             CompetenceTeamChanged,
         ],
+        larger_bodies={IMPORT_PATH: csv_rows.MAX_BYTES},
     )
     app.state.retention = retention  # tests run it with a clock of their own
     return app

@@ -93,17 +93,26 @@ async def actors_by_district(
     uow_factory: UnitOfWorkFactory,
     within: Collection[str] | None = None,
     page: PageRequest = FIRST_PAGE,
+    kind: str | None = None,
+    text: str | None = None,
 ) -> Page[Actor]:
     """One page of the actors of ``district`` (all for None) with a district ``within`` those
-    given (the caller's own, for a quarter manager; None for all), oldest first."""
+    given (the caller's own, for a quarter manager; None for all), of ``kind`` (None: any), whose
+    name or address holds ``text`` (None: any), oldest first."""
     async with uow_factory(context).for_reading() as uow:
         found = page_of(
-            await uow.actors.find(district, include_inactive, within=within, page=page),
+            await uow.actors.find(district, include_inactive, within=within, page=page, kind=kind, text=text),
             page,
             lambda actor: (actor.created_at, actor.id),
         )
         await uow.audit.record(entries([actor.id for actor in found.items], "list", context.initiated_by))
     return found
+
+
+async def emails_taken(emails: Collection[str], context: EventContext, *, uow_factory: UnitOfWorkFactory) -> set[str]:
+    """Which of ``emails`` an actor already has (lower case): the import's match, not shown to anyone."""
+    async with uow_factory(context).for_reading() as uow:
+        return await uow.actors.emails_taken(emails)
 
 
 async def set_competence_team(

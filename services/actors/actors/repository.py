@@ -10,6 +10,7 @@ the mapping from the dataclass).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from typing import Protocol
 
@@ -46,9 +47,16 @@ class ActorRepository(Protocol):
         *,
         within: Collection[str] | None = None,
         page: PageRequest = FIRST_PAGE,
+        kind: str | None = None,
+        text: str | None = None,
     ) -> list[Actor]:
         """The actors of ``district`` (all districts for None) that have a district ``within``
-        those given (None: no such limit), oldest first: ``page.fetch`` of them from ``page``."""
+        those given (None: no such limit), of ``kind`` (None: any), whose name or e-mail address
+        holds ``text`` (any case; None: all), oldest first: ``page.fetch`` of them from ``page``."""
+        ...
+
+    async def emails_taken(self, emails: Collection[str]) -> set[str]:
+        """Those of ``emails`` (lower case) that an actor has, active or not, compared in lower case."""
         ...
 
 
@@ -78,8 +86,15 @@ class MongoActorRepository:
         *,
         within: Collection[str] | None = None,
         page: PageRequest = FIRST_PAGE,
+        kind: str | None = None,
+        text: str | None = None,
     ) -> list[Actor]:
         query: Document = page.query("created_at")
+        if kind:
+            query["kind"] = kind
+        if text:  # the literal text, not a pattern; no index serves it, the other filters narrow it first
+            pattern = {"$regex": re.escape(text), "$options": "i"}
+            query["$or"] = [{"name": pattern}, {"email": pattern}]
         if within is not None:
             query["districts"] = {"$in": sorted(within)}
         if district:
@@ -88,6 +103,12 @@ class MongoActorRepository:
             query["active"] = True
         cursor = self.collection.find(query, session=self.session).sort(page.sort("created_at"))
         return [_actors.from_document(d) for d in await page.read(cursor, "created_at")]
+
+    async def emails_taken(self, emails: Collection[str]) -> set[str]:
+        # Addresses are stored as given; the file's may differ in case, so both spellings are asked.
+        asked = sorted({*emails, *(e.lower() for e in emails)})
+        cursor = self.collection.find({"email": {"$in": asked}}, {"email": 1}, session=self.session)
+        return {doc["email"].lower() async for doc in cursor} & {e.lower() for e in emails}
 
 
 class TeamRepository(Protocol):
@@ -141,3 +162,4 @@ async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[AUDIT].create_index("at")  # retention: what expired
     await db[ACTORS].create_index([("districts", ASCENDING), ("active", ASCENDING)])
     await db[ACTORS].create_index([("created_at", ASCENDING), ("_id", ASCENDING)])  # the list's order
+    await db[ACTORS].create_index([("email", ASCENDING)])  # the import matches rows by address
