@@ -198,10 +198,8 @@ def actor_registered(
     return ActorRegistered(
         actor_id=actor_id or str(uuid.uuid4()),
         revision=revision,
-        name="Testakteur",
         kind="church_parish",
         districts=list(districts),
-        email="akteur@example.org",
         language="de",
         consent_to_notifications=consent,
     )

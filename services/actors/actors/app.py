@@ -14,6 +14,8 @@ from quartier_shared.events import (
     ActorUpdated,
     CompetenceTeamChanged,
     ConsentWithdrawn,
+    ContactChanged,
+    EventContext,
     UnsubscribeRequested,
 )
 from quartier_shared.runtime import Runtime, create_app
@@ -33,6 +35,13 @@ def build(settings: Settings | None = None) -> FastAPI:
     confirmed = partial(handlers.confirm_erasure, uow_factory=uow_factory)
     unsubscribed = partial(handlers.withdraw_consent_by_link, uow_factory=uow_factory)
     runtime.consume(group_id="actors", handlers={ActorErasureConfirmed: confirmed, UnsubscribeRequested: unsubscribed})
+
+    async def upgrade() -> None:
+        # Once MongoDB is up; idempotent, so a start that fails half-way finishes it next time.
+        context = EventContext(settings.service_name, "actor-events-v2")
+        await handlers.publish_in_current_form(context, uow_factory=uow_factory)
+
+    runtime.run_in_background("actor-events-v2", upgrade)
     return create_app(
         runtime,
         "Registry of the actors and the competence team of each district",
@@ -43,6 +52,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             ActorDeactivated,
             ActorErased,
             ConsentWithdrawn,
+            ContactChanged,
             CompetenceTeamChanged,
         ],
     )
