@@ -33,7 +33,8 @@ from dotenv import dotenv_values
 from actors.settings import Settings as ActorsSettings
 from conferences.settings import Settings as ConferencesSettings
 from notifications.settings import Settings as NotificationsSettings
-from quartier_shared.events import TOPIC_PARTITIONS
+from quartier_shared.events import CONTACTS_DEAD_LETTER_TOPIC, CONTACTS_TOPIC, DEAD_LETTER_TOPIC, TOPIC_PARTITIONS
+from quartier_shared.topics import TOPICS, dead_letter_topic_for
 from quartier_shared.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -418,6 +419,7 @@ def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: di
     command = init["command"]
     script = command if isinstance(command, str) else "\n".join(str(part) for part in command)
     created: dict[str, int] = {}
+    configs: dict[str, dict[str, str]] = {}
     for line in script.splitlines():
         words = shlex.split(line)
         if not words or not words[0].endswith("kafka-topics.sh") or "--create" not in words:
@@ -429,7 +431,11 @@ def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: di
         topic, partitions = options["--topic"], int(options["--partitions"])
         assert topic not in created, f"{topic} is created twice"
         created[topic] = partitions
+        # Every --config flag (pairwise keeps only the last of them): the settings of topics.py.
+        flags = [value for flag, value in itertools.pairwise(words) if flag == "--config"]
+        configs[topic] = dict(flag.split("=", 1) for flag in flags)
     assert created == TOPIC_PARTITIONS
+    assert configs == {name: dict(spec.config) for name, spec in TOPICS.items()}
 
     assert init["image"] == services["kafka"]["image"]
     assert init["restart"] == "no"
@@ -490,11 +496,18 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
     for name in SETTINGS:
         published, consumed = asyncapi_topics(name)
         expected = {("Describe", "topic", "quartier.", "prefixed")}
-        expected |= {("Write", "topic", topic, "literal") for topic in published | {"quartier.dead-letters"}}
+        # Dead letters of what it consumes (contact events to their own topic), and, for the producer
+        # of the contact topic, the contact dead letters too: it tombstones them on erasure.
+        dead_letters = {DEAD_LETTER_TOPIC} | {dead_letter_topic_for(topic) for topic in consumed}
+        if CONTACTS_TOPIC in published:
+            dead_letters.add(CONTACTS_DEAD_LETTER_TOPIC)
+        expected |= {("Write", "topic", topic, "literal") for topic in published | dead_letters}
         expected |= {("Read", "topic", topic, "literal") for topic in consumed}
         if consumed:
             expected.add(("Read", "group", name, "literal"))
         assert granted.pop(name) == expected, name
+        if name == "conferences":  # names and addresses stay away from it
+            assert not {topic for _, _, topic, _ in expected} & {CONTACTS_TOPIC, CONTACTS_DEAD_LETTER_TOPIC}
     assert not granted, f"ACLs for principals that are no service: {sorted(granted)}"
     assert set(TOPIC_PARTITIONS) >= {topic for name in SETTINGS for topic in set().union(*asyncapi_topics(name))}
 
