@@ -75,9 +75,9 @@ async def publish_at_once(bootstrap: str, envelopes: list[Envelope]) -> None:
 
 
 async def publish_raw(
-    bootstrap: str, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, str] | None = None
+    bootstrap: str, topic: str, value: bytes | None, key: bytes | None = None, headers: dict[str, str] | None = None
 ) -> None:
-    """Any bytes (garbage, a wrong shape, a hand-made dead letter) to ``topic``."""
+    """Any bytes (garbage, a wrong shape, a hand-made dead letter; None: a tombstone) to ``topic``."""
     message_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
     async with KafkaPublisher(bootstrap) as publisher:
         await publisher.publish([OutgoingMessage(topic, key, value, message_headers)])

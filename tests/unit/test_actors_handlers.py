@@ -15,11 +15,11 @@ from actors.domain import Actor, ActorNotFound, CompetenceTeam, TeamMembersRefus
 from actors.erasure import Erasure
 from actors.repository import ActorRepository, AuditLog, ErasureRepository, TeamRepository
 from quartier_shared.events import (
+    CONTACTS_DEAD_LETTER_TOPIC,
+    CONTACTS_TOPIC,
     ActorDeactivated,
     ActorRegistered,
     ActorUpdated,
-    CONTACTS_DEAD_LETTER_TOPIC,
-    CONTACTS_TOPIC,
     CompetenceTeamChanged,
     ContactChanged,
     EventContext,

@@ -34,8 +34,8 @@ from actors.settings import Settings as ActorsSettings
 from conferences.settings import Settings as ConferencesSettings
 from notifications.settings import Settings as NotificationsSettings
 from quartier_shared.events import CONTACTS_DEAD_LETTER_TOPIC, CONTACTS_TOPIC, DEAD_LETTER_TOPIC, TOPIC_PARTITIONS
-from quartier_shared.topics import TOPICS, dead_letter_topic_for
 from quartier_shared.settings import ServiceSettings
+from quartier_shared.topics import TOPICS, dead_letter_topic_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
