@@ -11,7 +11,7 @@ import httpx
 from actors.app import build
 from actors.settings import Settings
 from quartier.embedded import Infrastructure
-from quartier_shared.events import ACTORS_TOPIC, TEAMS_TOPIC
+from quartier_shared.events import ACTORS_TOPIC, CONTACTS_TOPIC, TEAMS_TOPIC
 from tests.helpers import (
     actor_body,
     assert_refused,
@@ -54,9 +54,17 @@ async def test_register_read_update_deactivate_and_their_events(infra: Infrastru
         found = envelopes(records)
         assert [e.event_type for e in found] == ["ActorRegistered", "ActorUpdated", "ActorDeactivated"]
         assert {r.key for r in records} == {actor["id"].encode()}
-        assert all(e.producer == "actors" and e.event_version == "1.0" for e in found)
+        assert [e.event_version for e in found] == ["2.0", "2.0", "1.0"]
+        assert all(e.producer == "actors" and not {"name", "email"} & set(e.payload) for e in found)
         assert found[1].payload["language"] == "en"
         assert found[0].correlation_id == created.headers["X-Correlation-ID"]
+        # The contact data on a topic of its own, with each change, at the same revision.
+        contact_records = await read_to_end(infra.kafka_bootstrap, CONTACTS_TOPIC)
+        contacts = envelopes(contact_records)
+        assert {r.key for r in contact_records} == {actor["id"].encode()}
+        assert [(e.event_type, e.payload["revision"]) for e in contacts] == [("ContactChanged", n) for n in (1, 2, 3)]
+        assert contacts[0].payload["name"] == actor["name"] and contacts[0].payload["email"] == actor["email"]
+        assert [e.payload["active"] for e in contacts] == [True, True, False]
 
 
 async def test_bad_input_names_the_field_and_unknown_ids_answer_404(infra: Infrastructure, database_name: str) -> None:
