@@ -205,6 +205,14 @@ def actor_registered(
     )
 
 
+def retired_actor_registered(district: str, name: str, email: str) -> Envelope:
+    """An ``ActorRegistered`` of the retired version 1, with the name and the address it carried."""
+    current = envelope_of(actor_registered(district))
+    return current.model_copy(
+        update={"event_version": "1.0", "payload": {**current.payload, "name": name, "email": email}}
+    )
+
+
 # A winter evening (CET, +01:00) next year: in the future and within the two years a conference
 # may be scheduled ahead.
 CONFERENCE_DAY = f"{datetime.now(UTC).year + 1}-03-04"
