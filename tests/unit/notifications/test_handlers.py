@@ -129,6 +129,29 @@ async def test_a_refused_mail_records_invitation_failed_with_the_servers_reason(
     assert service.uow.fake_deliveries.rows[f"invitation:{issued.invitation_id}"].delivery.reason == reason
 
 
+async def test_the_contact_is_what_the_contact_event_says() -> None:
+    """Name, address, language, consent, active and revision come from ``ContactChanged``, the
+    only event with a name and an address; deactivation arrives as one with ``active`` false."""
+    service = Notifications()
+    changed = actor("ada@example.org", revision=2, language="en", consent=False)
+    await service.on_actor(changed, actor("ada@example.org", revision=3, language="en", active=False))
+
+    contact = service.uow.fake_contacts.rows[changed.actor_id]
+    assert (contact.id, contact.name, contact.email, contact.language) == (
+        changed.actor_id,
+        "Runder Tisch Frintrop",
+        "ada@example.org",
+        "en",
+    )
+    assert (contact.consent_to_notifications, contact.active, contact.revision, contact.erased) == (
+        True,
+        False,
+        3,
+        False,
+    )
+    assert not contact.reachable
+
+
 async def test_contacts_only_move_forward_by_revision() -> None:
     service = Notifications()
     newer = actor("neu@example.org", revision=3, language="en")
