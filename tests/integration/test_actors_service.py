@@ -246,3 +246,39 @@ async def test_a_district_competence_team_is_set_read_and_published(infra: Infra
         assert [(e.event_type, e.payload) for e in found] == [
             ("CompetenceTeamChanged", {"district": "IV", "members": members, "revision": 1})
         ]
+
+
+async def test_actors_stored_before_version_2_are_published_again_once_at_start_up(
+    infra: Infrastructure, database_name: str
+) -> None:
+    """An actor document without the mark (stored before version 2 of the actor events) gets its
+    snapshot and contact at its current revision published at the next start, once."""
+    settings = settings_for(Settings, infra, database_name)
+    app = build(settings)
+    async with running(app, infra.auth_headers()) as client:
+        created = await client.post("/actors", json=actor_body(name="Altbestand e.V."))
+        assert created.status_code == 201, created.text
+        actor_id = created.json()["id"]
+        await eventually(lambda: outbox_empty(app))
+        # As stored before version 2: no mark.
+        await app.state.runtime.db["actors"].update_one({"_id": actor_id}, {"$unset": {"published_as": ""}})
+
+    async def published(topic: str) -> list[str]:
+        found = envelopes(await read_to_end(infra.kafka_bootstrap, topic))
+        return [f"{e.event_type}@{e.payload['revision']}" for e in found if e.aggregate_id == actor_id]
+
+    async def start_and_settle() -> None:
+        again = build(settings)
+        async with running(again, infra.auth_headers()):
+
+            async def marked() -> bool:
+                doc = await again.state.runtime.db["actors"].find_one({"_id": actor_id})
+                return doc is not None and doc.get("published_as") == 2
+
+            await eventually(marked)
+            await eventually(lambda: outbox_empty(again))
+
+    await start_and_settle()
+    await start_and_settle()  # the second start finds the mark and publishes nothing
+    assert await published(ACTORS_TOPIC) == ["ActorRegistered@1", "ActorUpdated@1"]
+    assert await published(CONTACTS_TOPIC) == ["ContactChanged@1", "ContactChanged@1"]
