@@ -20,7 +20,17 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
 from quartier.embedded import Infrastructure
-from quartier_shared.events import EVENT_TYPES, TOPIC_PARTITIONS, ActorRegistered, Envelope, Event, kafka_headers, wrap
+from quartier_shared.events import (
+    EVENT_TYPES,
+    TOPIC_PARTITIONS,
+    ActorRegistered,
+    ActorSnapshot,
+    ContactChanged,
+    Envelope,
+    Event,
+    kafka_headers,
+    wrap,
+)
 from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.outbox import pending_events
 from quartier_shared.settings import ServiceSettings
@@ -202,6 +212,20 @@ def actor_registered(
         districts=list(districts),
         language="de",
         consent_to_notifications=consent,
+    )
+
+
+def contact_of(snapshot: ActorSnapshot, email: str = "akteur@example.org", name: str = "Testakteur") -> ContactChanged:
+    """The ``ContactChanged`` the actors service publishes with ``snapshot``: same actor, revision,
+    language, consent and state, with the name and address the snapshot does not carry."""
+    return ContactChanged(
+        actor_id=snapshot.actor_id,
+        revision=snapshot.revision,
+        name=name,
+        email=email,
+        language=snapshot.language,
+        consent_to_notifications=snapshot.consent_to_notifications,
+        active=snapshot.active,
     )
 
 
