@@ -420,8 +420,15 @@ def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: di
     script = command if isinstance(command, str) else "\n".join(str(part) for part in command)
     created: dict[str, int] = {}
     configs: dict[str, dict[str, str]] = {}
+    aligned: dict[str, dict[str, str]] = {}
     for line in script.splitlines():
         words = shlex.split(line)
+        if words and words[0].endswith("kafka-configs.sh") and "topics" in words:
+            # An existing topic (from before its settings were declared) gets them too.
+            options = dict(itertools.pairwise(words))
+            assert "--alter" in words and options["--entity-type"] == "topics"
+            aligned[options["--entity-name"]] = dict(c.split("=", 1) for c in options["--add-config"].split(","))
+            continue
         if not words or not words[0].endswith("kafka-topics.sh") or "--create" not in words:
             continue
         assert "--if-not-exists" in words, f"a second `up` must not fail: {line}"
@@ -435,7 +442,7 @@ def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: di
         flags = [value for flag, value in itertools.pairwise(words) if flag == "--config"]
         configs[topic] = dict(flag.split("=", 1) for flag in flags)
     assert created == TOPIC_PARTITIONS
-    assert configs == {name: dict(spec.config) for name, spec in TOPICS.items()}
+    assert configs == aligned == {name: dict(spec.config) for name, spec in TOPICS.items()}
 
     assert init["image"] == services["kafka"]["image"]
     assert init["restart"] == "no"
@@ -469,7 +476,8 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
     services: dict[str, dict[str, Any]],
 ) -> None:
     """Write on what it publishes (and the dead letters), Read on what it consumes and on its group,
-    Describe on the quartier.* topics (its start-up check lists them all); nothing else."""
+    Describe and DescribeConfigs on the quartier.* topics (its start-up check lists them all and
+    reads their settings); nothing else."""
     lines = init_script(services["kafka-init"])
     kafka_env = services["kafka-init"]["environment"]
     scram: dict[str, str] = {}
@@ -479,6 +487,8 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
             continue
         options = dict(itertools.pairwise(words))
         assert options["--bootstrap-server"] == "kafka:9092" and options["--command-config"] == ADMIN_CONFIG
+        if words[0].endswith("kafka-configs.sh") and options["--entity-type"] == "topics":
+            continue  # the topics' settings: checked above
         if words[0].endswith("kafka-configs.sh"):
             assert options["--entity-type"] == "users" and "--alter" in words
             config = re.fullmatch(r"SCRAM-SHA-512=\[password=\$\$(\w+)\]", options["--add-config"])
@@ -495,7 +505,11 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
     assert all(kafka_env[variable].startswith(f"${{{variable}:?") for variable in scram.values())
     for name in SETTINGS:
         published, consumed = asyncapi_topics(name)
-        expected = {("Describe", "topic", "quartier.", "prefixed")}
+        # Describe and DescribeConfigs on every topic: its start-up check reads each one's settings.
+        expected = {
+            ("Describe", "topic", "quartier.", "prefixed"),
+            ("DescribeConfigs", "topic", "quartier.", "prefixed"),
+        }
         # Dead letters of what it consumes (contact events to their own topic), and, for the producer
         # of the contact topic, the contact dead letters too: it tombstones them on erasure.
         dead_letters = {DEAD_LETTER_TOPIC} | {dead_letter_topic_for(topic) for topic in consumed}
