@@ -2,8 +2,9 @@
 time until the last invitation is sent, observed on the `quartier.deliveries` topic.
 
 Setting up the actors is not measured: their `ActorRegistered` events are published straight to
-`quartier.actors` (the envelope the actors service would write), then we wait until the
-conferences roster and the notifications contacts hold all of them.
+`quartier.actors`, and their `ContactChanged` to `quartier.contacts` (the envelopes the actors
+service would write), then we wait until the conferences roster and the notifications contacts
+hold all of them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from quartier_shared.events import (
     DELIVERIES_TOPIC,
     ActorRegistered,
     ConferenceScheduled,
+    ContactChanged,
+    Event,
     InvitationFailed,
     InvitationSent,
     kafka_headers,
@@ -57,28 +60,40 @@ def conference_body(district: str = DISTRICT, title: str = "Integrationskonferen
     }
 
 
-def actor_event(i: int) -> ActorRegistered:
-    """A fictional, consenting actor (example.org address, invented name)."""
-    return ActorRegistered(
-        actor_id=str(uuid.uuid4()),
+def actor_events(i: int) -> tuple[ActorRegistered, ContactChanged]:
+    """A fictional, consenting actor (example.org address, invented name): its registration and
+    its contact data, as the actors service publishes them."""
+    actor_id, language = str(uuid.uuid4()), "de" if i % 2 == 0 else "en"
+    registered = ActorRegistered(
+        actor_id=actor_id,
         revision=1,
-        name=f"Benchmark-Initiative Nummer {i:05d}",
         kind="welfare_association",
         districts=[DISTRICT],
-        email=f"bench-{i:05d}@initiative.example.org",
-        language="de" if i % 2 == 0 else "en",
+        language=language,
         consent_to_notifications=True,
     )
+    contact = ContactChanged(
+        actor_id=actor_id,
+        revision=1,
+        name=f"Benchmark-Initiative Nummer {i:05d}",
+        email=f"bench-{i:05d}@initiative.example.org",
+        language=language,
+        consent_to_notifications=True,
+    )
+    return registered, contact
 
 
 async def register_actors(bootstrap: str, n: int, correlation_id: str) -> None:
-    """Publish N ActorRegistered events as the actors service would (same envelope and headers)."""
+    """Publish N actors' ActorRegistered and ContactChanged as the actors service would (same
+    envelopes and headers)."""
     messages = []
     for i in range(n):
-        event = actor_event(i)
-        envelope = wrap(event, producer=ACTORS.name, correlation_id=correlation_id)
-        value = envelope.model_dump_json().encode()
-        messages.append(OutgoingMessage(ActorRegistered.topic, event.actor_id.encode(), value, kafka_headers(envelope)))
+        events: tuple[Event, ...] = actor_events(i)
+        for event in events:
+            envelope = wrap(event, producer=ACTORS.name, correlation_id=correlation_id)
+            value = envelope.model_dump_json().encode()
+            key = event.aggregate_id.encode()
+            messages.append(OutgoingMessage(type(event).topic, key, value, kafka_headers(envelope)))
     async with KafkaPublisher(bootstrap) as publisher:
         await publisher.publish(messages)
 

@@ -350,7 +350,8 @@ with the embedded stack's Kafka tuning), on free ports. With "2 notifications in
 notifications process with its own port and the same environment joins the same consumer group.
 
 - **Set-up (not measured)**: N consenting actors in district IV, published as `ActorRegistered`
-  events straight to `quartier.actors` (the envelope and headers the actors service writes), then
+  events straight to `quartier.actors` and `ContactChanged` events to `quartier.contacts` (the
+  envelopes and headers the actors service writes), then
   waiting until `quartier_conferences.roster` and `quartier_notifications.contacts` hold N documents.
 - **Pipeline**: from just before `POST /conferences` until the N-th distinct `InvitationSent` of that
   conference is read from `quartier.deliveries` by a plain aiokafka reader (no consumer group);

@@ -20,7 +20,17 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
 from quartier.embedded import Infrastructure
-from quartier_shared.events import EVENT_TYPES, TOPIC_PARTITIONS, ActorRegistered, Envelope, Event, kafka_headers, wrap
+from quartier_shared.events import (
+    EVENT_TYPES,
+    TOPIC_PARTITIONS,
+    ActorRegistered,
+    ActorSnapshot,
+    ContactChanged,
+    Envelope,
+    Event,
+    kafka_headers,
+    wrap,
+)
 from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.outbox import pending_events
 from quartier_shared.settings import ServiceSettings
@@ -75,9 +85,9 @@ async def publish_at_once(bootstrap: str, envelopes: list[Envelope]) -> None:
 
 
 async def publish_raw(
-    bootstrap: str, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, str] | None = None
+    bootstrap: str, topic: str, value: bytes | None, key: bytes | None = None, headers: dict[str, str] | None = None
 ) -> None:
-    """Any bytes (garbage, a wrong shape, a hand-made dead letter) to ``topic``."""
+    """Any bytes (garbage, a wrong shape, a hand-made dead letter; None: a tombstone) to ``topic``."""
     message_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
     async with KafkaPublisher(bootstrap) as publisher:
         await publisher.publish([OutgoingMessage(topic, key, value, message_headers)])
@@ -198,12 +208,32 @@ def actor_registered(
     return ActorRegistered(
         actor_id=actor_id or str(uuid.uuid4()),
         revision=revision,
-        name="Testakteur",
         kind="church_parish",
         districts=list(districts),
-        email="akteur@example.org",
         language="de",
         consent_to_notifications=consent,
+    )
+
+
+def contact_of(snapshot: ActorSnapshot, email: str = "akteur@example.org", name: str = "Testakteur") -> ContactChanged:
+    """The ``ContactChanged`` the actors service publishes with ``snapshot``: same actor, revision,
+    language, consent and state, with the name and address the snapshot does not carry."""
+    return ContactChanged(
+        actor_id=snapshot.actor_id,
+        revision=snapshot.revision,
+        name=name,
+        email=email,
+        language=snapshot.language,
+        consent_to_notifications=snapshot.consent_to_notifications,
+        active=snapshot.active,
+    )
+
+
+def retired_actor_registered(district: str, name: str, email: str) -> Envelope:
+    """An ``ActorRegistered`` of the retired version 1, with the name and the address it carried."""
+    current = envelope_of(actor_registered(district))
+    return current.model_copy(
+        update={"event_version": "1.0", "payload": {**current.payload, "name": name, "email": email}}
     )
 
 

@@ -1,8 +1,9 @@
 """Copies of actors kept by other services from actor events (event-carried state transfer).
 
-The conferences service keeps a roster entry per actor, the notifications service a contact: each
-its own frozen dataclass with the actor's id as ``id`` and the fields of ``ActorSnapshot`` it
-needs. ``copy_after`` is the one rule for both: a copy only moves forward by the actor's
+The conferences service keeps a roster entry per actor (from ``ActorSnapshot``), the
+notifications service a contact (from ``ContactChanged``, the only event with the name and the
+address): each its own frozen dataclass with the actor's id as ``id`` and the fields of the event
+it needs. ``copy_after`` is the one rule for both: a copy only moves forward by the actor's
 revision, so an older or repeated event changes nothing, whatever order the events arrive in.
 ``ActorErased`` is an ``ActorDeactivated``: an erased actor's copy is at least inactive for good.
 A service that erases what it holds of the actor confirms it with ``erasure_confirmed``: an
@@ -20,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter
 
-from .events import ActorDeactivated, ActorErasureConfirmed, ActorSnapshot
+from .events import ActorDeactivated, ActorErasureConfirmed, ActorSnapshot, ContactChanged
 
 _CONFIRMATION_NAMESPACE = uuid.UUID("5b0e3c1d-6f2a-4e8b-9d47-2c81a6f0e913")
 
@@ -33,7 +34,11 @@ class ActorCopy(Protocol):
 C = TypeVar("C", bound=ActorCopy)
 
 
-def copy_after(cls: type[C], event: ActorSnapshot | ActorDeactivated, current: C | None) -> C | None:
+# The events a copy is made from: full state (a snapshot, the contact) or deactivation.
+CopiedEvent = ActorSnapshot | ContactChanged | ActorDeactivated
+
+
+def copy_after(cls: type[C], event: CopiedEvent, current: C | None) -> C | None:
     """The copy once ``event`` is applied; None when the event changes nothing (it is older than
     the copy or repeated, or deactivates an actor this service never saw)."""
     if current is not None and current.revision >= event.revision:
@@ -43,7 +48,7 @@ def copy_after(cls: type[C], event: ActorSnapshot | ActorDeactivated, current: C
             return None
         copy: C = dataclasses.replace(current, active=False, revision=event.revision)  # type: ignore[type-var]
         return copy
-    # The snapshot's fields the copy declares (pydantic converts lists to tuples); the rest is ignored.
+    # The event's fields the copy declares (pydantic converts lists to tuples); the rest is ignored.
     fresh: C = _adapter(cls).validate_python({**event.model_dump(), "id": event.actor_id})
     return fresh
 

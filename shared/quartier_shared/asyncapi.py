@@ -2,7 +2,8 @@
 
 Publishing goes through the outbox relay, so the publishers declared here are for the catalogue
 only: they name each event a service produces, on its topic, with the envelope and payload
-schema. The consumer group's subscriber documents what the service consumes.
+schema, version and the major versions retired. The consumer group's subscriber documents what
+the service consumes.
 """
 
 from __future__ import annotations
@@ -25,9 +26,18 @@ def declare_published(broker: KafkaBroker, events: Sequence[type[Event]]) -> Non
             event.topic,
             title=f"{event.topic}:{event.__name__}",
             description=(event.__doc__ or event.__name__).strip().splitlines()[0]
-            + f" Key: the {event.aggregate_field.replace('_', ' ')}.",
+            + f" Key: the {event.aggregate_field.replace('_', ' ')}. Version {event.version}."
+            + _retired(event),
             schema=EventMessage[event],  # type: ignore[valid-type]
         )
+
+
+def _retired(event: type[Event]) -> str:
+    # A deliberate breaking change is said where consumers look: which majors nobody reads any more.
+    if not event.retired_majors:
+        return ""
+    majors = ", ".join(f"{major}.x" for major in sorted(event.retired_majors))
+    return f" Version {majors} is retired: no service reads it any more, consumers skip it."
 
 
 def document(broker: KafkaBroker, *, title: str, description: str) -> dict[str, Any]:

@@ -6,8 +6,11 @@ dead-lettered (AckPolicy.NACK_ON_ERROR; acknowledging on receipt would be at-mos
 
 - Records with the same key are handled in order; different keys run concurrently.
 - A record that cannot be parsed, or has an unknown major version, goes to the dead-letter
-  topic at once. A handler that keeps failing is retried with exponential backoff and then
-  dead-lettered, so one poison message never blocks its partition.
+  topic at once (contact events to a dead-letter topic of their own: they hold names and
+  addresses, ``topics.dead_letter_topic_for``). A tombstone (a key without a value, which deletes
+  that key on a compacted topic) is no event: it is skipped. So is a retired major version.
+- A handler that keeps failing is retried with exponential backoff and then dead-lettered, so
+  one poison message never blocks its partition.
 - While a dependency (MongoDB) is unreachable, the handler waits and retries without limit and
   nothing is committed: the service catches up once the dependency is back.
 """
@@ -37,6 +40,7 @@ from .metrics import DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
 from .mongo import is_unavailable
 from .retry import Retry
 from .settings import ServiceSettings
+from .topics import dead_letter_topic_for
 
 log = get_logger(__name__)
 
@@ -130,6 +134,8 @@ class EventConsumer:
 
     async def decode(self, record: Record) -> Received[Event] | None:
         """The typed event, or None when it is not for us or was dead-lettered as unreadable."""
+        if record.value is None:
+            return None  # a tombstone: what it deletes, the event that caused it said already
         try:
             envelope = Envelope.model_validate_json(record.value)
             event = parse_payload(envelope)
@@ -210,7 +216,11 @@ class EventConsumer:
             (dlq.FAILED_AT, datetime.now(UTC).isoformat().encode()),
         ]
         await self.publisher.publish(
-            [OutgoingMessage(topic=dlq.DEAD_LETTER_TOPIC, key=record.key, value=record.value or b"", headers=headers)]
+            [
+                OutgoingMessage(
+                    topic=dead_letter_topic_for(record.topic), key=record.key, value=record.value, headers=headers
+                )
+            ]
         )
         DEAD_LETTERS.labels(record.topic, type(exc).__name__).inc()
         log.error(

@@ -18,30 +18,38 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-# --- topics -------------------------------------------------------------------------------------
+# Topics are declared with their settings in ``topics``.
+from .topics import (
+    ACTORS_TOPIC,
+    ANSWERS_TOPIC,
+    CONFERENCES_TOPIC,
+    CONTACTS_DEAD_LETTER_TOPIC,
+    CONTACTS_TOPIC,
+    DEAD_LETTER_TOPIC,
+    DELIVERIES_TOPIC,
+    ERASURES_TOPIC,
+    INVITATIONS_TOPIC,
+    TEAMS_TOPIC,
+    TOPIC_PARTITIONS,
+    UNSUBSCRIBES_TOPIC,
+)
 
-ACTORS_TOPIC = "quartier.actors"  # key: actor id
-CONFERENCES_TOPIC = "quartier.conferences"  # key: conference id
-INVITATIONS_TOPIC = "quartier.invitations"  # key: invitation id (spreads a fan-out over partitions)
-DELIVERIES_TOPIC = "quartier.deliveries"  # key: invitation id
-ANSWERS_TOPIC = "quartier.answers"  # key: invitation id
-TEAMS_TOPIC = "quartier.teams"  # key: district code
-ERASURES_TOPIC = "quartier.erasures"  # key: actor id; each service's confirmation that it erased an actor
-UNSUBSCRIBES_TOPIC = "quartier.unsubscribes"  # key: actor id; a person's request, by link, to get no more mails
-DEAD_LETTER_TOPIC = "quartier.dead-letters"
-
-# Partition counts are explicit: Tansu would invent its own, and Kafka keys depend on them.
-TOPIC_PARTITIONS: dict[str, int] = {
-    ACTORS_TOPIC: 3,
-    CONFERENCES_TOPIC: 3,
-    INVITATIONS_TOPIC: 6,
-    DELIVERIES_TOPIC: 6,
-    ANSWERS_TOPIC: 3,
-    TEAMS_TOPIC: 1,  # a handful of districts, rarely changed
-    ERASURES_TOPIC: 1,  # a few a year
-    UNSUBSCRIBES_TOPIC: 1,  # a few a month
-    DEAD_LETTER_TOPIC: 1,
-}
+# Re-exported: many modules import the topic names from here. The names this module defines are
+# exported as always.
+__all__ = [
+    "ACTORS_TOPIC",
+    "ANSWERS_TOPIC",
+    "CONFERENCES_TOPIC",
+    "CONTACTS_DEAD_LETTER_TOPIC",
+    "CONTACTS_TOPIC",
+    "DEAD_LETTER_TOPIC",
+    "DELIVERIES_TOPIC",
+    "ERASURES_TOPIC",
+    "INVITATIONS_TOPIC",
+    "TEAMS_TOPIC",
+    "TOPIC_PARTITIONS",
+    "UNSUBSCRIBES_TOPIC",
+]
 
 
 # --- base classes -------------------------------------------------------------------------------
@@ -57,6 +65,9 @@ class Event(BaseModel):
     topic: ClassVar[str]
     aggregate_field: ClassVar[str]
     version: ClassVar[str] = "1.0"
+    # Major versions no consumer reads any more: skipped like an unknown event type, never
+    # dead-lettered (see ``parse_payload``).
+    retired_majors: ClassVar[frozenset[int]] = frozenset()
 
     def __init_subclass__(cls, *, topic: str | None = None, key: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -205,12 +216,17 @@ class ActorEvent(Event, topic=ACTORS_TOPIC, key="actor_id"):
 
 
 class ActorSnapshot(ActorEvent):
-    """Full state of an actor, so consumers can keep their own copy (event-carried state)."""
+    """Full state of an actor, so consumers can keep their own copy (event-carried state).
 
-    name: str
+    Version 2 carries no name and no e-mail address: those travel as ``ContactChanged`` on the
+    contact topic, which only the notifications service reads. Version 1 (with both) is retired:
+    consumers skip it (``retired_majors``), so a replay of an old log brings no name back."""
+
+    version: ClassVar[str] = "2.0"
+    retired_majors: ClassVar[frozenset[int]] = frozenset({1})
+
     kind: str
     districts: list[str]
-    email: str
     language: Language
     consent_to_notifications: bool
     active: bool = True
@@ -261,6 +277,30 @@ class UnsubscribeRequested(Event, topic=UNSUBSCRIBES_TOPIC, key="actor_id"):
 
     actor_id: str
     requested_at: AwareDatetime
+
+
+class ContactChanged(Event, topic=CONTACTS_TOPIC, key="actor_id"):
+    """An actor's contact data as it is now: published with every change of the actor (same
+    revision as its actor event), on the compacted contact topic keyed by the actor id, so the
+    latest one per actor is what a rebuilt consumer reads. The only event with a name and an
+    e-mail address; when the actor is erased, a tombstone under its id follows."""
+
+    actor_id: str
+    revision: int
+    name: str
+    email: str
+    language: Language
+    consent_to_notifications: bool
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """A record with a key and no value: on a compacted topic, Kafka's way to delete everything
+    under that key. Stored in the outbox like an event and published in its order."""
+
+    topic: str
+    key: str
 
 
 class CompetenceTeamChanged(Event, topic=TEAMS_TOPIC, key="district"):
@@ -411,6 +451,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ActorDeactivated,
         ActorErased,
         ActorErasureConfirmed,
+        ContactChanged,
         ConsentWithdrawn,
         UnsubscribeRequested,
         CompetenceTeamChanged,
@@ -440,13 +481,14 @@ class UnknownEventVersion(ValueError):
 
 
 def parse_payload(envelope: Envelope) -> Event | None:
-    """The typed event inside an envelope; None for a type this library does not know.
+    """The typed event inside an envelope; None for a type this library does not know, and for
+    a retired major version of a known one (no service reads it any more).
 
     Raises ``UnknownEventVersion`` for a major version we cannot read and pydantic's
     ``ValidationError`` for a payload of the wrong shape: both belong in the dead-letter topic.
     """
     cls = EVENT_TYPES.get(envelope.event_type)
-    if cls is None:
+    if cls is None or envelope.major_version in cls.retired_majors:
         return None
     if envelope.major_version != int(cls.version.split(".", 1)[0]):
         raise UnknownEventVersion(

@@ -1,4 +1,4 @@
-"""Kafka plumbing: topic creation, the FastStream broker, and the raw publisher.
+"""Kafka plumbing: topics and their settings, the FastStream broker, and the raw publisher.
 
 The outbox relay and the dead-letter path publish through one aiokafka producer that pipelines
 sends (a batch of futures awaited together), because an awaited publish at a time is slow.
@@ -18,14 +18,15 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
-from .events import TOPIC_PARTITIONS
 from .logging import get_logger
 from .settings import ServiceSettings
+from .topics import TOPICS, TopicSpec
 
 log = get_logger(__name__)
 
@@ -34,7 +35,7 @@ log = get_logger(__name__)
 class OutgoingMessage:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (on a compacted topic, deletes what the key held)
     headers: list[tuple[str, bytes]]
     partition: int | None = None  # None: the partitioner's choice by key (a replay names the original one)
 
@@ -68,19 +69,56 @@ def client_kwargs(security: BaseSecurity | None) -> dict[str, Any]:
 async def ensure_topics(
     bootstrap: str, topics: Iterable[str] | None = None, *, security: BaseSecurity | None = None
 ) -> None:
-    """Create missing topics with their explicit partition counts (never rely on auto-create)."""
-    wanted = {t: TOPIC_PARTITIONS[t] for t in (topics or TOPIC_PARTITIONS)}
+    """Create missing topics with their declared partitions and settings (``topics.TOPICS``;
+    never rely on auto-create), and bring the settings of existing ones in line.
+
+    A setting that differs is altered; where the broker does not allow it (the services' users
+    in ``deploy/`` may not alter topics, the embedded broker cannot), the difference is logged as
+    ``topic_settings_differ`` for the operator, and the service starts all the same: a wrong
+    retention is not a reason to stop sending invitations."""
+    wanted = [TOPICS[t] for t in (topics or TOPICS)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs(security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in wanted.items() if t not in existing]
+        missing = [
+            NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, topic_configs=dict(t.config))
+            for t in wanted
+            if t.name not in existing
+        ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
                 await admin.create_topics(missing)
             log.info("topics_created", topics=[t.name for t in missing])
+        await _align_settings(admin, [t for t in wanted if t.name in existing])
     finally:
         await admin.close()
+
+
+async def topic_settings(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """The settings the broker reports for each of ``names`` (those it knows)."""
+    if not names:
+        return {}
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for error_code, _message, _type, name, entries, *_ in response.resources:
+            if error_code == 0:
+                found[name] = {entry[0]: entry[1] for entry in entries}
+    return found
+
+
+async def _align_settings(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> None:
+    actual = await topic_settings(admin, [s.name for s in specs])
+    for spec in specs:
+        differ = {k: v for k, v in spec.config.items() if actual.get(spec.name, {}).get(k) != v}
+        if not differ:
+            continue
+        try:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=dict(spec.config))])
+            log.info("topic_settings_aligned", topic=spec.name, settings=sorted(differ))
+        except KafkaError as exc:  # not allowed, or not supported by this broker
+            log.warning("topic_settings_differ", topic=spec.name, settings=sorted(differ), error=type(exc).__name__)
 
 
 def make_broker(bootstrap: str, *, security: BaseSecurity | None = None) -> KafkaBroker:

@@ -15,7 +15,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, OperationFailure
 
-from .events import Envelope, Event, EventContext
+from .events import Envelope, Event, EventContext, Tombstone
 from .outbox import Outbox
 
 Document = dict[str, Any]  # a MongoDB document, as PyMongo reads and writes it
@@ -49,6 +49,7 @@ class UnitOfWork(Protocol):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
     def record(self, event: Event, event_id: str | None = None, context: EventContext | None = None) -> Envelope: ...
+    def tombstone(self, tombstone: Tombstone) -> None: ...
     async def commit(self) -> None: ...
     def for_reading(self) -> Self: ...
 
@@ -108,6 +109,7 @@ class MongoUnitOfWork:
         self.outbox = outbox
         self.context = context
         self.events: list[Envelope] = []
+        self.tombstones: list[Tombstone] = []
         self._session: AsyncClientSession | None = None
         self._reading = False
 
@@ -131,6 +133,7 @@ class MongoUnitOfWork:
         if not self._reading:
             await self._session.start_transaction()
         self.events = []
+        self.tombstones = []
         self.bind()
         return self
 
@@ -140,14 +143,18 @@ class MongoUnitOfWork:
         self.events.append(envelope)
         return envelope
 
+    def tombstone(self, tombstone: Tombstone) -> None:
+        """Publish ``tombstone`` with this change, after its events."""
+        self.tombstones.append(tombstone)
+
     async def commit(self) -> None:
         if self._reading:
             raise RuntimeError("a unit of work for reading cannot commit")
         session = self.session
-        if self.events:
-            await self.outbox.store(self.events, session)
+        if self.events or self.tombstones:
+            await self.outbox.store(self.events, session, self.tombstones)
         await session.commit_transaction()
-        if self.events:
+        if self.events or self.tombstones:
             self.outbox.wake()
 
     async def __aexit__(

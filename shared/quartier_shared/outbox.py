@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from .events import EVENT_TYPES, Envelope, kafka_headers
+from .events import EVENT_TYPES, Envelope, Tombstone, kafka_headers
 from .kafka import KafkaPublisher, OutgoingMessage
 from .logging import get_logger
 from .metrics import EVENTS_PUBLISHED
@@ -31,6 +32,8 @@ COLLECTION = "outbox"
 # Events per outbox document are bounded by size, well below MongoDB's 16 MB document limit (500
 # invitations to a conference with a long agenda could pass it).
 DOCUMENT_BYTES = 4 * 1024 * 1024
+# The event type a stored tombstone is counted under (metrics, logs).
+TOMBSTONE = "tombstone"
 
 
 class Outbox:
@@ -49,11 +52,15 @@ class Outbox:
         await self.collection.create_index([("owner", ASCENDING), ("_id", ASCENDING)])
         await self.collection.create_index("created_at")
 
-    async def store(self, envelopes: list[Envelope], session: AsyncClientSession) -> None:
+    async def store(
+        self, envelopes: list[Envelope], session: AsyncClientSession, tombstones: Sequence[Tombstone] = ()
+    ) -> None:
+        """The events, then the tombstones, of one transaction, published later in this order."""
         now = datetime.now(UTC)
+        entries = [*(_entry(e) for e in envelopes), *(_tombstone_entry(t) for t in tombstones)]
         docs = [
             {"owner": self.owner, "created_at": now, "count": len(part), "events": part}
-            for part in _split_by_size([_entry(e) for e in envelopes], DOCUMENT_BYTES)
+            for part in _split_by_size(entries, DOCUMENT_BYTES)
         ]
         # ordered: the ids grow in this order, and the relay publishes by id
         await self.collection.insert_many(docs, ordered=True, session=session)
@@ -102,11 +109,16 @@ def _entry(envelope: Envelope) -> dict[str, Any]:
     }
 
 
+def _tombstone_entry(tombstone: Tombstone) -> dict[str, Any]:
+    """A key without a value: the relay publishes it as Kafka's tombstone."""
+    return {"topic": tombstone.topic, "key": tombstone.key, "event_type": TOMBSTONE, "value": None, "headers": []}
+
+
 def _split_by_size(entries: list[dict[str, Any]], limit: int) -> list[list[dict[str, Any]]]:
     parts: list[list[dict[str, Any]]] = [[]]
     size = 0
     for entry in entries:
-        entry_size = len(entry["value"]) + 512  # the envelope, and room for topic, key and headers
+        entry_size = len(entry["value"] or "") + 512  # the envelope, and room for topic, key and headers
         if parts[-1] and size + entry_size > limit:
             parts.append([])
             size = 0
@@ -120,7 +132,7 @@ def to_messages(doc: dict[str, Any]) -> list[OutgoingMessage]:
         OutgoingMessage(
             topic=e["topic"],
             key=e["key"].encode(),
-            value=e["value"].encode(),
+            value=None if e["value"] is None else e["value"].encode(),
             headers=[(name, value.encode()) for name, value in e["headers"]],
         )
         for e in doc["events"]

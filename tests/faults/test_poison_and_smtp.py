@@ -14,6 +14,8 @@ from quartier_shared.events import (
     ACTORS_TOPIC,
     ANSWERS_TOPIC,
     CONFERENCES_TOPIC,
+    CONTACTS_DEAD_LETTER_TOPIC,
+    CONTACTS_TOPIC,
     DEAD_LETTER_TOPIC,
     DELIVERIES_TOPIC,
     ERASURES_TOPIC,
@@ -79,7 +81,8 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
         InvitationFailed(invitation_id="i", conference_id="c", actor_id="a", reason="r", failed_at=future.occurred_at)
     ).model_copy(update={"event_version": "3.1"})
     poison = {
-        ACTORS_TOPIC: future,
+        ACTORS_TOPIC: future.model_copy(update={"event_type": "ActorErased"}),  # both readers take it
+        CONTACTS_TOPIC: future.model_copy(update={"event_type": "ContactChanged"}),
         CONFERENCES_TOPIC: future.model_copy(update={"event_type": "ConferenceScheduled"}),
         INVITATIONS_TOPIC: future.model_copy(update={"event_type": "InvitationIssued"}),
         DELIVERIES_TOPIC: future_delivery,
@@ -93,7 +96,8 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
         await publish_raw(bootstrap, topic, b'{"hello": "world"}', key=b"k")
         await publish_raw(bootstrap, topic, unknown_version.model_dump_json().encode(), key=b"k")
     # actors and conferences are consumed by two services each, so their poison is dead-lettered twice;
-    # the erasures and unsubscribes topics by the actors service.
+    # the erasures and unsubscribes topics by the actors service. The contact topic's poison goes to a
+    # dead-letter topic of its own (contact events hold names and addresses).
     expected = {
         ("conferences", ACTORS_TOPIC): 3,
         ("notifications", ACTORS_TOPIC): 3,
@@ -109,7 +113,15 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
     dead = await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 30, timeout=60)
     found = Counter((dict(r.headers)[dlq.SERVICE].decode(), dict(r.headers)[dlq.ORIGINAL_TOPIC].decode()) for r in dead)
     assert found == expected
-    for r in dead:
+    contact_dead = await read_topic(bootstrap, CONTACTS_DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 3, timeout=60)
+    assert Counter(
+        (dict(r.headers)[dlq.SERVICE].decode(), dict(r.headers)[dlq.ORIGINAL_TOPIC].decode()) for r in contact_dead
+    ) == {("notifications", CONTACTS_TOPIC): 3}
+    assert Counter(dict(r.headers)[dlq.ERROR_CLASS] for r in contact_dead) == {
+        b"ValidationError": 2,
+        b"UnknownEventVersion": 1,
+    }
+    for r in [*dead, *contact_dead]:
         headers = dict(r.headers)
         assert {dlq.PARTITION, dlq.OFFSET, dlq.ERROR_CLASS, dlq.ERROR_MESSAGE, dlq.FAILED_AT} <= set(headers)
     assert Counter(dict(r.headers)[dlq.ERROR_CLASS] for r in dead) == {
@@ -120,7 +132,12 @@ async def test_6_poison_messages_on_every_consumed_topic_go_to_the_dead_letter_t
     async with cluster.http() as http:
         actors, conference_id = await invite(http, cluster, 5, district="I")
         counts = await assert_invited_once(http, cluster, conference_id, actors)
-    record("6 poison messages on every consumed topic", dead_letters=len(dead), **counts)
+    record(
+        "6 poison messages on every consumed topic",
+        dead_letters=len(dead),
+        contact_dead_letters=len(contact_dead),
+        **counts,
+    )
 
 
 async def test_7_every_event_delivered_three_times_has_one_effect(cluster: Cluster) -> None:

@@ -12,7 +12,12 @@ import conferences.settings
 from actors.app import build
 from actors.settings import Settings
 from quartier.embedded import Infrastructure
-from quartier_shared.events import ACTORS_TOPIC, ActorErasureConfirmed
+from quartier_shared.events import (
+    ACTORS_TOPIC,
+    CONTACTS_DEAD_LETTER_TOPIC,
+    CONTACTS_TOPIC,
+    ActorErasureConfirmed,
+)
 from tests.helpers import (
     actor_body,
     caught_up,
@@ -90,14 +95,14 @@ async def test_consent_is_recorded_with_its_history_and_a_new_address_withdraws_
         ]
         assert read["consent"] == read["consent_history"][-1] and read["revision"] == 4
 
-        # the events still carry the boolean, derived from the current record
+        # the events still carry the boolean, derived from the current record: the actor events
+        # and the contact events alike
         await eventually(lambda: outbox_empty(app))
-        found = [
-            e
-            for e in envelopes(await read_to_end(infra.kafka_bootstrap, ACTORS_TOPIC))
-            if e.aggregate_id == actor["id"]
-        ]
-        assert [e.payload["consent_to_notifications"] for e in found] == [True, False, True, False]
+        for topic in (ACTORS_TOPIC, CONTACTS_TOPIC):
+            found = [
+                e for e in envelopes(await read_to_end(infra.kafka_bootstrap, topic)) if e.aggregate_id == actor["id"]
+            ]
+            assert [e.payload["consent_to_notifications"] for e in found] == [True, False, True, False], topic
 
 
 async def test_reads_are_audited_and_the_export_holds_entry_consent_history_and_audit(
@@ -188,8 +193,11 @@ async def test_erasure_leaves_no_name_or_address_in_the_database_and_raises_an_e
         assert NAME not in dumped and EMAIL not in dumped
         assert EMAIL.split("@")[0] not in dumped
 
-        # the event names the actor by id only; earlier events stay on the topic until the contacts
-        # topic with its tombstones replaces them (a later step of issue 12)
+        # the event names the actor by id only, as every actor event does; the contact data was on
+        # the contact topic, where a tombstone now follows it (and on its dead letters, in case)
+        for topic in (CONTACTS_TOPIC, CONTACTS_DEAD_LETTER_TOPIC):
+            last = [r for r in await read_to_end(infra.kafka_bootstrap, topic) if r.key == actor["id"].encode()][-1]
+            assert last.value is None, topic
         found = [
             e
             for e in envelopes(await read_to_end(infra.kafka_bootstrap, ACTORS_TOPIC))

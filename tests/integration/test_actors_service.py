@@ -11,7 +11,7 @@ import httpx
 from actors.app import build
 from actors.settings import Settings
 from quartier.embedded import Infrastructure
-from quartier_shared.events import ACTORS_TOPIC, TEAMS_TOPIC
+from quartier_shared.events import ACTORS_TOPIC, CONTACTS_TOPIC, TEAMS_TOPIC
 from tests.helpers import (
     actor_body,
     assert_refused,
@@ -54,9 +54,17 @@ async def test_register_read_update_deactivate_and_their_events(infra: Infrastru
         found = envelopes(records)
         assert [e.event_type for e in found] == ["ActorRegistered", "ActorUpdated", "ActorDeactivated"]
         assert {r.key for r in records} == {actor["id"].encode()}
-        assert all(e.producer == "actors" and e.event_version == "1.0" for e in found)
+        assert [e.event_version for e in found] == ["2.0", "2.0", "1.0"]
+        assert all(e.producer == "actors" and not {"name", "email"} & set(e.payload) for e in found)
         assert found[1].payload["language"] == "en"
         assert found[0].correlation_id == created.headers["X-Correlation-ID"]
+        # The contact data on a topic of its own, with each change, at the same revision.
+        contact_records = await read_to_end(infra.kafka_bootstrap, CONTACTS_TOPIC)
+        contacts = envelopes(contact_records)
+        assert {r.key for r in contact_records} == {actor["id"].encode()}
+        assert [(e.event_type, e.payload["revision"]) for e in contacts] == [("ContactChanged", n) for n in (1, 2, 3)]
+        assert contacts[0].payload["name"] == actor["name"] and contacts[0].payload["email"] == actor["email"]
+        assert [e.payload["active"] for e in contacts] == [True, True, False]
 
 
 async def test_bad_input_names_the_field_and_unknown_ids_answer_404(infra: Infrastructure, database_name: str) -> None:
@@ -238,3 +246,39 @@ async def test_a_district_competence_team_is_set_read_and_published(infra: Infra
         assert [(e.event_type, e.payload) for e in found] == [
             ("CompetenceTeamChanged", {"district": "IV", "members": members, "revision": 1})
         ]
+
+
+async def test_actors_stored_before_version_2_are_published_again_once_at_start_up(
+    infra: Infrastructure, database_name: str
+) -> None:
+    """An actor document without the mark (stored before version 2 of the actor events) gets its
+    snapshot and contact at its current revision published at the next start, once."""
+    settings = settings_for(Settings, infra, database_name)
+    app = build(settings)
+    async with running(app, infra.auth_headers()) as client:
+        created = await client.post("/actors", json=actor_body(name="Altbestand e.V."))
+        assert created.status_code == 201, created.text
+        actor_id = created.json()["id"]
+        await eventually(lambda: outbox_empty(app))
+        # As stored before version 2: no mark.
+        await app.state.runtime.db["actors"].update_one({"_id": actor_id}, {"$unset": {"published_as": ""}})
+
+    async def published(topic: str) -> list[str]:
+        found = envelopes(await read_to_end(infra.kafka_bootstrap, topic))
+        return [f"{e.event_type}@{e.payload['revision']}" for e in found if e.aggregate_id == actor_id]
+
+    async def start_and_settle() -> None:
+        again = build(settings)
+        async with running(again, infra.auth_headers()):
+
+            async def marked() -> bool:
+                doc = await again.state.runtime.db["actors"].find_one({"_id": actor_id})
+                return doc is not None and doc.get("published_as") == 2
+
+            await eventually(marked)
+            await eventually(lambda: outbox_empty(again))
+
+    await start_and_settle()
+    await start_and_settle()  # the second start finds the mark and publishes nothing
+    assert await published(ACTORS_TOPIC) == ["ActorRegistered@1", "ActorUpdated@1"]
+    assert await published(CONTACTS_TOPIC) == ["ContactChanged@1", "ContactChanged@1"]

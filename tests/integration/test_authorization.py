@@ -29,7 +29,14 @@ from quartier.embedded import Infrastructure, free_port
 from quartier.issuer import LocalIssuer, jwks
 from quartier.issuer import serve as serve_issuer
 from quartier_shared.auth import TokenVerifier
-from quartier_shared.events import ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC, INVITATIONS_TOPIC, TEAMS_TOPIC
+from quartier_shared.events import (
+    ACTORS_TOPIC,
+    CONFERENCES_TOPIC,
+    CONTACTS_TOPIC,
+    DELIVERIES_TOPIC,
+    INVITATIONS_TOPIC,
+    TEAMS_TOPIC,
+)
 from tests.helpers import (
     actor_body,
     caught_up,
@@ -45,7 +52,7 @@ ANONYMOUS = "anonymous"
 KEYCLOAK_TOKEN_CLAIMS = Path(__file__).parents[1] / "fixtures" / "keycloak_token_claims.json"
 CONSUMED = {
     "conferences": (ACTORS_TOPIC, CONFERENCES_TOPIC, DELIVERIES_TOPIC, TEAMS_TOPIC),
-    "notifications": (ACTORS_TOPIC, CONFERENCES_TOPIC, INVITATIONS_TOPIC),
+    "notifications": (ACTORS_TOPIC, CONTACTS_TOPIC, CONFERENCES_TOPIC, INVITATIONS_TOPIC),
 }
 # Who calls: role and districts of the token (no token for ANONYMOUS).
 CALLERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -42,6 +42,7 @@ from tests.helpers import (
     publish,
     read_to_end,
     read_topic,
+    retired_actor_registered,
     running,
     settings_for,
 )
@@ -86,9 +87,13 @@ async def test_fan_out_invites_every_invitable_actor_of_the_district_once(
             ActorUpdated(**{**later_no_consent.model_dump(), "revision": 2, "consent_to_notifications": False})
         ),
     ]
+    retired = retired_actor_registered("IV", "Alte Fassung e.V.", "alte-fassung@example.org")  # skipped
     async with running(app, infra.auth_headers()) as client:
-        await publish(bootstrap, actor_events)
+        await publish(bootstrap, [retired, *actor_events])
         await eventually(lambda: caught_up(bootstrap, GROUP, ACTORS_TOPIC))
+        assert await app.state.runtime.db["roster"].find_one({"_id": retired.aggregate_id}) is None
+        dead = await read_to_end(bootstrap, DEAD_LETTER_TOPIC)
+        assert retired.aggregate_id.encode() not in {r.key for r in dead}  # skipped, not dead-lettered
         response = await client.post("/conferences", json=conference_body())
         assert response.status_code == 201, response.text
         conference_id = response.json()["id"]

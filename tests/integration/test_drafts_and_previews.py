@@ -20,11 +20,12 @@ import conferences.settings
 import notifications.app
 import notifications.settings
 from quartier.embedded import Infrastructure
-from quartier_shared.events import ACTORS_TOPIC, CONFERENCES_TOPIC, ActorUpdated
+from quartier_shared.events import ACTORS_TOPIC, CONFERENCES_TOPIC, CONTACTS_TOPIC, ActorUpdated
 from tests.helpers import (
     actor_registered,
     caught_up,
     conference_body,
+    contact_of,
     envelope_of,
     eventually,
     publish,
@@ -72,12 +73,13 @@ async def test_draft_preview_test_mail_and_publish(
 ) -> None:
     maildir = smtp_sink[1]
     bootstrap = infra.kafka_bootstrap
-    german = actor_registered("IV").model_copy(update={"email": "gemeinde@example.org"})
-    english = actor_registered("IV").model_copy(update={"email": "club@example.org", "language": "en"})
+    german = actor_registered("IV")
+    english = actor_registered("IV").model_copy(update={"language": "en"})
+    contacts = [contact_of(german, "gemeinde@example.org"), contact_of(english, "club@example.org")]
     async with services(infra, database_name) as (planning, mail):
-        await publish(bootstrap, [envelope_of(german), envelope_of(english)])
+        await publish(bootstrap, [envelope_of(e) for e in (german, english, *contacts)])
         await eventually(lambda: caught_up(bootstrap, "conferences", ACTORS_TOPIC))
-        await eventually(lambda: caught_up(bootstrap, "notifications", ACTORS_TOPIC))
+        await eventually(lambda: caught_up(bootstrap, "notifications", CONTACTS_TOPIC))
         assert (await mail.get("/conferences/unknown/preview")).status_code == 404
 
         created = await planning.post("/conferences", json=conference_body(draft=True))
@@ -149,9 +151,10 @@ async def test_a_resend_after_a_corrected_address_is_a_mail_of_its_own(
 ) -> None:
     maildir = smtp_sink[1]
     bootstrap = infra.kafka_bootstrap
-    refused = actor_registered("IV").model_copy(update={"email": "rejected@example.org"})  # the sink says 550
+    refused = actor_registered("IV")
     async with services(infra, database_name) as (planning, mail):
-        await publish(bootstrap, [envelope_of(refused)])
+        # the sink says 550 to this address
+        await publish(bootstrap, [envelope_of(refused), envelope_of(contact_of(refused, "rejected@example.org"))])
         await eventually(lambda: caught_up(bootstrap, "conferences", ACTORS_TOPIC))
         conference_id = (await planning.post("/conferences", json=conference_body())).json()["id"]
 
@@ -163,9 +166,9 @@ async def test_a_resend_after_a_corrected_address_is_a_mail_of_its_own(
         operator = infra.auth_headers("operator")
         [first] = (await mail.get("/deliveries", params={"conference_id": conference_id}, headers=operator)).json()
 
-        corrected = ActorUpdated(**{**refused.model_dump(), "revision": 2, "email": "neu@example.org"})
-        await publish(bootstrap, [envelope_of(corrected)])
-        await eventually(lambda: caught_up(bootstrap, "notifications", ACTORS_TOPIC))
+        corrected = ActorUpdated(**{**refused.model_dump(), "revision": 2})
+        await publish(bootstrap, [envelope_of(corrected), envelope_of(contact_of(corrected, "neu@example.org"))])
+        await eventually(lambda: caught_up(bootstrap, "notifications", CONTACTS_TOPIC))
         resent = await planning.post(f"/conferences/{conference_id}/invitations/{failed['id']}/resend")
         assert resent.status_code == 202, resent.text
 

@@ -2,8 +2,10 @@
 database and SMTP sink: an actor is registered, invited (the mail reaches the sink), answers with
 free text on the answer page; `quartier privacy export` gathers its data from the three services
 over HTTP; after `POST /actors/{id}/erasure` every service confirms within 60 s, no collection of
-any service database holds the name, the address or the free text, the conference's figures are
-the same, and a replay of the actor's old events brings nothing back and sends no mail."""
+any service database holds the name, the address or the free text, no record of any topic but
+the compacted contact topic holds the name or the address (the contact topic and its dead letters
+end in a tombstone under the actor's id), the conference's figures are the same, and a replay of
+the actor's old events brings nothing back and sends no mail."""
 
 from __future__ import annotations
 
@@ -29,7 +31,15 @@ import notifications.app
 import notifications.settings
 from quartier.cli import main
 from quartier.embedded import Infrastructure, free_port
-from quartier_shared.events import ACTORS_TOPIC, CONFERENCES_TOPIC, INVITATIONS_TOPIC, Envelope
+from quartier_shared.events import (
+    ACTORS_TOPIC,
+    CONFERENCES_TOPIC,
+    CONTACTS_DEAD_LETTER_TOPIC,
+    CONTACTS_TOPIC,
+    INVITATIONS_TOPIC,
+    Envelope,
+)
+from quartier_shared.topics import TOPICS
 from tests.helpers import (
     actor_body,
     caught_up,
@@ -57,7 +67,7 @@ ANSWER = {
 }
 CONSUMED = {
     "conferences": (ACTORS_TOPIC, CONFERENCES_TOPIC),
-    "notifications": (ACTORS_TOPIC, CONFERENCES_TOPIC, INVITATIONS_TOPIC),
+    "notifications": (ACTORS_TOPIC, CONTACTS_TOPIC, CONFERENCES_TOPIC, INVITATIONS_TOPIC),
 }
 LINK = re.compile(r"https?://[^\s\"<>]*(/rsvp/[A-Za-z0-9._~-]+)")
 
@@ -130,6 +140,29 @@ async def every_document(apps: dict[str, FastAPI]) -> str:
         for name in await db.list_collection_names():
             texts += [json.dumps(doc, default=str, ensure_ascii=False) async for doc in db[name].find()]
     return "\n".join(texts)
+
+
+def _readable(data: bytes | None) -> str:
+    """A key, value or header as text, JSON with its escapes undone (an "ö" may travel as \\u00f6)."""
+    if data is None:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    with contextlib.suppress(ValueError):
+        text += "\n" + json.dumps(json.loads(text), ensure_ascii=False)
+    return text
+
+
+async def every_record_but_the_contacts(bootstrap: str) -> str:
+    """Every record (key, value, headers) of every topic but the compacted contact topic, as one
+    lower-case text."""
+    texts: list[str] = []
+    for topic in TOPICS:
+        if topic == CONTACTS_TOPIC:
+            continue
+        for record in await read_to_end(bootstrap, topic):
+            texts += [_readable(record.key), _readable(record.value)]
+            texts += [f"{name}={_readable(value)}" for name, value in record.headers or ()]
+    return "\n".join(texts).lower()
 
 
 async def test_an_actor_is_exported_from_and_erased_in_every_service(
@@ -229,6 +262,17 @@ async def test_an_actor_is_exported_from_and_erased_in_every_service(
         for personal in (NAME, EMAIL, DEPUTY, COMMENT):
             assert personal not in stored, personal
         assert other.json()["email"] in stored  # the scan does see what is there
+
+        # Kafka: the name and the address were on the contact topic only, which now ends in a
+        # tombstone under the actor's id, as its dead letters do (compaction removes the rest).
+        on_topics = await every_record_but_the_contacts(infra.kafka_bootstrap)
+        assert NAME.lower() not in on_topics and EMAIL.lower() not in on_topics
+        assert actor_id in on_topics  # the scan does see the actor's events
+        contacts = [r for r in await read_to_end(infra.kafka_bootstrap, CONTACTS_TOPIC) if r.key == actor_id.encode()]
+        assert contacts[-1].value is None
+        assert any(EMAIL in _readable(r.value) and NAME in _readable(r.value) for r in contacts[:-1])
+        dead_letters = await read_to_end(infra.kafka_bootstrap, CONTACTS_DEAD_LETTER_TOPIC)
+        assert [r.value for r in dead_letters if r.key == actor_id.encode()] == [None]
         after = await detail()
         assert (after["counts"], after["needs"]) == (before["counts"], before["needs"])
         answer = next(i for i in after["invitations"] if i["actor_id"] == actor_id)["answer"]
@@ -242,8 +286,9 @@ async def test_an_actor_is_exported_from_and_erased_in_every_service(
         mails = len(read_mails(maildir))
         old = [
             e
-            for e in envelopes(await read_to_end(infra.kafka_bootstrap, ACTORS_TOPIC))
-            if e.aggregate_id == actor_id and e.event_type in {"ActorRegistered", "ActorUpdated"}
+            for topic in (ACTORS_TOPIC, CONTACTS_TOPIC)
+            for e in envelopes(await read_to_end(infra.kafka_bootstrap, topic))
+            if e.aggregate_id == actor_id and e.event_type in {"ActorRegistered", "ActorUpdated", "ContactChanged"}
         ]
         old += [
             e
@@ -264,6 +309,8 @@ async def test_an_actor_is_exported_from_and_erased_in_every_service(
             assert personal not in stored, personal
         assert len(read_mails(maildir)) == mails
         assert not any(EMAIL in str(m["To"]) for m in read_mails(maildir)[mails:])
+        on_topics = await every_record_but_the_contacts(infra.kafka_bootstrap)  # nothing dead-lettered either
+        assert NAME.lower() not in on_topics and EMAIL.lower() not in on_topics
 
         # The export after the erasure holds nothing personal either.
         parts = {

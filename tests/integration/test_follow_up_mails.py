@@ -17,7 +17,7 @@ from icalendar import Calendar
 
 from notifications.domain import CANCELLABLE
 from quartier.embedded import Infrastructure
-from quartier_shared.events import ACTORS_TOPIC, INVITATIONS_TOPIC
+from quartier_shared.events import CONTACTS_TOPIC, INVITATIONS_TOPIC
 from tests.helpers import caught_up, envelope_of, eventually, publish_at_once, read_mails, running
 from tests.integration.test_notifications_service import GROUP, outcomes, send, service
 from tests.unit.notifications.fakes import CONFERENCE, actor, cancelled, invitation, reminded, updated
@@ -137,7 +137,7 @@ async def test_a_cancellation_arriving_while_invitations_go_out_never_comes_befo
         )
         await handled(infra)
         await send(infra, *late)
-        await eventually(lambda: caught_up(infra.kafka_bootstrap, GROUP, ACTORS_TOPIC))
+        await eventually(lambda: caught_up(infra.kafka_bootstrap, GROUP, CONTACTS_TOPIC))
         docs = [d async for d in app.state.runtime.db["deliveries"].find({"kind": {"$in": list(CANCELLABLE)}})]
 
     by_recipient: dict[str, list[str]] = defaultdict(list)

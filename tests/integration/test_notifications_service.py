@@ -22,7 +22,10 @@ from notifications.settings import Settings
 from quartier.embedded import Infrastructure
 from quartier_shared import links
 from quartier_shared.events import (
+    ACTORS_TOPIC,
     ANSWERS_TOPIC,
+    CONTACTS_DEAD_LETTER_TOPIC,
+    CONTACTS_TOPIC,
     DEAD_LETTER_TOPIC,
     DELIVERIES_TOPIC,
     INVITATIONS_TOPIC,
@@ -40,6 +43,7 @@ from tests.helpers import (
     read_mails,
     read_to_end,
     read_topic,
+    retired_actor_registered,
     running,
     settings_for,
 )
@@ -301,6 +305,36 @@ async def test_malformed_messages_go_to_the_dead_letter_topic_and_the_partition_
     assert {h["dlq.error_class"] for h in headers} == {b"ValidationError", b"UnknownEventVersion"}
     assert sorted(int(h["dlq.offset"]) for h in headers) == [0, 1, 2]
     assert dead[0].value == poison[0]  # the original bytes, to replay after a fix
+    assert len(read_mails(maildir)) == 1
+
+
+async def test_a_contact_that_fails_goes_to_the_contact_dead_letters_and_retired_actor_events_are_skipped(
+    app: FastAPI, infra: Infrastructure, maildir: Path
+) -> None:
+    """A contact event that cannot be read goes to quartier.contacts.dead-letters (it holds a name
+    and an address), not to quartier.dead-letters; an actor event of the retired version 1 is
+    skipped: no contact made from it, no dead letter."""
+    broken = actor("kaputt@example.org")
+    unreadable = envelope_of(broken).model_copy(update={"payload": {**broken.model_dump(), "language": "xx"}})
+    retired = retired_actor_registered("IV", "Alte Fassung e.V.", "alte-fassung@example.org")
+    recipient = actor("danach@example.org")
+    async with running(app):
+        await publish(infra.kafka_bootstrap, [retired])
+        await publish_raw(infra.kafka_bootstrap, CONTACTS_TOPIC, unreadable.model_dump_json().encode(), key=b"x")
+        await send(infra, recipient, invitation(recipient.actor_id))
+        await outcomes(infra, 1)  # the contact partition moved on
+        await eventually(lambda: caught_up(infra.kafka_bootstrap, GROUP, ACTORS_TOPIC, CONTACTS_TOPIC))
+        contacts = app.state.runtime.db["contacts"]
+        assert await contacts.find_one({"_id": retired.aggregate_id}) is None
+        assert await contacts.find_one({"_id": broken.actor_id}) is None
+
+    (dead,) = [r for r in await read_to_end(infra.kafka_bootstrap, CONTACTS_DEAD_LETTER_TOPIC) if r.key == b"x"]
+    headers = dict(dead.headers)
+    assert headers["dlq.original_topic"] == CONTACTS_TOPIC.encode() and headers["dlq.error_class"] == b"ValidationError"
+    assert b"kaputt" not in b"".join(headers.values())  # the reason names the field, not the data
+    assert dead.value == unreadable.model_dump_json().encode()  # the original, to replay after a fix
+    elsewhere = await read_to_end(infra.kafka_bootstrap, DEAD_LETTER_TOPIC)
+    assert not [r for r in elsewhere if r.key in (b"x", retired.aggregate_id.encode())]
     assert len(read_mails(maildir)) == 1
 
 

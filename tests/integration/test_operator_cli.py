@@ -25,6 +25,8 @@ from quartier.embedded import Infrastructure, free_port
 from quartier_shared import dead_letters as dlq
 from quartier_shared.events import (
     ACTORS_TOPIC,
+    CONTACTS_DEAD_LETTER_TOPIC,
+    CONTACTS_TOPIC,
     DEAD_LETTER_TOPIC,
     DELIVERIES_TOPIC,
     INVITATIONS_TOPIC,
@@ -385,3 +387,36 @@ def test_unreachable_servers_fail_in_one_line(tmp_path: Path) -> None:
         "(from MONGODB_URI): no answer within 3s"
     ]
     assert time.monotonic() - started < 20
+
+
+async def test_the_contact_dead_letters_are_listed_and_replayed_apart_and_an_erased_ones_never(
+    kafka: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--topic contacts``: headers only, as for the main topic; a dead letter before its key's
+    tombstone (the actor was erased) is gone for the command as it will be after compaction."""
+    await ensure_topics(kafka)
+    for actor_id, name in (("actor-1", "Erika Beispiel"), ("actor-2", "Max Muster")):
+        await publish_raw(
+            kafka,
+            CONTACTS_DEAD_LETTER_TOPIC,
+            json.dumps({"payload": {"name": name, "email": f"{actor_id}@example.org"}}).encode(),
+            key=actor_id.encode(),
+            headers=dlq_headers("notifications", CONTACTS_TOPIC, 0, 5, "ValidationError", "payload.language: bad"),
+        )
+    await publish_raw(kafka, CONTACTS_DEAD_LETTER_TOPIC, None, key=b"actor-1")  # actor-1 was erased
+
+    code, out, _ = await cli(capsys, "dlq", "list", "--kafka", kafka)
+    assert (code, out.strip()) == (0, f"no dead letters in {DEAD_LETTER_TOPIC}")  # the default: the main one
+    code, out, _ = await cli(capsys, "dlq", "list", "--topic", "contacts", "--json", "--kafka", kafka)
+    assert code == 0
+    assert [(r["dlq_offset"], r["original_topic"]) for r in json.loads(out)] == [(1, CONTACTS_TOPIC)]
+    code, table, _ = await cli(capsys, "dlq", "list", "--topic", "contacts", "--kafka", kafka)
+    for shown in (out, table):
+        assert "example.org" not in shown and "Muster" not in shown and "Erika" not in shown
+
+    code, out, err = await cli(capsys, "dlq", "replay", "--offset", "0", "--topic", "contacts", "--kafka", kafka)
+    assert code == 2 and f"no dead letter at offset 0 in {CONTACTS_DEAD_LETTER_TOPIC}" in err
+    code, out, _ = await cli(capsys, "dlq", "replay", "--all", "--topic", "contacts", "--kafka", kafka)
+    assert code == 0 and out.splitlines() == ["replayed 1 dead letter:", f"  offset 1 -> {CONTACTS_TOPIC}[0]@0"]
+    (replayed,) = await read_topic(kafka, CONTACTS_TOPIC, until=lambda r: len(r) >= 1)
+    assert replayed.key == b"actor-2"

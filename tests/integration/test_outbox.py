@@ -63,7 +63,7 @@ async def test_a_large_transaction_is_split_into_documents_and_relayed_in_order(
     relay = OutboxRelay(outbox, to_kafka, batch_size=2)  # documents per round
     while await relay.relay_once():
         pass
-    actor_ids = [json.loads(m.value)["payload"]["actor_id"] for m in to_kafka.sent]
+    actor_ids = [json.loads(m.value or b"")["payload"]["actor_id"] for m in to_kafka.sent]
     assert actor_ids == [f"a{i}" for i in range(40)]
     assert await outbox.pending_count() == 0
     await client.close()

@@ -29,6 +29,7 @@ from quartier_shared import links
 from quartier_shared.events import (
     ACTORS_TOPIC,
     CONFERENCES_TOPIC,
+    CONTACTS_TOPIC,
     INVITATIONS_TOPIC,
     UNSUBSCRIBES_TOPIC,
 )
@@ -84,7 +85,7 @@ async def test_one_click_unsubscribe_withdraws_consent_and_stops_every_mail(
         assert registered.status_code == 201, registered.text
         actor_id = registered.json()["id"]
         await eventually(lambda: caught_up(infra.kafka_bootstrap, "conferences", ACTORS_TOPIC))
-        await eventually(lambda: caught_up(infra.kafka_bootstrap, "notifications", ACTORS_TOPIC))
+        await eventually(lambda: caught_up(infra.kafka_bootstrap, "notifications", CONTACTS_TOPIC))
         scheduled = await client["conferences"].post("/conferences", json=conference_body())
         assert scheduled.status_code == 201, scheduled.text
         conference_id = scheduled.json()["id"]
@@ -135,6 +136,11 @@ async def test_one_click_unsubscribe_withdraws_consent_and_stops_every_mail(
         published = envelopes(await read_to_end(infra.kafka_bootstrap, ACTORS_TOPIC), "ConsentWithdrawn")
         (mine,) = [e for e in published if e.payload["actor_id"] == actor_id]
         assert set(mine.payload) == {"actor_id", "revision", "withdrawn_at"}
+        # The snapshot of the same revision comes after it: what compaction keeps is the full state.
+        last = envelopes(await read_to_end(infra.kafka_bootstrap, ACTORS_TOPIC))
+        (last_of_actor, *_) = [e for e in reversed(last) if e.aggregate_id == actor_id]
+        assert last_of_actor.event_type == "ActorUpdated"
+        assert last_of_actor.payload["revision"] == mine.payload["revision"]
 
         async def unsubscribed() -> dict[str, Any] | None:
             detail: dict[str, Any] = (await client["conferences"].get(f"/conferences/{conference_id}")).json()
@@ -143,7 +149,7 @@ async def test_one_click_unsubscribe_withdraws_consent_and_stops_every_mail(
 
         await eventually(unsubscribed)
         # ... and notifications' contact copy knows it too, before the changes below are told.
-        await eventually(lambda: caught_up(infra.kafka_bootstrap, "notifications", ACTORS_TOPIC))
+        await eventually(lambda: caught_up(infra.kafka_bootstrap, "notifications", CONTACTS_TOPIC))
 
         # A change and a reminder after unsubscribing: nothing more reaches the actor.
         changed = await client["conferences"].patch(f"/conferences/{conference_id}", json={"title": "Geändert"})

@@ -16,7 +16,7 @@ from typing import Any, Generic, Self, TypeVar
 from aiokafka.structs import ConsumerRecord
 
 from quartier_shared.consumer import Received
-from quartier_shared.events import Envelope, Event, EventContext
+from quartier_shared.events import Envelope, Event, EventContext, Tombstone
 from quartier_shared.pagination import PageRequest
 from tests.helpers import envelope_of
 
@@ -56,8 +56,10 @@ class FakeUnitOfWork:
         self.repositories = repositories
         self.context = EventContext("tests", "test-correlation")
         self.events: list[Envelope] = []
+        self.tombstones: list[Tombstone] = []  # committed, in order
         self.commits = 0
         self._pending: list[Envelope] = []
+        self._pending_tombstones: list[Tombstone] = []
         self._before: list[dict[str, Any]] = []
         self._reading = False
 
@@ -71,6 +73,7 @@ class FakeUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._pending = []
+        self._pending_tombstones = []
         self._before = [dict(r.rows) for r in self.repositories]
         return self
 
@@ -81,6 +84,7 @@ class FakeUnitOfWork:
             for repository, before in zip(self.repositories, self._before, strict=True):
                 repository.rows = before  # a no-op after commit, which took the changes as the new state
         self._pending = []
+        self._pending_tombstones = []
         self._reading = False
 
     def record(self, event: Event, event_id: str | None = None, context: EventContext | None = None) -> Envelope:
@@ -88,9 +92,14 @@ class FakeUnitOfWork:
         self._pending.append(envelope)
         return envelope
 
+    def tombstone(self, tombstone: Tombstone) -> None:
+        self._pending_tombstones.append(tombstone)
+
     async def commit(self) -> None:
         self.events += self._pending
+        self.tombstones += self._pending_tombstones
         self._pending = []
+        self._pending_tombstones = []
         self._before = [dict(r.rows) for r in self.repositories]
         self.commits += 1
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from conferences.domain import RosterEntry
 from notifications.domain import Contact
 from quartier_shared.actor_copies import copy_after
-from quartier_shared.events import ActorErased, ActorEvent, ActorUpdated, event_types_of
+from quartier_shared.events import ActorErased, ActorEvent, ActorUpdated, ContactChanged, event_types_of
 from tests.helpers import actor_registered
 
 
@@ -17,8 +17,16 @@ def test_the_consumers_of_actor_events_receive_actor_erased() -> None:
 
 def test_an_erased_actor_is_neither_invitable_nor_reachable_and_stays_so() -> None:
     registered = actor_registered("IV", revision=3)
+    changed = ContactChanged(
+        actor_id=registered.actor_id,
+        revision=3,
+        name="Testakteur",
+        email="akteur@example.org",
+        language="de",
+        consent_to_notifications=True,
+    )
     entry = copy_after(RosterEntry, registered, None)
-    contact = copy_after(Contact, registered, None)
+    contact = copy_after(Contact, changed, None)
     assert entry is not None and entry.invitable and contact is not None and contact.reachable
 
     erased = ActorErased(actor_id=registered.actor_id, revision=4)
@@ -27,5 +35,6 @@ def test_an_erased_actor_is_neither_invitable_nor_reachable_and_stays_so() -> No
     assert gone_contact is not None and not gone_contact.reachable
 
     older = ActorUpdated.model_validate({**registered.model_dump(), "revision": 3})
-    assert RosterEntry.after(older, gone_entry) is None and Contact.after(older, gone_contact) is None
+    newer_contact = changed.model_copy(update={"revision": 9})  # erased: not even a higher revision
+    assert RosterEntry.after(older, gone_entry) is None and Contact.after(newer_contact, gone_contact) is None
     assert RosterEntry.after(erased, None) is None  # never seen: nothing to invite

@@ -9,17 +9,21 @@ import pytest
 
 from actors import handlers
 from actors.audit import AuditEntry
-from actors.commands import DeactivateActor, RegisterActor, SetCompetenceTeam, UpdateActor
+from actors.commands import DeactivateActor, EraseActor, RegisterActor, SetCompetenceTeam, UpdateActor
 from actors.consent import ConsentStatement
 from actors.domain import Actor, ActorNotFound, CompetenceTeam, TeamMembersRefused
 from actors.erasure import Erasure
 from actors.repository import ActorRepository, AuditLog, ErasureRepository, TeamRepository
 from quartier_shared.events import (
+    CONTACTS_DEAD_LETTER_TOPIC,
+    CONTACTS_TOPIC,
     ActorDeactivated,
     ActorRegistered,
     ActorUpdated,
     CompetenceTeamChanged,
+    ContactChanged,
     EventContext,
+    Tombstone,
 )
 from quartier_shared.pagination import FIRST_PAGE, PageRequest, decode_cursor
 from tests.unit.fakes import FakeUnitOfWork, InMemory, paged
@@ -37,8 +41,13 @@ REGISTRATION = RegisterActor(
 
 
 class FakeActorRepository(InMemory[Actor]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: set[str] = set()  # ids marked as published in the current form
+
     async def add(self, actor: Actor) -> None:
         self.insert(actor.id, actor)
+        self.published.add(actor.id)
 
     async def get(self, actor_id: str) -> Actor | None:
         return self.rows.get(actor_id)
@@ -48,6 +57,10 @@ class FakeActorRepository(InMemory[Actor]):
 
     async def save(self, actor: Actor) -> None:
         self.rows[actor.id] = actor
+        self.published.add(actor.id)
+
+    async def not_published_in_current_form(self) -> list[str]:
+        return [actor_id for actor_id in self.rows if actor_id not in self.published]
 
     async def find(
         self,
@@ -128,7 +141,9 @@ async def test_registering_stores_the_actor_with_its_event_in_the_requests_conte
     uow = FakeActorsUnitOfWork()
     actor = await handlers.register_actor(REGISTRATION, CONTEXT, uow_factory=uow)
     assert await handlers.actor_by_id(actor.id, CONTEXT, uow_factory=uow) == actor
-    [registered] = uow.events
+    registered, contact = uow.events
+    assert contact.event_type == "ContactChanged" and contact.payload["email"] == "frintrop@example.org"
+    assert "email" not in registered.payload and "name" not in registered.payload
     assert registered.event_type == "ActorRegistered" and registered.aggregate_id == actor.id
     assert (registered.producer, registered.correlation_id) == ("actors", "request-1")
     assert ActorRegistered.model_validate(registered.payload).districts == ["IV", "III"]
@@ -140,8 +155,15 @@ async def test_an_update_that_changes_nothing_commits_nothing() -> None:
     updated = await handlers.update_actor(UpdateActor(actor.id, {"language": "de"}), CONTEXT, uow_factory=uow)
     same = await handlers.update_actor(UpdateActor(actor.id, {"language": "de"}), CONTEXT, uow_factory=uow)
     assert updated.revision == same.revision == 2
-    assert [e.event_type for e in uow.events] == ["ActorRegistered", "ActorUpdated"] and uow.commits == 2
-    assert ActorUpdated.model_validate(uow.events[-1].payload).language == "de"
+    assert [e.event_type for e in uow.events] == [
+        "ActorRegistered",
+        "ContactChanged",
+        "ActorUpdated",
+        "ContactChanged",
+    ]
+    assert uow.commits == 2
+    assert ActorUpdated.model_validate(uow.events[-2].payload).language == "de"
+    assert ContactChanged.model_validate(uow.events[-1].payload).revision == 2
 
 
 async def test_deactivating_twice_records_one_event_and_hides_the_actor_from_the_list() -> None:
@@ -151,6 +173,8 @@ async def test_deactivating_twice_records_one_event_and_hides_the_actor_from_the
     second = await handlers.deactivate_actor(DeactivateActor(actor.id), CONTEXT, uow_factory=uow)
     assert not first.active and second == first
     assert uow.committed(ActorDeactivated)[0].payload == {"actor_id": actor.id, "revision": 2}
+    contact = ContactChanged.model_validate(uow.events[-1].payload)
+    assert (contact.revision, contact.active, contact.name) == (2, False, "Runder Tisch Frintrop")
     assert (await handlers.actors_by_district("IV", False, CONTEXT, uow_factory=uow)).items == []
     assert (await handlers.actors_by_district("IV", True, CONTEXT, uow_factory=uow)).items == [first]
 
@@ -207,3 +231,56 @@ async def test_a_competence_team_is_set_whole_and_only_from_active_actors_of_its
 
     emptied = await handlers.set_competence_team(SetCompetenceTeam("IV", []), CONTEXT, uow_factory=uow)
     assert emptied.members == () and emptied.revision == 2
+
+
+async def test_every_change_records_the_contact_with_the_same_revision_after_the_actor_event() -> None:
+    uow = FakeActorsUnitOfWork()
+    actor = await handlers.register_actor(REGISTRATION, CONTEXT, uow_factory=uow)
+    changes = {"name": "Runder Tisch Frintrop-Nord", "email": "nord@example.org"}
+    await handlers.update_actor(UpdateActor(actor.id, changes), CONTEXT, uow_factory=uow)
+    await handlers.deactivate_actor(DeactivateActor(actor.id), CONTEXT, uow_factory=uow)
+    pairs = list(zip(uow.events[::2], uow.events[1::2], strict=True))
+    assert [(a.event_type, c.event_type) for a, c in pairs] == [
+        ("ActorRegistered", "ContactChanged"),
+        ("ActorUpdated", "ContactChanged"),
+        ("ActorDeactivated", "ContactChanged"),
+    ]
+    assert all(a.payload["revision"] == c.payload["revision"] for a, c in pairs)
+    for actor_event, _ in pairs:  # the actor events name nobody
+        assert not {"name", "email"} & set(actor_event.payload)
+    last = ContactChanged.model_validate(uow.events[-1].payload)
+    assert (last.name, last.email, last.active, last.consent_to_notifications) == (
+        "Runder Tisch Frintrop-Nord",
+        "nord@example.org",
+        False,
+        False,  # a new address withdraws consent
+    )
+
+
+async def test_erasure_leaves_tombstones_on_the_contact_topic_and_its_dead_letters() -> None:
+    uow = FakeActorsUnitOfWork()
+    actor = await handlers.register_actor(REGISTRATION, CONTEXT, uow_factory=uow)
+    await handlers.erase_actor(EraseActor(actor.id, "subject-dpo"), CONTEXT, uow_factory=uow)
+    await handlers.erase_actor(EraseActor(actor.id, "subject-dpo"), CONTEXT, uow_factory=uow)  # again: no more
+    assert uow.events[-1].event_type == "ActorErased"
+    assert uow.tombstones == [Tombstone(CONTACTS_TOPIC, actor.id), Tombstone(CONTACTS_DEAD_LETTER_TOPIC, actor.id)]
+
+
+async def test_actors_stored_before_version_2_are_published_in_the_current_form_once() -> None:
+    uow = FakeActorsUnitOfWork()
+    old, _ = Actor.register(replace(REGISTRATION, name="Altes Netzwerk"))
+    old = replace(old, revision=4, active=False)
+    erased, _ = Actor.register(REGISTRATION)
+    erased, _ = erased.erase("subject-dpo")
+    uow.actors.rows.update({old.id: old, erased.id: erased})  # type: ignore[attr-defined]
+    current = await handlers.register_actor(REGISTRATION, CONTEXT, uow_factory=uow)
+    uow.events.clear()
+
+    assert await handlers.publish_in_current_form(CONTEXT, uow_factory=uow) == 2
+    assert await handlers.publish_in_current_form(CONTEXT, uow_factory=uow) == 0  # marked: once
+    snapshot, contact = uow.events
+    assert snapshot.event_type == "ActorUpdated" and snapshot.payload["revision"] == 4
+    assert not snapshot.payload["active"] and "name" not in snapshot.payload
+    assert ContactChanged.model_validate(contact.payload).name == "Altes Netzwerk"
+    assert uow.tombstones == [Tombstone(CONTACTS_TOPIC, erased.id), Tombstone(CONTACTS_DEAD_LETTER_TOPIC, erased.id)]
+    assert current.id not in {e.aggregate_id for e in uow.events}

@@ -68,5 +68,5 @@ def test_an_actor_stored_before_consent_records_gets_one_by_the_person() -> None
         "unknown",
         PERSON_VIA_LINK,
     )
-    updated, withdrawn = raised
+    withdrawn, updated = raised  # the snapshot last: what compaction keeps of the actor
     assert updated.consent_to_notifications is False and withdrawn.revision == updated.revision == 2

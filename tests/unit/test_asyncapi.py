@@ -51,6 +51,7 @@ def test_every_event_has_its_producer_and_payload_schema() -> None:
             "ActorDeactivated",
             "ActorErased",
             "ConsentWithdrawn",
+            "ContactChanged",
             "CompetenceTeamChanged",
         },
         "conferences": {
@@ -101,3 +102,20 @@ def test_notifications_consumes_what_follows_an_invitation() -> None:
     consumed = set(consumer.removeprefix("Consumes ").split(";")[0].split(", "))
     assert {"InvitationIssued", "InvitationUpdated", "InvitationCancelled", "InvitationReminded"} <= consumed
     assert any(name.endswith(":consume:quartier.invitations") for name in channels)
+
+
+def test_names_and_addresses_travel_on_the_contact_topic_read_by_notifications_only() -> None:
+    actors = generated()["actors"]
+    schemas = actors["components"]["schemas"]
+    for snapshot in ("ActorRegistered", "ActorUpdated"):
+        assert not {"name", "email"} & set(schemas[snapshot]["properties"])
+    assert {"name", "email"} <= set(schemas["ContactChanged"]["properties"])
+    registered = actors["channels"]["quartier.actors:ActorRegistered"]["description"]
+    assert "Version 2.0." in registered and "Version 1.x is retired" in registered
+    assert actors["channels"]["quartier.contacts:ContactChanged"]["address"] == "quartier.contacts"
+    consumed = {
+        service: {body["address"] for name, body in doc["channels"].items() if ":consume:" in name}
+        for service, doc in generated().items()
+    }
+    assert "quartier.contacts" in consumed["notifications"]
+    assert "quartier.contacts" not in consumed["conferences"] | consumed["actors"]

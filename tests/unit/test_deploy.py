@@ -35,8 +35,9 @@ from actors.settings import Settings as ActorsSettings
 from conferences.settings import Settings as ConferencesSettings
 from notifications.settings import Settings as NotificationsSettings
 from portal.settings import Settings as PortalSettings
-from quartier_shared.events import TOPIC_PARTITIONS
+from quartier_shared.events import CONTACTS_DEAD_LETTER_TOPIC, CONTACTS_TOPIC, DEAD_LETTER_TOPIC, TOPIC_PARTITIONS
 from quartier_shared.settings import ServiceSettings
+from quartier_shared.topics import TOPICS, dead_letter_topic_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -425,8 +426,16 @@ def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: di
     command = init["command"]
     script = command if isinstance(command, str) else "\n".join(str(part) for part in command)
     created: dict[str, int] = {}
+    configs: dict[str, dict[str, str]] = {}
+    aligned: dict[str, dict[str, str]] = {}
     for line in script.splitlines():
         words = shlex.split(line)
+        if words and words[0].endswith("kafka-configs.sh") and "topics" in words:
+            # An existing topic (from before its settings were declared) gets them too.
+            options = dict(itertools.pairwise(words))
+            assert "--alter" in words and options["--entity-type"] == "topics"
+            aligned[options["--entity-name"]] = dict(c.split("=", 1) for c in options["--add-config"].split(","))
+            continue
         if not words or not words[0].endswith("kafka-topics.sh") or "--create" not in words:
             continue
         assert "--if-not-exists" in words, f"a second `up` must not fail: {line}"
@@ -436,7 +445,11 @@ def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: di
         topic, partitions = options["--topic"], int(options["--partitions"])
         assert topic not in created, f"{topic} is created twice"
         created[topic] = partitions
+        # Every --config flag (pairwise keeps only the last of them): the settings of topics.py.
+        flags = [value for flag, value in itertools.pairwise(words) if flag == "--config"]
+        configs[topic] = dict(flag.split("=", 1) for flag in flags)
     assert created == TOPIC_PARTITIONS
+    assert configs == aligned == {name: dict(spec.config) for name, spec in TOPICS.items()}
 
     assert init["image"] == services["kafka"]["image"]
     assert init["restart"] == "no"
@@ -470,7 +483,8 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
     services: dict[str, dict[str, Any]],
 ) -> None:
     """Write on what it publishes (and the dead letters), Read on what it consumes and on its group,
-    Describe on the quartier.* topics (its start-up check lists them all); nothing else."""
+    Describe and DescribeConfigs on the quartier.* topics (its start-up check lists them all and
+    reads their settings); nothing else."""
     lines = init_script(services["kafka-init"])
     kafka_env = services["kafka-init"]["environment"]
     scram: dict[str, str] = {}
@@ -480,6 +494,8 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
             continue
         options = dict(itertools.pairwise(words))
         assert options["--bootstrap-server"] == "kafka:9092" and options["--command-config"] == ADMIN_CONFIG
+        if words[0].endswith("kafka-configs.sh") and options["--entity-type"] == "topics":
+            continue  # the topics' settings: checked above
         if words[0].endswith("kafka-configs.sh"):
             assert options["--entity-type"] == "users" and "--alter" in words
             config = re.fullmatch(r"SCRAM-SHA-512=\[password=\$\$(\w+)\]", options["--add-config"])
@@ -496,12 +512,23 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
     assert all(kafka_env[variable].startswith(f"${{{variable}:?") for variable in scram.values())
     for name in SETTINGS:
         published, consumed = asyncapi_topics(name)
-        expected = {("Describe", "topic", "quartier.", "prefixed")}
-        expected |= {("Write", "topic", topic, "literal") for topic in published | {"quartier.dead-letters"}}
+        # Describe and DescribeConfigs on every topic: its start-up check reads each one's settings.
+        expected = {
+            ("Describe", "topic", "quartier.", "prefixed"),
+            ("DescribeConfigs", "topic", "quartier.", "prefixed"),
+        }
+        # Dead letters of what it consumes (contact events to their own topic), and, for the producer
+        # of the contact topic, the contact dead letters too: it tombstones them on erasure.
+        dead_letters = {DEAD_LETTER_TOPIC} | {dead_letter_topic_for(topic) for topic in consumed}
+        if CONTACTS_TOPIC in published:
+            dead_letters.add(CONTACTS_DEAD_LETTER_TOPIC)
+        expected |= {("Write", "topic", topic, "literal") for topic in published | dead_letters}
         expected |= {("Read", "topic", topic, "literal") for topic in consumed}
         if consumed:
             expected.add(("Read", "group", name, "literal"))
         assert granted.pop(name) == expected, name
+        if name == "conferences":  # names and addresses stay away from it
+            assert not {topic for _, _, topic, _ in expected} & {CONTACTS_TOPIC, CONTACTS_DEAD_LETTER_TOPIC}
     assert not granted, f"ACLs for principals that are no service: {sorted(granted)}"
     assert set(TOPIC_PARTITIONS) >= {topic for name in SETTINGS for topic in set().union(*asyncapi_topics(name))}
 

@@ -25,6 +25,16 @@ def _connection(parser: argparse.ArgumentParser, flag: str, variable: str, examp
     parser.add_argument("--var", type=Path, default=Path("var"), help="folder of stack.env (default: ./var)")
 
 
+def _dlq_topic(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--topic",
+        choices=["main", "contacts"],
+        default="main",
+        help="main: quartier.dead-letters (default); contacts: the failed contact events, "
+        "quartier.contacts.dead-letters",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quartier", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--service", help="only those dead-lettered by this service, e.g. notifications")
     listing.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    _dlq_topic(listing)
     _connection(listing, *kafka)
     replay = dlq_commands.add_parser(
         "replay",
@@ -66,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--offset", type=int, action="append", help="offset in the dead-letter topic; repeatable")
     which.add_argument("--all", action="store_true", help="every dead letter (of --service, if given)")
     replay.add_argument("--service", help="only those dead-lettered by this service")
+    _dlq_topic(replay)
     _connection(replay, *kafka)
 
     outbox = commands.add_parser("outbox", help="events stored but not yet relayed to Kafka")
@@ -136,9 +148,10 @@ def _operate(args: argparse.Namespace) -> str:
         from . import dlq
 
         kafka = resolve("Kafka", "--kafka", args.kafka, "KAFKA_BOOTSTRAP_SERVERS", args.var)
+        topic = dlq.DLQ_TOPICS[args.topic]
         if args.dlq_command == "list":
-            return dlq.list_command(kafka, args.service, args.json)
-        return dlq.replay_command(kafka, None if args.all else args.offset, args.service)
+            return dlq.list_command(kafka, args.service, args.json, topic)
+        return dlq.replay_command(kafka, None if args.all else args.offset, args.service, topic)
     from . import outbox_status
 
     mongodb = resolve("MongoDB", "--mongodb", args.mongodb, "MONGODB_URI", args.var)

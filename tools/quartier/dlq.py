@@ -3,6 +3,12 @@
 The dead-letter topic is read with a plain consumer without a group: an operator looking must not
 commit offsets or join a group that a service uses. Only headers are shown, never a value: values
 are events with names and e-mail addresses in them.
+
+Two dead-letter topics (``--topic``): ``main``, quartier.dead-letters (the default), and
+``contacts``, quartier.contacts.dead-letters, where contact events that failed go. The latter is
+compacted and gets a tombstone under an actor's id when the actor is erased: a dead letter
+before its key's tombstone is as good as deleted (compaction will remove it), so it is neither
+listed nor replayed, which would bring the erased name and address back onto the contact topic.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from quartier_shared import dead_letters as dlq
 from quartier_shared.dead_letters import DEAD_LETTER_TOPIC
 from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.logging import redact
+from quartier_shared.topics import CONTACTS_DEAD_LETTER_TOPIC
 
 from .common import USAGE, Address, OperatorError, printable, quiet
 
 REQUEST_TIMEOUT_MS = 5000
 # Reading stops with an error when records are due but none arrived for this long.
 STALL_SECONDS = 10.0
+# The dead-letter topics by the name ``--topic`` takes.
+DLQ_TOPICS = {"main": DEAD_LETTER_TOPIC, "contacts": CONTACTS_DEAD_LETTER_TOPIC}
 
 
 @dataclass(frozen=True)
@@ -112,14 +121,14 @@ async def topic_partitions(consumer: Any) -> dict[str, set[int]]:
     return {str(t): {int(p) for p in cluster.partitions_for_topic(t) or ()} for t in cluster.topics()}
 
 
-async def _read(consumer: Any, topics: dict[str, set[int]]) -> list[RawDeadLetter]:
+async def _read(consumer: Any, topics: dict[str, set[int]], dlq_topic: str = DEAD_LETTER_TOPIC) -> list[RawDeadLetter]:
     """Every dead letter from the start up to the end offsets of now, then stop (no waiting for more).
 
     The end is the larger of ListOffsets and the high watermark of the first fetch: Tansu answers
     ListOffsets with the base offset of the last record batch plus one, which falls short when a
     producer sent several dead letters in one batch. An empty partition still ends at once.
     """
-    partitions = [TopicPartition(DEAD_LETTER_TOPIC, p) for p in sorted(topics.get(DEAD_LETTER_TOPIC, ()))]
+    partitions = [TopicPartition(dlq_topic, p) for p in sorted(topics.get(dlq_topic, ()))]
     if not partitions:
         return []  # no service has started yet on this broker
     consumer.assign(partitions)
@@ -139,9 +148,13 @@ async def _read(consumer: Any, topics: dict[str, set[int]]) -> list[RawDeadLette
                 end[tp] = max(end[tp], highwater)
                 watermark_seen.add(tp)
         for tp, records in batch.items():
-            letters += [
-                from_record(r.partition, r.offset, r.key, r.value, r.headers) for r in records if r.offset < end[tp]
-            ]
+            for r in records:
+                if r.offset >= end[tp]:
+                    continue
+                if r.value is None:  # a tombstone: what came before under its key is erased
+                    letters = [d for d in letters if (d.letter.dlq_partition, d.key) != (r.partition, r.key)]
+                    continue
+                letters.append(from_record(r.partition, r.offset, r.key, r.value, r.headers))
         for tp in list(remaining):
             if tp in watermark_seen and await consumer.position(tp) >= end[tp]:  # also past gaps in the log
                 remaining.discard(tp)
@@ -157,11 +170,11 @@ def _unreachable(kafka: Address, exc: BaseException) -> OperatorError:
     return OperatorError(f"cannot reach Kafka at {kafka.value} (from {kafka.source}): {type(exc).__name__}{hint}")
 
 
-async def read_dead_letters(kafka: Address) -> list[RawDeadLetter]:
+async def read_dead_letters(kafka: Address, dlq_topic: str = DEAD_LETTER_TOPIC) -> list[RawDeadLetter]:
     consumer = _consumer(kafka.value)
     try:
         await consumer.start()
-        return await _read(consumer, await topic_partitions(consumer))
+        return await _read(consumer, await topic_partitions(consumer), dlq_topic)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise _unreachable(kafka, exc) from exc
     finally:
@@ -216,20 +229,22 @@ def render_table(letters: Sequence[DeadLetter], message_width: int = 100) -> str
     return "\n".join(lines)
 
 
-def list_command(kafka: Address, service: str | None, as_json: bool) -> str:
+def list_command(kafka: Address, service: str | None, as_json: bool, dlq_topic: str = DEAD_LETTER_TOPIC) -> str:
     with quiet("aiokafka"):
-        letters = only_service(asyncio.run(read_dead_letters(kafka)), service)
+        letters = only_service(asyncio.run(read_dead_letters(kafka, dlq_topic)), service)
     if as_json:
         return json.dumps([d.letter.summary() for d in letters], indent=2, ensure_ascii=False)
     if not letters:
-        return f"no dead letters in {DEAD_LETTER_TOPIC}" + (f" from {service}" if service else "")
+        return f"no dead letters in {dlq_topic}" + (f" from {service}" if service else "")
     return render_table([d.letter for d in letters])
 
 
 # --- replay -------------------------------------------------------------------------------------
 
 
-def choose(letters: list[RawDeadLetter], offsets: Sequence[int] | None, service: str | None) -> list[RawDeadLetter]:
+def choose(
+    letters: list[RawDeadLetter], offsets: Sequence[int] | None, service: str | None, dlq_topic: str = DEAD_LETTER_TOPIC
+) -> list[RawDeadLetter]:
     """The dead letters to replay; an offset that does not name one fails the whole command."""
     if offsets is None:
         return only_service(letters, service)
@@ -244,9 +259,7 @@ def choose(letters: list[RawDeadLetter], offsets: Sequence[int] | None, service:
             else "it is empty"
         )
         missing = ", ".join(map(str, unknown))
-        raise OperatorError(
-            f"no dead letter at offset {missing} in {DEAD_LETTER_TOPIC} ({known}); nothing replayed", USAGE
-        )
+        raise OperatorError(f"no dead letter at offset {missing} in {dlq_topic} ({known}); nothing replayed", USAGE)
     chosen: list[RawDeadLetter] = []
     for offset in dict.fromkeys(offsets):  # each once, in the order given
         matches = by_offset[offset]
@@ -300,12 +313,14 @@ async def _publish(bootstrap: str, chosen: list[RawDeadLetter], topics: dict[str
     return done
 
 
-async def replay(kafka: Address, offsets: Sequence[int] | None, service: str | None) -> list[Replayed]:
+async def replay(
+    kafka: Address, offsets: Sequence[int] | None, service: str | None, dlq_topic: str = DEAD_LETTER_TOPIC
+) -> list[Replayed]:
     consumer = _consumer(kafka.value)
     try:
         await consumer.start()
         topics = await topic_partitions(consumer)
-        chosen = choose(await _read(consumer, topics), offsets, service)
+        chosen = choose(await _read(consumer, topics, dlq_topic), offsets, service, dlq_topic)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise _unreachable(kafka, exc) from exc
     finally:
@@ -325,9 +340,11 @@ async def replay(kafka: Address, offsets: Sequence[int] | None, service: str | N
         raise _unreachable(kafka, exc) from exc
 
 
-def replay_command(kafka: Address, offsets: Sequence[int] | None, service: str | None) -> str:
+def replay_command(
+    kafka: Address, offsets: Sequence[int] | None, service: str | None, dlq_topic: str = DEAD_LETTER_TOPIC
+) -> str:
     with quiet("aiokafka"):
-        done = asyncio.run(replay(kafka, offsets, service))
+        done = asyncio.run(replay(kafka, offsets, service, dlq_topic))
     if not done:
         return "nothing to replay" + (f": no dead letters from {service}" if service else "")
     lines = [f"replayed {len(done)} dead letter{'s' if len(done) != 1 else ''}:"]

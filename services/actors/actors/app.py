@@ -14,6 +14,8 @@ from quartier_shared.events import (
     ActorUpdated,
     CompetenceTeamChanged,
     ConsentWithdrawn,
+    ContactChanged,
+    EventContext,
     UnsubscribeRequested,
 )
 from quartier_shared.retention import run_daily
@@ -38,6 +40,13 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime.consume(group_id="actors", handlers={ActorErasureConfirmed: confirmed, UnsubscribeRequested: unsubscribed})
     retention = retention_job(runtime.db, settings.audit_retention_months)
     runtime.run_in_background("retention", partial(run_daily, retention))
+
+    async def upgrade() -> None:
+        # Once MongoDB is up; idempotent, so a start that fails half-way finishes it next time.
+        context = EventContext(settings.service_name, "actor-events-v2")
+        await handlers.publish_in_current_form(context, uow_factory=uow_factory)
+
+    runtime.run_in_background("actor-events-v2", upgrade)
     app = create_app(
         runtime,
         "Registry of the actors and the competence team of each district",
@@ -53,6 +62,7 @@ def build(settings: Settings | None = None) -> FastAPI:
             ActorDeactivated,
             ActorErased,
             ConsentWithdrawn,
+            ContactChanged,
             CompetenceTeamChanged,
         ],
         larger_bodies={IMPORT_PATH: csv_rows.MAX_BYTES},

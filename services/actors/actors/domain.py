@@ -6,6 +6,10 @@ Every change returns the new state and the event it raises, or no event when not
 the service layer stores both in one unit of work. The events carry the whole actor (event-carried
 state), taken from the dataclass's fields, so they cannot forget one.
 
+The actor events (topic ``quartier.actors``) carry no name and no e-mail address: ``contact()``
+is the ``ContactChanged`` (topic ``quartier.contacts``) the service layer records with each of
+them, with the same revision.
+
 Consent is kept as records (``consent.py``); ``consent_to_notifications`` is the current one's
 ``given``, derived, never set on its own. A new e-mail address withdraws consent (a record with
 reason "e-mail changed") unless the same change records consent again. Erasure (GDPR Art. 17)
@@ -29,6 +33,7 @@ from quartier_shared.events import (
     ActorUpdated,
     CompetenceTeamChanged,
     ConsentWithdrawn,
+    ContactChanged,
     Language,
 )
 
@@ -144,10 +149,12 @@ class Actor:
             return ConsentRecord(False, "consent", "unknown", by, reason=reason)
         return current.withdrawn(by, reason)
 
-    def unsubscribe(self, at: datetime) -> tuple[Actor, tuple[ActorUpdated, ConsentWithdrawn] | None]:
+    def unsubscribe(self, at: datetime) -> tuple[Actor, tuple[ConsentWithdrawn, ActorUpdated] | None]:
         """The person withdrew consent through the unsubscribe link at ``at``: a record by
-        ``PERSON_VIA_LINK``, and the ``ActorUpdated`` and ``ConsentWithdrawn`` it raises. Nothing
-        changes when consent is not given now (a second click, an erased actor)."""
+        ``PERSON_VIA_LINK``, and the ``ConsentWithdrawn`` and ``ActorUpdated`` it raises, the
+        snapshot last: the actors topic is compacted by actor id, and what compaction keeps of an
+        actor must be its full state. Nothing changes when consent is not given now (a second
+        click, an erased actor)."""
         if not self.consent_to_notifications or self.erased:
             return self, None
         at = at.astimezone(UTC)
@@ -163,7 +170,7 @@ class Actor:
             updated_at=datetime.now(UTC),
         )
         withdrawn = ConsentWithdrawn(actor_id=self.id, revision=updated.revision, withdrawn_at=at)
-        return updated, (updated._snapshot(ActorUpdated), withdrawn)
+        return updated, (withdrawn, updated._snapshot(ActorUpdated))
 
     def deactivate(self) -> tuple[Actor, ActorDeactivated | None]:
         if not self.active:
@@ -192,6 +199,24 @@ class Actor:
             updated_at=now,
         )
         return erased, ActorErased(actor_id=self.id, revision=erased.revision)
+
+    def contact(self) -> ContactChanged:
+        """The actor's contact data as it is now, for the contact topic (an erased actor's is a
+        tombstone instead, see ``handlers.erase_actor``)."""
+        return ContactChanged(
+            actor_id=self.id,
+            revision=self.revision,
+            name=self.name,
+            email=self.email,
+            language=self.language,
+            consent_to_notifications=self.consent_to_notifications,
+            active=self.active,
+        )
+
+    def snapshot(self) -> ActorUpdated:
+        """The actor's state as it is now, as an ``ActorUpdated`` of its current revision (for a
+        republication in the current form of the event)."""
+        return self._snapshot(ActorUpdated)
 
     def _refuse_if_erased(self) -> None:
         if self.erased:

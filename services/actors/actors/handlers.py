@@ -8,6 +8,12 @@ the unit of work's repositories and commit nothing, except their audit entries: 
 shows contact data (``read_actor``, ``actors_by_district``, ``export_actor``) writes who read
 which actor (``audit.py``) with one insert, before it answers. The token subject in the event
 context (``initiated_by``) is who did it.
+
+Every change of an actor records its actor event (no name, no address) and then its
+``ContactChanged`` with the same revision; erasure records ``ActorErased`` and tombstones on
+the contact topic and on the contact dead-letter topic instead, so neither keeps the name or the
+address once compacted. ``publish_in_current_form`` brings actors stored before version 2 of the
+actor events onto both compacted topics once.
 """
 
 from __future__ import annotations
@@ -17,7 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from quartier_shared.consumer import Received
-from quartier_shared.events import ActorErasureConfirmed, Event, EventContext, UnsubscribeRequested
+from quartier_shared.events import (
+    CONTACTS_DEAD_LETTER_TOPIC,
+    CONTACTS_TOPIC,
+    ActorErasureConfirmed,
+    Event,
+    EventContext,
+    Tombstone,
+    UnsubscribeRequested,
+)
 from quartier_shared.logging import get_logger
 from quartier_shared.pagination import FIRST_PAGE, MAX_LIMIT, Page, PageRequest, page_of
 
@@ -48,6 +62,7 @@ async def register_actor(command: RegisterActor, context: EventContext, *, uow_f
     async with uow_factory(context) as uow:
         await uow.actors.add(actor)
         uow.record(registered)
+        uow.record(actor.contact())
         await uow.commit()
     return actor
 
@@ -148,6 +163,10 @@ async def erase_actor(command: EraseActor, context: EventContext, *, uow_factory
             await uow.actors.save(erased)
             await uow.erasures.save(erasure)
             uow.record(event)
+            # Kafka's way to delete the name and address on the compacted topics: a tombstone
+            # under the actor id (a contact dead letter keeps its record's key, the actor id).
+            uow.tombstone(Tombstone(CONTACTS_TOPIC, actor.id))
+            uow.tombstone(Tombstone(CONTACTS_DEAD_LETTER_TOPIC, actor.id))
         else:  # erased before: its record was stored with it
             erasure = await uow.erasures.get(actor.id) or Erasure.started(actor.id, None, _erased_at(erased))
         await uow.audit.record(entries([actor.id], "erasure", context.initiated_by))
@@ -205,6 +224,7 @@ async def withdraw_consent_by_link(received: Received[UnsubscribeRequested], *, 
         await uow.actors.save(changed)
         for raised_event in raised:
             uow.record(raised_event)
+        uow.record(changed.contact())
         await uow.commit()
     log.info("consent_withdrawn_by_link", actor_id=actor.id, revision=changed.revision)
 
@@ -243,8 +263,37 @@ async def _change(actor_id: str, change: Callable[[Actor], tuple[Actor, Event | 
         if event is not None:
             await uow.actors.save(changed)
             uow.record(event)
+            uow.record(changed.contact())
             await uow.commit()
     return changed
+
+
+async def publish_in_current_form(context: EventContext, *, uow_factory: UnitOfWorkFactory) -> int:
+    """Upgrade to version 2 of the actor events, run at start-up: each actor stored before it
+    (not marked as published in the current form) gets its snapshot (``ActorUpdated``) and its
+    ``ContactChanged`` at its current revision recorded, or for an erased actor the tombstones,
+    once (saving the actor marks it), so a consumer rebuilt from the compacted topics finds every
+    actor. Consumers already at that revision change nothing. Returns how many were published."""
+    published = 0
+    async with uow_factory(context).for_reading() as reading:
+        actor_ids = await reading.actors.not_published_in_current_form()
+    for actor_id in actor_ids:
+        async with uow_factory(context) as uow:
+            actor = await uow.actors.get(actor_id)
+            if actor is None:
+                continue
+            if actor.erased:
+                uow.tombstone(Tombstone(CONTACTS_TOPIC, actor.id))
+                uow.tombstone(Tombstone(CONTACTS_DEAD_LETTER_TOPIC, actor.id))
+            else:
+                uow.record(actor.snapshot())
+                uow.record(actor.contact())
+            await uow.actors.save(actor)  # marks it: published in the current form
+            await uow.commit()
+        published += 1
+    if published:
+        log.info("actors_published_in_current_form", count=published)
+    return published
 
 
 async def _existing(uow: UnitOfWork, actor_id: str) -> Actor:

@@ -6,6 +6,10 @@ embedded) with its id as ``_id``; a district's competence team as one document i
 the district code as ``_id``; an actor's erasure record as one document in ``erasures`` with the
 actor's id as ``_id``; each audit entry as one document in ``audit`` (``DocumentMapper`` derives
 the mapping from the dataclass).
+
+Each actor document written now carries ``published_as: 2``: its events went out in version 2
+of the actor events (with ``ContactChanged``). A document without it was stored before, and is
+published once more in the current form at start-up (``handlers.publish_in_current_form``).
 """
 
 from __future__ import annotations
@@ -33,13 +37,22 @@ _actors = DocumentMapper(Actor)
 _teams = DocumentMapper(CompetenceTeam, id_field="district")
 _erasures = DocumentMapper(Erasure, id_field="actor_id")
 _audit = DocumentMapper(AuditEntry)
+PUBLISHED_AS = "published_as"
+CURRENT_FORM = 2  # the major version of the actor events
 
 
 class ActorRepository(Protocol):
     async def add(self, actor: Actor) -> None: ...
     async def get(self, actor_id: str) -> Actor | None: ...
     async def get_many(self, actor_ids: Iterable[str]) -> dict[str, Actor]: ...
-    async def save(self, actor: Actor) -> None: ...
+    async def save(self, actor: Actor) -> None:
+        """Store the actor, marked as published in the current form."""
+        ...
+
+    async def not_published_in_current_form(self) -> list[str]:
+        """The ids of the actors stored before version 2 of the actor events."""
+        ...
+
     async def find(
         self,
         district: str | None,
@@ -66,7 +79,7 @@ class MongoActorRepository:
         self.session = session
 
     async def add(self, actor: Actor) -> None:
-        await self.collection.insert_one(_actors.to_document(actor), session=self.session)
+        await self.collection.insert_one(_document(actor), session=self.session)
 
     async def get(self, actor_id: str) -> Actor | None:
         doc = await self.collection.find_one({"_id": actor_id}, session=self.session)
@@ -77,7 +90,11 @@ class MongoActorRepository:
         return {doc["_id"]: _actors.from_document(doc) async for doc in cursor}
 
     async def save(self, actor: Actor) -> None:
-        await self.collection.replace_one({"_id": actor.id}, _actors.to_document(actor), session=self.session)
+        await self.collection.replace_one({"_id": actor.id}, _document(actor), session=self.session)
+
+    async def not_published_in_current_form(self) -> list[str]:
+        cursor = self.collection.find({PUBLISHED_AS: {"$ne": CURRENT_FORM}}, {"_id": 1}, session=self.session)
+        return [doc["_id"] async for doc in cursor]
 
     async def find(
         self,
@@ -109,6 +126,10 @@ class MongoActorRepository:
         asked = sorted({*emails, *(e.lower() for e in emails)})
         cursor = self.collection.find({"email": {"$in": asked}}, {"email": 1}, session=self.session)
         return {doc["email"].lower() async for doc in cursor} & {e.lower() for e in emails}
+
+
+def _document(actor: Actor) -> Document:
+    return {**_actors.to_document(actor), PUBLISHED_AS: CURRENT_FORM}
 
 
 class TeamRepository(Protocol):

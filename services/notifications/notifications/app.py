@@ -7,12 +7,11 @@ from functools import partial
 from fastapi import FastAPI
 
 from quartier_shared.events import (
-    ActorDeactivated,
     ActorErased,
     ActorErasureConfirmed,
-    ActorSnapshot,
     ConferenceDrafted,
     ConferenceScheduled,
+    ContactChanged,
     InvitationAnswered,
     InvitationCancelled,
     InvitationFailed,
@@ -64,9 +63,9 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime.consume(
         group_id="notifications",
         handlers={
-            ActorSnapshot: contact,
-            ActorDeactivated: contact,
-            ActorErased: erase,  # after ActorDeactivated, whose handler it replaces for erasures
+            # Names and addresses from the contact topic only; of the actor events just erasure.
+            ContactChanged: contact,
+            ActorErased: erase,
             ConferenceDrafted: conference,
             ConferenceScheduled: conference,
         },

@@ -34,13 +34,12 @@ from enum import StrEnum
 
 from quartier_shared.actor_copies import copy_after
 from quartier_shared.events import (
-    ActorDeactivated,
     ActorErased,
-    ActorSnapshot,
     Answer,
     ConferenceDetails,
     ConferenceDrafted,
     ConferenceScheduled,
+    ContactChanged,
     InvitationAnswered,
     InvitationCancelled,
     InvitationFailed,
@@ -93,10 +92,10 @@ class Contact:
         return self.active and self.consent_to_notifications and not self.erased
 
     @classmethod
-    def after(cls, event: ActorSnapshot | ActorDeactivated, current: Contact | None) -> Contact | None:
+    def after(cls, event: ContactChanged | ActorErased, current: Contact | None) -> Contact | None:
         """The actor's contact once ``event`` is applied; None when it changes nothing. An erased
-        contact changes no more, whatever revision an event carries (a replay of the actor's old
-        events from the log brings back neither its name nor its address)."""
+        contact changes no more, whatever revision an event carries (a replay of the contact
+        topic before compaction brings back neither its name nor its address)."""
         if current is not None and current.erased:
             return None
         if isinstance(event, ActorErased):

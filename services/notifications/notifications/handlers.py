@@ -29,11 +29,10 @@ from math import ceil
 from quartier_shared.actor_copies import erasure_confirmed
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
-    ActorDeactivated,
     ActorErased,
-    ActorSnapshot,
     ConferenceDrafted,
     ConferenceScheduled,
+    ContactChanged,
     EventContext,
     InvitationAnswered,
     InvitationIssued,
@@ -181,14 +180,15 @@ async def keep_conference(
 
 
 async def update_contact(
-    received: Received[ActorSnapshot | ActorDeactivated],
+    received: Received[ContactChanged],
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
-    """Keep the contact copy current; send the invitations that waited for it."""
+    """Keep the contact copy current (from the contact topic, the only place this service learns
+    a name and an address from); send the invitations that waited for it."""
     event = received.event
     # No events to store with a contact, and an actor's events come in order: a plain write.
     contacts = uow_factory(received.context).without_transaction().contacts

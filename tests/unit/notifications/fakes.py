@@ -37,12 +37,10 @@ from notifications.sending import SendingPolicy
 from notifications.unit_of_work import Repositories
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
-    ActorDeactivated,
     ActorErased,
-    ActorRegistered,
-    ActorSnapshot,
     Answer,
     ConferenceDetails,
+    ContactChanged,
     Envelope,
     Event,
     InvitationAnswered,
@@ -58,7 +56,7 @@ from quartier_shared.pagination import FIRST_PAGE, PageRequest
 from tests.unit.fakes import FakeUnitOfWork, InMemory, delivered, paged, received
 
 SERVICE = "notifications"
-ContactChange = ActorSnapshot | ActorDeactivated  # what update_contact takes
+ContactChange = ContactChanged  # what update_contact takes
 START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 # The personal-link key pair of these tests: notifications signs with the private key (as PEM text,
 # one form LINK_SIGNING_KEY takes); tests verify with the public one, as the answer page does.
@@ -98,14 +96,12 @@ CONFERENCE = ConferenceDetails(
 
 def actor(
     email: str, *, revision: int = 1, consent: bool = True, active: bool = True, language: Language = "de"
-) -> ActorRegistered:
-    """An actor's registration; its id is derived from ``email``, so a test can name it twice."""
-    return ActorRegistered(
+) -> ContactChanged:
+    """An actor's contact data; its id is derived from ``email``, so a test can name it twice."""
+    return ContactChanged(
         actor_id=f"actor-{email}",
         revision=revision,
         name="Runder Tisch Frintrop",
-        kind="round_table",
-        districts=["IV"],
         email=email,
         language=language,
         consent_to_notifications=consent,

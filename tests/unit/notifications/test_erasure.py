@@ -11,7 +11,6 @@ from notifications.mail import invitation_message_id
 from quartier_shared.events import (
     ActorErased,
     ActorErasureConfirmed,
-    ActorUpdated,
     InvitationFailed,
     InvitationIssued,
     InvitationSent,
@@ -56,7 +55,7 @@ async def test_erasure_empties_the_contact_cancels_unsent_mail_and_confirms() ->
 async def test_a_replay_of_the_old_events_after_erasure_brings_nothing_back_and_sends_nothing() -> None:
     service = Notifications()
     ada = actor(ADDRESS)
-    moved = ActorUpdated.model_validate({**ada.model_dump(), "revision": 5, "email": "neu@example.org"})
+    moved = ada.model_copy(update={"revision": 5, "email": "neu@example.org"})
     issued = invitation(ada.actor_id)
     await service.on_actor(ada)
     await service.on_invitations(issued)

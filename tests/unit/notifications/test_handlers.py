@@ -18,7 +18,6 @@ from notifications.sending import UNREACHABLE
 from notifications.smtp import PermanentMailError, TemporaryMailError
 from quartier_shared import links
 from quartier_shared.events import (
-    ActorDeactivated,
     EventContext,
     InvitationFailed,
     InvitationIssued,
@@ -76,7 +75,7 @@ async def test_an_invitation_before_its_contact_waits_and_goes_out_when_the_cont
     [
         [actor("quiet@example.org", consent=False)],
         [actor("quiet@example.org", active=False)],
-        [actor("quiet@example.org"), ActorDeactivated(actor_id=actor("quiet@example.org").actor_id, revision=2)],
+        [actor("quiet@example.org"), actor("quiet@example.org", revision=2, active=False)],
     ],
     ids=["no consent", "inactive", "deactivated later"],
 )
@@ -130,15 +129,36 @@ async def test_a_refused_mail_records_invitation_failed_with_the_servers_reason(
     assert service.uow.fake_deliveries.rows[f"invitation:{issued.invitation_id}"].delivery.reason == reason
 
 
+async def test_the_contact_is_what_the_contact_event_says() -> None:
+    """Name, address, language, consent, active and revision come from ``ContactChanged``, the
+    only event with a name and an address; deactivation arrives as one with ``active`` false."""
+    service = Notifications()
+    changed = actor("ada@example.org", revision=2, language="en", consent=False)
+    await service.on_actor(changed, actor("ada@example.org", revision=3, language="en", active=False))
+
+    contact = service.uow.fake_contacts.rows[changed.actor_id]
+    assert (contact.id, contact.name, contact.email, contact.language) == (
+        changed.actor_id,
+        "Runder Tisch Frintrop",
+        "ada@example.org",
+        "en",
+    )
+    assert (contact.consent_to_notifications, contact.active, contact.revision, contact.erased) == (
+        True,
+        False,
+        3,
+        False,
+    )
+    assert not contact.reachable
+
+
 async def test_contacts_only_move_forward_by_revision() -> None:
     service = Notifications()
     newer = actor("neu@example.org", revision=3, language="en")
     await service.on_actor(newer, actor("alt@example.org", revision=2), actor("neu@example.org", revision=2))
-    await service.on_actor(ActorDeactivated(actor_id="never-seen", revision=5))
 
     contact = service.uow.fake_contacts.rows[newer.actor_id]
     assert (contact.email, contact.language, contact.revision) == ("neu@example.org", "en", 3)
-    assert "never-seen" not in service.uow.fake_contacts.rows
 
 
 async def test_deliveries_for_a_conference_are_read_through_the_unit_of_work() -> None:
@@ -252,7 +272,7 @@ async def test_a_confirmation_is_in_the_recipients_language_and_carries_a_link_t
     "change",
     [
         actor("ada@example.org", revision=2, consent=False),
-        ActorDeactivated(actor_id=actor("ada@example.org").actor_id, revision=2),
+        actor("ada@example.org", revision=2, active=False),
     ],
     ids=["consent withdrawn", "deactivated"],
 )
