@@ -18,7 +18,7 @@ from tests.faults.cluster import (
 
 
 async def test_1_notifications_killed_mid_fan_out_then_restarted(cluster: Cluster) -> None:
-    n = 500
+    n = 250
     cluster.start_services()
     async with cluster.http() as http:
         actors, conference_id = await invite(http, cluster, n, district="IV")
@@ -50,7 +50,7 @@ async def test_2_conferences_killed_after_201_before_the_relay_published(cluster
 
 
 async def test_8_two_notifications_instances_share_a_fan_out_one_killed_midway(cluster: Cluster) -> None:
-    n = 2000
+    n = 600
     cluster.start_services(notifications=2)
     async with cluster.http() as http:
         t0 = time.monotonic()
