@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pymongo.errors import OperationFailure
 
 from conferences import handlers
 from conferences.commands import AnswerInvitation
@@ -139,3 +140,31 @@ def test_only_an_acceptance_counts_towards_people_and_needs() -> None:
     for answer, coming in (("accepted", True), ("tentative", False), ("declined", False)):
         answered, _ = invitation.answered(answering("i", answer=answer), base, now)
         assert answered.answer is not None and answered.answer.coming is coming
+
+
+class ConflictingOnce(FakeConferencesUnitOfWork):
+    """Its first commit fails as MongoDB fails a transaction that wrote a document another one
+    wrote meanwhile (the invitation's outcome, the actor's erasure)."""
+
+    conflicts = 1
+
+    async def commit(self) -> None:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise OperationFailure("WriteConflict", code=112, details={"errorLabels": ["TransientTransactionError"]})
+        await super().commit()
+
+
+async def test_an_answer_that_meets_another_write_of_its_invitation_is_stored_on_the_next_attempt() -> None:
+    uow = ConflictingOnce()
+    uow.conflicts = 0
+    _, invitation = await invited_once(uow)
+    uow.conflicts = 1
+
+    await handlers.answer_invitation(answering(invitation.id), CONTEXT, uow_factory=uow)
+
+    assert uow.conflicts == 0
+    [event] = uow.committed(InvitationAnswered)
+    assert event.payload["invitation_id"] == invitation.id
+    stored = await uow.invitations.get(invitation.id)
+    assert stored is not None and stored.answer is not None

@@ -106,18 +106,24 @@ async def publish_conference(
 async def resend_invitation(
     command: ResendInvitation, context: EventContext, *, uow_factory: UnitOfWorkFactory
 ) -> Invitation:
-    """Send one invitation again: a new attempt, pending until its outcome arrives."""
-    async with uow_factory(context) as uow:
-        conference = await uow.conferences.get(command.conference_id)
-        if conference is None:
-            raise ConferenceNotFound(command.conference_id)
-        invitation = await uow.invitations.get(command.invitation_id)
-        if invitation is None or invitation.conference_id != conference.id:
-            raise InvitationNotFound(command.invitation_id)
-        again, issued = invitation.resent(conference, datetime.now(UTC))
-        await uow.invitations.save(again)
-        uow.record(issued, event_id=again.issued_event_id)
-        await uow.commit()
+    """Send one invitation again: a new attempt, pending until its outcome arrives (run again
+    when the invitation's outcome or answer is written at the same moment)."""
+
+    async def attempt() -> tuple[Conference, Invitation]:
+        async with uow_factory(context) as uow:
+            conference = await uow.conferences.get(command.conference_id)
+            if conference is None:
+                raise ConferenceNotFound(command.conference_id)
+            invitation = await uow.invitations.get(command.invitation_id)
+            if invitation is None or invitation.conference_id != conference.id:
+                raise InvitationNotFound(command.invitation_id)
+            again, issued = invitation.resent(conference, datetime.now(UTC))
+            await uow.invitations.save(again)
+            uow.record(issued, event_id=again.issued_event_id)
+            await uow.commit()
+        return conference, again
+
+    conference, again = await retry_conflicts(attempt)
     log.info("invitation_resent", conference_id=conference.id, invitation_id=again.id, resend=again.resend)
     return again
 
@@ -205,16 +211,23 @@ async def answer_invitation(
 ) -> tuple[Conference, Invitation]:
     """Store the answer on the invitation with its InvitationAnswered; it replaces an earlier one.
     An erased actor's invitation takes none (InvitationNotFound): nothing personal comes back."""
-    now = now or datetime.now(UTC)
-    async with uow_factory(context) as uow:
-        invitation = await uow.invitations.get(command.invitation_id)
-        conference = await uow.conferences.get(invitation.conference_id) if invitation else None
-        if invitation is None or conference is None or await _erased(uow, invitation):
-            raise InvitationNotFound(command.invitation_id)
-        invitation, answered = invitation.answered(command, conference, now)
-        await uow.invitations.save_answer(invitation)
-        uow.record(answered)
-        await uow.commit()
+    moment = now or datetime.now(UTC)
+
+    async def attempt() -> tuple[Conference, Invitation]:
+        async with uow_factory(context) as uow:
+            invitation = await uow.invitations.get(command.invitation_id)
+            conference = await uow.conferences.get(invitation.conference_id) if invitation else None
+            if invitation is None or conference is None or await _erased(uow, invitation):
+                raise InvitationNotFound(command.invitation_id)
+            invitation, answered = invitation.answered(command, conference, moment)
+            await uow.invitations.save_answer(invitation)
+            uow.record(answered)
+            await uow.commit()
+        return conference, invitation
+
+    # The invitation's outcome (InvitationSent) or its actor's erasure may be written at the same
+    # moment: the answer runs again and then sees it, instead of answering the person 503.
+    conference, invitation = await retry_conflicts(attempt)
     # Ids only: the deputy's name and the comment never reach a log.
     log.info("invitation_answered", invitation_id=invitation.id, conference_id=conference.id)
     return conference, invitation
