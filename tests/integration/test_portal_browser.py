@@ -48,10 +48,13 @@ CSV_FILE = (
 ).encode("cp1252")
 
 
-def portal_settings(issuer: LocalIssuer, actors_url: str, conferences_url: str, port: int) -> PortalSettings:
+def portal_settings(
+    issuer: LocalIssuer, actors_url: str, conferences_url: str, port: int, notifications_url: str | None = None
+) -> PortalSettings:
     return PortalSettings(
         actors_url=actors_url,
         conferences_url=conferences_url,
+        notifications_url=notifications_url or conferences_url,  # no page of part 1 calls it
         auth_issuer=issuer.issuer,
         auth_jwks_url=issuer.jwks_url,
         portal_port=port,
