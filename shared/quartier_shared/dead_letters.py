@@ -11,6 +11,7 @@ from .events import DEAD_LETTER_TOPIC
 
 __all__ = [
     "DEAD_LETTER_TOPIC",
+    "DEAD_LETTER_TOPICS",
     "ERROR_CLASS",
     "ERROR_MESSAGE",
     "FAILED_AT",
@@ -21,6 +22,9 @@ __all__ = [
     "REPLAYED_FROM",
     "SERVICE",
 ]
+
+# Every dead-letter topic an operator may read (the main one first, the default everywhere).
+DEAD_LETTER_TOPICS: tuple[str, ...] = (DEAD_LETTER_TOPIC,)
 
 PREFIX = "dlq."
 ORIGINAL_TOPIC = "dlq.original_topic"
