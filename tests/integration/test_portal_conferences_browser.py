@@ -6,8 +6,10 @@ One stack and one browser for the module, a dozen actors: the coordinator schedu
 district IV, sees the mail's preview and sends a test mail, publishes, and watches the
 invitations turn to "sent" on the page without a reload (the page's script polls its fragment);
 two invitees answer through the personal links in their mails (the answer page); the totals on
-the portal page change; a change of venue goes out to every invitee. axe-core finds nothing
-serious or critical on the form, the list and the conference page.
+the portal page change; a change of venue goes out to every invitee; a second nudge within the
+hour is refused in words. Then an operator sees a dead letter of notifications (headers only) and
+replays it. axe-core finds nothing serious or critical on the form, the list, the conference page
+and the operators' page.
 
 ``QUARTIER_SCREENSHOT_DIR=docs`` (``make screenshots``) keeps ``portal-conference.png`` there.
 """
@@ -32,8 +34,17 @@ import notifications.settings
 from portal.app import build as build_portal
 from quartier.embedded import Infrastructure, free_port
 from quartier.issuer import LocalIssuer
-from quartier_shared.events import ACTORS_TOPIC
-from tests.helpers import CONFERENCE_DAY, actor_body, caught_up, eventually, read_mails, settings_for
+from quartier_shared.events import ACTORS_TOPIC, DEAD_LETTER_TOPIC, INVITATIONS_TOPIC
+from tests.helpers import (
+    CONFERENCE_DAY,
+    actor_body,
+    caught_up,
+    eventually,
+    publish_raw,
+    read_mails,
+    read_topic,
+    settings_for,
+)
 from tests.integration.test_answer_page_browser import CHROMIUM_ARGS, assert_accessible, serving
 from tests.integration.test_portal_browser import _serve, portal_settings, screenshot, sign_in
 
@@ -100,6 +111,10 @@ async def test_a_conference_from_draft_to_answers_and_change(
             async with _serve(build_portal(settings), port) as portal_url:
                 page = await sign_in(browser, portal_url, "demo-coordinator")
                 await coordinator_walk(page, portal_url, maildir, tmp_path)
+                # a message notifications cannot read: a dead letter, for the operator to replay
+                await publish_raw(bootstrap, INVITATIONS_TOPIC, b"\x00not json", key=b"invitation-garbage")
+                await read_topic(bootstrap, DEAD_LETTER_TOPIC, until=lambda records: len(records) >= 1)
+                await operator_walk(await sign_in(browser, portal_url, "demo-operator"), portal_url)
 
 
 async def coordinator_walk(page: Page, portal_url: str, maildir: Path, tmp_path: Path) -> None:
@@ -191,4 +206,18 @@ async def coordinator_walk(page: Page, portal_url: str, maildir: Path, tmp_path:
     assert await page.locator("#done").is_visible()
     await page.click("#nudge")
     assert "Stunde" in await page.inner_text("#notice")
+    await page.context.close()
+
+
+async def operator_walk(page: Page, portal_url: str) -> None:
+    await page.click("#to-operations")
+    notifications_part = page.locator("section[data-service=notifications]")
+    row = notifications_part.locator("tbody tr").first
+    assert "ValidationError" in await row.inner_text()
+    assert INVITATIONS_TOPIC in await row.inner_text()
+    assert "not json" not in await page.content()  # never the value
+    assert await page.locator("section[data-service=actors] tbody tr").count() == 0  # each service its own
+    await assert_accessible(page)
+    await row.locator("button").click()
+    assert "erneut in sein Topic gesendet" in await page.inner_text("#done")
     await page.context.close()
