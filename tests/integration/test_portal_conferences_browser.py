@@ -8,10 +8,11 @@ invitations turn to "sent" on the page without a reload (the page's script polls
 two invitees answer through the personal links in their mails (the answer page); the totals on
 the portal page change; a change of venue goes out to every invitee; a second nudge within the
 hour is refused in words. Then an operator sees a dead letter of notifications (headers only) and
-replays it. axe-core finds nothing serious or critical on the form, the list, the conference page
-and the operators' page.
+replays it. axe-core finds nothing serious or critical on the form, the list, the conference page,
+the dashboard and the operators' page.
 
-``QUARTIER_SCREENSHOT_DIR=docs`` (``make screenshots``) keeps ``portal-conference.png`` there.
+``QUARTIER_SCREENSHOT_DIR=docs`` (``make screenshots``) keeps ``portal-conference.png`` and
+``portal-dashboard.png`` there.
 """
 
 from __future__ import annotations
@@ -206,6 +207,15 @@ async def coordinator_walk(page: Page, portal_url: str, maildir: Path, tmp_path:
     assert await page.locator("#done").is_visible()
     await page.click("#nudge")
     assert "Stunde" in await page.inner_text("#notice")
+
+    # the dashboard: two of the dozen answered in IV; its chart has a title, a description and a table
+    await page.click("nav[aria-label=Portal] >> text=Übersicht")
+    assert await page.inner_text("#district-rates tr[data-district=IV] [data-rate]") == "17 %"
+    assert await page.inner_text("#kind-rates tr[data-kind=welfare_association] [data-rate]") == "17 %"
+    assert "IV: 17 %" in (await page.text_content("#chart-desc") or "")
+    assert await page.locator("#silent-none").is_visible()  # one conference: nobody has two unanswered
+    await assert_accessible(page)
+    await page.screenshot(path=str(screenshot("portal-dashboard.png", tmp_path)), full_page=True)
     await page.context.close()
 
 

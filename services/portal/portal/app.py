@@ -16,6 +16,7 @@ from quartier_shared.web import install
 
 from .actors_pages import build_actors_router
 from .conferences_pages import build_conferences_router
+from .dashboard import build_dashboard_router
 from .import_page import IMPORT_PATH, MAX_FORM_BYTES, build_import_router
 from .operations_page import build_operations_router
 from .settings import Settings
@@ -50,6 +51,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         build_import_router(portal),
         build_conferences_router(portal),
         build_operations_router(portal),
+        build_dashboard_router(portal),
     ):
         app.include_router(router)
     app.state.portal = portal
