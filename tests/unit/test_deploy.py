@@ -470,7 +470,8 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
     services: dict[str, dict[str, Any]],
 ) -> None:
     """Write on what it publishes (and the dead letters), Read on what it consumes and on its group,
-    Describe on the quartier.* topics (its start-up check lists them all); nothing else."""
+    Read on the dead letters (its operations endpoints), Describe on the quartier.* topics (its
+    start-up check lists them all); nothing else."""
     lines = init_script(services["kafka-init"])
     kafka_env = services["kafka-init"]["environment"]
     scram: dict[str, str] = {}
@@ -498,7 +499,7 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
         published, consumed = asyncapi_topics(name)
         expected = {("Describe", "topic", "quartier.", "prefixed")}
         expected |= {("Write", "topic", topic, "literal") for topic in published | {"quartier.dead-letters"}}
-        expected |= {("Read", "topic", topic, "literal") for topic in consumed}
+        expected |= {("Read", "topic", topic, "literal") for topic in consumed | {"quartier.dead-letters"}}
         if consumed:
             expected.add(("Read", "group", name, "literal"))
         assert granted.pop(name) == expected, name
