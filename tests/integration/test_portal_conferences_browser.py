@@ -7,9 +7,10 @@ district IV, sees the mail's preview and sends a test mail, publishes, and watch
 invitations turn to "sent" on the page without a reload (the page's script polls its fragment);
 two invitees answer through the personal links in their mails (the answer page); the totals on
 the portal page change; a change of venue goes out to every invitee; a second nudge within the
-hour is refused in words. Then an operator sees a dead letter of notifications (headers only) and
-replays it. axe-core finds nothing serious or critical on the form, the list, the conference page,
-the dashboard and the operators' page.
+hour is refused in words; the dashboard counts the answers; one invitation is sent again and the
+conference is cancelled with a reason that reaches every invitee. Then an operator sees a dead
+letter of notifications (headers only) and replays it. axe-core finds nothing serious or critical
+on the form, the list, the conference page, the dashboard and the operators' page.
 
 ``QUARTIER_SCREENSHOT_DIR=docs`` (``make screenshots``) keeps ``portal-conference.png`` and
 ``portal-dashboard.png`` there.
@@ -77,6 +78,13 @@ def body_of(mail: EmailMessage) -> str:
 
 def mails_saying(folder: Path, words: str) -> list[EmailMessage]:
     return [m for m in read_mails(folder) if words in body_of(m)] if folder.exists() else []
+
+
+async def mails_arrive(folder: Path, words: str, count: int) -> None:
+    async def arrived() -> bool:
+        return len(mails_saying(folder, words)) >= count
+
+    await eventually(arrived)
 
 
 async def test_a_conference_from_draft_to_answers_and_change(
@@ -190,6 +198,7 @@ async def coordinator_walk(page: Page, portal_url: str, maildir: Path, tmp_path:
     await page.screenshot(path=str(screenshot("portal-conference.png", tmp_path)), full_page=True)
 
     # a change of venue: saved, and an update mail goes to every invitee
+    conference = page.url.split("?")[0]
     await page.click("#change")
     await assert_accessible(page)
     await page.fill("#venue_name", NEW_VENUE)
@@ -197,10 +206,7 @@ async def coordinator_walk(page: Page, portal_url: str, maildir: Path, tmp_path:
     assert await page.locator("#done").is_visible()
     assert NEW_VENUE in await page.inner_text("#venue")
 
-    async def told() -> bool:
-        return len(mails_saying(maildir, NEW_VENUE)) >= ACTORS
-
-    await eventually(told)
+    await mails_arrive(maildir, NEW_VENUE, ACTORS)
 
     # nudging twice within the hour: the second is refused, said on the page
     await page.click("#nudge")
@@ -216,6 +222,15 @@ async def coordinator_walk(page: Page, portal_url: str, maildir: Path, tmp_path:
     assert await page.locator("#silent-none").is_visible()  # one conference: nobody has two unanswered
     await assert_accessible(page)
     await page.screenshot(path=str(screenshot("portal-dashboard.png", tmp_path)), full_page=True)
+
+    # one invitation sent again, then the conference called off with a reason
+    await page.goto(conference)
+    await page.locator("#invitations tbody tr").first.locator("button").click()
+    assert "erneut gesendet" in await page.inner_text("#done")
+    await page.fill("#reason", "Raum nicht verfügbar")
+    await page.click("#cancel")
+    assert await page.get_attribute("#status", "data-status") == "cancelled"
+    await mails_arrive(maildir, "Raum nicht verfügbar", ACTORS)
     await page.context.close()
 
 
