@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from quartier_shared.pagination import MAX_LIMIT
 from quartier_shared.web import CONTENT_SECURITY_POLICY
 
-from .api_client import ApiError
+from .api_client import ApiError, ServiceDown
 from .conference_form import api_body, form_errors, form_values, stored_values, text
 from .session import Session
 from .start import visible_districts
@@ -106,7 +106,7 @@ def build_conferences_router(portal: Portal) -> APIRouter:
         except ApiError as error:
             return refused(request, error)
         conference = context["conference"]
-        preview = None
+        preview, preview_down = None, False
         if session.is_coordinator and conference["status"] == "draft":
             language = portal.language(request)
             try:
@@ -117,9 +117,12 @@ def build_conferences_router(portal: Portal) -> APIRouter:
                 ).data
             except ApiError:  # 404 for a moment after scheduling: its event is on its way
                 preview = None
+            except ServiceDown:  # the banner stands in the preview's place; publishing still works
+                preview_down = True
         done = request.query_params.get("done", "")
         context |= {
             "preview": preview,
+            "preview_down": preview_down,
             "done": done if done in DONE else "",
             "notice": notice,
             "errors": errors or {},
