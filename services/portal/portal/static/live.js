@@ -16,7 +16,8 @@
     window
       .fetch(live.dataset.url, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (answer) {
-        return answer.ok ? answer.text() : null;
+        // a session that ran out redirects to the sign-in: keep the page as it is, a reload signs in
+        return answer.ok && !answer.redirected ? answer.text() : null;
       })
       .then(function (html) {
         // focus inside (a resend button) would be lost by the swap: wait for it to leave
