@@ -48,9 +48,10 @@ $(CHROMIUM):
 	@[ "$$(id -u)" = 0 ] || (echo "$(CHROMIUM) is missing: run 'make browser' as root, or apt-get install chromium" && exit 1)
 	apt-get install -y --no-install-recommends chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-screenshots: install browser  ## docs/answer-page.png, docs/portal-start.png, docs/portal-import.png: as the browser tests see them
+screenshots: install browser  ## docs/answer-page.png, docs/portal-*.png: as the browser tests see them
 	QUARTIER_SCREENSHOT=docs/answer-page.png $(PY) -m pytest -q tests/integration/test_answer_page_browser.py -k keyboard
 	QUARTIER_SCREENSHOT_DIR=docs $(PY) -m pytest -q tests/integration/test_portal_browser.py -k by_role
+	QUARTIER_SCREENSHOT_DIR=docs $(PY) -m pytest -q tests/integration/test_portal_conferences_browser.py
 
 asyncapi: install  ## regenerate the event catalogue in docs/asyncapi/ from the code
 	for service in $$($(PY) -c 'from quartier_shared.services import SERVICES; print(*SERVICES)'); do \

@@ -86,6 +86,7 @@ class EventConsumer:
         topic, so a new handler cannot be wired to a topic nobody reads)."""
         self.settings = settings
         self.publisher = publisher
+        self.group_id = group_id
         # A handler may be registered for a base class (ActorEvent): it receives each event type of it.
         self.handlers = {t: h for kind, h in (handlers or {}).items() for t in event_types_of(kind)}
         self.batch_handlers = {t: h for kind, h in (batch_handlers or {}).items() for t in event_types_of(kind)}

@@ -98,6 +98,15 @@ async def pending_events(db: AsyncDatabase[dict[str, Any]]) -> int:
     return sum([doc.get("count", 0) async for doc in db[COLLECTION].find({}, {"count": 1})])
 
 
+async def backlog(db: AsyncDatabase[dict[str, Any]], now: datetime) -> tuple[int, float | None]:
+    """How many events wait, and the age in seconds of the oldest entry (None: nothing waits);
+    for ``quartier outbox status`` and the services' ``GET /operations/outbox``."""
+    pending = await pending_events(db)
+    oldest = await db[COLLECTION].find_one({}, {"created_at": 1}, sort=[("created_at", 1)])
+    created = oldest.get("created_at") if oldest else None
+    return pending, (round((now - created).total_seconds(), 1) if isinstance(created, datetime) else None)
+
+
 def _entry(envelope: Envelope) -> dict[str, Any]:
     """An event as it will go to Kafka, serialised once, when it is stored."""
     return {

@@ -26,6 +26,7 @@ from .kafka import KafkaPublisher, ensure_topics, kafka_security, make_broker
 from .logging import configure_logging, get_logger
 from .metrics import CONSUMER_LAG, OUTBOX_BACKLOG, metrics_router
 from .mongo import Document, MongoUnitOfWork, make_client
+from .operations import operations_router
 from .outbox import Outbox, OutboxRelay
 from .retry import Retry
 from .settings import ServiceSettings
@@ -188,6 +189,7 @@ def create_app(
     app.include_router(asyncapi_router(app.state.asyncapi))
     for router in routers:
         app.include_router(router)
+    app.include_router(operations_router(runtime))
     app.state.runtime = runtime
     return app
 

@@ -111,3 +111,8 @@ TOPIC_PARTITIONS: dict[str, int] = {name: spec.partitions for name, spec in TOPI
 def dead_letter_topic_for(topic: str) -> str:
     """Where a record of ``topic`` goes when it cannot be handled."""
     return CONTACTS_DEAD_LETTER_TOPIC if topic == CONTACTS_TOPIC else DEAD_LETTER_TOPIC
+
+
+# Every dead-letter topic, the main one first (the default wherever one is chosen): where a record
+# of any topic goes when it cannot be handled.
+DEAD_LETTER_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(dead_letter_topic_for(name) for name in TOPICS))

@@ -206,6 +206,14 @@ RULES: list[tuple[str, str, str, Any, dict[str, int]]] = [
     ("notifications", "GET", "/deliveries?conference_id={conference_IV}", None, {"coordinator": 200, "operator": 200}),
     ("notifications", "GET", "/conferences/{conference_IV}/preview?language=en", None, {"coordinator": 200}),
     ("notifications", "POST", "/conferences/{conference_IV}/test-mail", TEST_MAIL, {"coordinator": 202}),
+    # operations (issue 14): operators alone, on every service; the answers hold no personal data.
+    # No dead letter exists here, so a replay finds none (404) once the role is allowed.
+    *(
+        (service, "GET", path, None, {"operator": 200})
+        for service in ("actors", "conferences", "notifications")
+        for path in ("/operations/dead-letters", "/operations/outbox", "/operations/consumers")
+    ),
+    ("notifications", "POST", "/operations/dead-letters/0/replay", None, {"operator": 404}),
     # personal data (issue 12): the data-protection officer alone; the registry's roles get 403
     ("actors", "GET", "/actors/{actor_IV}/audit", None, {"data_protection": 200}),
     ("actors", "GET", "/actors/{actor_IV_III}/export", None, {"data_protection": 200}),

@@ -6,8 +6,9 @@ One stack and one browser for the whole walk, to keep it fast: a coordinator sig
 the nine districts, previews a CSV with valid and invalid rows, imports the valid ones and sees
 them in the list; a quarter manager of IV sees neither district III's actors nor buttons for an
 actor that is also in III; a form error stands next to its field; a form without the CSRF token
-is refused; axe-core finds nothing serious or critical on each page. A second test: a service
-that is down gives the banner, not a stack trace.
+is refused; a draft's page says so where the preview would be when the notifications service is
+down; axe-core finds nothing serious or critical on each page. A second test: a service that is
+down gives the banner, not a stack trace.
 
 ``QUARTIER_SCREENSHOT_DIR=docs`` (``make screenshots``) keeps ``portal-start.png`` and
 ``portal-import.png`` there; by default they go to the test's temporary folder.
@@ -48,10 +49,14 @@ CSV_FILE = (
 ).encode("cp1252")
 
 
-def portal_settings(issuer: LocalIssuer, actors_url: str, conferences_url: str, port: int) -> PortalSettings:
+def portal_settings(
+    issuer: LocalIssuer, actors_url: str, conferences_url: str, port: int, notifications_url: str | None = None
+) -> PortalSettings:
     return PortalSettings(
         actors_url=actors_url,
         conferences_url=conferences_url,
+        # none started here: the notifications service is down (a draft's page says so)
+        notifications_url=notifications_url or f"http://127.0.0.1:{free_port()}",
         auth_issuer=issuer.issuer,
         auth_jwks_url=issuer.jwks_url,
         portal_port=port,
@@ -129,8 +134,11 @@ async def test_the_portal_by_role(
                 assert (await api.post(f"{actors_url}/actors", json=body)).status_code == 201
             created = await api.post(f"{conferences_url}/conferences", json=conference_body(district="IV"))
             assert created.status_code == 201, created.text
+            draft = await api.post(f"{conferences_url}/conferences", json=conference_body(district="IV", draft=True))
+            assert draft.status_code == 201, draft.text
         async with _serve(portal_app, port) as portal_url:
             await coordinator_walk(browser, portal_url, tmp_path)
+            await notifications_down_walk(browser, portal_url, draft.json()["id"])
             await quarter_manager_walk(browser, portal_url)
 
 
@@ -229,3 +237,14 @@ async def test_a_service_that_is_down_gives_a_banner(issuer: LocalIssuer, browse
         assert "nicht erreichbar" in await banner.inner_text()
         assert "Traceback" not in await page.content()
         await assert_accessible(page)
+
+
+async def notifications_down_walk(browser: Browser, portal_url: str, draft_id: str) -> None:
+    """A draft's page while notifications is down: a banner where the preview would be, and the
+    rest of the page (publishing included) as always."""
+    page = await sign_in(browser, portal_url, "demo-coordinator")
+    await page.goto(f"{portal_url}/conferences/{draft_id}")
+    assert "nicht erreichbar" in await page.inner_text("#preview-down")
+    assert await page.locator("#publish").is_visible()
+    await assert_accessible(page)
+    await page.context.close()

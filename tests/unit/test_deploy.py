@@ -483,8 +483,9 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
     services: dict[str, dict[str, Any]],
 ) -> None:
     """Write on what it publishes (and the dead letters), Read on what it consumes and on its group,
-    Describe and DescribeConfigs on the quartier.* topics (its start-up check lists them all and
-    reads their settings); nothing else."""
+    Read on the dead letters its consumers write (its operations endpoints), Describe and
+    DescribeConfigs on the quartier.* topics (its start-up check lists them all and reads their
+    settings); nothing else."""
     lines = init_script(services["kafka-init"])
     kafka_env = services["kafka-init"]["environment"]
     scram: dict[str, str] = {}
@@ -517,13 +518,16 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
             ("Describe", "topic", "quartier.", "prefixed"),
             ("DescribeConfigs", "topic", "quartier.", "prefixed"),
         }
-        # Dead letters of what it consumes (contact events to their own topic), and, for the producer
-        # of the contact topic, the contact dead letters too: it tombstones them on erasure.
-        dead_letters = {DEAD_LETTER_TOPIC} | {dead_letter_topic_for(topic) for topic in consumed}
+        # Dead letters of what it consumes (contact events to their own topic): written by its
+        # consumers and read by its operations endpoints (GET /operations/dead-letters).
+        own_dead_letters = {DEAD_LETTER_TOPIC} | {dead_letter_topic_for(topic) for topic in consumed}
+        # The producer of the contact topic writes the contact dead letters too: it tombstones them
+        # on erasure (and reads none of them: none are its own).
+        dead_letters = set(own_dead_letters)
         if CONTACTS_TOPIC in published:
             dead_letters.add(CONTACTS_DEAD_LETTER_TOPIC)
         expected |= {("Write", "topic", topic, "literal") for topic in published | dead_letters}
-        expected |= {("Read", "topic", topic, "literal") for topic in consumed}
+        expected |= {("Read", "topic", topic, "literal") for topic in consumed | own_dead_letters}
         if consumed:
             expected.add(("Read", "group", name, "literal"))
         assert granted.pop(name) == expected, name

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError, PyMongoError, ServerSelectionTimeoutError
 
-from quartier_shared.outbox import COLLECTION, pending_events
+from quartier_shared.outbox import backlog
 from quartier_shared.services import SERVICES
 
 from .common import USAGE, Address, OperatorError, printable, quiet, without_credentials
@@ -34,12 +34,7 @@ class OutboxStatus:
 
 
 async def _status(db: Any, name: str, now: datetime) -> OutboxStatus:
-    outbox = db[COLLECTION]
-    pending = await pending_events(db)
-    oldest = await outbox.find_one({}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
-    created = oldest.get("created_at") if oldest else None
-    age = round((now - created).total_seconds(), 1) if isinstance(created, datetime) else None
-    return OutboxStatus(name, pending, age)
+    return OutboxStatus(name, *(await backlog(db, now)))
 
 
 async def read_status(mongodb: Address, databases: Sequence[str]) -> list[OutboxStatus]:

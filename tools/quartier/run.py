@@ -94,6 +94,7 @@ def run(var_dir: Path, base_port: int | None = None) -> int:
             {
                 "ACTORS_URL": f"http://127.0.0.1:{ports['actors']}",
                 "CONFERENCES_URL": f"http://127.0.0.1:{ports['conferences']}",
+                "NOTIFICATIONS_URL": f"http://127.0.0.1:{ports['notifications']}",
                 "PORTAL_PUBLIC_URL": os.environ.get("PORTAL_PUBLIC_URL") or f"http://127.0.0.1:{portal}",
                 "SESSION_SECRET": session_secret(var_dir),
             },

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from quartier_shared.http import install_http_basics
 from quartier_shared.web import install
 
 from .actors_pages import build_actors_router
+from .conferences_pages import build_conferences_router
+from .dashboard import build_dashboard_router
 from .import_page import IMPORT_PATH, MAX_FORM_BYTES, build_import_router
+from .operations_page import build_operations_router
 from .settings import Settings
 from .signin import build_signin_router
 from .start import build_start_router
@@ -36,12 +41,17 @@ def build(settings: Settings | None = None) -> FastAPI:
     install_http_basics(app, settings.allowed_host_list, {IMPORT_PATH: MAX_FORM_BYTES})
     install(app)
     install_error_pages(app, portal)
+    # the portal's one script (the conference page's live statuses); the shared files are at /static
+    app.mount("/portal-static", StaticFiles(directory=Path(__file__).parent / "static"), name="portal-static")
     app.include_router(_health())
     for router in (
         build_signin_router(portal),
         build_start_router(portal),
         build_actors_router(portal),
         build_import_router(portal),
+        build_conferences_router(portal),
+        build_operations_router(portal),
+        build_dashboard_router(portal),
     ):
         app.include_router(router)
     app.state.portal = portal

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field, SecretStr
 
-from quartier_shared.services import ACTORS, CONFERENCES, PORTAL_PORT
+from quartier_shared.services import ACTORS, CONFERENCES, NOTIFICATIONS, PORTAL_PORT
 from quartier_shared.web import PageSettings
 
 
@@ -19,6 +19,7 @@ class Settings(PageSettings):
 
     actors_url: str = f"http://127.0.0.1:{ACTORS.port}"
     conferences_url: str = f"http://127.0.0.1:{CONFERENCES.port}"
+    notifications_url: str = f"http://127.0.0.1:{NOTIFICATIONS.port}"  # a draft's preview and test mail
     api_timeout_seconds: float = 10.0
 
     # The identity provider (OIDC): its issuer URL (discovery at /.well-known/openid-configuration),

@@ -26,7 +26,11 @@ from .settings import Settings
 
 log = get_logger(__name__)
 LANG_COOKIE = "quartier_lang"
-SERVICE_NAMES = {"actors": "Akteure / actors", "conferences": "Konferenzen / conferences"}
+SERVICE_NAMES = {
+    "actors": "Akteure / actors",
+    "conferences": "Konferenzen / conferences",
+    "notifications": "Benachrichtigungen / notifications",
+}
 # The headings of message pages: passed to ``Portal.message`` as they are and translated there.
 MESSAGE_HEADINGS = (
     "Service unavailable",
@@ -74,6 +78,7 @@ class Portal:
         self.clients = {
             "actors": httpx.AsyncClient(base_url=settings.actors_url, timeout=timeout),
             "conferences": httpx.AsyncClient(base_url=settings.conferences_url, timeout=timeout),
+            "notifications": httpx.AsyncClient(base_url=settings.notifications_url, timeout=timeout),
         }
 
     async def close(self) -> None:
