@@ -97,3 +97,27 @@ def test_erasure_removes_name_and_address_withdraws_consent_and_is_final() -> No
         erased.update({"name": "Wieder da"})
     with pytest.raises(ActorIsErased):
         erased.update({}, GIVEN, by="subject-coordinator")
+
+
+def test_snapshots_say_when_staff_just_recorded_consent_on_the_persons_behalf() -> None:
+    actor, registered = Actor.register(REGISTRATION)
+    assert registered.consent_recorded_by_staff is True
+    assert "subject-manager" not in registered.model_dump_json()  # never who recorded it
+    _, refused = Actor.register(replace(REGISTRATION, consent=replace(GIVEN, given=False)))
+    assert refused.consent_recorded_by_staff is False
+    # another field only: no new record, no flag
+    renamed, event = actor.update({"name": "MSO Altendorf e.V."}, None, by="subject-qm")
+    assert event is not None and event.consent_recorded_by_staff is False
+    # the person withdrew via link; consent given again by staff is a new record: flagged
+    unsubscribed, (via_link, _) = _unsubscribed(renamed)
+    assert via_link.consent_recorded_by_staff is False
+    _, again = unsubscribed.update({}, GIVEN, by="subject-qm")
+    assert again is not None and again.consent_recorded_by_staff is True
+
+
+def _unsubscribed(actor: Actor) -> tuple[Actor, tuple[ActorUpdated, object]]:
+    from datetime import UTC, datetime
+
+    updated, events = actor.unsubscribe(datetime.now(UTC))
+    assert events is not None
+    return updated, events
