@@ -184,12 +184,21 @@ def envelopes(records: list[ConsumerRecord[bytes, bytes]], event_type: str | Non
     return [e for e in found if event_type is None or e.event_type == event_type]
 
 
-def read_mails(folder: Path, *, notices: bool = False) -> list[EmailMessage]:
-    """The mails the SMTP sink took, in order. Without ``notices``, the Art. 14 notices are left
-    out: each actor registered with consent through the API by a staff token gets one first."""
+def mail_files(folder: Path, *, notices: bool = False) -> list[Path]:
+    """The SMTP sink's mails, one file each, in the order it took them. Without ``notices``, the
+    Art. 14 notices are left out: each actor registered with consent by a staff token (through
+    the API or a CSV import) gets one first. The sink names each file ``<n>-<Message-ID>.eml``
+    (``quartier.smtp_sink``), and a notice's Message-ID is ``<notice-…>``."""
     files = sorted(folder.glob("*.eml"))
-    mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in files]
-    return [m for m in mails if notices or not str(m["Message-ID"]).startswith("<notice-")]
+    return [p for p in files if notices or not p.name.split("-", 1)[1].startswith("notice-")]
+
+
+def read_mails(folder: Path, *, notices: bool = False) -> list[EmailMessage]:
+    """The mails of ``mail_files``, parsed."""
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in mail_files(folder, notices=notices)
+    ]
 
 
 def actor_body(**overrides: Any) -> dict[str, Any]:

@@ -243,6 +243,8 @@ async def test_an_actor_is_exported_from_and_erased_in_every_service(
             "notice",
         ]
         assert all(d["status"] == "sent" and d["message_id"] for d in exported["notifications"]["deliveries"])
+        [notice] = [d for d in exported["notifications"]["deliveries"] if d["kind"] == "notice"]
+        assert (notice["conference_title"], notice["conference_starts_at"]) == (None, None)  # it belongs to none
         assert out.stat().st_mode & 0o077 == 0  # personal data: the owner's alone
 
         # The erasure: every service confirms within 60 s.

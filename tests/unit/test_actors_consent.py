@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -99,25 +100,28 @@ def test_erasure_removes_name_and_address_withdraws_consent_and_is_final() -> No
         erased.update({}, GIVEN, by="subject-coordinator")
 
 
-def test_snapshots_say_when_staff_just_recorded_consent_on_the_persons_behalf() -> None:
+def test_the_contact_says_when_staff_just_recorded_consent_on_the_persons_behalf() -> None:
+    """The ContactChanged recorded with each change (``contact(after=event)``) carries the flag
+    notifications sends the notice (GDPR Art. 14) on, and the districts its footer names."""
     actor, registered = Actor.register(REGISTRATION)
-    assert registered.consent_recorded_by_staff is True
-    assert "subject-manager" not in registered.model_dump_json()  # never who recorded it
-    _, refused = Actor.register(replace(REGISTRATION, consent=replace(GIVEN, given=False)))
-    assert refused.consent_recorded_by_staff is False
-    # another field only: no new record, no flag
-    renamed, event = actor.update({"name": "MSO Altendorf e.V."}, None, by="subject-qm")
-    assert event is not None and event.consent_recorded_by_staff is False
-    # the person withdrew via link; consent given again by staff is a new record: flagged
-    unsubscribed, (via_link, _) = _unsubscribed(renamed)
-    assert via_link.consent_recorded_by_staff is False
-    _, again = unsubscribed.update({}, GIVEN, by="subject-qm")
-    assert again is not None and again.consent_recorded_by_staff is True
-
-
-def _unsubscribed(actor: Actor) -> tuple[Actor, tuple[ActorUpdated, object]]:
-    from datetime import UTC, datetime
-
-    updated, events = actor.unsubscribe(datetime.now(UTC))
-    assert events is not None
-    return updated, events
+    contact = actor.contact(after=registered)
+    assert registered.consent_recorded_by_staff and contact.consent_recorded_by_staff
+    assert contact.districts == ["III"] and contact.revision == registered.revision
+    assert "subject-manager" not in contact.model_dump_json()  # never who recorded it
+    refused, refusal = Actor.register(replace(REGISTRATION, consent=replace(GIVEN, given=False)))
+    assert not refused.contact(after=refusal).consent_recorded_by_staff
+    # another field only: no new consent record, no flag
+    renamed, rename = actor.update({"name": "MSO Altendorf e.V."}, None, by="subject-qm")
+    assert rename is not None and not renamed.contact(after=rename).consent_recorded_by_staff
+    # the person withdrew via link: no flag; consent given again by staff is a new record: flagged
+    unsubscribed, raised = renamed.unsubscribe(datetime.now(UTC))
+    assert raised is not None
+    _, via_link = raised
+    assert not via_link.consent_recorded_by_staff and not unsubscribed.contact(after=via_link).consent_recorded_by_staff
+    again, regiven = unsubscribed.update({"districts": ["III", "IV"]}, GIVEN, by="subject-qm")
+    assert regiven is not None
+    assert again.contact(after=regiven).consent_recorded_by_staff and again.contact(after=regiven).districts == [
+        "III",
+        "IV",
+    ]
+    assert not again.contact().consent_recorded_by_staff  # without the change's event (a republication)

@@ -16,12 +16,13 @@ The kinds of mail, one delivery each:
   the coordinator's reason (``note``);
 - a reminder (``REMINDER``): one per invitation and ``reminder_id``.
 - a notice (``NOTICE``, GDPR Art. 14) to a person whose consent staff recorded on their behalf
-  (an ActorRegistered or ActorUpdated with ``consent_recorded_by_staff``): one per actor, ever
+  (a ContactChanged with ``consent_recorded_by_staff``): one per actor, ever
   (``notice:{actor_id}``), so consent recorded again (a new wording, after an unsubscribe) mails
   nothing more: the person has had the information (Art. 14(5)(a)). It has no invitation and no
   conference, but goes through the same records, leases, retries and consent check: its
   ``invitation_id`` and ``conference_id`` are ``NO_INVITATION`` (empty), and its ``conference``
-  is a placeholder that never starts and only names the actor's districts (for the footer).
+  is a placeholder that never starts and only names the actor's districts (for the footer);
+  ``has_conference`` tells it apart.
 Updates, cancellations, reminders and notices, like confirmations, raise no event. A cancelled invitation
 that was not sent yet, and any update or reminder of it not sent yet, ends ``CANCELLED``: never
 sent, and no event (the conferences service cancelled it, it knows).
@@ -286,10 +287,10 @@ class Delivery:
         )
 
     @classmethod
-    def for_notice(cls, snapshot: ActorSnapshot, message_id: str) -> Delivery:
-        """The notice (GDPR Art. 14) to the actor of ``snapshot``: one per actor (see the module
+    def for_notice(cls, contact: ContactChanged, message_id: str) -> Delivery:
+        """The notice (GDPR Art. 14) to the actor of ``contact``: one per actor (see the module
         docstring); its placeholder conference names the actor's districts and never starts."""
-        districts = ", ".join(snapshot.districts)
+        districts = ", ".join(contact.districts)
         placeholder = ConferenceDetails(
             conference_id=NO_INVITATION,
             district=districts,
@@ -302,11 +303,11 @@ class Delivery:
             agenda=[],
         )
         return cls(
-            id=f"{NOTICE}:{snapshot.actor_id}",
+            id=f"{NOTICE}:{contact.actor_id}",
             kind=NOTICE,
             invitation_id=NO_INVITATION,
             conference_id=NO_INVITATION,
-            actor_id=snapshot.actor_id,
+            actor_id=contact.actor_id,
             conference=placeholder,
             status=DeliveryStatus.PENDING,
             message_id=message_id,
@@ -335,11 +336,16 @@ class Delivery:
             return self.lease_until is not None and self.lease_until < now
         return not self.status.final
 
+    @property
+    def has_conference(self) -> bool:
+        """False for a notice: its ``conference`` is a placeholder (see the module docstring)."""
+        return self.kind != NOTICE
+
     def started(self, now: datetime) -> bool:
         """The conference has started, as this delivery knows it (its latest details): nothing is
         mailed any more, but the confirmation of an answer (answers may change until the end) and
         a notice (it has no conference)."""
-        return self.kind not in (CONFIRMATION, NOTICE) and now >= self.conference.starts_at
+        return self.kind != CONFIRMATION and self.has_conference and now >= self.conference.starts_at
 
     def outcome(self, status: DeliveryStatus, reason: str | None, now: datetime) -> InvitationSent | InvitationFailed:
         """The event that says how sending ended: ``SENT``, or ``FAILED`` with the reason."""

@@ -401,7 +401,7 @@ _TRIGGERS = {
     UPDATE: "InvitationUpdated",
     CANCELLATION: "InvitationCancelled",
     REMINDER: "InvitationReminded",
-    NOTICE: "ActorSnapshot",
+    NOTICE: "ContactChanged",
 }
 
 

@@ -1,27 +1,21 @@
-"""The notice (GDPR Art. 14) to a person whose consent staff recorded: rendered in German and
-English with what, why, by whom, their rights and the unsubscribe link; sent once per actor, and
-not for consent by link, without consent, or to an erased or inactive actor."""
+"""The notice (GDPR Art. 14) to a person whose consent staff recorded (a ContactChanged with
+``consent_recorded_by_staff``): rendered in German and English with what, why, by whom, their
+rights and the unsubscribe link; sent once per actor, and not for consent by link, without
+consent, or to an erased or inactive actor; of no conference (the export shows none)."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
 from structlog.testing import capture_logs
 
 from notifications.domain import Contact, DeliveryStatus
-from quartier_shared.events import ActorErased, ActorRegistered, ActorUpdated, InvitationFailed, Language
+from quartier_shared.events import ActorErased, ContactChanged, InvitationFailed, Language
 from tests.unit.notifications.fakes import POLICY, Notifications, actor
-
-
-def by_staff(event: ActorRegistered, **change: object) -> ActorRegistered:
-    return event.model_copy(update={"consent_recorded_by_staff": True, **change})
-
-
-def updated(event: ActorRegistered, revision: int, **change: object) -> ActorUpdated:
-    return ActorUpdated.model_validate({**event.model_dump(), "revision": revision, **change})
 
 
 def parsed(data: bytes) -> EmailMessage:
@@ -65,7 +59,7 @@ async def test_the_notice_says_what_why_by_whom_and_the_rights_in_the_persons_la
     language: Language, subject: str, phrases: list[str]
 ) -> None:
     service = Notifications()
-    await service.on_actor(by_staff(actor("ada@example.org", language=language)))
+    await service.on_actor(actor("ada@example.org", language=language, by_staff=True))
     [mail] = service.mailer.sent
     message = parsed(mail.as_bytes())
     assert subject in str(message["Subject"]) and message["Content-Language"] == language
@@ -81,18 +75,27 @@ async def test_the_notice_says_what_why_by_whom_and_the_rights_in_the_persons_la
 
 async def test_one_notice_per_actor_however_often_consent_is_recorded_again() -> None:
     service = Notifications()
-    ada = by_staff(actor("ada@example.org"))
+    ada = actor("ada@example.org", by_staff=True)
     await service.on_actor(ada, ada)  # a redelivery
-    await service.on_actor(updated(ada, 2, consent_to_notifications=False, consent_recorded_by_staff=False))
-    await service.on_actor(updated(ada, 3))  # staff record consent again: no second notice
+    await service.on_actor(actor("ada@example.org", revision=2, consent=False))  # the person withdrew
+    await service.on_actor(actor("ada@example.org", revision=3, by_staff=True))  # staff record it again: no notice
     assert service.mailer.recipients() == ["ada@example.org"]
     assert service.uow.fake_deliveries.status("notice:actor-ada@example.org") is DeliveryStatus.SENT
     assert service.uow.events == []  # a notice raises no event (no InvitationSent/Failed)
 
 
+async def test_the_notice_belongs_to_no_conference_and_never_counts_as_started() -> None:
+    service = Notifications()
+    await service.on_actor(actor("ada@example.org", by_staff=True))
+    notice = service.delivery("notice:actor-ada@example.org")
+    assert not notice.has_conference and (notice.invitation_id, notice.conference_id) == ("", "")
+    assert not notice.started(datetime.max.replace(tzinfo=UTC))
+    assert notice.conference.district_name == "IV"  # the actor's districts, for the footer
+
+
 async def test_a_redelivery_after_the_contact_was_saved_still_sends_the_notice_once() -> None:
     service = Notifications()
-    ada = by_staff(actor("ada@example.org"))
+    ada = actor("ada@example.org", by_staff=True)
     contact = Contact.after(ada, None)
     assert contact is not None
     await service.uow.contacts.save(contact)  # as if the first attempt crashed right after this
@@ -104,11 +107,11 @@ async def test_a_redelivery_after_the_contact_was_saved_still_sends_the_notice_o
     "event",
     [
         actor("ada@example.org"),  # consent recorded by the person via link, or no new record
-        by_staff(actor("ada@example.org", consent=False)),  # not given
-        by_staff(actor("ada@example.org", active=False)),  # inactive
+        actor("ada@example.org", consent=False, by_staff=True),  # not given
+        actor("ada@example.org", active=False, by_staff=True),  # inactive
     ],
 )
-async def test_no_notice_without_staff_recorded_consent_or_to_an_inactive_actor(event: ActorRegistered) -> None:
+async def test_no_notice_without_staff_recorded_consent_or_to_an_inactive_actor(event: ContactChanged) -> None:
     service = Notifications()
     await service.on_actor(event)
     assert service.mailer.sent == []
@@ -116,8 +119,8 @@ async def test_no_notice_without_staff_recorded_consent_or_to_an_inactive_actor(
 
 async def test_no_notice_to_an_erased_actor_even_when_its_old_events_come_again() -> None:
     service = Notifications()
-    ada = by_staff(actor("ada@example.org"))
-    await service.on_actor(ActorErased(actor_id=ada.actor_id, revision=5))
+    ada = actor("ada@example.org", by_staff=True)
+    await service.on_erased(ActorErased(actor_id=ada.actor_id, revision=5))
     await service.on_actor(ada)
     assert service.mailer.sent == [] and service.events(InvitationFailed) == []
 
@@ -125,7 +128,7 @@ async def test_no_notice_to_an_erased_actor_even_when_its_old_events_come_again(
 async def test_the_notice_logs_no_address_name_or_link() -> None:
     service = Notifications()
     with capture_logs() as logs:
-        await service.on_actor(by_staff(actor("ada@example.org")))
+        await service.on_actor(actor("ada@example.org", by_staff=True))
     assert {entry["event"] for entry in logs} >= {"notice_sent"}
     logged = repr(logs)
     assert "@example.org" not in logged and "Runder Tisch" not in logged and "unsubscribe" not in logged
