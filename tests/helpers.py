@@ -184,8 +184,21 @@ def envelopes(records: list[ConsumerRecord[bytes, bytes]], event_type: str | Non
     return [e for e in found if event_type is None or e.event_type == event_type]
 
 
-def read_mails(folder: Path) -> list[EmailMessage]:
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted(folder.glob("*.eml"))]
+def mail_files(folder: Path, *, notices: bool = False) -> list[Path]:
+    """The SMTP sink's mails, one file each, in the order it took them. Without ``notices``, the
+    Art. 14 notices are left out: each actor registered with consent by a staff token (through
+    the API or a CSV import) gets one first. The sink names each file ``<n>-<Message-ID>.eml``
+    (``quartier.smtp_sink``), and a notice's Message-ID is ``<notice-…>``."""
+    files = sorted(folder.glob("*.eml"))
+    return [p for p in files if notices or not p.name.split("-", 1)[1].startswith("notice-")]
+
+
+def read_mails(folder: Path, *, notices: bool = False) -> list[EmailMessage]:
+    """The mails of ``mail_files``, parsed."""
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in mail_files(folder, notices=notices)
+    ]
 
 
 def actor_body(**overrides: Any) -> dict[str, Any]:

@@ -230,6 +230,9 @@ class ActorSnapshot(ActorEvent):
     language: Language
     consent_to_notifications: bool
     active: bool = True
+    # This change recorded consent given by staff on the person's behalf (a token subject, not the
+    # person via link): the person is owed a notice (GDPR Art. 14). Never who recorded it.
+    consent_recorded_by_staff: bool = False
 
 
 class ActorRegistered(ActorSnapshot):
@@ -292,6 +295,11 @@ class ContactChanged(Event, topic=CONTACTS_TOPIC, key="actor_id"):
     language: Language
     consent_to_notifications: bool
     active: bool = True
+    # The districts the actor works in (the notice's footer says why the person gets mail).
+    districts: list[str] = Field(default_factory=list)
+    # This change recorded consent given by staff on the person's behalf (a token subject, not
+    # the person via link): the person is owed a notice (GDPR Art. 14). Never who recorded it.
+    consent_recorded_by_staff: bool = False
 
 
 @dataclass(frozen=True)

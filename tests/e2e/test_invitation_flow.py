@@ -95,7 +95,13 @@ async def test_a_conference_invites_each_consenting_active_actor_of_its_district
     # Metrics say the same as the mailbox.
     async with httpx.AsyncClient(timeout=10) as http:
         metrics = {name: (await http.get(f"{url}/metrics")).text for name, url in services.urls.items()}
-    assert 'quartier_mails_total{outcome="sent"} 3.0' in metrics["notifications"]
+    # Each consenting actor registered gets its Art. 14 notice too (the deleted and the withdrawn
+    # one may have had theirs before): the metric counts every mail the sink took.
+    notices = [m for m in read_mails(maildir, notices=True) if str(m["Message-ID"]).startswith("<notice-")]
+    assert {"borbeck@caritas.example.org", "frintrop@example.org", "west@example.org", "altendorf@example.org"} <= {
+        m["To"].addresses[0].addr_spec for m in notices
+    }
+    assert f'quartier_mails_total{{outcome="sent"}} {3 + len(notices)}.0' in metrics["notifications"]
     assert 'quartier_events_published_total{event_type="InvitationIssued"} 3.0' in metrics["conferences"]
     assert 'quartier_events_published_total{event_type="ActorRegistered"} 7.0' in metrics["actors"]
     assert 'quartier_events_consumed_total{event_type="InvitationSent"} 3.0' in metrics["conferences"]

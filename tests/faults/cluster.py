@@ -4,8 +4,6 @@ and service instances that can be killed (-9), paused and restarted."""
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
 import signal
 import time
@@ -19,7 +17,7 @@ from pymongo import AsyncMongoClient
 
 from quartier.embedded import EmbeddedStack, Infrastructure, Process, start_mongodb
 from quartier.processes import ServiceProcesses
-from tests.helpers import actor_body, conference_body, eventually
+from tests.helpers import actor_body, conference_body, eventually, mail_files, read_mails
 
 # Short timings so a fault case takes seconds, not minutes; the mechanisms are the production ones.
 FAST = {
@@ -121,18 +119,20 @@ class Cluster:
 
     # --- observing --------------------------------------------------------------------------------
 
-    def mails(self) -> Mails:
+    def mails(self, *, notices: bool = False) -> Mails:
+        """The mails the SMTP sink took; the Art. 14 notices (one per actor registered with
+        consent) only with ``notices``, as ``read_mails`` does."""
         found: dict[str, list[str]] = defaultdict(list)
-        for path in sorted(self.stack.maildir.glob("*.eml")):
-            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for message in read_mails(self.stack.maildir, notices=notices):
             found[message["To"].addresses[0].addr_spec].append(str(message["Message-ID"]).strip())
         return Mails(dict(found))
 
     async def wait_for_mails(self, at_least: int, timeout: float = 120.0) -> int:
-        """Until the SMTP sink holds at least ``at_least`` mails; returns how many it holds then."""
+        """Until the SMTP sink holds at least ``at_least`` mails, notices left out (``mails``);
+        returns how many it holds then."""
 
         async def enough() -> int:
-            count = sum(1 for _ in self.stack.maildir.glob("*.eml"))  # one file a mail, renamed in whole
+            count = len(mail_files(self.stack.maildir))  # one file a mail, renamed in whole
             return count if count >= at_least else 0
 
         return await eventually(enough, timeout=timeout, interval=0.05)

@@ -237,8 +237,14 @@ async def test_an_actor_is_exported_from_and_erased_in_every_service(
         assert invitation["conference_id"] == conference_id and invitation["status"] == "sent"
         assert (invitation["answer"]["representative"], invitation["answer"]["comment"]) == (DEPUTY, COMMENT)
         assert exported["notifications"]["contact"]["email"] == EMAIL
-        assert sorted(d["kind"] for d in exported["notifications"]["deliveries"]) == ["confirmation", "invitation"]
+        assert sorted(d["kind"] for d in exported["notifications"]["deliveries"]) == [
+            "confirmation",
+            "invitation",
+            "notice",
+        ]
         assert all(d["status"] == "sent" and d["message_id"] for d in exported["notifications"]["deliveries"])
+        [notice] = [d for d in exported["notifications"]["deliveries"] if d["kind"] == "notice"]
+        assert (notice["conference_title"], notice["conference_starts_at"]) == (None, None)  # it belongs to none
         assert out.stat().st_mode & 0o077 == 0  # personal data: the owner's alone
 
         # The erasure: every service confirms within 60 s.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -97,3 +98,30 @@ def test_erasure_removes_name_and_address_withdraws_consent_and_is_final() -> No
         erased.update({"name": "Wieder da"})
     with pytest.raises(ActorIsErased):
         erased.update({}, GIVEN, by="subject-coordinator")
+
+
+def test_the_contact_says_when_staff_just_recorded_consent_on_the_persons_behalf() -> None:
+    """The ContactChanged recorded with each change (``contact(after=event)``) carries the flag
+    notifications sends the notice (GDPR Art. 14) on, and the districts its footer names."""
+    actor, registered = Actor.register(REGISTRATION)
+    contact = actor.contact(after=registered)
+    assert registered.consent_recorded_by_staff and contact.consent_recorded_by_staff
+    assert contact.districts == ["III"] and contact.revision == registered.revision
+    assert "subject-manager" not in contact.model_dump_json()  # never who recorded it
+    refused, refusal = Actor.register(replace(REGISTRATION, consent=replace(GIVEN, given=False)))
+    assert not refused.contact(after=refusal).consent_recorded_by_staff
+    # another field only: no new consent record, no flag
+    renamed, rename = actor.update({"name": "MSO Altendorf e.V."}, None, by="subject-qm")
+    assert rename is not None and not renamed.contact(after=rename).consent_recorded_by_staff
+    # the person withdrew via link: no flag; consent given again by staff is a new record: flagged
+    unsubscribed, raised = renamed.unsubscribe(datetime.now(UTC))
+    assert raised is not None
+    _, via_link = raised
+    assert not via_link.consent_recorded_by_staff and not unsubscribed.contact(after=via_link).consent_recorded_by_staff
+    again, regiven = unsubscribed.update({"districts": ["III", "IV"]}, GIVEN, by="subject-qm")
+    assert regiven is not None
+    assert again.contact(after=regiven).consent_recorded_by_staff and again.contact(after=regiven).districts == [
+        "III",
+        "IV",
+    ]
+    assert not again.contact().consent_recorded_by_staff  # without the change's event (a republication)

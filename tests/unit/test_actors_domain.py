@@ -34,6 +34,7 @@ def test_registering_raises_a_full_snapshot_with_each_district_once() -> None:
         language="de",
         consent_to_notifications=True,
         active=True,
+        consent_recorded_by_staff=True,  # by a token subject: the person is owed a notice
     )
 
 

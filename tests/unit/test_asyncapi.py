@@ -110,6 +110,8 @@ def test_names_and_addresses_travel_on_the_contact_topic_read_by_notifications_o
     for snapshot in ("ActorRegistered", "ActorUpdated"):
         assert not {"name", "email"} & set(schemas[snapshot]["properties"])
     assert {"name", "email"} <= set(schemas["ContactChanged"]["properties"])
+    # what the Art. 14 notice is sent on, and the districts its footer names
+    assert {"consent_recorded_by_staff", "districts"} <= set(schemas["ContactChanged"]["properties"])
     registered = actors["channels"]["quartier.actors:ActorRegistered"]["description"]
     assert "Version 2.0." in registered and "Version 1.x is retired" in registered
     assert actors["channels"]["quartier.contacts:ContactChanged"]["address"] == "quartier.contacts"

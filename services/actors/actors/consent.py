@@ -50,6 +50,12 @@ class ConsentRecord:
     at: datetime = field(default_factory=lambda: now_to_the_millisecond())
     reason: str | None = None  # why the service recorded it on its own (``EMAIL_CHANGED``, ``ERASED``)
 
+    @property
+    def given_by_staff(self) -> bool:
+        """Given, and recorded by staff (a token subject) on the person's behalf, not by the
+        person via link: the person is owed a notice (GDPR Art. 14)."""
+        return self.given and self.by is not None and self.by != PERSON_VIA_LINK
+
     @classmethod
     def of(cls, statement: ConsentStatement, by: str | None, reason: str | None = None) -> ConsentRecord:
         return cls(statement.given, statement.basis, statement.wording_version, by, reason=reason)

@@ -34,6 +34,7 @@ from quartier_shared.events import (
     CompetenceTeamChanged,
     ConsentWithdrawn,
     ContactChanged,
+    Event,
     Language,
 )
 
@@ -103,7 +104,7 @@ class Actor:
             consent_to_notifications=record.given,
             consent_history=(record,),
         )
-        return actor, actor._snapshot(ActorRegistered)
+        return actor, actor._snapshot(ActorRegistered, record)
 
     def update(
         self, changes: Mapping[str, Any], consent: ConsentStatement | None = None, by: str | None = None
@@ -131,7 +132,7 @@ class Actor:
             revision=self.revision + 1,
             updated_at=datetime.now(UTC),
         )
-        return updated, updated._snapshot(ActorUpdated)
+        return updated, updated._snapshot(ActorUpdated, record)
 
     def _consent_after(
         self, consent: ConsentStatement | None, by: str | None, *, new_address: bool
@@ -200,9 +201,10 @@ class Actor:
         )
         return erased, ActorErased(actor_id=self.id, revision=erased.revision)
 
-    def contact(self) -> ContactChanged:
+    def contact(self, after: Event | None = None) -> ContactChanged:
         """The actor's contact data as it is now, for the contact topic (an erased actor's is a
-        tombstone instead, see ``handlers.erase_actor``)."""
+        tombstone instead, see ``handlers.erase_actor``); ``after``: the actor event of the same
+        change, whose ``consent_recorded_by_staff`` it repeats (the notice is sent from here)."""
         return ContactChanged(
             actor_id=self.id,
             revision=self.revision,
@@ -211,6 +213,8 @@ class Actor:
             language=self.language,
             consent_to_notifications=self.consent_to_notifications,
             active=self.active,
+            districts=list(self.districts),
+            consent_recorded_by_staff=isinstance(after, ActorSnapshot) and after.consent_recorded_by_staff,
         )
 
     def snapshot(self) -> ActorUpdated:
@@ -222,9 +226,12 @@ class Actor:
         if self.erased:
             raise ActorIsErased(self.id)
 
-    def _snapshot(self, event: type[SnapshotT]) -> SnapshotT:
+    def _snapshot(self, event: type[SnapshotT], recorded: ConsentRecord | None = None) -> SnapshotT:
+        """The snapshot event; ``recorded``: the consent record this change added, if any (it
+        sets ``consent_recorded_by_staff`` when staff gave consent on the person's behalf)."""
         # Every field the event names, by name (it ignores the rest: created_at, updated_at).
-        return event.model_validate({**asdict(self), "actor_id": self.id})
+        by_staff = recorded is not None and recorded.given_by_staff
+        return event.model_validate({**asdict(self), "actor_id": self.id, "consent_recorded_by_staff": by_staff})
 
 
 def _once_each(districts: Sequence[str]) -> tuple[str, ...]:

@@ -62,7 +62,7 @@ async def register_actor(command: RegisterActor, context: EventContext, *, uow_f
     async with uow_factory(context) as uow:
         await uow.actors.add(actor)
         uow.record(registered)
-        uow.record(actor.contact())
+        uow.record(actor.contact(after=registered))
         await uow.commit()
     return actor
 
@@ -263,7 +263,7 @@ async def _change(actor_id: str, change: Callable[[Actor], tuple[Actor, Event | 
         if event is not None:
             await uow.actors.save(changed)
             uow.record(event)
-            uow.record(changed.contact())
+            uow.record(changed.contact(after=event))
             await uow.commit()
     return changed
 

@@ -39,7 +39,7 @@ from .unit_of_work import UnitOfWorkFactory
 
 class DeliveryOut(BaseModel):
     id: str
-    # "invitation", "confirmation" (of an answer), "update", "cancellation" or "reminder"
+    # "invitation", "confirmation" (of an answer), "update", "cancellation", "reminder" or "notice"
     kind: str
     resend: int  # invitations: 0, or the n-th resend
     reminder_id: str | None  # reminders: which one

@@ -15,7 +15,15 @@ The kinds of mail, one delivery each:
 - a cancellation (``CANCELLATION``) of a sent invitation: one per invitation and sequence, with
   the coordinator's reason (``note``);
 - a reminder (``REMINDER``): one per invitation and ``reminder_id``.
-Updates, cancellations and reminders, like confirmations, raise no event. A cancelled invitation
+- a notice (``NOTICE``, GDPR Art. 14) to a person whose consent staff recorded on their behalf
+  (a ContactChanged with ``consent_recorded_by_staff``): one per actor, ever
+  (``notice:{actor_id}``), so consent recorded again (a new wording, after an unsubscribe) mails
+  nothing more: the person has had the information (Art. 14(5)(a)). It has no invitation and no
+  conference, but goes through the same records, leases, retries and consent check: its
+  ``invitation_id`` and ``conference_id`` are ``NO_INVITATION`` (empty), and its ``conference``
+  is a placeholder that never starts and only names the actor's districts (for the footer);
+  ``has_conference`` tells it apart.
+Updates, cancellations, reminders and notices, like confirmations, raise no event. A cancelled invitation
 that was not sent yet, and any update or reminder of it not sent yet, ends ``CANCELLED``: never
 sent, and no event (the conferences service cancelled it, it knows).
 
@@ -29,7 +37,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from quartier_shared.actor_copies import copy_after
@@ -49,6 +57,7 @@ from quartier_shared.events import (
     InvitationUpdated,
     Language,
     Reminder,
+    Venue,
 )
 
 ID_NAMESPACE = uuid.UUID("a7d4f3c2-1b0e-4d6a-8f3b-9e2c5d7a1f40")
@@ -57,6 +66,9 @@ CONFIRMATION = "confirmation"
 UPDATE = "update"
 CANCELLATION = "cancellation"
 REMINDER = "reminder"
+NOTICE = "notice"
+NO_INVITATION = ""  # a notice's invitation_id and conference_id: it belongs to none
+_NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # when a notice's placeholder conference starts
 # What a cancellation stops when it comes before they were sent: the invitation and what follows it.
 CANCELLABLE = (INVITATION, UPDATE, REMINDER)
 
@@ -275,6 +287,33 @@ class Delivery:
         )
 
     @classmethod
+    def for_notice(cls, contact: ContactChanged, message_id: str) -> Delivery:
+        """The notice (GDPR Art. 14) to the actor of ``contact``: one per actor (see the module
+        docstring); its placeholder conference names the actor's districts and never starts."""
+        districts = ", ".join(contact.districts)
+        placeholder = ConferenceDetails(
+            conference_id=NO_INVITATION,
+            district=districts,
+            district_name=districts,
+            title="",
+            starts_at=_NEVER,
+            ends_at=_NEVER,
+            timezone="UTC",
+            venue=Venue(name="", address=""),
+            agenda=[],
+        )
+        return cls(
+            id=f"{NOTICE}:{contact.actor_id}",
+            kind=NOTICE,
+            invitation_id=NO_INVITATION,
+            conference_id=NO_INVITATION,
+            actor_id=contact.actor_id,
+            conference=placeholder,
+            status=DeliveryStatus.PENDING,
+            message_id=message_id,
+        )
+
+    @classmethod
     def cancelled_invitation(cls, cancelled: InvitationCancelled, message_id: str) -> Delivery:
         """The invitation of a cancellation that came before any InvitationIssued of it was stored
         (both may be in one batch, handled at once): stored cancelled, so that one is never sent."""
@@ -297,10 +336,16 @@ class Delivery:
             return self.lease_until is not None and self.lease_until < now
         return not self.status.final
 
+    @property
+    def has_conference(self) -> bool:
+        """False for a notice: its ``conference`` is a placeholder (see the module docstring)."""
+        return self.kind != NOTICE
+
     def started(self, now: datetime) -> bool:
         """The conference has started, as this delivery knows it (its latest details): nothing is
-        mailed any more, but the confirmation of an answer (answers may change until the end)."""
-        return self.kind != CONFIRMATION and now >= self.conference.starts_at
+        mailed any more, but the confirmation of an answer (answers may change until the end) and
+        a notice (it has no conference)."""
+        return self.kind != CONFIRMATION and self.has_conference and now >= self.conference.starts_at
 
     def outcome(self, status: DeliveryStatus, reason: str | None, now: datetime) -> InvitationSent | InvitationFailed:
         """The event that says how sending ended: ``SENT``, or ``FAILED`` with the reason."""

@@ -45,6 +45,7 @@ from .commands import SendTestMail
 from .domain import Contact, Delivery, DeliveryStatus, KnownConference
 from .mail import confirmation_message_id, invitation_message_id
 from .preview import Preview, preview, rendered_test_mail
+from .privacy_notice import notice_message_id
 from .sending import SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_new, send_waiting_for
 from .smtp import PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
@@ -188,17 +189,27 @@ async def update_contact(
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Keep the contact copy current (from the contact topic, the only place this service learns
-    a name and an address from); send the invitations that waited for it."""
+    a name and an address from); send the invitations that waited for it, and the notice (GDPR
+    Art. 14) when staff just recorded consent on the person's behalf (``domain``: once per actor;
+    not to an inactive, erased or unconsenting one)."""
     event = received.event
     # No events to store with a contact, and an actor's events come in order: a plain write.
     contacts = uow_factory(received.context).without_transaction().contacts
-    contact = Contact.after(event, await contacts.get(event.actor_id))
-    if contact is None:
-        return  # an older or repeated event
-    await contacts.save(contact)
-    await send_waiting_for(
-        contact, received.context, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
-    )
+    current = await contacts.get(event.actor_id)
+    contact = Contact.after(event, current)
+    if contact is not None:  # None: an older or repeated event
+        await contacts.save(contact)
+        await send_waiting_for(
+            contact, received.context, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
+        )
+    # The notice also on a repeated event, so that a crash after the contact was saved does not
+    # lose it: its id is derived, so one stored before is not stored again, a final one not sent.
+    latest = contact or current
+    if event.consent_recorded_by_staff and latest is not None and latest.reachable:
+        notice = Delivery.for_notice(event, notice_message_id(event.actor_id, policy.mail_domain))
+        await send_new(
+            [notice], {notice.id: received.context}, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
+        )
 
 
 SERVICE = "notifications"

@@ -4,7 +4,8 @@
 - ``GET /actors/{id}/export``: this service's part of an actor's export (GDPR Art. 15), the
   document ``quartier privacy export`` puts under ``"notifications"``: its contact copy (name,
   address, language, consent, whether it is erased) and its deliveries by id (kind, status,
-  Message-ID, the redacted reason, the conference, when it finished). Mail bodies are not stored,
+  Message-ID, the redacted reason, the conference, when it finished; a notice, which belongs to
+  no conference, has no conference title or start). Mail bodies are not stored,
   so they are not in it. At most ``EXPORT_LIMIT`` deliveries; ``truncated`` says when there may
   be more. An actor this service never saw answers an empty part, not 404.
 """
@@ -38,8 +39,8 @@ class ContactOut(BaseModel):
 
 
 class ExportedDeliveryOut(DeliveryOut):
-    conference_title: str
-    conference_starts_at: datetime
+    conference_title: str | None  # None: a notice (GDPR Art. 14), of no conference
+    conference_starts_at: datetime | None
     finished_at: datetime | None  # None: not finished yet
 
 
@@ -62,8 +63,9 @@ def build_privacy_router(uow_factory: UnitOfWorkFactory) -> APIRouter:
             ExportedDeliveryOut.model_validate(
                 {
                     **DeliveryOut.model_validate(delivery, from_attributes=True).model_dump(),
-                    "conference_title": delivery.conference.title,
-                    "conference_starts_at": delivery.conference.starts_at,
+                    # A notice's conference is a placeholder: it is not shown.
+                    "conference_title": delivery.conference.title if delivery.has_conference else None,
+                    "conference_starts_at": delivery.conference.starts_at if delivery.has_conference else None,
                     "finished_at": finished_at,
                 }
             )

@@ -1,5 +1,5 @@
 """The sending workflow: each mail (an invitation, the confirmation of an answer, an update, a
-cancellation or a reminder; see ``domain``) sent once, under a lease, and its outcome recorded.
+cancellation, a reminder or a notice; see ``domain``) sent once, under a lease, and its outcome recorded.
 
 One delivery record per mail guards against duplicates, and sending is leased: a claim (a token
 and an end time) holds up to ``claim_size`` deliveries of one instance while it sends them.
@@ -55,6 +55,7 @@ from .domain import (
     CANCELLATION,
     CONFIRMATION,
     INVITATION,
+    NOTICE,
     REMINDER,
     UPDATE,
     Contact,
@@ -67,6 +68,7 @@ from .footer import Footer
 from .mail import OutgoingMail, Recipient, Sender, render_confirmation, render_invitation
 from .notices import render_cancellation, render_reminder, render_update
 from .personal_links import PersonalLinks
+from .privacy_notice import render_privacy_notice
 from .smtp import PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
 
@@ -314,6 +316,15 @@ class _Sending:
 
     def _render(self, d: Delivery, recipient: Recipient) -> OutgoingMail:
         policy = self.policy
+        if d.kind == NOTICE:  # no invitation, so no answer link; the footer names its districts
+            assert d.message_id is not None, "a notice is stored with its Message-ID"
+            return render_privacy_notice(
+                recipient=recipient,
+                sender=policy.sender,
+                msg_id=d.message_id,
+                privacy_url=policy.privacy_url,
+                footer=policy.footer(d.actor_id, d.conference.district_name, self.clock.now()),
+            )
         # The link expires with the conference as this delivery knows it (its latest details).
         link = policy.links.for_invitation(d.invitation_id, d.conference.ends_at)
         footer = policy.footer(d.actor_id, d.conference.district_name, self.clock.now())
@@ -390,6 +401,7 @@ _TRIGGERS = {
     UPDATE: "InvitationUpdated",
     CANCELLATION: "InvitationCancelled",
     REMINDER: "InvitationReminded",
+    NOTICE: "ContactChanged",
 }
 
 

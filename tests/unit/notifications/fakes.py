@@ -95,9 +95,16 @@ CONFERENCE = ConferenceDetails(
 
 
 def actor(
-    email: str, *, revision: int = 1, consent: bool = True, active: bool = True, language: Language = "de"
+    email: str,
+    *,
+    revision: int = 1,
+    consent: bool = True,
+    active: bool = True,
+    language: Language = "de",
+    by_staff: bool = False,
 ) -> ContactChanged:
-    """An actor's contact data; its id is derived from ``email``, so a test can name it twice."""
+    """An actor's contact data; its id is derived from ``email``, so a test can name it twice.
+    ``by_staff``: this change recorded consent given by staff (the person is owed a notice)."""
     return ContactChanged(
         actor_id=f"actor-{email}",
         revision=revision,
@@ -106,6 +113,8 @@ def actor(
         language=language,
         consent_to_notifications=consent,
         active=active,
+        districts=["IV"],
+        consent_recorded_by_staff=by_staff,
     )
 
 
