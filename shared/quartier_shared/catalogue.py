@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
 
 
 class District(BaseModel):
@@ -67,13 +68,18 @@ def _known_district(code: str) -> str:
     code = code.strip().upper()
     if code not in load_catalogue().district_codes:
         known = ", ".join(d.code for d in load_catalogue().districts)
-        raise ValueError(f"unknown district {code!r}; known districts: {known}")
+        raise PydanticCustomError(
+            "unknown_district", "unknown district '{code}'; known districts: {known}", {"code": code, "known": known}
+        )
     return code
 
 
 def _known_kind(kind: str) -> str:
     if kind not in load_catalogue().kinds:
-        raise ValueError(f"unknown actor kind {kind!r}; known kinds: {', '.join(sorted(load_catalogue().kinds))}")
+        known = ", ".join(sorted(load_catalogue().kinds))
+        raise PydanticCustomError(
+            "unknown_kind", "unknown actor kind '{kind}'; known kinds: {known}", {"kind": kind, "known": known}
+        )
     return kind
 
 

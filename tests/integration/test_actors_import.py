@@ -115,7 +115,9 @@ async def test_a_quarter_manager_imports_only_their_districts_and_the_bounds(
         rows = answer.json()["rows"]
         # row 1 (III) and row 2 (III and IV) are not within IV
         assert [r["status"] for r in rows[:2]] == ["invalid", "invalid"]
-        assert rows[0]["errors"] == [{"field": "districts", "msg": "not within your districts"}]
+        assert rows[0]["errors"] == [
+            {"field": "districts", "msg": "not within your districts", "type": "not_within_your_districts", "ctx": None}
+        ]
         assert answer.json()["counts"]["created"] == 0
 
         for role in ("operator", "data_protection"):

@@ -166,7 +166,8 @@ async def coordinator_walk(browser: Browser, portal_url: str, tmp_path: Path) ->
     rows = page.locator("#rows tbody tr")
     assert await rows.count() == 4
     assert [await r.get_attribute("data-status") for r in await rows.all()] == ["valid", "valid", "invalid", "invalid"]
-    assert "Bezirke:" in await rows.nth(2).inner_text() and "E-Mail:" in await rows.nth(3).inner_text()
+    assert "Bezirke: Unbekannter Bezirk XII." in await rows.nth(2).inner_text()
+    assert "E-Mail: Keine gültige E-Mail-Adresse." in await rows.nth(3).inner_text()  # in German, as the page
     assert "Stadtteilbüro Altendorf" in await rows.nth(0).inner_text()  # Windows-1252 read right
     await assert_accessible(page)
     await page.screenshot(path=str(screenshot("portal-import.png", tmp_path)), full_page=True)
@@ -187,6 +188,7 @@ async def coordinator_walk(browser: Browser, portal_url: str, tmp_path: Path) ->
     await page.fill("#email", "kein-at")
     await page.click("button[type=submit] >> text=Speichern")
     assert await page.locator("#email-error").is_visible()
+    assert "Keine gültige E-Mail-Adresse." in await page.inner_text("#email-error")
     assert await page.get_attribute("#email", "aria-describedby") == "email-error"
     await assert_accessible(page)
 

@@ -52,7 +52,12 @@ Status = Literal["valid", "invalid", "exists", "created"]
 
 class RowError(BaseModel):
     field: str  # a column of the header, or "row"
-    msg: str
+    msg: str  # in English
+    # pydantic's error type (``missing``, ``string_too_long``, ``unknown_district``, ...) or one of
+    # ours (``not_within_your_districts``, ``duplicate_in_file``), so a client can say it in its own
+    # words; ``ctx`` holds the plain values of pydantic's context (``max_length``, ...)
+    type: str | None = None
+    ctx: dict[str, str | int | float | bool] | None = None
 
 
 class ImportRowOut(BaseModel):
@@ -77,7 +82,15 @@ def _errors_of(exc: ValidationError) -> list[RowError]:
     found = []
     for error in exc.errors()[:10]:
         loc = error.get("loc") or ("row",)
-        found.append(RowError(field=_column(str(loc[0])), msg=str(error.get("msg", ""))[:256]))
+        ctx = {k: v for k, v in (error.get("ctx") or {}).items() if isinstance(v, str | int | float | bool)}
+        found.append(
+            RowError(
+                field=_column(str(loc[0])),
+                msg=str(error.get("msg", ""))[:256],
+                type=error.get("type"),
+                ctx={k: v[:256] if isinstance(v, str) else v for k, v in ctx.items()} or None,
+            )
+        )
     return found
 
 
@@ -95,10 +108,14 @@ def check_rows(
         except ValidationError as exc:
             out.errors = _errors_of(exc)
         if body is not None and not principal.is_coordinator and not set(body.districts) <= principal.districts:
-            out.errors.append(RowError(field="districts", msg="not within your districts"))
+            out.errors.append(
+                RowError(field="districts", msg="not within your districts", type="not_within_your_districts")
+            )
         email = str(row.values.get("email", "")).lower()
         if email and email in seen:
-            out.errors.append(RowError(field="email", msg="this address is in the file twice"))
+            out.errors.append(
+                RowError(field="email", msg="this address is in the file twice", type="duplicate_in_file")
+            )
         seen.add(email)
         if out.errors or body is None:
             out.status = "invalid"

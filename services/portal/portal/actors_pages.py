@@ -119,7 +119,7 @@ def build_actors_router(portal: Portal) -> APIRouter:
         except ApiError as error:
             if error.status != 422:
                 return refused(request, error)
-            found, errors = None, error.field_errors()
+            found, errors = None, error.field_errors(portal.pages.gettext(portal.language(request)))
         actors = [with_times(a) for a in found.data] if found else []
         context = {
             "actors": actors,
@@ -179,7 +179,7 @@ def build_actors_router(portal: Portal) -> APIRouter:
         except ApiError as error:
             if error.status != 422:
                 return refused(request, error)
-            context = form_context(session, values, error.field_errors())
+            context = form_context(session, values, error.field_errors(portal.pages.gettext(portal.language(request))))
             return portal.render(request, "actor_form.html", context, status_code=422)
         return RedirectResponse("/actors?done=created", status_code=303)
 
@@ -207,7 +207,9 @@ def build_actors_router(portal: Portal) -> APIRouter:
             if error.status != 422:
                 return refused(request, error)
             stored = with_times((await api.get(f"/actors/{_safe_id(actor_id)}")).data)
-            context = form_context(session, values, error.field_errors(), stored)
+            context = form_context(
+                session, values, error.field_errors(portal.pages.gettext(portal.language(request))), stored
+            )
             return portal.render(request, "actor_form.html", context, status_code=422)
         return RedirectResponse("/actors?done=updated", status_code=303)
 

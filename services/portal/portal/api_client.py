@@ -18,6 +18,8 @@ import httpx
 
 from quartier_shared.logging import get_logger
 
+from .error_texts import Gettext, error_text
+
 log = get_logger(__name__)
 
 
@@ -34,13 +36,14 @@ class ApiError(Exception):
     status: int
     detail: Any
 
-    def field_errors(self) -> dict[str, str]:
-        """A 422's errors by field: the last name in each ``loc`` (``["body", "email"]`` -> email)."""
+    def field_errors(self, _: Gettext | None = None) -> dict[str, str]:
+        """A 422's errors by field: the first name in each ``loc`` (``["body", "email"]`` -> email),
+        each said in the language of ``_`` (``error_texts``; without it, in English)."""
         found: dict[str, str] = {}
         if isinstance(self.detail, list):
             for error in self.detail:
                 loc = [part for part in error.get("loc", []) if isinstance(part, str) and part not in {"body", "query"}]
-                found.setdefault(loc[0] if loc else "form", str(error.get("msg", "")))
+                found.setdefault(loc[0] if loc else "form", error_text(error, _ or str))
         return found
 
     @property

@@ -198,7 +198,7 @@ def build_conferences_router(portal: Portal) -> APIRouter:
             except ApiError as error:
                 if error.status != 422:
                     return refused(request, error)
-                errors = error.field_errors()
+                errors = error.field_errors(portal.pages.gettext(portal.language(request)))
             else:
                 return done(created.data["id"], "created")
         return form_page(request, session, values, form_errors(errors), status_code=422)
@@ -255,7 +255,7 @@ def build_conferences_router(portal: Portal) -> APIRouter:
             except ApiError as error:
                 if error.status != 422:
                     return refused(request, error)
-                errors = error.field_errors()
+                errors = error.field_errors(portal.pages.gettext(portal.language(request)))
             else:
                 return done(conference_id, "changed")
         values |= {"district": stored["district"], "audience": stored["audience"]}
@@ -284,7 +284,7 @@ def build_conferences_router(portal: Portal) -> APIRouter:
                 429: _("Already sent within the last hour; please try again later."),
             }
             notice = notices.get(error.status, _("The request was refused."))
-            errors = error.field_errors() if error.status == 422 else {}
+            errors = error.field_errors(portal.pages.gettext(portal.language(request))) if error.status == 422 else {}
             notice = "" if errors else notice
             return await detail(request, session, conference_id, notice=notice, errors=errors, status_code=error.status)
         return done(conference_id, what)

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from .api_client import ApiError
+from .error_texts import Gettext, error_text
 from .web import Portal
 
 MAX_BYTES = 1024 * 1024
@@ -64,12 +65,12 @@ def build_import_router(portal: Portal) -> APIRouter:
                 "POST", "/actors/import", params={"dry_run": "false" if commit else "true"}, content=data
             )
         except ApiError as error:
-            message = error.detail[0].get("msg", "") if isinstance(error.detail, list) and error.detail else ""
+            message = error_text(error.detail[0], _) if isinstance(error.detail, list) and error.detail else ""
             if error.status == 413:
                 message = _("The file is larger than 1 MB.")
             context["errors"] = {"file": message or _("The file could not be read.")}
             return portal.render(request, "import.html", context, status_code=422 if error.status != 403 else 403)
-        context["result"] = answer.data
+        context["result"] = _translated(answer.data, _)
         context["data"] = base64.b64encode(data).decode()
         return portal.render(request, "import.html", context)
 
@@ -87,3 +88,11 @@ async def _file_of(upload: object, previewed: object) -> bytes | None:
             return None
         return data if 0 < len(data) <= MAX_BYTES else None
     return None
+
+
+def _translated(result: Any, _: Gettext) -> Any:
+    """The import's answer with each row error's ``text``: its ``msg`` in the page's language."""
+    for row in result.get("rows", []) if isinstance(result, dict) else []:
+        for error in row.get("errors", []):
+            error["text"] = error_text(error, _)
+    return result
