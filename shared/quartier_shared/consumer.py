@@ -13,6 +13,10 @@ dead-lettered (AckPolicy.NACK_ON_ERROR; acknowledging on receipt would be at-mos
   one poison message never blocks its partition.
 - While a dependency (MongoDB) is unreachable, the handler waits and retries without limit and
   nothing is committed: the service catches up once the dependency is back.
+- ``handle_again`` runs one record that is not consumed from Kafka (a dead letter's original
+  record, for the operators' replay) through the same decoding, handler and retries; a second
+  failure is dead-lettered again, as a consumed record's would be. Handlers are idempotent, so a
+  record handled before may be handled again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from aiokafka.structs import ConsumerRecord
@@ -59,6 +64,17 @@ class Received(Generic[EventT_co]):
     envelope: Envelope
     context: EventContext
     record: Record
+
+
+class Outcome(StrEnum):
+    """What became of a record: handled, dead-lettered, or skipped (no event for this consumer:
+    a tombstone, a retired major version, a type it does not handle). ``FAILED`` only for a whole
+    batch that keeps failing, before it is split."""
+
+    HANDLED = "handled"
+    DEAD_LETTERED = "dead_lettered"
+    SKIPPED = "skipped"
+    FAILED = "failed"
 
 
 Handler = Callable[[Received[Any]], Awaitable[None]]
@@ -133,16 +149,42 @@ class EventConsumer:
             *(self._as_batch(self.batch_handlers[kind], items) for kind, items in by_type.items()),
         )
 
+    async def handle_again(self, record: Record) -> Outcome:
+        """Run ``record`` (not consumed from Kafka: a dead letter's original record) through the
+        handler of its event type, with the retries of a consumed record. Unreadable or failing
+        again, it is dead-lettered again (``dead_letter``); nothing is committed either way."""
+        decoded = self._parsed(record)
+        if isinstance(decoded, Exception):
+            await self.dead_letter(record, decoded)
+            return Outcome.DEAD_LETTERED
+        if decoded is None:
+            return Outcome.SKIPPED
+        kind = type(decoded.event)
+        if kind in self.batch_handlers:
+            [outcome] = await self._as_batch(self.batch_handlers[kind], [decoded])
+        elif kind in self.handlers:
+            [outcome] = await self._in_order([decoded])
+        else:
+            return Outcome.SKIPPED
+        return outcome
+
     async def decode(self, record: Record) -> Received[Event] | None:
         """The typed event, or None when it is not for us or was dead-lettered as unreadable."""
+        decoded = self._parsed(record)
+        if isinstance(decoded, Exception):
+            await self.dead_letter(record, decoded)
+            return None
+        return decoded
+
+    def _parsed(self, record: Record) -> Received[Event] | Exception | None:
+        """The typed event; None when it is not for us; the error when it cannot be read."""
         if record.value is None:
             return None  # a tombstone: what it deletes, the event that caused it said already
         try:
             envelope = Envelope.model_validate_json(record.value)
             event = parse_payload(envelope)
         except (ValidationError, UnknownEventVersion, ValueError) as exc:
-            await self.dead_letter(record, exc)
-            return None
+            return exc
         if event is None:
             return None
         context = EventContext(
@@ -153,43 +195,51 @@ class EventConsumer:
         )
         return Received(event, envelope, context, record)
 
-    async def _in_order(self, items: list[Received[Event]]) -> None:
+    async def _in_order(self, items: list[Received[Event]]) -> list[Outcome]:
+        """Each item's outcome, in order."""
+        outcomes = []
         async with self._limit:
             for item in items:
                 handler = self.handlers[type(item.event)]
                 kind = type(item.event).__name__
                 with _bound(item), HANDLER_SECONDS.labels(kind).time():
-                    await self._retrying(functools.partial(handler, item), item)
+                    outcomes.append(await self._retrying(functools.partial(handler, item), item))
                 EVENTS_CONSUMED.labels(kind).inc()
+        return outcomes
 
-    async def _as_batch(self, handler: BatchHandler, items: list[Received[Event]]) -> None:
+    async def _as_batch(self, handler: BatchHandler, items: list[Received[Event]]) -> list[Outcome]:
+        """Each item's outcome, in order."""
         kind = type(items[0].event).__name__
         with HANDLER_SECONDS.labels(kind).time():
-            await self._batch_or_one_by_one(handler, items)
+            outcomes = await self._batch_or_one_by_one(handler, items)
         EVENTS_CONSUMED.labels(kind).inc(len(items))
+        return outcomes
 
-    async def _batch_or_one_by_one(self, handler: BatchHandler, items: list[Received[Event]]) -> None:
+    async def _batch_or_one_by_one(self, handler: BatchHandler, items: list[Received[Event]]) -> list[Outcome]:
         if len(items) == 1:
             with _bound(items[0]):
-                await self._retrying(functools.partial(handler, items), items[0])
-            return
-        if not await self._retrying(functools.partial(handler, items), None):
-            log.warning("batch_failed_retrying_one_by_one", size=len(items))
-            for item in items:
-                with _bound(item):
-                    await self._retrying(functools.partial(handler, [item]), item)
+                return [await self._retrying(functools.partial(handler, items), items[0])]
+        if await self._retrying(functools.partial(handler, items), None) is Outcome.HANDLED:
+            return [Outcome.HANDLED] * len(items)
+        log.warning("batch_failed_retrying_one_by_one", size=len(items))
+        outcomes = []
+        for item in items:
+            with _bound(item):
+                outcomes.append(await self._retrying(functools.partial(handler, [item]), item))
+        return outcomes
 
-    async def _retrying(self, call: Callable[[], Awaitable[None]], item: Received[Event] | None) -> bool:
-        """Run ``call`` until it succeeds (True). When it keeps failing, dead-letter ``item``;
-        without an item (a whole batch), return False and let the caller split the batch."""
+    async def _retrying(self, call: Callable[[], Awaitable[None]], item: Received[Event] | None) -> Outcome:
+        """Run ``call`` until it succeeds (HANDLED). When it keeps failing, dead-letter ``item``
+        (DEAD_LETTERED); without an item (a whole batch), return FAILED and let the caller split
+        the batch."""
         try:
             await self._bounded.run(lambda: self._waiting.run(call, event="dependency_unavailable"))
-            return True
+            return Outcome.HANDLED
         except Exception as exc:
             if item is None:
-                return False
+                return Outcome.FAILED
             await self.dead_letter(item.record, exc)
-            return True
+            return Outcome.DEAD_LETTERED
 
     async def lag(self) -> dict[str, int]:
         """Records behind the end of each topic, over the partitions assigned to this instance."""

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream.security import BaseSecurity
 
 from . import dead_letters as dlq
@@ -179,6 +179,32 @@ def replay_message(d: RawDeadLetter, topics: dict[str, set[int]]) -> OutgoingMes
     headers = [(k, v) for k, v in d.headers if not k.startswith(dlq.PREFIX)]
     headers.append((dlq.REPLAYED_FROM, str(d.letter.dlq_offset).encode()))
     return OutgoingMessage(topic, d.key, d.value, headers, partition)
+
+
+def original_record(d: RawDeadLetter) -> ConsumerRecord:
+    """The original record as its consumer read it, for handling it again in the service
+    (``EventConsumer.handle_again``): the original topic, partition and offset, the key and value,
+    the original headers without the dead-letter ones, and the link to the dead letter, which a
+    second dead letter keeps."""
+    topic = d.letter.original_topic
+    assert topic is not None  # checked by the caller
+    headers = [(k, v) for k, v in d.headers if not k.startswith(dlq.PREFIX)]
+    headers.append((dlq.REPLAYED_FROM, str(d.letter.dlq_offset).encode()))
+    partition = -1 if d.letter.original_partition is None else d.letter.original_partition
+    offset = -1 if d.letter.original_offset is None else d.letter.original_offset
+    return ConsumerRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=-1,
+        timestamp_type=0,
+        key=d.key,
+        value=d.value,
+        checksum=None,
+        serialized_key_size=-1 if d.key is None else len(d.key),
+        serialized_value_size=len(d.value),
+        headers=tuple(headers),
+    )
 
 
 @dataclass(frozen=True)

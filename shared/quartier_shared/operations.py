@@ -10,10 +10,18 @@ service, so they answer the same everywhere.
   erased actor). A service reads only the dead-letter topics it writes to (the main one, and the
   contact dead letters for the reader of the contact topic, notifications): another one answers
   an empty list without being read, so its names and addresses stay away from that service.
-- ``POST /operations/dead-letters/{offset}/replay?topic=…&partition=0``: that dead letter back to
-  its original topic and partition, as ``quartier dlq replay`` sends it (202 with where it went);
-  404 when this service wrote no dead letter there (or it was erased since), 409 when its original
-  topic is gone.
+- ``POST /operations/dead-letters/{offset}/replay?topic=…&partition=0``: that dead letter's
+  original record handled again here, by the consumer of this service that reads its original
+  topic (``EventConsumer.handle_again``: its handler, with the retries of a consumed record).
+  Nothing is written to the original topic: a service has no right to write the topics it only
+  consumes (``quartier dlq replay``, run as Kafka admin, republishes there instead). 202 with the
+  outcome: ``handled``, ``dead_lettered_again`` (a new dead letter in ``dead_letter_topic``, with
+  ``dlq.replayed_from`` naming this one) or ``skipped`` (no event this service handles, e.g. a
+  major version retired since); 404 when this service wrote no dead letter there (or it was erased
+  since), 409 when none of its consumers reads the original topic. Handlers are idempotent, so a
+  record that was handled after all is safe to handle again. While MongoDB is away the request
+  waits, as the consumer does. The answer and the log name the record by topic, partition, offset
+  and event type only.
 - ``GET /operations/outbox``: events waiting to be relayed and the age of the oldest.
 - ``GET /operations/consumers``: each consumer group's lag per topic (this instance's partitions).
 
@@ -24,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Query, status
@@ -32,12 +40,16 @@ from pydantic import BaseModel, Field
 
 from . import dead_letters as dlq
 from .auth import OPERATOR, allow, protected_router
-from .dead_letter_reading import RawDeadLetter, Replayed, letter_consumer, read, replay_message, topic_partitions
+from .consumer import EventConsumer, Outcome
+from .dead_letter_reading import RawDeadLetter, letter_consumer, original_record, read, topic_partitions
+from .logging import get_logger
 from .outbox import backlog
 from .topics import dead_letter_topic_for
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+
+log = get_logger(__name__)
 
 DeadLetterTopic = Annotated[str, Query(description=f"one of {', '.join(dlq.DEAD_LETTER_TOPICS)}", max_length=100)]
 
@@ -57,9 +69,13 @@ class DeadLetterOut(BaseModel):
 
 class ReplayedOut(BaseModel):
     dlq_offset: int
-    topic: str
-    partition: int
-    offset: int
+    topic: str = Field(description="the dead letter's original topic")
+    outcome: Literal["handled", "dead_lettered_again", "skipped"]
+    dead_letter_topic: str | None = Field(default=None, description="where the new dead letter went, if any")
+    event_type: str | None = None
+    # A replay used to republish the record; these named where it went. Kept for older clients.
+    partition: int | None = Field(default=None, description="none: nothing is republished")
+    offset: int | None = Field(default=None, description="none: nothing is republished")
 
 
 class OutboxOut(BaseModel):
@@ -111,24 +127,45 @@ def operations_router(runtime: Runtime) -> APIRouter:
         letters, _ = await own_letters(_checked(topic))
         return [asdict(d.letter) for d in letters]
 
+    def reader_of(topic: str | None) -> EventConsumer | None:
+        return next((c for c in runtime.consumers if topic in {kind.topic for kind in c.event_types}), None)
+
     @router.post("/dead-letters/{offset}/replay", status_code=status.HTTP_202_ACCEPTED, response_model=ReplayedOut)
     async def replay(
         offset: int, topic: DeadLetterTopic = dlq.DEAD_LETTER_TOPIC, partition: Annotated[int, Query(ge=0)] = 0
-    ) -> Replayed:
-        letters, topics = await own_letters(_checked(topic))
+    ) -> ReplayedOut:
+        letters, _ = await own_letters(_checked(topic))
         found = next((d for d in letters if (d.letter.dlq_partition, d.letter.dlq_offset) == (partition, offset)), None)
         if found is None:
             detail = f"no dead letter of {service} at {partition}/{offset}"
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=detail)
-        if found.letter.original_topic not in topics:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail="its original topic does not exist")
+        original = found.letter.original_topic
+        consumer = reader_of(original)
+        if original is None or consumer is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"no consumer of {service} reads its original topic")
         try:
-            [result] = await runtime.publisher.publish_each([replay_message(found, topics)])
-        except (KafkaError, OSError, RuntimeError):
+            outcome = await consumer.handle_again(original_record(found))
+        except (KafkaError, OSError, RuntimeError):  # dead-lettering it again failed
             raise _kafka_away() from None
-        if isinstance(result, BaseException):
-            raise _kafka_away()
-        return Replayed(offset, result.topic, result.partition, result.offset)
+        answer = ReplayedOut(
+            dlq_offset=offset,
+            topic=original,
+            outcome="dead_lettered_again" if outcome is Outcome.DEAD_LETTERED else outcome.value,
+            dead_letter_topic=dead_letter_topic_for(original) if outcome is Outcome.DEAD_LETTERED else None,
+            event_type=found.letter.event_type,
+        )
+        log.info(
+            "dead_letter_replayed",
+            dlq_topic=topic,
+            dlq_partition=partition,
+            dlq_offset=offset,
+            topic=original,
+            partition=found.letter.original_partition,
+            offset=found.letter.original_offset,
+            event_type=found.letter.event_type,
+            outcome=answer.outcome,
+        )
+        return answer
 
     @router.get("/outbox", response_model=OutboxOut)
     async def outbox() -> OutboxOut:

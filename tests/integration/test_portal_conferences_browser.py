@@ -244,5 +244,5 @@ async def operator_walk(page: Page, portal_url: str) -> None:
     assert await page.locator("section[data-service=actors] tbody tr").count() == 0  # each service its own
     await assert_accessible(page)
     await row.locator("button").click()
-    assert "erneut in sein Topic gesendet" in await page.inner_text("#done")
+    assert "seinem Dienst erneut übergeben" in await page.inner_text("#done")
     await page.context.close()

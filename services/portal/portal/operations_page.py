@@ -91,7 +91,7 @@ def build_operations_router(portal: Portal) -> APIRouter:
         params = {"topic": topic, "partition": partition}
         try:
             await portal.api(service, session).call("POST", f"/operations/dead-letters/{offset}/replay", params=params)
-        except (ApiError, ServiceDown):  # gone, its topic gone, or Kafka refused: said on the page
+        except (ApiError, ServiceDown):  # gone, its topic not read there, or Kafka away: said on the page
             return RedirectResponse(f"/operations?topic={topic}&failed={service}", status_code=303)
         return RedirectResponse(f"/operations?topic={topic}&done={service}/{partition}-{offset}", status_code=303)
 
