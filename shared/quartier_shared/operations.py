@@ -19,9 +19,10 @@ service, so they answer the same everywhere.
   ``dlq.replayed_from`` naming this one) or ``skipped`` (no event this service handles, e.g. a
   major version retired since); 404 when this service wrote no dead letter there (or it was erased
   since), 409 when none of its consumers reads the original topic. Handlers are idempotent, so a
-  record that was handled after all is safe to handle again. While MongoDB is away the request
-  waits, as the consumer does. The answer and the log name the record by topic, partition, offset
-  and event type only.
+  record that was handled after all is safe to handle again. A replay that has not finished
+  within ``REPLAY_SECONDS`` (MongoDB away: the handler waits for it, as the consumer does) is
+  stopped and answers 503; asking again later is safe for the same reason. The answer and the
+  log name the record by topic, partition, offset and event type only.
 - ``GET /operations/outbox``: events waiting to be relayed and the age of the oldest.
 - ``GET /operations/consumers``: each consumer group's lag per topic (this instance's partitions).
 
@@ -30,6 +31,7 @@ Kafka or MongoDB away: 503 with a plain message, as every endpoint answers.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 log = get_logger(__name__)
+# How long a replay may take before the request gives up (the handler waits while MongoDB is away).
+REPLAY_SECONDS = 60.0
 
 DeadLetterTopic = Annotated[str, Query(description=f"one of {', '.join(dlq.DEAD_LETTER_TOPICS)}", max_length=100)]
 
@@ -144,7 +148,12 @@ def operations_router(runtime: Runtime) -> APIRouter:
         if original is None or consumer is None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"no consumer of {service} reads its original topic")
         try:
-            outcome = await consumer.handle_again(original_record(found))
+            async with asyncio.timeout(REPLAY_SECONDS):
+                outcome = await consumer.handle_again(original_record(found))
+        except TimeoutError:  # before OSError, of which it is one
+            detail = "The replay did not finish in time (is the database away?). Nothing was lost; please try again."
+            retry_after = {"Retry-After": "30"}
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail, headers=retry_after) from None
         except (KafkaError, OSError, RuntimeError):  # dead-lettering it again failed
             raise _kafka_away() from None
         answer = ReplayedOut(

@@ -12,10 +12,12 @@ that writes none there answers an empty list."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
 import httpx
+import pytest
 
 import actors.app
 import actors.settings
@@ -23,6 +25,7 @@ from notifications.app import build
 from notifications.settings import Settings
 from quartier.embedded import Infrastructure
 from quartier_shared import dead_letters as dlq
+from quartier_shared import operations
 from quartier_shared.events import (
     CONTACTS_DEAD_LETTER_TOPIC,
     CONTACTS_TOPIC,
@@ -92,6 +95,18 @@ async def test_dead_letters_outbox_and_lag_for_operators(infra: Infrastructure, 
         assert await end_offsets(kafka, INVITATIONS_TOPIC) == invitations_end
         assert (await other.post(f"/operations/dead-letters/{garbage.offset}/replay")).status_code == 404
         assert (await api.post("/operations/dead-letters/99999/replay")).status_code == 404
+
+        # A replay that cannot finish (its handler waits for a database that is away) is stopped
+        # and answers 503 instead of holding the request.
+        async def waits_for_ever(record: object) -> None:
+            await asyncio.Event().wait()
+
+        [consumer] = app.state.runtime.consumers
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(operations, "REPLAY_SECONDS", 0.2)
+            patch.setattr(consumer, "handle_again", waits_for_ever)
+            stopped = await api.post(f"/operations/dead-letters/{garbage.offset}/replay")
+        assert stopped.status_code == 503 and stopped.headers.get("Retry-After") == "30", stopped.text
 
         # A dead letter of notifications from a topic none of its consumers reads: nobody to hand it to.
         await publish_raw(
