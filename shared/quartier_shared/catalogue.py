@@ -69,7 +69,9 @@ def _known_district(code: str) -> str:
     if code not in load_catalogue().district_codes:
         known = ", ".join(d.code for d in load_catalogue().districts)
         raise PydanticCustomError(
-            "unknown_district", "unknown district '{code}'; known districts: {known}", {"code": code, "known": known}
+            "unknown_district",
+            "unknown district '{code}'; known districts: {known}",
+            {"code": _echo(code), "known": known},
         )
     return code
 
@@ -78,9 +80,15 @@ def _known_kind(kind: str) -> str:
     if kind not in load_catalogue().kinds:
         known = ", ".join(sorted(load_catalogue().kinds))
         raise PydanticCustomError(
-            "unknown_kind", "unknown actor kind '{kind}'; known kinds: {known}", {"kind": kind, "known": known}
+            "unknown_kind", "unknown actor kind '{kind}'; known kinds: {known}", {"kind": _echo(kind), "known": known}
         )
     return kind
+
+
+def _echo(value: str, limit: int = 40) -> str:
+    """What an error repeats of a value that is not known: enough to find it, not a whole page
+    (the 422 echoes the input once already)."""
+    return value if len(value) <= limit else value[:limit] + "…"
 
 
 # Types for request models: a district code or actor kind that the catalogue knows.
