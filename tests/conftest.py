@@ -4,10 +4,11 @@ so `make test` runs beside a `make run`."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from quartier.embedded import EMBEDDED_KAFKA_TUNING, Infrastructure, free_port
 from quartier.issuer import LocalIssuer
@@ -17,6 +18,16 @@ from quartier.smtp_sink import serve as serve_smtp
 from quartier_shared import links
 from tests import infra as test_infra
 from tests.infra import chosen_infra
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +101,19 @@ def pytest_runtest_makereport(
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's Chromium, which the browser tests drive through Playwright."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (as root)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()

@@ -26,7 +26,7 @@ import pytest
 import uvicorn
 from axe_playwright_python.async_playwright import Axe
 from fastapi import FastAPI
-from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, Request
 
 from conferences.app import build
 from conferences.settings import Settings
@@ -35,15 +35,6 @@ from quartier_shared import links
 from quartier_shared.events import ACTORS_TOPIC
 from tests.helpers import actor_registered, caught_up, conference_body, envelope_of, eventually, publish, settings_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 BLOCKING = {"serious", "critical"}
 NAME = "Erika Mustermann"
 
@@ -100,21 +91,6 @@ async def stack(infra: Infrastructure, database_name: str, tmp_path: Path) -> As
             return found if len(found["invitations"]) == 2 else None
 
         yield Stack(base_url, staff, await eventually(both_invited), signing)
-
-
-@pytest.fixture
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (as root)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 class Watched:

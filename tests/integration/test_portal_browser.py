@@ -23,10 +23,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 import uvicorn
 from fastapi import FastAPI
-from playwright.async_api import Browser, FilePayload, Page, async_playwright
+from playwright.async_api import Browser, FilePayload, Page
 
 import actors.app
 import actors.settings
@@ -37,9 +36,8 @@ from portal.settings import Settings as PortalSettings
 from quartier.embedded import Infrastructure, free_port
 from quartier.issuer import LocalIssuer
 from tests.helpers import actor_body, conference_body, eventually, settings_for
-from tests.integration.test_answer_page_browser import CHROMIUM_ARGS, assert_accessible, serving
+from tests.integration.test_answer_page_browser import assert_accessible, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 CSV_FILE = (
     "name;kind;districts;email;language;consent\r\n"
     "Stadtteilbüro Altendorf;public_agency;IV;altendorf@stadtteil.example.org;de;ja\r\n"
@@ -63,21 +61,6 @@ def portal_settings(
         portal_public_url=f"http://127.0.0.1:{port}",
         session_secret="test-session-secret-of-the-portal",
     )
-
-
-@pytest.fixture
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (as root)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 async def sign_in(browser: Browser, portal_url: str, user: str) -> Page:

@@ -19,13 +19,11 @@ on the form, the list, the conference page, the dashboard and the operators' pag
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 import actors.app
 import actors.settings
@@ -47,27 +45,11 @@ from tests.helpers import (
     read_topic,
     settings_for,
 )
-from tests.integration.test_answer_page_browser import CHROMIUM_ARGS, assert_accessible, serving
+from tests.integration.test_answer_page_browser import assert_accessible, serving
 from tests.integration.test_portal_browser import _serve, portal_settings, screenshot, sign_in
 
-CHROMIUM = Path("/usr/bin/chromium")
 ACTORS = 12
 NEW_VENUE = "Bezirksrathaus Borbeck"
-
-
-@pytest.fixture
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (as root)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 def body_of(mail: EmailMessage) -> str:

@@ -6,13 +6,12 @@ alone; axe-core finds no serious or critical violation on the question, the done
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiokafka.structs import ConsumerRecord
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from conferences.app import build
 from conferences.settings import Settings
@@ -21,23 +20,11 @@ from quartier_shared import links
 from quartier_shared.events import UNSUBSCRIBES_TOPIC, Envelope
 from tests.helpers import envelopes, read_topic, settings_for
 from tests.integration.test_answer_page_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     assert_accessible,
     serving,
     tab_to,
     watched_page,
 )
-
-
-@pytest.fixture
-async def chromium_browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (as root)")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 @pytest.mark.parametrize(("locale", "language", "button", "done"), [
@@ -48,7 +35,7 @@ async def test_a_person_unsubscribes_with_the_keyboard_alone(
     infra: Infrastructure,
     database_name: str,
     tmp_path: Path,
-    chromium_browser: Browser,
+    browser: Browser,
     locale: str,
     language: str,
     button: str,
@@ -60,7 +47,7 @@ async def test_a_person_unsubscribes_with_the_keyboard_alone(
     token = links.sign(actor_id, datetime.now(UTC) + timedelta(days=365), key, purpose=links.UNSUBSCRIBE)
     app = build(settings_for(Settings, infra, database_name, link_verify_key=str(verifying)))
     async with serving(app) as base_url:
-        watched = await watched_page(chromium_browser, locale)
+        watched = await watched_page(browser, locale)
         page = watched.page
         response = await page.goto(f"{base_url}/unsubscribe/{token}")
         assert response is not None and response.status == 200

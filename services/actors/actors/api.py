@@ -47,7 +47,7 @@ from quartier_shared.catalogue import ActorKindName, Catalogue, DistrictCode, lo
 from quartier_shared.events import Language
 from quartier_shared.http import event_context, no_store
 from quartier_shared.inputs import SafeText
-from quartier_shared.pagination import PAGE, PageRequest, announce_next
+from quartier_shared.pagination import PAGE, Page, PageRequest, announce_next
 
 from . import handlers
 from .commands import DeactivateActor, RegisterActor, SetCompetenceTeam, UpdateActor
@@ -218,18 +218,7 @@ def build_router(uow_factory: UnitOfWorkFactory, wording_version: str) -> APIRou
     ) -> list[ActorOut]:
         """Oldest first, in pages (``limit``, and the ``Link: rel="next"`` header for the next one);
         each actor shown is audited."""
-        if district is not None:
-            require_readable(principal, [district])
-        found = await handlers.actors_by_district(
-            district,
-            include_inactive,
-            event_context(request),
-            uow_factory=uow_factory,
-            within=readable_districts(principal),
-            page=page,
-            kind=kind,
-            text=q,
-        )
+        found = await listed(uow_factory, request, principal, page, district, kind, q, include_inactive)
         announce_next(response, request, found, page.limit)
         return [_out(actor) for actor in found.items]
 
@@ -286,6 +275,32 @@ def build_router(uow_factory: UnitOfWorkFactory, wording_version: str) -> APIRou
     api.include_router(router)
     api.include_router(catalogue)
     return api
+
+
+async def listed(
+    uow_factory: UnitOfWorkFactory,
+    request: Request,
+    principal: Principal,
+    page: PageRequest,
+    district: str | None,
+    kind: str | None,
+    text: str | None,
+    include_inactive: bool,
+) -> Page[Actor]:
+    """One page of the actors ``GET /actors`` lists with these filters, of the districts the
+    caller may read (403 for a ``district`` they may not); each actor shown is audited."""
+    if district is not None:
+        require_readable(principal, [district])
+    return await handlers.actors_by_district(
+        district,
+        include_inactive,
+        event_context(request),
+        uow_factory=uow_factory,
+        within=readable_districts(principal),
+        page=page,
+        kind=kind,
+        text=text,
+    )
 
 
 def _out(actor: Actor) -> ActorOut:

@@ -28,14 +28,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from quartier_shared.auth import Principal, protected_router, readable_districts, require_readable
+from quartier_shared.auth import Principal, protected_router
 from quartier_shared.catalogue import ActorKindName, DistrictCode
 from quartier_shared.http import event_context, no_store
 from quartier_shared.logging import get_logger
 from quartier_shared.pagination import MAX_LIMIT, PageRequest
 
 from . import csv_rows, handlers
-from .api import REGISTRY, ActorIn, SearchText, _required_statement
+from .api import REGISTRY, ActorIn, SearchText, _required_statement, listed
 from .commands import RegisterActor
 from .domain import Actor
 from .unit_of_work import UnitOfWorkFactory
@@ -173,21 +173,10 @@ def build_import_router(uow_factory: UnitOfWorkFactory, wording_version: str) ->
         principal: Principal = REGISTRY,
     ) -> Response:
         """The actors ``GET /actors`` would list with these filters, as CSV (all pages)."""
-        if district is not None:
-            require_readable(principal, [district])
         actors: list[Actor] = []
         page = PageRequest(MAX_LIMIT)
         while len(actors) < EXPORT_LIMIT:
-            found = await handlers.actors_by_district(
-                district,
-                include_inactive,
-                event_context(request),
-                uow_factory=uow_factory,
-                within=readable_districts(principal),
-                page=page,
-                kind=kind,
-                text=q,
-            )
+            found = await listed(uow_factory, request, principal, page, district, kind, q, include_inactive)
             actors += found.items
             if found.next_cursor is None or not found.items:
                 break

@@ -442,6 +442,25 @@ def render_invitation(
     return OutgoingMail(sender=sender.email, recipient=recipient.email, message_id=msg_id, data=text.encode("utf-8"))
 
 
+def _alternative(plain: str, html_body: str) -> list[str]:
+    """The Content-Type header and body of a multipart/alternative of the text and the HTML.
+    "=_" never occurs in quoted-printable text, so the boundary never collides with a body."""
+    alternative = f"=_alt_{uuid.uuid4().hex}"
+    return [
+        f'Content-Type: multipart/alternative; boundary="{alternative}"{CRLF}',
+        CRLF,
+        f"--{alternative}{CRLF}",
+        _text_part_headers("plain"),
+        _qp(plain),
+        CRLF,
+        f"--{alternative}{CRLF}",
+        _text_part_headers("html"),
+        _qp(html_body),
+        CRLF,
+        f"--{alternative}--{CRLF}",
+    ]
+
+
 def _text_part_headers(subtype: str, params: str = "", more: str = "") -> str:
     """The headers of a UTF-8 text part and the blank line that ends them."""
     return (
@@ -512,7 +531,6 @@ def render_confirmation(
         f"<p>{e(t['closing'])}<br>\n{e(sender.name)}</p>\n{footer.html(recipient.language)}</body>\n</html>\n"
     )
     msg_id = message_id
-    alternative = f"=_alt_{uuid.uuid4().hex}"  # "=_" never occurs in quoted-printable text
     text = "".join(
         [
             "MIME-Version: 1.0" + CRLF,
@@ -524,17 +542,7 @@ def render_confirmation(
             f"References: {invitation_message_id(invitation_id, 0, domain)}{CRLF}",
             footer.headers(),
             f"Content-Language: {recipient.language}{CRLF}",
-            f'Content-Type: multipart/alternative; boundary="{alternative}"{CRLF}',
-            CRLF,
-            f"--{alternative}{CRLF}",
-            _text_part_headers("plain"),
-            _qp(plain),
-            CRLF,
-            f"--{alternative}{CRLF}",
-            _text_part_headers("html"),
-            _qp(html_body),
-            CRLF,
-            f"--{alternative}--{CRLF}",
+            *_alternative(plain, html_body),
         ]
     )
     return OutgoingMail(sender=sender.email, recipient=recipient.email, message_id=msg_id, data=text.encode("utf-8"))

@@ -40,6 +40,7 @@ from .mail import (
     Recipient,
     Sender,
     _address_header,
+    _alternative,
     _facts,
     _fields,
     _header,
@@ -303,29 +304,19 @@ def _compose(
     recipient: Recipient,
     sender: Sender,
     msg_id: str,
-    references: str,
+    references: str | None,
     link: str,
     calendar: tuple[str, bytes] | None,
     footer: Footer,
 ) -> OutgoingMail:
     """The mail over the wire: multipart/alternative of text and HTML, inside multipart/mixed with
-    the calendar when there is one. "=_" never occurs in quoted-printable text, so the boundaries
-    never collide with a body."""
+    the calendar when there is one; ``References`` only when there is a mail it refers to.
+    "=_" never occurs in quoted-printable text, so the boundaries never collide with a body."""
     closing = TEMPLATES[recipient.language]["closing"]
-    alternative = f"=_alt_{uuid.uuid4().hex}"
-    text_parts = [
-        f'Content-Type: multipart/alternative; boundary="{alternative}"{CRLF}',
-        CRLF,
-        f"--{alternative}{CRLF}",
-        _text_part_headers("plain"),
-        _qp(_plain(body, sender, closing, link) + footer.plain(recipient.language)),
-        CRLF,
-        f"--{alternative}{CRLF}",
-        _text_part_headers("html"),
-        _qp(_html(body, sender, closing, recipient.language, link, footer)),
-        CRLF,
-        f"--{alternative}--{CRLF}",
-    ]
+    text_parts = _alternative(
+        _plain(body, sender, closing, link) + footer.plain(recipient.language),
+        _html(body, sender, closing, recipient.language, link, footer),
+    )
     if calendar is None:
         content = text_parts
     else:
@@ -353,7 +344,7 @@ def _compose(
             _address_header("To", recipient.name, recipient.email),
             f"Date: {format_datetime(datetime.now(UTC))}{CRLF}",
             f"Message-ID: {msg_id}{CRLF}",
-            f"References: {references}{CRLF}",
+            *([] if references is None else [f"References: {references}{CRLF}"]),
             footer.headers(),
             f"Content-Language: {recipient.language}{CRLF}",
             *content,

@@ -14,29 +14,15 @@ The unsubscribe link is personal: filled in per mail, never logged.
 
 from __future__ import annotations
 
-import html
 import uuid
-from datetime import UTC, datetime
-from email.utils import format_datetime
 from typing import Final
 
 from quartier_shared.events import Language
 
 from .domain import ID_NAMESPACE, NOTICE
 from .footer import Footer
-from .mail import (
-    CRLF,
-    TEMPLATES,
-    OutgoingMail,
-    Recipient,
-    Sender,
-    _address_header,
-    _header,
-    _one_line,
-    _qp,
-    _text_part_headers,
-    message_id,
-)
+from .mail import TEMPLATES, OutgoingMail, Recipient, Sender, message_id
+from .notices import _Body, _compose, _LinkSentence
 
 WORDING: Final[dict[Language, dict[str, str]]] = {
     "de": {
@@ -83,42 +69,5 @@ def render_privacy_notice(
         w["why"],
         w["who"].format(sender=sender.name),
     )
-    rights_before, rights_after = w["rights"].split("{link}")
-    plain = (
-        "\n\n".join([*paragraphs, w["rights"].format(link=privacy_url), f"{t['closing']}\n{sender.name}"])
-        + "\n"
-        + footer.plain(language)
-    )
-    e = html.escape
-    html_body = (
-        f'<!DOCTYPE html>\n<html lang="{language}">\n<head><meta charset="utf-8">'
-        f"<title>{e(w['subject'])}</title></head>\n<body>\n"
-        + "\n".join(f"<p>{e(p)}</p>" for p in paragraphs)
-        + f'\n<p>{e(rights_before)}<a href="{e(privacy_url)}">{e(privacy_url)}</a>{e(rights_after)}</p>\n'
-        f"<p>{e(t['closing'])}<br>\n{e(sender.name)}</p>\n{footer.html(language)}</body>\n</html>\n"
-    )
-    alternative = f"=_alt_{uuid.uuid4().hex}"
-    text = "".join(
-        [
-            "MIME-Version: 1.0" + CRLF,
-            _address_header("From", sender.name, sender.email),
-            _header("Subject", _one_line(w["subject"])),
-            _address_header("To", recipient.name, recipient.email),
-            f"Date: {format_datetime(datetime.now(UTC))}{CRLF}",
-            f"Message-ID: {msg_id}{CRLF}",
-            footer.headers(),
-            f"Content-Language: {language}{CRLF}",
-            f'Content-Type: multipart/alternative; boundary="{alternative}"{CRLF}',
-            CRLF,
-            f"--{alternative}{CRLF}",
-            _text_part_headers("plain"),
-            _qp(plain),
-            CRLF,
-            f"--{alternative}{CRLF}",
-            _text_part_headers("html"),
-            _qp(html_body),
-            CRLF,
-            f"--{alternative}--{CRLF}",
-        ]
-    )
-    return OutgoingMail(sender=sender.email, recipient=recipient.email, message_id=msg_id, data=text.encode("utf-8"))
+    body = _Body(w["subject"], (*paragraphs, _LinkSentence(w["rights"])))
+    return _compose(body, recipient, sender, msg_id, None, privacy_url, None, footer)

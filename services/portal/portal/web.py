@@ -7,7 +7,6 @@ out or a token the services refuse sends the browser to sign in again.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from starlette.datastructures import FormData
 
 from quartier_shared.catalogue import Catalogue, load_catalogue
 from quartier_shared.logging import get_logger
-from quartier_shared.web import LANGUAGES, Pages, choose_language, same_origin
+from quartier_shared.web import Pages, same_origin
 
 from .api_client import Api, NotSignedIn, ServiceDown
 from .oidc import OidcClient
@@ -57,7 +56,6 @@ class Portal:
     def __init__(self, settings: Settings, catalogue: Catalogue | None = None) -> None:
         self.settings = settings
         self.catalogue = catalogue or load_catalogue()
-        self.pages = Pages(settings, city=self.catalogue.city, package="portal")
         key = settings.session_secret.get_secret_value().encode() if settings.session_secret else None
         if key is None:
             log.warning("session_secret_missing", hint="SESSION_SECRET not set: sessions end when the portal stops")
@@ -65,6 +63,16 @@ class Portal:
         self.sessions = Signer(key, "session")
         self.logins = Signer(key, "login")
         self.secure = settings.public_url.startswith("https://")
+        self.pages = Pages(
+            settings,
+            city=self.catalogue.city,
+            package="portal",
+            language_cookie=LANG_COOKIE,
+            secure_cookie=self.secure,
+            context=self._base_context,
+        )
+        self.language = self.pages.language
+        self.render = self.pages.render
         self.oidc = OidcClient(
             settings.auth_issuer or "",
             settings.oidc_client_id,
@@ -114,30 +122,8 @@ class Portal:
 
     # --- pages ------------------------------------------------------------------------------------
 
-    def language(self, request: Request) -> str:
-        asked = request.query_params.get("lang")
-        if asked in LANGUAGES:
-            return asked
-        kept = request.cookies.get(LANG_COOKIE)
-        return kept if kept in LANGUAGES else choose_language(request)
-
-    def render(
-        self,
-        request: Request,
-        template: str,
-        context: Mapping[str, Any] | None = None,
-        *,
-        status_code: int = 200,
-    ) -> HTMLResponse:
-        language = self.language(request)
-        session = self.session_of(request)
-        base = {"session": session, "catalogue": self.catalogue, "kinds": self.kind_names(language)}
-        response = self.pages.render(
-            request, template, {**base, **(context or {})}, status_code=status_code, language=language
-        )
-        if request.query_params.get("lang") in LANGUAGES:
-            response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax", secure=self.secure)
-        return response
+    def _base_context(self, request: Request, language: str) -> dict[str, Any]:
+        return {"session": self.session_of(request), "catalogue": self.catalogue, "kinds": self.kind_names(language)}
 
     def kind_names(self, language: str) -> dict[str, str]:
         """Actor kinds by their code: the catalogue's German name, or the code made readable."""

@@ -8,8 +8,9 @@ The contract:
   the KERN UX design system, a skip link, the language switch and the footer with the city's
   imprint, privacy notice and accessibility statement (``IMPRINT_URL``, ``PRIVACY_URL``,
   ``ACCESSIBILITY_URL``).
-- Languages: German first, then English. ``?lang=de|en`` picks one; without it the visitor's
-  ``Accept-Language``; else German. Translations are the ``.po`` files under ``translations/``
+- Languages: German first, then English. ``?lang=de|en`` picks one (kept in ``language_cookie``,
+  if the service names one, and asked next); without it the visitor's ``Accept-Language``; else
+  German. Translations are the ``.po`` files under ``translations/``
   (here, and the service's own, which win), compiled with Babel when ``Pages`` is made, so no
   build step and no ``.mo`` files. Dates and times are formatted by Babel in the conference's
   time zone and the visitor's language: ``date(value, timezone)`` and ``time(value, timezone)``.
@@ -124,9 +125,24 @@ def same_origin(request: Request, public_base_url: str) -> bool:
 class Pages:
     """Renders a service's pages in the visitor's language, with ``SECURITY_HEADERS``."""
 
-    def __init__(self, settings: PageSettings, *, city: str, package: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: PageSettings,
+        *,
+        city: str,
+        package: str | None = None,
+        language_cookie: str | None = None,
+        secure_cookie: bool = False,
+        context: Callable[[Request, str], Mapping[str, Any]] | None = None,
+    ) -> None:
+        """``language_cookie``: the cookie that keeps a ``?lang=`` choice (a year), asked before
+        ``Accept-Language``; ``context``: what every page of the service gets besides its own
+        values, from the request and the page's language."""
         self.settings = settings
         self.city = city
+        self.language_cookie = language_cookie
+        self.secure_cookie = secure_cookie
+        self.base_context = context
         own = Path(str(resources.files(package))) if package else None
         template_dirs = [d for d in (own and own / "templates", HERE / "templates") if d]
         self.translations = {language: _catalogue(language, own) for language in LANGUAGES}
@@ -149,6 +165,14 @@ class Pages:
         """The translation function of ``language``, for texts made outside templates."""
         return self.translations[language].gettext
 
+    def language(self, request: Request) -> str:
+        """``?lang=``, else the one kept in ``language_cookie`` (if any), else ``choose_language``."""
+        asked = request.query_params.get("lang")
+        if asked in LANGUAGES:
+            return asked
+        kept = request.cookies.get(self.language_cookie) if self.language_cookie else None
+        return kept if kept in LANGUAGES else choose_language(request)
+
     def render(
         self,
         request: Request,
@@ -158,7 +182,7 @@ class Pages:
         status_code: int = 200,
         language: str | None = None,
     ) -> HTMLResponse:
-        language = language or choose_language(request)
+        language = language or self.language(request)
         page = self.environments[language].get_template(template)
         html = page.render(
             {
@@ -170,11 +194,17 @@ class Pages:
                 "imprint_url": self.settings.imprint_url,
                 "privacy_url": self.settings.privacy_url,
                 "accessibility_url": self.settings.accessibility_url,
+                **(self.base_context(request, language) if self.base_context else {}),
                 **(context or {}),
             }
         )
         headers = {**SECURITY_HEADERS, "Content-Language": language, "Vary": "Accept-Language"}
-        return HTMLResponse(html, status_code=status_code, headers=headers)
+        response = HTMLResponse(html, status_code=status_code, headers=headers)
+        if self.language_cookie and request.query_params.get("lang") in LANGUAGES:
+            response.set_cookie(
+                self.language_cookie, language, max_age=365 * 86400, samesite="lax", secure=self.secure_cookie
+            )
+        return response
 
 
 def _catalogue(language: str, own: Path | None) -> gettext.NullTranslations:
