@@ -3,6 +3,9 @@ so `make test` runs beside a `make run`."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
@@ -117,3 +120,32 @@ async def browser(chromium: Path) -> AsyncIterator[Browser]:
         launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         yield launched
         await launched.close()
+
+
+# --- a test that hangs says where -------------------------------------------------------------
+# pytest-timeout's dump shows the threads, and a hung asyncio test's main thread only ever shows
+# the event loop waiting. Shortly before the timeout, every unfinished asyncio task prints its
+# stack (into the test's captured stderr), so the await that never returns is named.
+HANG_DUMP_BEFORE_TIMEOUT_S = 20.0
+
+
+def _dump_asyncio_tasks() -> None:
+    out = sys.__stderr__
+    tasks = [t for t in list(getattr(asyncio.tasks, "_all_tasks", ())) if not t.done()]
+    print(f"--- {len(tasks)} unfinished asyncio tasks, {HANG_DUMP_BEFORE_TIMEOUT_S:.0f} s before the timeout", file=out)
+    for task in tasks:
+        print(f"--- task {task.get_name()}", file=out)
+        task.print_stack(limit=40, file=out)
+
+
+@pytest.fixture(autouse=True)
+def _asyncio_tasks_on_hang(request: pytest.FixtureRequest) -> Iterator[None]:
+    timeout = float(request.config.getini("timeout") or 0)
+    if timeout <= HANG_DUMP_BEFORE_TIMEOUT_S:
+        yield
+        return
+    timer = threading.Timer(timeout - HANG_DUMP_BEFORE_TIMEOUT_S, _dump_asyncio_tasks)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
