@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from portal.api_client import ApiError
@@ -133,13 +133,15 @@ def test_the_local_code_flow(tmp_path: Path) -> None:
         (["coordinator"], "/operations", None),
     ],
 )
-def test_a_role_that_does_not_reach_a_page_gets_403_saying_so(roles: list[str], path: str, refusal: str | None) -> None:
+async def test_a_role_that_does_not_reach_a_page_gets_403_saying_so(
+    roles: list[str], path: str, refusal: str | None
+) -> None:
     settings = Settings(session_secret=SecretStr("k" * 32), allowed_hosts="testserver")
     app = build(settings)
     session = Session("someone", roles, ["IV"], "token", time.time() + 60)
-    client = TestClient(app, follow_redirects=False)
-    assert client.get(path).headers["location"] == f"/login?next={path}"  # not signed in: to the sign-in
-    client.cookies.set(SESSION_COOKIE, app.state.portal.sessions.dumps(session.to_dict()))
-    refused = client.get(path, headers={"Accept-Language": "de"})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        assert (await client.get(path)).headers["location"] == f"/login?next={path}"  # not signed in
+        client.cookies.set(SESSION_COOKIE, app.state.portal.sessions.dumps(session.to_dict()))
+        refused = await client.get(path, headers={"Accept-Language": "de"})
     assert refused.status_code == 403
     assert "Nicht erlaubt" in refused.text and (refusal is None or refusal in refused.text)
