@@ -24,7 +24,7 @@ from .events import Event, EventContext
 from .http import health_router, install_http_basics
 from .kafka import KafkaPublisher, ensure_topics, kafka_security, make_broker
 from .logging import configure_logging, get_logger
-from .metrics import CONSUMER_LAG, OUTBOX_BACKLOG, metrics_router
+from .metrics import CONSUMER_LAG, KAFKA_CONNECTED, OUTBOX_BACKLOG, metrics_router
 from .mongo import Document, MongoUnitOfWork, make_client
 from .operations import operations_router
 from .outbox import Outbox, OutboxRelay
@@ -91,6 +91,7 @@ class Runtime:
         return consumer
 
     async def refresh_metrics(self) -> None:
+        await self.kafka_ready()
         with contextlib.suppress(Exception):  # a scrape must answer even while MongoDB is away
             OUTBOX_BACKLOG.set(await asyncio.wait_for(self.outbox.pending_count(), timeout=2))
         for consumer in self.consumers:
@@ -147,9 +148,16 @@ class Runtime:
         return True
 
     async def kafka_ready(self) -> bool:
+        """Whether Kafka answers; also the ``quartier_kafka_connected`` gauge. Reported by
+        /health, never a condition of readiness (see ``http.health_router``)."""
         # The broker is consumer-only (the publisher is the one producer), so it has no client to
         # ping; the publisher's metadata request answers for Kafka.
-        return self.kafka_connected.is_set() and await asyncio.wait_for(self.publisher.ping(), timeout=2)
+        try:
+            up = self.kafka_connected.is_set() and await asyncio.wait_for(self.publisher.ping(), timeout=2)
+        except Exception:
+            up = False
+        KAFKA_CONNECTED.set(1 if up else 0)
+        return up
 
 
 def create_app(
@@ -182,7 +190,8 @@ def create_app(
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     install_http_basics(app, runtime.settings.allowed_host_list, larger_bodies)
-    app.include_router(health_router({"mongodb": runtime.mongo_ready, "kafka": runtime.kafka_ready}))
+    # Ready = the API can be served (MongoDB); Kafka's state is reported beside it (see health_router).
+    app.include_router(health_router({"mongodb": runtime.mongo_ready}, reported={"kafka": runtime.kafka_ready}))
     app.include_router(metrics_router(runtime.refresh_metrics))
     declare_published(runtime.broker, publishes)
     app.state.asyncapi = document(runtime.broker, title=title, description=description)
