@@ -86,6 +86,7 @@ class Runtime:
             group_id=group_id,
             handlers=handlers,
             batch_handlers=batch_handlers,
+            security=self.kafka_security,
         )
         self.consumers.append(consumer)
         return consumer
@@ -95,7 +96,7 @@ class Runtime:
         with contextlib.suppress(Exception):  # a scrape must answer even while MongoDB is away
             OUTBOX_BACKLOG.set(await asyncio.wait_for(self.outbox.pending_count(), timeout=2))
         for consumer in self.consumers:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # Kafka away: the gauge keeps its last value
                 for topic, lag in (await consumer.lag()).items():
                     CONSUMER_LAG.labels(topic).set(lag)
 
