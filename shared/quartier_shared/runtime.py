@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
+from . import api_docs
 from .asyncapi import asyncapi_router, declare_published, document
 from .consumer import BatchHandler, EventConsumer, Handler
 from .events import Event, EventContext
@@ -189,8 +190,12 @@ def create_app(
             await runtime.stop()
             log.info("service_stopped")
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # /docs from our own files (api_docs): FastAPI's pages load Swagger UI and ReDoc from a CDN.
+    app = FastAPI(
+        title=title, description=description, version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     install_http_basics(app, runtime.settings.allowed_host_list, larger_bodies)
+    api_docs.install(app)
     # Ready = the API can be served (MongoDB); Kafka's state is reported beside it (see health_router).
     app.include_router(health_router({"mongodb": runtime.mongo_ready}, reported={"kafka": runtime.kafka_ready}))
     app.include_router(metrics_router(runtime.refresh_metrics))
