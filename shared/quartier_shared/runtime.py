@@ -125,7 +125,12 @@ class Runtime:
     async def _connect_kafka(self) -> None:
         bootstrap = self.settings.kafka_bootstrap_servers
         security = self.kafka_security
-        for step in (lambda: ensure_topics(bootstrap, security=security), self.publisher.start, self.broker.start):
+        kept_days = self.settings.dead_letter_retention_days
+
+        def topics() -> Awaitable[None]:
+            return ensure_topics(bootstrap, security=security, dead_letter_retention_days=kept_days)
+
+        for step in (topics, self.publisher.start, self.broker.start):
             await _until_up.run(step, event="waiting_for_dependency", dependency="kafka")
         self.kafka_connected.set()
         log.info("kafka_connected")
