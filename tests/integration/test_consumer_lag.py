@@ -17,6 +17,7 @@ from actors.settings import Settings
 from quartier.embedded import Infrastructure
 from quartier_shared.consumer import Received
 from quartier_shared.events import UNSUBSCRIBES_TOPIC, UnsubscribeRequested
+from quartier_shared.kafka import ensure_topics
 from tests.helpers import envelope_of, eventually, publish, running, settings_for
 
 N = 5
@@ -74,3 +75,19 @@ async def test_a_stuck_consumers_lag_counts_what_it_fetched_but_did_not_commit(
     assert gauge_while_stuck == N
     assert gauge_after == 0
     assert set(while_stuck) == {UNSUBSCRIBES_TOPIC, "quartier.erasures"}
+
+
+async def test_a_group_that_never_ran_lags_by_everything_on_its_topics(
+    infra: Infrastructure, database_name: str
+) -> None:
+    """The service is down (its consumer never started): its group's lag is every record published
+    meanwhile, asked of the broker, not of a consumer's fetch position."""
+    app = build(settings_for(Settings, infra, database_name))
+    [consumer] = app.state.runtime.consumers
+    await ensure_topics(infra.kafka_bootstrap)
+    requests = [
+        UnsubscribeRequested(actor_id=f"unknown-{uuid.uuid4().hex[:8]}", requested_at=datetime.now(UTC))
+        for _ in range(N)
+    ]
+    await publish(infra.kafka_bootstrap, [envelope_of(r) for r in requests])
+    assert await consumer.lag() == {UNSUBSCRIBES_TOPIC: N, "quartier.erasures": 0}
