@@ -93,11 +93,13 @@ class Runtime:
         return consumer
 
     async def refresh_metrics(self) -> None:
-        await self.kafka_ready()
+        kafka_up = await self.kafka_ready()
         with contextlib.suppress(Exception):  # a scrape must answer even while MongoDB is away
             OUTBOX_BACKLOG.set(await asyncio.wait_for(self.outbox.pending_count(), timeout=2))
-        for consumer in self.consumers:
-            with contextlib.suppress(Exception):  # Kafka away: the gauge keeps its last value
+        # Kafka away: the lag gauges keep their last values (quartier_kafka_connected says why),
+        # and the scrape does not wait for the lag's own client to give up.
+        for consumer in self.consumers if kafka_up else ():
+            with contextlib.suppress(Exception):
                 for topic, lag in (await consumer.lag()).items():
                     CONSUMER_LAG.labels(topic).set(lag)
 
