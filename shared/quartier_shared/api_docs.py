@@ -27,9 +27,9 @@ DOCS_PATH = "/docs"
 STATIC_PATH = "/docs/static"
 FILES = Path(str(resources.files(__package__ or "quartier_shared") / "swagger_ui"))
 
-# Swagger UI sets style attributes and embeds icons as data: URLs; everything else is this host's.
+# Swagger UI embeds icons as data: URLs; everything else is this host's (no inline script or style).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 HEADERS = {
