@@ -8,7 +8,7 @@ it is a blank page. ``install(app)`` serves instead:
 - ``/docs/static/…``: those files.
 
 The page carries a Content-Security-Policy that lets it load and ask nothing but this host
-(scripts from files only, no inline script; no validator, which would send the document
+(scripts and styles from files only, nothing inline; no validator, which would send the document
 elsewhere). Open without a token, as ``/openapi.json`` is: neither holds personal data. No ReDoc:
 one documentation page is enough, and the CDN one was as blank offline.
 """
