@@ -12,8 +12,11 @@ PIP_FLAGS = --quiet --disable-pip-version-check
 
 # The locked third-party packages, each checked against its hash. The venv is made afresh whenever
 # the lock changes, so nothing an older lock installed stays behind.
+# First what the machine needs (Python 3.11-3.13 on a platform with the embedded stack's wheels;
+# README: Requirements), with a message that says what to do instead of a pip error half-way.
 $(LOCKED): requirements-dev.lock
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || (echo "Python 3.11 or newer is needed" && exit 1)
+	@command -v $(PYTHON) > /dev/null || (echo "quartier: $(PYTHON) is missing: install Python 3.11 to 3.13, or name one with make PYTHON=python3.12" >&2 && exit 1)
+	@$(PYTHON) tools/quartier/requirements_check.py
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) --require-hashes -r requirements-dev.lock

@@ -23,7 +23,14 @@ HANDLER_SECONDS = Histogram(
 )
 DEAD_LETTERS = Counter("quartier_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "error"])
 OUTBOX_BACKLOG = Gauge("quartier_outbox_backlog", "Events in the outbox not yet relayed to Kafka")
-CONSUMER_LAG = Gauge("quartier_consumer_lag", "Records behind the end of each topic", ["topic"])
+CONSUMER_LAG = Gauge(
+    "quartier_consumer_lag",
+    "Records of each topic the service's consumer group has not committed (handled) yet",
+    ["topic"],
+)
+KAFKA_CONNECTED = Gauge(
+    "quartier_kafka_connected", "1 when Kafka answered this service's last check (a scrape, /health), else 0"
+)
 MAILS = Counter("quartier_mails_total", "Invitation mails by outcome", ["outcome"])
 
 Refresh = Callable[[], Awaitable[None]]

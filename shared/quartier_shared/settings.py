@@ -7,6 +7,8 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .topics import DEAD_LETTERS_RETENTION_DAYS
+
 
 class ServiceSettings(BaseSettings):
     """Common settings. Each service subclasses it to set its name, port and database."""
@@ -44,6 +46,10 @@ class ServiceSettings(BaseSettings):
     # How long personal data tied to a conference (deliveries and their SMTP replies, answers'
     # free text) is kept after the conference ended: quartier_shared.retention.
     retention_months: int = Field(default=12, ge=1, le=120)
+
+    # How long the dead-letter topics keep a dead letter for an operator to look at or replay
+    # (days): applied to their retention.ms where the service may alter topics (topics.declared_topics).
+    dead_letter_retention_days: int = Field(default=DEAD_LETTERS_RETENTION_DAYS, ge=1, le=3650)
 
     # Bearer tokens (OIDC JWTs): the issuer they must name, the audience, and where its keys are.
     # Without an issuer and a JWKS URL every protected endpoint answers 401.

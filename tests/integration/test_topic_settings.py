@@ -17,7 +17,9 @@ from quartier_shared.topics import (
     CONFERENCES_TOPIC,
     CONTACTS_DEAD_LETTER_TOPIC,
     CONTACTS_TOPIC,
+    DAY_MS,
     DEAD_LETTER_TOPIC,
+    DEAD_LETTER_TOPICS,
     ERASED_WITHIN_MS,
     TOPICS,
 )
@@ -43,13 +45,26 @@ async def test_every_topic_is_created_with_its_declared_partitions_and_settings(
     # The contact topics and the actors topic keep the latest record per actor; a tombstone's
     # effect is bounded; every other topic has an explicit retention.
     for name in (ACTORS_TOPIC, CONTACTS_TOPIC, CONTACTS_DEAD_LETTER_TOPIC):
-        assert actual[name]["cleanup.policy"] == "compact"
+        assert "compact" in actual[name]["cleanup.policy"].split(","), name
         assert int(actual[name]["max.compaction.lag.ms"]) + int(actual[name]["segment.ms"]) <= ERASED_WITHIN_MS
         assert int(actual[name]["delete.retention.ms"]) > 0
     for name, spec in TOPICS.items():
         if not spec.compacted:
             assert actual[name]["cleanup.policy"] == "delete" and int(actual[name]["retention.ms"]) > 0, name
     assert int(actual[DEAD_LETTER_TOPIC]["retention.ms"]) > int(actual[CONFERENCES_TOPIC]["retention.ms"])
+    # Dead letters, the contact ones too, are deleted after DEAD_LETTER_RETENTION_DAYS (30 by default).
+    assert actual[CONTACTS_DEAD_LETTER_TOPIC]["cleanup.policy"] == "compact,delete"
+    for name in (DEAD_LETTER_TOPIC, CONTACTS_DEAD_LETTER_TOPIC):
+        assert int(actual[name]["retention.ms"]) == 30 * DAY_MS, name
+
+
+async def test_the_dead_letters_retention_is_the_setting(kafka: str, admin: AIOKafkaAdminClient) -> None:
+    await ensure_topics(kafka, dead_letter_retention_days=7)
+    actual = await topic_settings(admin, list(TOPICS))
+    assert {name: int(actual[name]["retention.ms"]) for name in DEAD_LETTER_TOPICS} == {
+        name: 7 * DAY_MS for name in DEAD_LETTER_TOPICS
+    }
+    assert actual[CONFERENCES_TOPIC]["retention.ms"] == TOPICS[CONFERENCES_TOPIC].config["retention.ms"]
 
 
 async def test_a_topic_made_with_other_settings_is_reported_and_the_service_starts_all_the_same(

@@ -37,7 +37,7 @@ from notifications.settings import Settings as NotificationsSettings
 from portal.settings import Settings as PortalSettings
 from quartier_shared.events import CONTACTS_DEAD_LETTER_TOPIC, CONTACTS_TOPIC, DEAD_LETTER_TOPIC, TOPIC_PARTITIONS
 from quartier_shared.settings import ServiceSettings
-from quartier_shared.topics import TOPICS, dead_letter_topic_for
+from quartier_shared.topics import DAY_MS, DEAD_LETTERS_RETENTION_DAYS, TOPICS, dead_letter_topic_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -425,6 +425,14 @@ def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: di
     init = services["kafka-init"]
     command = init["command"]
     script = command if isinstance(command, str) else "\n".join(str(part) for part in command)
+    # The dead letters' retention comes from DEAD_LETTER_RETENTION_DAYS (the services' setting, by
+    # the same name and default), in milliseconds; compared here at its default.
+    assert (
+        init["environment"]["DEAD_LETTER_RETENTION_DAYS"]
+        == f"${{DEAD_LETTER_RETENTION_DAYS:-{DEAD_LETTERS_RETENTION_DAYS}}}"
+    )
+    assert f"DEAD_LETTERS_MS=$$((DEAD_LETTER_RETENTION_DAYS * {DAY_MS}))" in script.splitlines()
+    script = script.replace("$$DEAD_LETTERS_MS", str(DEAD_LETTERS_RETENTION_DAYS * DAY_MS))
     created: dict[str, int] = {}
     configs: dict[str, dict[str, str]] = {}
     aligned: dict[str, dict[str, str]] = {}
@@ -434,7 +442,9 @@ def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: di
             # An existing topic (from before its settings were declared) gets them too.
             options = dict(itertools.pairwise(words))
             assert "--alter" in words and options["--entity-type"] == "topics"
-            aligned[options["--entity-name"]] = dict(c.split("=", 1) for c in options["--add-config"].split(","))
+            # A list value is in brackets (cleanup.policy=[compact,delete]), its commas not separators.
+            settings = re.split(r",(?![^\[]*\])", options["--add-config"])
+            aligned[options["--entity-name"]] = {k: v.strip("[]") for k, v in (c.split("=", 1) for c in settings)}
             continue
         if not words or not words[0].endswith("kafka-topics.sh") or "--create" not in words:
             continue
