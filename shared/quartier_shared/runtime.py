@@ -37,6 +37,8 @@ CreateIndexes = Callable[[AsyncDatabase[Document]], Awaitable[None]]
 UoW = TypeVar("UoW", bound=MongoUnitOfWork)
 # Dependencies at start-up: wait for them as long as it takes, a little longer each time.
 _until_up = Retry(base=0.2, cap=5.0)
+# How long stop() waits for its cancelled workers (compose gives the whole stop 20 s).
+STOP_WORKERS_SECONDS = 10.0
 
 
 class Runtime:
@@ -95,7 +97,8 @@ class Runtime:
     async def refresh_metrics(self) -> None:
         kafka_up = await self.kafka_ready()
         with contextlib.suppress(Exception):  # a scrape must answer even while MongoDB is away
-            OUTBOX_BACKLOG.set(await asyncio.wait_for(self.outbox.pending_count(), timeout=2))
+            async with asyncio.timeout(2):
+                OUTBOX_BACKLOG.set(await self.outbox.pending_count())
         # Kafka away: the lag gauges keep their last values (quartier_kafka_connected says why),
         # and the scrape does not wait for the lag's own client to give up.
         for consumer in self.consumers if kafka_up else ():
@@ -141,9 +144,15 @@ class Runtime:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a worker that lost its cancellation (see wakeup.py) must not hold the stop
+            # forever; it is named, and the process ends with the rest.
+            ended, running = await asyncio.wait(self._tasks, timeout=STOP_WORKERS_SECONDS)
+            for task in ended:  # a worker that had failed: its error was logged where it failed
+                if not task.cancelled():
+                    task.exception()
+            if running:
+                log.error("workers_did_not_stop", workers=sorted(t.get_name() for t in running))
         with contextlib.suppress(Exception):
             await self.broker.stop()
         for closer in self._closers:
@@ -153,7 +162,8 @@ class Runtime:
         await self.client.close()
 
     async def mongo_ready(self) -> bool:
-        await asyncio.wait_for(self.client.admin.command("ping"), timeout=2)
+        async with asyncio.timeout(2):
+            await self.client.admin.command("ping")
         return True
 
     async def kafka_ready(self) -> bool:
@@ -162,7 +172,8 @@ class Runtime:
         # The broker is consumer-only (the publisher is the one producer), so it has no client to
         # ping; the publisher's metadata request answers for Kafka.
         try:
-            up = self.kafka_connected.is_set() and await asyncio.wait_for(self.publisher.ping(), timeout=2)
+            async with asyncio.timeout(2):
+                up = self.kafka_connected.is_set() and await self.publisher.ping()
         except Exception:
             up = False
         KAFKA_CONNECTED.set(1 if up else 0)

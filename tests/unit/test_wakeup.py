@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+from quartier_shared import runtime as runtime_module
+from quartier_shared.runtime import Runtime
+from quartier_shared.settings import ServiceSettings
 from quartier_shared.wakeup import Wakeup
 
 
@@ -56,3 +59,32 @@ async def test_a_wake_up_ends_the_wait_once_and_the_time_ends_it_otherwise() -> 
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(wakeup.wait(60), timeout=0.05)  # used up: waits again
     await wakeup.wait(0.01)  # its own time passes: returns
+
+
+async def test_a_stop_does_not_wait_forever_for_a_worker_that_lost_its_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime_module, "STOP_WORKERS_SECONDS", 0.2)
+    settings = ServiceSettings(mongodb_uri="mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100")
+    runtime = Runtime(settings, create_indexes=lambda db: asyncio.sleep(0))
+    released = asyncio.Event()
+
+    async def deaf_worker() -> None:
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # the bug Wakeup fixed, on purpose
+                await asyncio.sleep(60)
+
+    async def failed_worker() -> None:
+        raise RuntimeError("failed before the stop")
+
+    deaf = asyncio.create_task(deaf_worker(), name="deaf")
+    runtime._tasks = [deaf, asyncio.create_task(failed_worker())]
+    await asyncio.sleep(0)
+    try:
+        async with asyncio.timeout(10):
+            await runtime.stop()  # returns although one worker is still running
+        assert not deaf.done()
+    finally:
+        released.set()
+        deaf.cancel()
+        await asyncio.wait([deaf], timeout=5)
