@@ -1,6 +1,6 @@
 """quartier: run the embedded stack (`quartier run`), mint tokens it accepts (`quartier token`),
-and look after it: dead letters (`quartier dlq list|replay`), outboxes (`quartier outbox status`)
-and an actor's personal data (`quartier privacy export`)."""
+and look after it: dead letters (`quartier dlq list|replay`), outboxes (`quartier outbox status`),
+the topics' settings (`quartier topics apply`) and an actor's personal data (`quartier privacy export`)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from quartier_shared.auth import QUARTER_MANAGER, ROLES
 from quartier_shared.services import SERVICES
 
 from . import run as run_module
-from .common import OperatorError, resolve
+from .common import OperatorError, kafka_address, resolve
 from .privacy_export import PARTS, TOKEN_VARIABLE, url_variable
 
 CONNECTIONS = """where to connect: the flag, else the environment variable (%s), else var/stack.env
 written by a running `make run` (another folder with --var)."""
+KAFKA_SIGN_IN = """ Kafka credentials: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and
+KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE) from the environment; none: PLAINTEXT."""
 
 
 def _connection(parser: argparse.ArgumentParser, flag: str, variable: str, example: str) -> None:
@@ -62,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     kafka = ("--kafka", "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     listing = dlq_commands.add_parser(
-        "list", help="every dead letter with its reason (headers only)", epilog=CONNECTIONS % kafka[1]
+        "list", help="every dead letter with its reason (headers only)", epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN
     )
     listing.add_argument("--service", help="only those dead-lettered by this service, e.g. notifications")
     listing.add_argument("--json", action="store_true", help="a JSON list instead of a table")
@@ -71,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     replay = dlq_commands.add_parser(
         "replay",
         help="publish dead letters again to their original topic, key and headers",
-        epilog=CONNECTIONS % kafka[1],
+        epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN,
     )
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("--offset", type=int, action="append", help="offset in the dead-letter topic; repeatable")
@@ -79,6 +81,17 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--service", help="only those dead-lettered by this service")
     _dlq_topic(replay)
     _connection(replay, *kafka)
+
+    topics = commands.add_parser("topics", help="the Kafka topics of quartier_shared.topics")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True)
+    apply = topics_commands.add_parser(
+        "apply",
+        help="create the missing topics and align the settings of the others, then compare what the broker "
+        "reports (exit 3 when it differs); needs a principal that may create and alter topics",
+        epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN,
+    )
+    apply.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    _connection(apply, *kafka)
 
     outbox = commands.add_parser("outbox", help="events stored but not yet relayed to Kafka")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
@@ -147,11 +160,15 @@ def _operate(args: argparse.Namespace) -> str:
     if args.command == "dlq":
         from . import dlq
 
-        kafka = resolve("Kafka", "--kafka", args.kafka, "KAFKA_BOOTSTRAP_SERVERS", args.var)
+        kafka = kafka_address(args.kafka, args.var)
         topic = dlq.DLQ_TOPICS[args.topic]
         if args.dlq_command == "list":
             return dlq.list_command(kafka, args.service, args.json, topic)
         return dlq.replay_command(kafka, None if args.all else args.offset, args.service, topic)
+    if args.command == "topics":
+        from . import topics
+
+        return topics.apply_command(kafka_address(args.kafka, args.var), args.json)
     from . import outbox_status
 
     mongodb = resolve("MongoDB", "--mongodb", args.mongodb, "MONGODB_URI", args.var)
