@@ -25,6 +25,10 @@ DEAD_LETTERS = Counter("quartier_dead_letters_total", "Messages sent to the dead
 OUTBOX_BACKLOG = Gauge("quartier_outbox_backlog", "Events in the outbox not yet relayed to Kafka")
 CONSUMER_LAG = Gauge("quartier_consumer_lag", "Records behind the end of each topic", ["topic"])
 MAILS = Counter("quartier_mails_total", "Invitation mails by outcome", ["outcome"])
+# Per attempt, not per mail (a mail retried three times counts three): what the SMTP server or the
+# connection to it did. kind: authentication (our credentials refused), refused (the recipient),
+# permanent (another 5xx), temporary (4xx), connection (no answer, a broken connection).
+SMTP_ERRORS = Counter("quartier_smtp_errors_total", "SMTP attempts that failed, by kind", ["kind"])
 
 Refresh = Callable[[], Awaitable[None]]
 
