@@ -1,6 +1,7 @@
 """quartier: run the embedded stack (`quartier run`), mint tokens it accepts (`quartier token`),
 and look after it: dead letters (`quartier dlq list|replay`), outboxes (`quartier outbox status`),
-the topics' settings (`quartier topics apply`) and an actor's personal data (`quartier privacy export`)."""
+the topics' settings (`quartier topics apply`), an actor's personal data (`quartier privacy export`)
+and erasures after a restore (`quartier erasures list|reapply`)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,25 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     _connection(apply, *kafka)
 
+    erasures = commands.add_parser("erasures", help="the ledger of erased actors (quartier.actors), for restores")
+    erasures_commands = erasures.add_subparsers(dest="erasures_command", required=True)
+    ledger = erasures_commands.add_parser(
+        "list", help="every erased actor id and when (ids only)", epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN
+    )
+    ledger.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    _connection(ledger, *kafka)
+    reapply = erasures_commands.add_parser(
+        "reapply",
+        help="after a database restore: erase every actor of the ledger again (actors over HTTP, then "
+        "ActorErased published again for the other services; needs the admin principal)",
+        epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN + f" Token: --token, else ${TOKEN_VARIABLE}, else one for "
+        "`make run`; the actors URL: --actors-url, else $QUARTIER_ACTORS_URL, else make run's.",
+    )
+    reapply.add_argument("--token", help=f"a bearer token with the role data_protection (default: ${TOKEN_VARIABLE})")
+    reapply.add_argument("--actors-url", metavar="URL", help="default: $QUARTIER_ACTORS_URL, then make run's")
+    reapply.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    _connection(reapply, *kafka)
+
     outbox = commands.add_parser("outbox", help="events stored but not yet relayed to Kafka")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
     status = outbox_commands.add_parser(
@@ -165,6 +185,15 @@ def _operate(args: argparse.Namespace) -> str:
         if args.dlq_command == "list":
             return dlq.list_command(kafka, args.service, args.json, topic)
         return dlq.replay_command(kafka, None if args.all else args.offset, args.service, topic)
+    if args.command == "erasures":
+        from . import erasures, privacy_export
+
+        kafka = kafka_address(args.kafka, args.var)
+        if args.erasures_command == "list":
+            return erasures.list_command(kafka, args.json)
+        actors_url = privacy_export.service_urls({"actors": args.actors_url})["actors"]
+        token = privacy_export.bearer_token(args.token, args.var)
+        return erasures.reapply_command(kafka, actors_url, token, args.json)
     if args.command == "topics":
         from . import topics
 
