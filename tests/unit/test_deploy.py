@@ -889,3 +889,46 @@ def test_the_proxy_serves_only_the_portal_and_the_public_pages_over_tls(services
         assert host in str(environment(services[upstream])["ALLOWED_HOSTS"]).split(",")
     # The personal links' tokens are in the path: the access log leaves the URI out.
     assert "request>uri delete" in caddyfile
+
+
+# --- backup and restore -------------------------------------------------------------------------
+
+BACKUP = DEPLOY / "backup.sh"
+RESTORE = DEPLOY / "restore.sh"
+# Topics whose records lead to mails: a restored service must not read them again (it would not
+# know that the mails went out).
+MAILING_TOPICS = {"quartier.invitations", "quartier.answers", "quartier.conferences"}
+# Deleting topics whose handlers are idempotent without a revision: the first confirmation of an
+# erasure counts, an unsubscribe of an actor without consent changes nothing.
+IDEMPOTENT_TOPICS = {"quartier.erasures", "quartier.unsubscribes"}
+
+
+def test_the_backup_and_restore_scripts_cover_every_service_database_and_replay_nothing_that_mails() -> None:
+    for script in (BACKUP, RESTORE):
+        assert script.stat().st_mode & 0o111, f"{script.name} is not executable"
+        bash = shutil.which("bash") or "/bin/bash"
+        result = subprocess.run([bash, "-n", str(script)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+    backup = BACKUP.read_text(encoding="utf-8")
+    listed = re.search(r"^databases=\(([^)]*)\)$", backup, re.MULTILINE)
+    assert listed and listed[1].split() == [f"quartier_{name}" for name in SETTINGS]
+    assert "umask 077" in backup and "BACKUP_STARTED_AT" in backup and "mongodump" in backup
+    assert '"$here/backups/' in backup and "deploy/backups/" in (ROOT / ".gitignore").read_text(encoding="utf-8")
+
+    restore = RESTORE.read_text(encoding="utf-8")
+    block = re.search(r"declare -A REWIND=\(\n(.*?)\n\)", restore, re.DOTALL)
+    assert block
+    rewind = {m[1]: m[2].split() for m in re.finditer(r'\[(\w+)\]="([^"]*)"', block[1])}
+    assert set(rewind) == set(SETTINGS)
+    for name, topics in rewind.items():
+        _, consumed = asyncapi_topics(name)
+        assert set(topics) <= consumed, f"{name} does not consume {sorted(set(topics) - consumed)}"
+        assert not set(topics) & MAILING_TOPICS, f"{name}: a rewind would send mails again"
+        for topic in topics:
+            assert TOPICS[topic].compacted or topic in IDEMPOTENT_TOPICS, topic
+        # Every compacted topic it consumes is read again: it carries the copies and the erasures.
+        assert {t for t in consumed if TOPICS[t].compacted} <= set(topics), name
+    assert "mongorestore --quiet --drop" in restore and '--nsInclude "$1.*"' in restore
+    steps = ['"${compose[@]}" stop', "exec mongorestore", "--reset-offsets", '"${compose[@]}" up -d']
+    assert [restore.index(step) for step in steps] == sorted(restore.index(step) for step in steps)
+    assert "quartier erasures reapply" in restore
