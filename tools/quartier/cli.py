@@ -1,7 +1,7 @@
 """quartier: run the embedded stack (`quartier run`), mint tokens it accepts (`quartier token`),
 and look after it: dead letters (`quartier dlq list|replay`), outboxes (`quartier outbox status`),
 the topics' settings (`quartier topics apply`), an actor's personal data (`quartier privacy export`)
-and erasures after a restore (`quartier erasures list|reapply`)."""
+erasures after a restore (`quartier erasures list|reapply`) and the images' digests (`quartier images lock`)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,14 @@ def _parser() -> argparse.ArgumentParser:
     reapply.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     _connection(reapply, *kafka)
 
+    images = commands.add_parser("images", help="the container images deploy/ names")
+    images_commands = images.add_subparsers(dest="images_command", required=True)
+    lock = images_commands.add_parser(
+        "lock",
+        help="resolve each pinned tag to its registry's digest and write deploy/images.lock (needs the network)",
+    )
+    lock.add_argument("--deploy", type=Path, default=Path("deploy"), help="the deploy folder (default: ./deploy)")
+
     outbox = commands.add_parser("outbox", help="events stored but not yet relayed to Kafka")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
     status = outbox_commands.add_parser(
@@ -194,6 +202,10 @@ def _operate(args: argparse.Namespace) -> str:
         actors_url = privacy_export.service_urls({"actors": args.actors_url})["actors"]
         token = privacy_export.bearer_token(args.token, args.var)
         return erasures.reapply_command(kafka, actors_url, token, args.json)
+    if args.command == "images":
+        from . import images
+
+        return images.lock_command(args.deploy)
     if args.command == "topics":
         from . import topics
 
