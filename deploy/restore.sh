@@ -68,5 +68,5 @@ echo "4/4 starting $service"
 cat <<DONE
 $service restored from $folder. When every service to restore is restored, erase again what was
 erased since the backup (a token of a user with the role data_protection):
-  docker compose -f deploy/docker-compose.yml --profile tools run --rm -e QUARTIER_TOKEN tools quartier erasures reapply
+  docker compose -f deploy/docker-compose.yml run --rm -e QUARTIER_TOKEN tools quartier erasures reapply
 DONE
