@@ -37,7 +37,7 @@ from notifications.settings import Settings as NotificationsSettings
 from portal.settings import Settings as PortalSettings
 from quartier import cli as quartier_cli
 from quartier_shared.events import CONTACTS_DEAD_LETTER_TOPIC, CONTACTS_TOPIC, DEAD_LETTER_TOPIC, TOPIC_PARTITIONS
-from quartier_shared.settings import ServiceSettings
+from quartier_shared.settings import SECRET_FIELDS, ServiceSettings
 from quartier_shared.topics import TOPICS, dead_letter_topic_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,6 +176,24 @@ def compose_interpolations() -> dict[str, set[str | None]]:
     return found
 
 
+def secret_names(service: Mapping[str, Any]) -> list[str]:
+    """The compose secrets a service mounts (the short form is the name, the long one has `source`)."""
+    return [entry if isinstance(entry, str) else entry["source"] for entry in service.get("secrets") or []]
+
+
+def secret_files(compose: Mapping[str, Any], service: Mapping[str, Any], dotenv: Mapping[str, str]) -> dict[str, str]:
+    """What the settings read from /run/secrets/ (DockerSecrets): each mounted secret that compose
+    makes from a variable, under its target name, when that name is one of SECRET_FIELDS."""
+    found: dict[str, str] = {}
+    for entry in service.get("secrets") or []:
+        name = entry if isinstance(entry, str) else entry["source"]
+        target = name if isinstance(entry, str) else entry.get("target", name)
+        variable = compose["secrets"][name].get("environment")
+        if variable and target in SECRET_FIELDS:
+            found[target] = dotenv[variable]
+    return found
+
+
 def settings_from(cls: type[ServiceSettings], env: Mapping[str, str]) -> ServiceSettings:
     """Parse an environment with the service's own Settings (never the test process's environment)."""
     return cls.model_validate({name.lower(): value for name, value in env.items()})
@@ -311,12 +329,15 @@ def test_the_service_images_use_python_3_11() -> None:
 # --- settings -----------------------------------------------------------------------------------
 
 
-def test_every_setting_a_service_reads_is_set_or_documented(services: dict[str, dict[str, Any]]) -> None:
+def test_every_setting_a_service_reads_is_set_or_documented(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
     dotenv, commented = env_example(), env_example_commented()
     shared_reads = environ_reads(ROOT / "shared" / "quartier_shared")
     missing: dict[str, list[str]] = {}
     for name, cls in SETTINGS.items():
-        in_compose = set(environment(services[name]))
+        as_files = {field.upper() for field in secret_files(compose, services[name], TEST_SECRETS)}
+        in_compose = set(environment(services[name])) | as_files
         optional = optional_fields(cls) | shared_reads | environ_reads(ROOT / "services" / name / name)
         wanted = field_names(cls) | optional
         documented = in_compose | set(dotenv) | (commented & optional)
@@ -392,12 +413,21 @@ def test_env_example_holds_the_defaults(services: dict[str, dict[str, Any]]) -> 
 
 
 @pytest.mark.parametrize("with_dotenv", [False, True], ids=["without-.env", "with-.env.example"])
-def test_each_service_gets_a_consistent_configuration(services: dict[str, dict[str, Any]], with_dotenv: bool) -> None:
+def test_each_service_gets_a_consistent_configuration(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]], with_dotenv: bool
+) -> None:
     dotenv = (env_example() if with_dotenv else {}) | TEST_SECRETS
     databases: set[str] = set()
     kafka = services["kafka"]["environment"]
     for name, cls in SETTINGS.items():
-        settings = settings_from(cls, resolved_environment(services[name], dotenv))
+        # The passwords come as files (Docker secrets), never in the environment or the URI.
+        files = secret_files(compose, services[name], dotenv)
+        assert set(files) == set(SECRET_FIELDS), name
+        raw = environment(services[name])
+        assert "KAFKA_SASL_PASSWORD" not in raw and raw["MONGODB_URI"] == (
+            f"mongodb://{name}@mongodb:27017/?replicaSet=rs0&authSource=admin"
+        )
+        settings = settings_from(cls, resolved_environment(services[name], dotenv) | files)
         assert settings.service_name == name
         assert settings.port == PORTS[name]
         assert settings.host == "0.0.0.0"
@@ -619,9 +649,13 @@ def test_only_notifications_gets_the_link_signing_key_as_a_secret_kept_out_of_gi
     """The key that signs personal links is a file-based compose secret mounted into notifications
     alone, LINK_SIGNING_KEY names the mounted file, and the file is neither committed nor built in."""
     notifications = services["notifications"]
-    assert notifications["secrets"] == ["link_signing_key"]
+    assert secret_names(notifications) == [
+        "link_signing_key",
+        "kafka_password_notifications",
+        "mongodb_password_notifications",
+    ]
     assert environment(notifications)["LINK_SIGNING_KEY"] == "/run/secrets/link_signing_key"
-    assert [name for name, service in services.items() if "link_signing_key" in service.get("secrets", [])] == [
+    assert [name for name, service in services.items() if "link_signing_key" in secret_names(service)] == [
         "notifications"
     ]
     source = (DEPLOY / compose["secrets"]["link_signing_key"]["file"]).resolve()
@@ -630,7 +664,9 @@ def test_only_notifications_gets_the_link_signing_key_as_a_secret_kept_out_of_gi
     assert "deploy/secrets/" in gitignore, "the key could be committed"
     dockerignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert "deploy" in dockerignore, "the build context would carry the key"
-    settings = settings_from(NotificationsSettings, resolved_environment(notifications, env_example() | TEST_SECRETS))
+    dotenv = env_example() | TEST_SECRETS
+    env = resolved_environment(notifications, dotenv) | secret_files(compose, notifications, dotenv)
+    settings = settings_from(NotificationsSettings, env)
     assert isinstance(settings, NotificationsSettings)
     assert settings.public_url == "http://localhost:8002"  # the conferences service, as published
 
@@ -865,7 +901,7 @@ def test_profiles_add_services_that_depend_only_on_what_runs_with_them(
             theirs = set(services[other].get("profiles") or [])
             assert not theirs or theirs & own, f"{name} (profiles {sorted(own)}) needs {other} of {sorted(theirs)}"
     declared = set(compose["secrets"])
-    used = {secret for service in services.values() for secret in service.get("secrets") or []}
+    used = {secret for service in services.values() for secret in secret_names(service)}
     assert used == declared, f"secrets declared but unused, or used but undeclared: {sorted(used ^ declared)}"
     for name in ("prometheus", "alertmanager", "grafana"):
         for mount in services[name]["volumes"]:
