@@ -48,14 +48,19 @@ $(CHROMIUM):
 	@[ "$$(id -u)" = 0 ] || (echo "$(CHROMIUM) is missing: run 'make browser' as root, or apt-get install chromium" && exit 1)
 	apt-get install -y --no-install-recommends chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-# promtool checks the observability profile's Prometheus configuration, alert rules and dashboard
-# queries (tests/unit/test_observability.py); Debian's package `prometheus` has it. As for Chromium:
-# installed only when missing, as root.
+# promtool and amtool check the observability profile's Prometheus configuration, alert rules,
+# dashboard queries and Alertmanager configuration (tests/unit/test_observability.py); Debian's
+# packages `prometheus` and `prometheus-alertmanager` have them. As for Chromium: installed only
+# when missing, as root.
 PROMTOOL := /usr/bin/promtool
-promtool: $(PROMTOOL)
+AMTOOL := /usr/bin/amtool
+promtool: $(PROMTOOL) $(AMTOOL)
 $(PROMTOOL):
 	@[ "$$(id -u)" = 0 ] || (echo "$(PROMTOOL) is missing: run 'make promtool' as root, or apt-get install prometheus" && exit 1)
 	apt-get install -y --no-install-recommends prometheus || (apt-get update && apt-get install -y --no-install-recommends prometheus)
+$(AMTOOL):
+	@[ "$$(id -u)" = 0 ] || (echo "$(AMTOOL) is missing: run 'make promtool' as root, or apt-get install prometheus-alertmanager" && exit 1)
+	apt-get install -y --no-install-recommends prometheus-alertmanager || (apt-get update && apt-get install -y --no-install-recommends prometheus-alertmanager)
 
 screenshots: install browser  ## docs/answer-page.png, docs/portal-*.png: as the browser tests see them
 	QUARTIER_SCREENSHOT=docs/answer-page.png $(PY) -m pytest -q tests/integration/test_answer_page_browser.py -k keyboard

@@ -1,8 +1,8 @@
 """The compose profile `observability` (deploy/observability/): Prometheus' configuration and alert
-rules checked by promtool (Debian's package `prometheus`, `make promtool`), every PromQL expression
-of the rules and of the Grafana dashboard parsed by promtool too, and every metric they name one
-that quartier_shared.metrics exposes. Without a Docker engine this is the check that the dashboard
-shows data and the alerts can fire at all.
+rules checked by promtool (Debian's package `prometheus`, `make promtool`), Alertmanager's by amtool
+(`prometheus-alertmanager`), every PromQL expression of the rules and of the Grafana dashboard
+parsed by promtool too, and every metric they name one that quartier_shared.metrics exposes.
+Without a Docker engine this is the check that the dashboard shows data and the alerts can fire.
 """
 
 from __future__ import annotations
@@ -36,15 +36,16 @@ PROMETHEUS_SERIES = {"up"}
 PROMQL_FUNCTIONS_AND_WORDS = re.compile(r"\b(by|without|on|ignoring|group_left|group_right|and|or|unless|le)\b")
 
 
-def promtool() -> str:
-    found = shutil.which("promtool")
+def tool(name: str, package: str) -> str:
+    found = shutil.which(name)
     if found is None:
-        pytest.fail("promtool is missing: make promtool (Debian package prometheus)")
+        pytest.fail(f"{name} is missing: make promtool (Debian package {package})")
     return found
 
 
-def check(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *map(str, args)], capture_output=True, text=True, timeout=120, check=False)
+def check(*args: str | Path, program: str = "promtool") -> subprocess.CompletedProcess[str]:
+    executable = tool("amtool", "prometheus-alertmanager") if program == "amtool" else tool("promtool", "prometheus")
+    return subprocess.run([executable, *map(str, args)], capture_output=True, text=True, timeout=120, check=False)
 
 
 def exposed_series() -> set[str]:
@@ -173,7 +174,12 @@ def test_the_alerts_the_operator_needs_exist_and_say_what_to_do() -> None:
         assert not re.search(r"\$labels\.(?!job\b|topic\b)", json.dumps(rule["annotations"])), name
 
 
-def test_alertmanager_mails_every_alert_to_the_operator() -> None:
+def test_alertmanager_mails_every_alert_to_the_operator(tmp_path: Path) -> None:
+    result = check("check-config", ALERTMANAGER, program="amtool")
+    assert result.returncode == 0 and "1 receivers" in result.stdout, result.stdout + result.stderr
+    broken = tmp_path / "broken.yml"  # a route to a receiver nobody declared
+    broken.write_text(ALERTMANAGER.read_text(encoding="utf-8").replace("receiver: operator", "receiver: nobody"))
+    assert check("check-config", broken, program="amtool").returncode != 0
     config = yaml.safe_load(ALERTMANAGER.read_text(encoding="utf-8"))
     receivers = {r["name"]: r for r in config["receivers"]}
     route = config["route"]
