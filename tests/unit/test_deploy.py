@@ -927,6 +927,41 @@ def test_the_proxy_serves_only_the_portal_and_the_public_pages_over_tls(services
     assert "request>uri delete" in caddyfile
 
 
+def test_caddy_adapts_the_caddyfile_to_the_routes_and_the_tls_wanted(tmp_path: Path) -> None:
+    """Caddy's own parser (`caddy adapt`, Debian's package caddy): the Caddyfile is valid, the public
+    paths go to conferences and the rest to the portal, and CADDY_TLS picks the certificate issuer."""
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.fail("caddy is missing: make caddy (Debian package caddy)")
+
+    def adapt(**env: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [caddy, "adapt", "--config", str(DEPLOY / "caddy" / "Caddyfile"), "--adapter", "caddyfile"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        )
+        assert result.returncode == 0, result.stderr
+        adapted = json.loads(result.stdout)
+        assert isinstance(adapted, dict)
+        return adapted
+
+    local = adapt()
+    [site] = local["apps"]["http"]["servers"]["srv0"]["routes"]
+    assert site["match"] == [{"host": ["localhost"]}]
+    text = json.dumps(site)
+    assert '"path": ["/rsvp/*", "/unsubscribe/*"]' in text
+    assert '"dial": "conferences:8002"' in text and '"dial": "portal:8000"' in text
+    assert local["apps"]["tls"]["automation"]["policies"][0]["issuers"] == [{"module": "internal"}]
+    acme = adapt(QUARTIER_DOMAIN="quartier.example.org", CADDY_TLS="betrieb@quartier.example.org")
+    [policy] = acme["apps"]["tls"]["automation"]["policies"]
+    assert policy["subjects"] == ["quartier.example.org"]
+    assert {"module": "acme", "email": "betrieb@quartier.example.org"} in policy["issuers"]
+    assert local["admin"]["listen"] == "127.0.0.1:2019"
+
+
 # --- backup and restore -------------------------------------------------------------------------
 
 BACKUP = DEPLOY / "backup.sh"
