@@ -32,6 +32,10 @@ KAFKA_CONNECTED = Gauge(
     "quartier_kafka_connected", "1 when Kafka answered this service's last check (a scrape, /health), else 0"
 )
 MAILS = Counter("quartier_mails_total", "Invitation mails by outcome", ["outcome"])
+# Per attempt, not per mail (a mail retried three times counts three): what the SMTP server or the
+# connection to it did. kind: authentication (our credentials refused), refused (the recipient),
+# permanent (another 5xx), temporary (4xx), connection (no answer, a broken connection).
+SMTP_ERRORS = Counter("quartier_smtp_errors_total", "SMTP attempts that failed, by kind", ["kind"])
 
 Refresh = Callable[[], Awaitable[None]]
 

@@ -5,12 +5,17 @@ settings: what is checked here is what a service asks for, not Kafka's compactio
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from structlog.testing import capture_logs
 
+from quartier.cli import main
+from quartier.embedded import free_port
+from quartier.topics import DIFFERS
 from quartier_shared.kafka import ensure_topics, topic_settings
 from quartier_shared.topics import (
     ACTORS_TOPIC,
@@ -77,3 +82,51 @@ async def test_a_topic_made_with_other_settings_is_reported_and_the_service_star
     assert differ["topic"] == CONFERENCES_TOPIC
     assert set(differ["settings"]) == {"cleanup.policy", "retention.ms"}
     assert set(await admin.list_topics()) >= set(TOPICS)
+
+
+# --- `quartier topics apply`: what the compose file's one-shot `topics` service runs -------------
+
+
+async def apply_topics(capsys: pytest.CaptureFixture[str], kafka: str, *args: str) -> tuple[int, str, str]:
+    """The command as the console script runs it (in a thread: it runs its own event loop)."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["topics", "apply", "--kafka", kafka, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_topics_apply_creates_every_topic_reads_it_back_and_changes_nothing_the_second_time(
+    kafka: str, admin: AIOKafkaAdminClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = await apply_topics(capsys, kafka, "--json")
+    assert (code, err) == (0, "")
+    reported = {row["topic"]: row for row in json.loads(out)}
+    assert set(reported) == set(TOPICS)
+    assert all(row["differing"] == [] and row["partitions"] == TOPICS[n].partitions for n, row in reported.items())
+    # What the broker holds, asked independently of the command.
+    actual = await topic_settings(admin, list(TOPICS))
+    assert all(spec.config.items() <= actual[name].items() for name, spec in TOPICS.items())
+
+    code, out, _ = await apply_topics(capsys, kafka)  # a second `up`
+    assert code == 0
+    assert [line.split()[:3] for line in out.splitlines()] == [
+        [name, f"{spec.partitions}/{spec.partitions}", "ok"] for name, spec in TOPICS.items()
+    ]
+
+
+async def test_topics_apply_fails_naming_a_topic_whose_settings_the_broker_keeps(
+    kafka: str, admin: AIOKafkaAdminClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Made before the declaration, with two partitions too few; the embedded broker cannot alter it.
+    await admin.create_topics([NewTopic(CONFERENCES_TOPIC, 1, 1, topic_configs={"retention.ms": "1000"})])
+    code, out, err = await apply_topics(capsys, kafka)
+    assert code == DIFFERS
+    assert f"{CONFERENCES_TOPIC} (partitions, cleanup.policy, retention.ms)" in err
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    assert "DIFFERS: partitions, cleanup.policy, retention.ms" in rows[CONFERENCES_TOPIC]
+    assert all(" ok " in line for name, line in rows.items() if name != CONFERENCES_TOPIC)
+
+
+async def test_topics_apply_says_when_kafka_does_not_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = await apply_topics(capsys, f"127.0.0.1:{free_port()}")
+    assert code == 1 and "cannot reach Kafka at 127.0.0.1:" in err

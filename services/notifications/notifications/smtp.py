@@ -12,6 +12,7 @@ import contextlib
 
 import aiosmtplib
 
+from quartier_shared.metrics import SMTP_ERRORS
 from quartier_shared.retry import Retry
 
 from .mail import OutgoingMail
@@ -59,12 +60,19 @@ class SmtpSender:
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 await _discard(client)
                 refused = exc.recipients[0]
+                SMTP_ERRORS.labels("refused").inc()
                 raise _classify(refused.code, refused.message) from exc
             except aiosmtplib.SMTPResponseException as exc:
                 await _discard(client)
+                # Refused credentials (at connect, which signs in) stop every mail: their own alert.
+                authentication = isinstance(exc, aiosmtplib.SMTPAuthenticationError)
+                SMTP_ERRORS.labels(
+                    "authentication" if authentication else "permanent" if exc.code >= 500 else "temporary"
+                ).inc()
                 raise _classify(exc.code, exc.message) from exc
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 await _discard(client)
+                SMTP_ERRORS.labels("connection").inc()
                 raise TemporaryMailError(f"{type(exc).__name__}: {exc}") from exc
             self._idle.append(client)
 
