@@ -25,6 +25,9 @@ DEAD_LETTERS = Counter("quartier_dead_letters_total", "Messages sent to the dead
 OUTBOX_BACKLOG = Gauge("quartier_outbox_backlog", "Events in the outbox not yet relayed to Kafka")
 CONSUMER_LAG = Gauge("quartier_consumer_lag", "Records behind the end of each topic", ["topic"])
 MAILS = Counter("quartier_mails_total", "Invitation mails by outcome", ["outcome"])
+SMTP_AUTH_FAILING = Gauge(
+    "quartier_smtp_auth_failing", "1 while the SMTP server refuses this instance's credentials: sending is paused"
+)
 
 Refresh = Callable[[], Awaitable[None]]
 

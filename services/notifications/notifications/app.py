@@ -25,9 +25,12 @@ from quartier_shared.runtime import Runtime, create_app
 
 from . import follow_ups, handlers
 from .api import build_router
+from .deferrals import Deferral
+from .deferred_sending import DeferredSending
 from .mail import Sender
 from .personal_links import PersonalLinks
 from .privacy_api import build_privacy_router
+from .rate_limit import MongoPace
 from .repository import create_indexes
 from .retention import retention_job
 from .sending import SendingPolicy
@@ -51,6 +54,8 @@ def build(settings: Settings | None = None) -> FastAPI:
         claims_in_flight=settings.delivery_claims_in_flight,
         links=links,
         privacy_url=settings.privacy_url,
+        deferral=Deferral(retry_for=settings.smtp_retry_for),
+        pace=MongoPace(runtime.db, settings.smtp_rate_per_minute) if settings.smtp_rate_per_minute else None,
     )
 
     limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)
@@ -78,6 +83,8 @@ def build(settings: Settings | None = None) -> FastAPI:
         },
     )
     runtime.on_stop(smtp.close)
+    deferred = DeferredSending(uow_factory, smtp, policy, service=settings.service_name)
+    runtime.run_in_background("deferred-sending", deferred.run)
     retention = retention_job(runtime.db, settings.retention_months)
     runtime.run_in_background("retention", partial(run_daily, retention))
     app = create_app(
@@ -89,4 +96,5 @@ def build(settings: Settings | None = None) -> FastAPI:
         publishes=[InvitationSent, InvitationFailed, ActorErasureConfirmed],
     )
     app.state.retention = retention  # tests run it with a clock of their own
+    app.state.deferred = deferred  # and send what is due with one
     return app

@@ -77,6 +77,9 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # to be claimed (a claim gave it back unsent)
     WAITING_FOR_CONTACT = "waiting_for_contact"  # the actor's contact data has not arrived yet
     SENDING = "sending"  # leased to one claim; a lease that ran out may be taken over
+    # The SMTP server answered "not now" (4xx, throttling): tried again from ``next_attempt_at``
+    # (``deferrals``), claimable like a pending one.
+    DEFERRED = "deferred"
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"  # the conference was cancelled before this mail went out: never sent
@@ -195,6 +198,9 @@ class Delivery:
     note: str | None = None  # cancellations: the coordinator's reason, if given
     reminder: Reminder | None = None  # reminders: which text
     reminder_id: str | None = None  # reminders: which one (P7D, P1D, a nudge), one mail each
+    deferrals: int = 0  # temporary refusals so far (``deferrals``)
+    deferred_since: datetime | None = None  # the first of them: SMTP_RETRY_FOR counts from here
+    next_attempt_at: datetime | None = None  # deferred: when it is tried again
 
     @staticmethod
     def id_for(invitation_id: str, kind: str, resend: int = 0) -> str:
@@ -386,8 +392,10 @@ class HandOver:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How sending one delivery ended: ``SENT``, or ``FAILED`` with the reason."""
+    """How sending one delivery ended: ``SENT``, or ``FAILED`` with the reason; or, not ended,
+    ``DEFERRED`` with the server's answer as the reason, to be tried again at ``retry_at``."""
 
     delivery: Delivery
     status: DeliveryStatus
     reason: str | None = None
+    retry_at: datetime | None = None  # DEFERRED only
