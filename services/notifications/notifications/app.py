@@ -33,13 +33,15 @@ from .privacy_api import build_privacy_router
 from .rate_limit import MongoPace
 from .repository import create_indexes
 from .retention import retention_job
-from .sending import SendingPolicy
+from .sending import SYSTEM_CLOCK, Clock, SendingPolicy
 from .settings import Settings
 from .smtp import SmtpSender
 from .unit_of_work import MongoNotificationsUnitOfWork, UnitOfWorkFactory
 
 
-def build(settings: Settings | None = None) -> FastAPI:
+def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
+    """The service; ``clock``: the time of its sending (leases, deferrals, the relay's pace), which
+    tests replace to drive hours of a relay's answers in seconds."""
     settings = settings or Settings()
     runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoNotificationsUnitOfWork)
@@ -59,11 +61,13 @@ def build(settings: Settings | None = None) -> FastAPI:
     )
 
     limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)
-    contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, policy=policy)
-    invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
-    confirmations = partial(handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy)
+    contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, policy=policy, clock=clock)
+    invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy, clock=clock)
+    confirmations = partial(
+        handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy, clock=clock
+    )
     conference = partial(handlers.keep_conference, uow_factory=uow_factory)
-    following = follow_ups.FollowUps(uow_factory, smtp, policy)
+    following = follow_ups.FollowUps(uow_factory, smtp, policy, clock)
     erase = partial(handlers.erase_contact, uow_factory=uow_factory)
     runtime.consume(
         group_id="notifications",
@@ -83,7 +87,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         },
     )
     runtime.on_stop(smtp.close)
-    deferred = DeferredSending(uow_factory, smtp, policy, service=settings.service_name)
+    deferred = DeferredSending(uow_factory, smtp, policy, service=settings.service_name, clock=clock)
     runtime.run_in_background("deferred-sending", deferred.run)
     retention = retention_job(runtime.db, settings.retention_months)
     runtime.run_in_background("retention", partial(run_daily, retention))
