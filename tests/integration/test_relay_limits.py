@@ -10,6 +10,7 @@ send what is due (``app.state.deferred``), so an hour of a relay's pace takes se
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -18,8 +19,11 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
+from pymongo import AsyncMongoClient
 
+from notifications import rate_limit
 from notifications.app import build
+from notifications.rate_limit import MongoPace
 from notifications.settings import Settings
 from quartier.embedded import Infrastructure, free_port
 from tests.helpers import eventually, running, settings_for
@@ -130,3 +134,27 @@ async def test_with_the_relays_rate_set_the_service_keeps_to_it(infra: Infrastru
 
     # The pace spreads each minute's mails over it: the relay hardly has to refuse one.
     assert relay.refused <= PER_MINUTE // 3
+
+
+async def test_two_instances_share_one_pace_and_spread_each_minute(mongo_uri: str, database_name: str) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    try:
+        db = client[database_name]
+        await rate_limit.create_indexes(db)
+        one, two = MongoPace(db, PER_MINUTE), MongoPace(db, PER_MINUTE)  # two instances' senders
+        now = START + timedelta(seconds=10)
+
+        slots = await asyncio.gather(*(pace.slot(now) for pace in [one, two] * 50))
+    finally:
+        await client.close()
+
+    by_minute = Counter(slot.replace(second=0) for slot in slots)
+    assert sorted(by_minute.items()) == [
+        (START, PER_MINUTE),
+        (START + timedelta(minutes=1), PER_MINUTE),
+        (START + timedelta(minutes=2), PER_MINUTE),
+        (START + timedelta(minutes=3), 10),
+    ]
+    assert min(slots) == now  # none before now: the slots of the minute already past go now
+    later = sorted(slot for slot in slots if slot >= START + timedelta(minutes=1))
+    assert {b - a for a, b in itertools.pairwise(later)} == {timedelta(seconds=2)}  # two seconds apart

@@ -19,11 +19,13 @@ per instance (``_full_before``), so a long queue does not re-count every full mi
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 PACE = "smtp_pace"
 PACE_KEPT_SECONDS = 3600  # after its minute
@@ -41,24 +43,35 @@ class MongoPace:
         self.collection = db[PACE]
         self.per_minute = per_minute
         self._full_before: datetime | None = None
+        self._created: set[str] = set()  # minutes whose document this instance knows exists
 
     async def slot(self, now: datetime) -> datetime:
         minute = now.replace(second=0, microsecond=0)
         if self._full_before is not None:
             minute = max(minute, self._full_before)
         while True:
-            doc = await self.collection.find_one_and_update(
-                {"_id": minute.isoformat()},
-                {"$inc": {"count": 1}, "$setOnInsert": {"minute": minute}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-            assert doc is not None  # upserted
-            taken = int(doc["count"])
+            taken = await self._take(minute)
             if taken <= self.per_minute:
                 return max(now, minute + (taken - 1) * MINUTE / self.per_minute)
             minute += MINUTE
             self._full_before = minute
+
+    async def _take(self, minute: datetime) -> int:
+        """Count one more mail in ``minute``; returns how many that makes. The minute's document
+        is inserted first, once (a concurrent insert of it is no error), and then only
+        incremented: concurrent upserts of one new document are where databases differ."""
+        key = minute.isoformat()
+        while True:
+            if key not in self._created:
+                with contextlib.suppress(DuplicateKeyError):
+                    await self.collection.insert_one({"_id": key, "minute": minute, "count": 0})
+                self._created = {k for k in self._created if k > key} | {key}  # the past is not asked again
+            doc = await self.collection.find_one_and_update(
+                {"_id": key}, {"$inc": {"count": 1}}, return_document=ReturnDocument.AFTER
+            )
+            if doc is not None:
+                return int(doc["count"])
+            self._created.discard(key)  # gone (its TTL ran out while we were away): insert it again
 
 
 async def create_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:

@@ -4,6 +4,7 @@ deferred_sending), on the fakes: time is the fake clock's, moved by the test."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from email import message_from_bytes
@@ -13,7 +14,7 @@ from notifications import handlers
 from notifications.deferrals import TOO_LATE, Deferral
 from notifications.deferred_sending import DeferredSending
 from notifications.domain import Delivery, DeliveryStatus
-from notifications.sending import STARTED
+from notifications.sending import STARTED, SendingPolicy
 from notifications.smtp import MailAuthError, TemporaryMailError
 from quartier_shared.events import InvitationFailed, InvitationIssued, InvitationSent
 from tests.unit.fakes import received
@@ -54,6 +55,12 @@ async def invited(
         issued = issued.model_copy(update={"conference": conference})
     await service.on_actor(person)
     policy = replace(POLICY, deferral=deferral) if deferral else POLICY
+    await first_attempt(service, issued, policy)
+    return issued
+
+
+async def first_attempt(service: Notifications, issued: InvitationIssued, policy: SendingPolicy) -> None:
+    """The consumer's handling of ``issued`` under ``policy``."""
     await handlers.send_invitations(
         [received(issued, "notifications")],
         uow_factory=service.uow,
@@ -61,7 +68,6 @@ async def invited(
         policy=policy,
         clock=service.clock,
     )
-    return issued
 
 
 def stored(service: Notifications, issued: InvitationIssued) -> Delivery:
@@ -184,3 +190,46 @@ async def test_an_update_of_a_deferred_invitation_makes_it_go_out_with_the_new_d
     (mail,) = service.mailer.sent
     assert message_from_bytes(mail.data, policy=default)["Subject"].startswith("Einladung: Stadtteilkonferenz Borbeck")
     assert stored(service, issued).status is DeliveryStatus.SENT
+
+
+class SlowRelay:
+    """A pace whose next slot is ``wait`` away; ``meanwhile`` runs while the slot is taken."""
+
+    def __init__(self, wait: timedelta, meanwhile: Callable[[], Awaitable[object]] | None = None) -> None:
+        self.wait, self.meanwhile = wait, meanwhile
+
+    async def slot(self, now: datetime) -> datetime:
+        if self.meanwhile is not None:
+            await self.meanwhile()
+        return now + self.wait
+
+
+async def test_a_mail_waiting_for_the_relays_pace_past_its_lease_renews_it_first() -> None:
+    service = Notifications()
+    person = actor("verein@example.org")
+    issued = invitation(person.actor_id)
+    await service.on_actor(person)
+    policy = replace(POLICY, pace=SlowRelay(timedelta(minutes=10)))  # the lease: 2 minutes
+
+    await first_attempt(service, issued, policy)
+
+    assert service.clock.waited() == timedelta(minutes=10)
+    d = stored(service, issued)
+    assert d.status is DeliveryStatus.SENT
+    assert d.lease_until == START + timedelta(minutes=10, seconds=POLICY.lease_seconds)  # renewed before the wait
+
+
+async def test_a_mail_whose_delivery_was_taken_while_it_waited_for_its_slot_is_not_sent() -> None:
+    service = Notifications()
+    person = actor("verein@example.org")
+    issued = invitation(person.actor_id)
+    await service.on_actor(person)
+    erased = service.uow.fake_deliveries.cancel_unsent_of_actor
+    # The actor is erased while the mail waits: its deliveries are failed and their claims dropped.
+    pace = SlowRelay(timedelta(minutes=10), lambda: erased(person.actor_id, "not sent: erased", service.clock.now()))
+    policy = replace(POLICY, pace=pace)
+
+    await first_attempt(service, issued, policy)
+
+    assert service.mailer.sent == []
+    assert stored(service, issued).status is DeliveryStatus.FAILED
