@@ -24,6 +24,9 @@ class Settings(ServiceSettings):
     # none); neither set: "starttls".
     smtp_tls: Literal["starttls", "implicit", "none"] | None = None
     smtp_starttls: bool | None = None
+    # The PEM file of the CA that signed the relay's certificate, when that is not a public one
+    # (a data centre's own CA); unset: the system's trust store.
+    smtp_ca_file: str | None = None
     smtp_timeout_seconds: float = 15.0
     smtp_connections: int = 4  # reused connections; mails go out over all of them at once
     smtp_max_attempts: int = 5  # for temporary failures (4xx, refused, timeout), with backoff

@@ -14,7 +14,7 @@ server (and the account's lockout counter) sees one login attempt per pause, not
 Transport security (``tls_options``, SMTP_TLS): "starttls" upgrades a connection when the server
 offers it and insists when credentials are set (a password never goes out in clear);
 "implicit" speaks TLS from the first byte (port 465); "none" never encrypts. Certificates are
-verified against the system's trust store.
+verified against the system's trust store, or SMTP_CA_FILE.
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ def tls_options(settings: Settings) -> TlsOptions:
 
 
 class SmtpSender:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, auth_pause_seconds: float = AUTH_PAUSE_SECONDS) -> None:
         self.settings = settings
+        self.auth_pause_seconds = auth_pause_seconds
         self._slots = asyncio.Semaphore(settings.smtp_connections)
         self._idle: list[aiosmtplib.SMTP] = []
         self._retry = Retry(
@@ -131,12 +132,13 @@ class SmtpSender:
             raise MailAuthError("not sent yet: the SMTP server refused the credentials", left)
 
     def _pause(self, code: int) -> MailAuthError:
-        self._paused_until = time.monotonic() + AUTH_PAUSE_SECONDS
+        self._paused_until = time.monotonic() + self.auth_pause_seconds
         self._auth_failing = True
         SMTP_AUTH_FAILING.set(1)
         # The server's text is left out: it may repeat the login name.
-        log.error("smtp_authentication_failed", code=code, paused_s=AUTH_PAUSE_SECONDS, setting="SMTP_USERNAME")
-        return MailAuthError(f"not sent yet: the SMTP server refused the credentials (SMTP {code})", AUTH_PAUSE_SECONDS)
+        pause = self.auth_pause_seconds
+        log.error("smtp_authentication_failed", code=code, paused_s=pause, setting="SMTP_USERNAME")
+        return MailAuthError(f"not sent yet: the SMTP server refused the credentials (SMTP {code})", pause)
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -146,6 +148,7 @@ class SmtpSender:
             timeout=s.smtp_timeout_seconds,
             username=s.smtp_username,
             password=s.smtp_password,
+            cert_bundle=s.smtp_ca_file,
             **tls_options(s),
         )
 
