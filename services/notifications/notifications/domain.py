@@ -28,7 +28,9 @@ that was not sent yet, and any update or reminder of it not sent yet, ends ``CAN
 sent, and no event (the conferences service cancelled it, it knows).
 
 A contact only moves forward by actor revision. A delivery is sent under a lease: a claim holds
-it until ``Lease.until``; a delivery whose lease ran out may be claimed again. A final delivery
+it until ``Lease.until``; a delivery whose lease ran out may be claimed again. One the SMTP server
+answered "not now" is ``DEFERRED``: given back, to be tried again from ``next_attempt_at``
+(``deferrals``); it is not final, and raises no event until it ends. A final delivery
 (sent or failed) is never sent again, and the ids of the events it raised are derived from it,
 so recording an outcome twice yields the same event.
 """
