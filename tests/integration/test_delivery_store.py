@@ -23,7 +23,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
 DELIVERY_FIELDS = {"_id", "kind", "invitation_id", "conference_id", "actor_id", "conference", "status"}
 DELIVERY_FIELDS |= {"message_id", "reason", "lease_until", "attempts", "resend", "reply"}
 DELIVERY_FIELDS |= {"previous", "confirm", "note", "reminder", "reminder_id"}
-DELIVERY_FIELDS |= {"deferrals", "deferred_since", "next_attempt_at"}
+DELIVERY_FIELDS |= {"deferrals", "deferred_since", "next_attempt_at", "paced_until"}
 CONTACT_FIELDS = {"_id", "name", "email", "language", "consent_to_notifications", "active", "revision", "erased"}
 
 

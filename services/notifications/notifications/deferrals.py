@@ -15,6 +15,8 @@ through the one claim path. The rules (``Deferral``):
   fails the delivery now (``TOO_LATE`` and the answer), rather than keep the invitation pending
   until the start. Confirmations and notices, which may go out after the start, are exempt
   (``Delivery.started``);
+- ``paced``: the mail's slot of the relay's pace (``rate_limit``) is far off: it is deferred to
+  that slot, which it keeps, instead of holding its claim until then;
 - ``paused``: the server refused our credentials. Nobody's mail is at fault, so the delivery is
   deferred without counting towards ``retry_for`` (it goes out once the credentials are fixed),
   only the start of its conference ends it.
@@ -33,6 +35,7 @@ from quartier_shared.retry import Retry
 from .domain import Delivery, DeliveryStatus, Outcome
 
 TOO_LATE = "not sent: too late, the conference starts before the next attempt"
+PACED = "not sent yet: waiting for its slot of SMTP_RATE_PER_MINUTE"
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,17 @@ class Deferral:
             return Outcome(d, DeliveryStatus.FAILED, f"{answer} (tried for {_duration(self.retry_for)})")
         backoff = Retry(self.first_pause.total_seconds(), cap=self.longest_pause.total_seconds(), jitter=True)
         retry_at = min(now + timedelta(seconds=backoff.delay(d.deferrals + 1)), deadline)
-        counted = replace(d, deferrals=d.deferrals + 1, deferred_since=since)
+        counted = replace(d, deferrals=d.deferrals + 1, deferred_since=since, paced_until=None)
         return self._unless_too_late(counted, answer, retry_at)
 
     def paused(self, d: Delivery, answer: str, retry_at: datetime) -> Outcome:
         """The outcome while the server refuses our credentials: tried again at ``retry_at``."""
-        return self._unless_too_late(d, answer, retry_at)
+        return self._unless_too_late(replace(d, paced_until=None), answer, retry_at)
+
+    def paced(self, d: Delivery, slot: datetime) -> Outcome:
+        """The outcome of a mail whose slot of the relay's pace is far off: deferred to ``slot``,
+        which it keeps (``paced_until``); no refusal, so nothing is counted."""
+        return self._unless_too_late(replace(d, paced_until=slot), d.reason or PACED, slot)
 
     @staticmethod
     def _unless_too_late(d: Delivery, answer: str, retry_at: datetime) -> Outcome:

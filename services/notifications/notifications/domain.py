@@ -203,6 +203,7 @@ class Delivery:
     deferrals: int = 0  # temporary refusals so far (``deferrals``)
     deferred_since: datetime | None = None  # the first of them: SMTP_RETRY_FOR counts from here
     next_attempt_at: datetime | None = None  # deferred: when it is tried again
+    paced_until: datetime | None = None  # deferred to its slot of the relay's pace, which it keeps
 
     @staticmethod
     def id_for(invitation_id: str, kind: str, resend: int = 0) -> str:

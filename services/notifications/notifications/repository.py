@@ -335,6 +335,7 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
                         "next_attempt_at": o.retry_at,
                         "deferrals": o.delivery.deferrals,
                         "deferred_since": o.delivery.deferred_since,
+                        "paced_until": o.delivery.paced_until,
                         # Refused, so not sent: an update may still refresh its details, and a
                         # cancellation stops it (see ``DeferredSending`` on the rare ambiguous case).
                         "handed": None,

@@ -84,6 +84,9 @@ UNREACHABLE = "not sent: the actor is inactive or has withdrawn consent"
 STARTED = "not sent: too late, the conference had started"
 CANCELLED = "not sent: the conference was cancelled"
 LEASE_LOST = "not sent: the claim lost the delivery"  # never stored: its outcome is not recorded
+# How late a delivery deferred to its slot of the relay's pace may come and still use that slot
+# (the worker looks every few seconds); later, it takes a new one.
+_SLOT_KEPT = timedelta(minutes=1)
 # Once the SMTP server has taken a mail, only recording its outcome is left: wait for MongoDB.
 _until_recorded = Retry(base=0.2, cap=5.0, transient=is_unavailable)
 
@@ -333,8 +336,11 @@ class _Sending:
             return Outcome(d, DeliveryStatus.FAILED, STARTED)
         if not contact.reachable:
             return Outcome(d, DeliveryStatus.FAILED, UNREACHABLE)
-        if not await self._wait_for_slot(d, lease):
-            return Outcome(d, DeliveryStatus.DEFERRED, LEASE_LOST, retry_at=self.clock.now())  # not held: not recorded
+        paced = await self._wait_for_slot(d, lease)
+        if paced is not None:
+            return paced
+        if d.started(self.clock.now()):  # the wait may have lasted until the start
+            return Outcome(d, DeliveryStatus.FAILED, STARTED)
         mail = self._render(d, Recipient(name=contact.name, email=contact.email, language=contact.language))
         try:
             await self.mailer.send(mail)
@@ -350,25 +356,32 @@ class _Sending:
             return Outcome(d, DeliveryStatus.FAILED, reason)
         return Outcome(d, DeliveryStatus.SENT)
 
-    async def _wait_for_slot(self, d: Delivery, lease: Lease) -> bool:
-        """With a relay limit, wait until this mail's slot; False: the claim no longer holds the
-        delivery (an erasure took it while the lease was renewed), so it must not be sent."""
-        if self.policy.pace is None:
-            return True
-        now = self.clock.now()
-        slot = await self.policy.pace.slot(now)
+    async def _wait_for_slot(self, d: Delivery, lease: Lease) -> Outcome | None:
+        """With a relay limit, take this mail's slot and wait for it (None: send now). A slot
+        further off than half a lease is not waited for: the delivery is deferred to it, keeping
+        the slot (``paced_until``), so neither a claim nor the consumer's batch is held for long.
+        A lease too short for the wait is renewed first; a delivery the claim no longer holds (an
+        erasure took it) is not sent (an outcome that is not recorded)."""
+        pace, now = self.policy.pace, self.clock.now()
+        if pace is None:
+            return None
+        if d.paced_until is not None and d.paced_until <= now < d.paced_until + _SLOT_KEPT:
+            return None  # deferred to its slot, and back in time for it
+        slot = await pace.slot(now)
+        now = self.clock.now()  # taking the slot took a moment too
+        half_lease = timedelta(seconds=self.policy.lease_seconds / 2)
         if slot <= now:
-            return True
+            return None
+        if slot - now > half_lease:
+            return self.policy.deferral.paced(d, slot)
         # Renewed before the wait, while the claim still holds it, to a lease as long as at claiming.
-        lease_seconds = self.policy.lease_seconds
-        ends = d.lease_until or lease.until
-        short = slot + timedelta(seconds=lease_seconds / 2) > ends  # too little left to send and record
-        until = slot + timedelta(seconds=lease_seconds)
-        if short and not await self.store.deliveries.renew(d.id, lease.token, until):
-            log.info("delivery_taken_while_waiting", invitation_id=d.invitation_id, conference_id=d.conference_id)
-            return False
+        if slot + half_lease > (d.lease_until or lease.until):
+            until = slot + 2 * half_lease
+            if not await self.store.deliveries.renew(d.id, lease.token, until):
+                log.info("delivery_taken_while_waiting", invitation_id=d.invitation_id, conference_id=d.conference_id)
+                return Outcome(d, DeliveryStatus.DEFERRED, LEASE_LOST, retry_at=now)
         await self.clock.sleep((slot - now).total_seconds())
-        return True
+        return None
 
     def _render(self, d: Delivery, recipient: Recipient) -> OutgoingMail:
         policy = self.policy

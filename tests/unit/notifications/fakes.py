@@ -263,6 +263,7 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
                         next_attempt_at=o.retry_at,
                         deferrals=o.delivery.deferrals,
                         deferred_since=o.delivery.deferred_since,
+                        paced_until=o.delivery.paced_until,
                         lease_until=None,
                     )
                     self.rows[o.delivery.id] = replace(stored, delivery=deferred, claim=None, handed=None)

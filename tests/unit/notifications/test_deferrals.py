@@ -11,7 +11,7 @@ from email import message_from_bytes
 from email.policy import default
 
 from notifications import handlers
-from notifications.deferrals import TOO_LATE, Deferral
+from notifications.deferrals import PACED, TOO_LATE, Deferral
 from notifications.deferred_sending import DeferredSending
 from notifications.domain import Delivery, DeliveryStatus
 from notifications.sending import STARTED, SendingPolicy
@@ -21,6 +21,7 @@ from tests.unit.fakes import received
 from tests.unit.notifications.fakes import (
     POLICY,
     START,
+    FakeClock,
     FakeMailer,
     Notifications,
     actor,
@@ -193,30 +194,63 @@ async def test_an_update_of_a_deferred_invitation_makes_it_go_out_with_the_new_d
 
 
 class SlowRelay:
-    """A pace whose next slot is ``wait`` away; ``meanwhile`` runs while the slot is taken."""
+    """A pace whose next slot is ``wait`` away, taking ``taking`` of the clock to give it (the
+    mails before it in the claim); ``meanwhile`` runs while the slot is taken."""
 
-    def __init__(self, wait: timedelta, meanwhile: Callable[[], Awaitable[object]] | None = None) -> None:
-        self.wait, self.meanwhile = wait, meanwhile
+    def __init__(
+        self,
+        clock: FakeClock,
+        wait: timedelta,
+        taking: timedelta = timedelta(0),
+        meanwhile: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        self.clock, self.wait, self.taking, self.meanwhile = clock, wait, taking, meanwhile
+        self.slots_taken = 0
 
     async def slot(self, now: datetime) -> datetime:
+        self.slots_taken += 1
         if self.meanwhile is not None:
             await self.meanwhile()
-        return now + self.wait
+        self.clock.current += self.taking
+        return self.clock.now() + self.wait
 
 
-async def test_a_mail_waiting_for_the_relays_pace_past_its_lease_renews_it_first() -> None:
+async def test_a_mail_whose_slot_is_far_off_is_deferred_to_it_and_keeps_it() -> None:
+    service = Notifications()
+    relay = SlowRelay(service.clock, timedelta(minutes=10))
+    person = actor("verein@example.org")
+    issued = invitation(person.actor_id)
+    await service.on_actor(person)
+
+    await first_attempt(service, issued, replace(POLICY, pace=relay))
+
+    d = stored(service, issued)
+    slot = START + timedelta(minutes=10)
+    assert (d.status, d.reason, d.next_attempt_at, d.deferrals) == (DeliveryStatus.DEFERRED, PACED, slot, 0)
+    assert service.clock.waited() == timedelta(0) and service.mailer.sent == []  # nothing held meanwhile
+    service.clock.current = slot
+    deferred = DeferredSending(
+        service.uow, service.mailer, replace(POLICY, pace=relay), service="notifications", clock=service.clock
+    )
+    assert await deferred.send_due() == 1
+    assert stored(service, issued).status is DeliveryStatus.SENT
+    assert relay.slots_taken == 1  # the slot it was deferred to, not a second one
+
+
+async def test_a_mail_waiting_for_its_slot_past_its_lease_renews_it_first() -> None:
     service = Notifications()
     person = actor("verein@example.org")
     issued = invitation(person.actor_id)
     await service.on_actor(person)
-    policy = replace(POLICY, pace=SlowRelay(timedelta(minutes=10)))  # the lease: 2 minutes
+    # 40 seconds into its claim, the mail gets a slot 50 seconds on: past the lease's last minute.
+    relay = SlowRelay(service.clock, timedelta(seconds=50), taking=timedelta(seconds=40))
 
-    await first_attempt(service, issued, policy)
+    await first_attempt(service, issued, replace(POLICY, pace=relay))
 
-    assert service.clock.waited() == timedelta(minutes=10)
+    assert service.clock.waited() == timedelta(seconds=90)
     d = stored(service, issued)
     assert d.status is DeliveryStatus.SENT
-    assert d.lease_until == START + timedelta(minutes=10, seconds=POLICY.lease_seconds)  # renewed before the wait
+    assert d.lease_until == START + timedelta(seconds=90 + POLICY.lease_seconds)  # renewed before the wait
 
 
 async def test_a_mail_whose_delivery_was_taken_while_it_waited_for_its_slot_is_not_sent() -> None:
@@ -226,10 +260,14 @@ async def test_a_mail_whose_delivery_was_taken_while_it_waited_for_its_slot_is_n
     await service.on_actor(person)
     erased = service.uow.fake_deliveries.cancel_unsent_of_actor
     # The actor is erased while the mail waits: its deliveries are failed and their claims dropped.
-    pace = SlowRelay(timedelta(minutes=10), lambda: erased(person.actor_id, "not sent: erased", service.clock.now()))
-    policy = replace(POLICY, pace=pace)
+    relay = SlowRelay(
+        service.clock,
+        timedelta(seconds=50),
+        taking=timedelta(seconds=40),
+        meanwhile=lambda: erased(person.actor_id, "not sent: erased", service.clock.now()),
+    )
 
-    await first_attempt(service, issued, policy)
+    await first_attempt(service, issued, replace(POLICY, pace=relay))
 
     assert service.mailer.sent == []
     assert stored(service, issued).status is DeliveryStatus.FAILED
