@@ -23,12 +23,13 @@ from pymongo import AsyncMongoClient
 
 from notifications import rate_limit
 from notifications.app import build
+from notifications.deferrals import PACED
 from notifications.rate_limit import MongoPace
 from notifications.settings import Settings
 from quartier.embedded import Infrastructure, free_port
 from tests.helpers import eventually, running, settings_for
 from tests.integration.test_notifications_service import outcomes, send
-from tests.unit.notifications.fakes import START, actor, invitation
+from tests.unit.notifications.fakes import CONFERENCE, START, actor, invitation
 
 PER_MINUTE = 30
 INVITEES = 80
@@ -96,7 +97,7 @@ async def deliver_all(infra: Infrastructure, database: str, **settings: Any) -> 
         chosen = {"smtp_port": controller.port, "smtp_max_attempts": 1, "delivery_lease_seconds": 3600} | settings
         app = build(settings_for(Settings, infra, database, **chosen), clock=clock)
         people = [actor(f"verein-{n}@example.org") for n in range(INVITEES)]
-        async with running(app):
+        async with running(app, infra.auth_headers("operator")) as client:
             await send(infra, *people)
             await send(infra, *(invitation(p.actor_id) for p in people))
 
@@ -105,6 +106,12 @@ async def deliver_all(infra: Infrastructure, database: str, **settings: Any) -> 
                 return statuses["sent"] + statuses["deferred"] + statuses["failed"] == INVITEES
 
             await eventually(first_attempts_made, timeout=120)
+            # What operators see of a deferred mail: when it is tried again, and why.
+            listed = await client.get("/deliveries", params={"conference_id": CONFERENCE.conference_id, "limit": 100})
+            for d in listed.json():
+                if d["status"] == "deferred":
+                    assert d["next_attempt_at"] and d["deferrals"] <= 1, d
+                    assert d["reason"].startswith("SMTP 451") or d["reason"] == PACED, d
             for _ in range(60):  # minutes of the fake clock: far more than the relay needs
                 if (await invitation_statuses(app))["deferred"] == 0:
                     break

@@ -19,6 +19,7 @@ declared here on purpose; it is filled from the domain objects by field name.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -46,9 +47,13 @@ class DeliveryOut(BaseModel):
     invitation_id: str
     conference_id: str
     actor_id: str
+    # pending, waiting_for_contact, sending, deferred (the server answered "not now": tried again
+    # at next_attempt_at), sent, failed, cancelled
     status: DeliveryStatus
     message_id: str | None
-    reason: str | None
+    reason: str | None  # failed, cancelled: why; deferred: the server's last answer
+    next_attempt_at: datetime | None  # deferred: when it is tried again
+    deferrals: int  # "not now" answers so far
 
 
 class PreviewOut(BaseModel):
