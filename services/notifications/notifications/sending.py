@@ -34,7 +34,8 @@ Rules both follow:
 - A temporary refusal (4xx, throttling, refused credentials) is no outcome yet: the delivery is
   deferred, given back to be tried again later (``deferrals``, ``deferred_sending``).
 - With SMTP_RATE_PER_MINUTE, each mail waits for its slot (``rate_limit``) before it goes to the
-  SMTP server; a wait that would outlast the claim's lease renews the lease of that delivery.
+  SMTP server; a wait that would outlast the claim's lease renews the lease of that delivery, and
+  a slot further off defers the delivery to it. A slow send renews its lease as it goes.
 - Opt-out is respected when the mail is due: an inactive contact, or one without consent, gets a
   failed outcome and no mail.
 - A mail that breaks unexpectedly neither drops its claim's other outcomes nor blocks the retry:
@@ -343,7 +344,7 @@ class _Sending:
             return Outcome(d, DeliveryStatus.FAILED, STARTED)
         mail = self._render(d, Recipient(name=contact.name, email=contact.email, language=contact.language))
         try:
-            await self.mailer.send(mail)
+            await self._send_under_lease(d, lease, mail)
         except (PermanentMailError, TemporaryMailError) as exc:
             # The server's answer may name addresses: they are taken out before the reason is
             # stored or published (both databases, the event, every answer).
@@ -355,6 +356,26 @@ class _Sending:
                 return self.policy.deferral.after(d, reason, now)
             return Outcome(d, DeliveryStatus.FAILED, reason)
         return Outcome(d, DeliveryStatus.SENT)
+
+    async def _send_under_lease(self, d: Delivery, lease: Lease, mail: OutgoingMail) -> None:
+        """``mailer.send``, renewing the delivery's lease every half lease while it runs: a slow
+        server (timeouts, quick retries, a queue for a connection) must not let another claim take
+        the delivery over and send it a second time. Should the claim lose it all the same (an
+        erasure), the send runs to its end and its outcome is not recorded."""
+        sending = asyncio.ensure_future(self.mailer.send(mail))
+        half = self.policy.lease_seconds / 2
+        held = True
+        try:
+            while not (await asyncio.wait({sending}, timeout=half))[0]:
+                if held:
+                    until = self.clock.now() + timedelta(seconds=self.policy.lease_seconds)
+                    held = await self.store.deliveries.renew(d.id, lease.token, until)
+                    if not held:
+                        log.info("delivery_taken_while_sending", invitation_id=d.invitation_id)
+        except asyncio.CancelledError:
+            sending.cancel()
+            raise
+        sending.result()  # the send's own error, if any
 
     async def _wait_for_slot(self, d: Delivery, lease: Lease) -> Outcome | None:
         """With a relay limit, take this mail's slot and wait for it (None: send now). A slot

@@ -3,6 +3,7 @@ deferred_sending), on the fakes: time is the fake clock's, moved by the test."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -14,6 +15,7 @@ from notifications import handlers
 from notifications.deferrals import PACED, TOO_LATE, Deferral
 from notifications.deferred_sending import DeferredSending
 from notifications.domain import Delivery, DeliveryStatus
+from notifications.mail import OutgoingMail
 from notifications.sending import STARTED, SendingPolicy
 from notifications.smtp import MailAuthError, TemporaryMailError
 from quartier_shared.events import InvitationFailed, InvitationIssued, InvitationSent
@@ -271,3 +273,43 @@ async def test_a_mail_whose_delivery_was_taken_while_it_waited_for_its_slot_is_n
 
     assert service.mailer.sent == []
     assert stored(service, issued).status is DeliveryStatus.FAILED
+
+
+class HangingMailer(FakeMailer):
+    """A server that takes its time: each mail waits until the test lets it through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.through = asyncio.Event()
+
+    async def send(self, mail: OutgoingMail) -> None:
+        await self.through.wait()
+        await super().send(mail)
+
+
+async def test_a_slow_send_renews_its_lease_while_it_runs() -> None:
+    mailer = HangingMailer()
+    service = Notifications(mailer)
+    person = actor("verein@example.org")
+    issued = invitation(person.actor_id)
+    await service.on_actor(person)
+    renewals: list[datetime] = []
+    renewed_twice = asyncio.Event()
+    renew = service.uow.fake_deliveries.renew
+
+    async def counted(delivery_id: str, token: str, until: datetime) -> bool:
+        renewals.append(until)
+        if len(renewals) == 2:
+            renewed_twice.set()
+        return await renew(delivery_id, token, until)
+
+    service.uow.fake_deliveries.renew = counted  # type: ignore[method-assign]
+    # A lease of a fifth of a second (of real time, as the renewals go by it), to see it renewed.
+    sending = asyncio.create_task(first_attempt(service, issued, replace(POLICY, lease_seconds=0.2)))
+
+    await asyncio.wait_for(renewed_twice.wait(), timeout=30)
+    mailer.through.set()
+    await sending
+
+    assert stored(service, issued).status is DeliveryStatus.SENT
+    assert mailer.recipients() == ["verein@example.org"]
