@@ -26,7 +26,7 @@ FAST = {
     "SMTP_MAX_ATTEMPTS": "4",
     # A mail still refused after its quick attempts fails at once instead of being deferred for a
     # day: the fault cases count outcomes (test_relay_limits covers the deferral).
-    "SMTP_RETRY_FOR": "0",
+    "SMTP_RETRY_FOR": "PT0S",
     "HANDLER_BACKOFF_SECONDS": "0.1",
     "MONGODB_TIMEOUT_MS": "2000",
 }

@@ -32,7 +32,7 @@ class Settings(ServiceSettings):
     smtp_max_attempts: int = 5  # for temporary failures (4xx, refused, timeout), with backoff
     smtp_backoff_seconds: float = 1.0
     # How long a mail the server keeps answering "not now" (421, 451, 452, throttling) is tried
-    # again, with growing pauses, before it fails (``deferrals``): an ISO 8601 duration or seconds.
+    # again, with growing pauses, before it fails (``deferrals``): an ISO 8601 duration (PT12H).
     smtp_retry_for: timedelta = timedelta(hours=24)
     # Mails per minute the relay takes, for all instances together (``rate_limit``); unset: no limit.
     smtp_rate_per_minute: int | None = Field(default=None, ge=1, le=100_000)
