@@ -17,13 +17,14 @@ from pymongo import AsyncMongoClient
 
 from notifications.domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
 from notifications.repository import DeliveryRepository, MongoContactRepository, MongoDeliveryRepository
+from quartier_shared.events import EventContext
 from tests.unit.notifications.fakes import CONFERENCE, FakeDeliveryRepository
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
 DELIVERY_FIELDS = {"_id", "kind", "invitation_id", "conference_id", "actor_id", "conference", "status"}
 DELIVERY_FIELDS |= {"message_id", "reason", "lease_until", "attempts", "resend", "reply"}
 DELIVERY_FIELDS |= {"previous", "confirm", "note", "reminder", "reminder_id"}
-DELIVERY_FIELDS |= {"deferrals", "deferred_since", "next_attempt_at", "paced_until"}
+DELIVERY_FIELDS |= {"deferrals", "deferred_since", "next_attempt_at", "paced_until", "trigger"}
 CONTACT_FIELDS = {"_id", "name", "email", "language", "consent_to_notifications", "active", "revision", "erased"}
 
 
@@ -315,7 +316,8 @@ async def test_a_deferred_delivery_is_given_back_with_its_next_attempt_and_claim
 ) -> None:
     soon, later, sent = await deliveries.add_claimed(pending(3), lease("one"))
     await deliveries.hand_over([soon.id, later.id, sent.id], "one")
-    counted = replace(soon, deferrals=1, deferred_since=NOW)
+    trigger = EventContext("notifications", "correlation-1", "event-1", "subject-1")
+    counted = replace(soon, deferrals=1, deferred_since=NOW, trigger=trigger)
     outcomes = [
         Outcome(counted, DeliveryStatus.DEFERRED, "SMTP 451: slow down", retry_at=NOW + timedelta(seconds=60)),
         Outcome(
@@ -337,6 +339,7 @@ async def test_a_deferred_delivery_is_given_back_with_its_next_attempt_and_claim
         deferrals=1,
         deferred_since=NOW,
         next_attempt_at=NOW + timedelta(seconds=60),
+        trigger=trigger,
     )
     assert not await deliveries.renew(soon.id, "one", NOW + timedelta(minutes=5))  # given back
     # Given back unsent: an update may still refresh it, a cancellation cancel it.

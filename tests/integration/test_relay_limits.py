@@ -121,6 +121,8 @@ async def deliver_all(infra: Infrastructure, database: str, **settings: Any) -> 
             events = await outcomes(infra, INVITEES)
             assert await invitation_statuses(app) == Counter({"sent": INVITEES})
         assert Counter(e.event_type for e in events) == Counter({"InvitationSent": INVITEES})
+        # Sent late or not, each in the trail of the request that issued it.
+        assert {e.correlation_id for e in events} == {"test-correlation"}
         assert sorted(relay.received) == sorted(p.email for p in people)  # each once
         assert max(relay.taken.values()) <= PER_MINUTE
         return relay

@@ -8,8 +8,9 @@ outcome records as every mail. Of several instances each delivery is claimed by 
 takes only what is claimable). The clock is passed in, so tests drive time themselves.
 
 Outcomes of a deferred invitation raise InvitationSent or InvitationFailed as the first attempt's
-would; the event that started it is long handled, so they carry a correlation id of their own
-(``deferred-…``), as a fired reminder does.
+would, caused by the same event and with the same correlation id (``Delivery.trigger``, kept at
+deferral), so the trail from the coordinator's request holds. Claims and reads, and a delivery
+deferred before the trigger was kept, use a correlation id of their own (``deferred-…``).
 
 Whether a refused mail was really not sent: a 4xx answer says so. A connection lost or timed out
 after the mail's data was sent is the one ambiguous case: the server may have taken it. It is
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 
 from quartier_shared.events import EventContext
 from quartier_shared.logging import get_logger
@@ -74,11 +76,13 @@ class DeferredSending:
             log.warning("deferred_delivery_without_contact")
         known = [d for d in claimed if d.actor_id in contacts]
         log.info("deferred_sending", count=len(known))
+        # Each outcome caused by the event its delivery answers (kept when it was deferred).
+        contexts = {d.id: replace(d.trigger, producer=self.service) if d.trigger else context for d in known}
         await send_claimed(
             known,
             contacts,
             lease,
-            context,
+            contexts,
             uow_factory=self.uow_factory,
             mailer=self.mailer,
             policy=self.policy,

@@ -50,6 +50,7 @@ from quartier_shared.events import (
     ConferenceDrafted,
     ConferenceScheduled,
     ContactChanged,
+    EventContext,
     InvitationAnswered,
     InvitationCancelled,
     InvitationFailed,
@@ -204,6 +205,9 @@ class Delivery:
     deferred_since: datetime | None = None  # the first of them: SMTP_RETRY_FOR counts from here
     next_attempt_at: datetime | None = None  # deferred: when it is tried again
     paced_until: datetime | None = None  # deferred to its slot of the relay's pace, which it keeps
+    # Deferred: the event it answers, so that its outcome, raised later by another run, still
+    # carries the correlation id of the request that started it and names its cause.
+    trigger: EventContext | None = None
 
     @staticmethod
     def id_for(invitation_id: str, kind: str, resend: int = 0) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
@@ -336,6 +336,7 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
                         "deferrals": o.delivery.deferrals,
                         "deferred_since": o.delivery.deferred_since,
                         "paced_until": o.delivery.paced_until,
+                        "trigger": asdict(o.delivery.trigger) if o.delivery.trigger else None,
                         # Refused, so not sent: an update may still refresh its details, and a
                         # cancellation stops it (see ``DeferredSending`` on the rare ambiguous case).
                         "handed": None,

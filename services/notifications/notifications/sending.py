@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -193,7 +193,7 @@ async def send_claimed(
     deliveries: Sequence[Delivery],
     contacts: Mapping[str, Contact],
     lease: Lease,
-    context: EventContext,
+    contexts: Mapping[str, EventContext],
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
@@ -201,9 +201,10 @@ async def send_claimed(
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Send deliveries the caller claimed with ``lease`` (``contacts``: by actor id, each one's;
-    ``deferred_sending``), and record their outcomes as every claim does."""
+    ``contexts``: by delivery id, the event each answers; ``deferred_sending``), and record their
+    outcomes as every claim does."""
     if deliveries:
-        sending = _Sending(uow_factory, mailer, policy, clock, {d.id: context for d in deliveries})
+        sending = _Sending(uow_factory, mailer, policy, clock, contexts)
         await sending._send(list(deliveries), contacts, lease)
 
 
@@ -339,7 +340,7 @@ class _Sending:
             return Outcome(d, DeliveryStatus.FAILED, UNREACHABLE)
         paced = await self._wait_for_slot(d, lease)
         if paced is not None:
-            return paced
+            return self._remembering_trigger(paced)
         if d.started(self.clock.now()):  # the wait may have lasted until the start
             return Outcome(d, DeliveryStatus.FAILED, STARTED)
         mail = self._render(d, Recipient(name=contact.name, email=contact.email, language=contact.language))
@@ -351,11 +352,19 @@ class _Sending:
             reason = redact(str(exc), limit=500)
             now = self.clock.now()
             if isinstance(exc, MailAuthError):
-                return self.policy.deferral.paused(d, reason, now + timedelta(seconds=exc.retry_in))
+                return self._remembering_trigger(
+                    self.policy.deferral.paused(d, reason, now + timedelta(seconds=exc.retry_in))
+                )
             if isinstance(exc, TemporaryMailError):
-                return self.policy.deferral.after(d, reason, now)
+                return self._remembering_trigger(self.policy.deferral.after(d, reason, now))
             return Outcome(d, DeliveryStatus.FAILED, reason)
         return Outcome(d, DeliveryStatus.SENT)
+
+    def _remembering_trigger(self, outcome: Outcome) -> Outcome:
+        """A deferred delivery keeps the event it answers (see ``Delivery.trigger``)."""
+        if outcome.status is not DeliveryStatus.DEFERRED:
+            return outcome
+        return replace(outcome, delivery=replace(outcome.delivery, trigger=self.contexts[outcome.delivery.id]))
 
     async def _send_under_lease(self, d: Delivery, lease: Lease, mail: OutgoingMail) -> None:
         """``mailer.send``, renewing the delivery's lease every half lease while it runs: a slow

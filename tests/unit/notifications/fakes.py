@@ -264,6 +264,7 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
                         deferrals=o.delivery.deferrals,
                         deferred_since=o.delivery.deferred_since,
                         paced_until=o.delivery.paced_until,
+                        trigger=o.delivery.trigger,
                         lease_until=None,
                     )
                     self.rows[o.delivery.id] = replace(stored, delivery=deferred, claim=None, handed=None)

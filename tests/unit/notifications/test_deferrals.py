@@ -108,7 +108,9 @@ async def test_a_busy_relay_defers_the_invitation_and_it_goes_out_when_due() -> 
     assert stored(service, issued).status is DeliveryStatus.SENT
     (sent,) = service.events(InvitationSent)
     assert sent.payload["invitation_id"] == issued.invitation_id
-    assert sent.correlation_id.startswith("deferred-")
+    # Caused by the InvitationIssued it answers, in the trail of the request that issued it.
+    assert sent.correlation_id == "test-correlation" and sent.causation_id is not None
+    assert sent.causation_id == stored(service, issued).trigger.causation_id  # type: ignore[union-attr]
     assert service.mailer.recipients() == ["verein@example.org"]
 
 
