@@ -120,6 +120,8 @@ async def deliver_all(infra: Infrastructure, database: str, **settings: Any) -> 
                     pass
             events = await outcomes(infra, INVITEES)
             assert await invitation_statuses(app) == Counter({"sent": INVITEES})
+            listed = await client.get("/deliveries", params={"conference_id": CONFERENCE.conference_id, "limit": 100})
+            assert {(d["status"], d["next_attempt_at"]) for d in listed.json()} == {("sent", None)}
         assert Counter(e.event_type for e in events) == Counter({"InvitationSent": INVITEES})
         # Sent late or not, each in the trail of the request that issued it.
         assert {e.correlation_id for e in events} == {"test-correlation"}
