@@ -1,6 +1,6 @@
 """The SMTP sender against real SMTP servers (aiosmtpd, in this process): transport security
 (SMTP_TLS: STARTTLS, implicit TLS) with a certificate of a CA of the test's own (SMTP_CA_FILE),
-and refused credentials pausing sending instead of failing mails."""
+refused credentials pausing sending instead of failing mails, and which answers are throttling."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from notifications.mail import OutgoingMail
 from notifications.settings import Settings
-from notifications.smtp import MailAuthError, SmtpSender, TemporaryMailError, tls_options
+from notifications.smtp import MailAuthError, PermanentMailError, SmtpSender, TemporaryMailError, tls_options
 from quartier.embedded import free_port
 
 PASSWORD = "richtig"
@@ -37,6 +37,15 @@ class Inbox:
         self.mails: list[tuple[list[str], bool]] = []
         self.logins = 0
         self.password = PASSWORD
+        self.answers: dict[str, str] = {}  # RCPT answers by address, instead of 250
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.answers:
+            return self.answers[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         encrypted = server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
@@ -209,3 +218,24 @@ async def test_refused_credentials_pause_sending_and_a_login_that_works_again_re
 
     assert inbox.mails == [(["verein@example.org"], True)]
     assert auth_failing() == 0
+
+
+async def test_a_quota_or_rate_answered_with_5xx_is_throttling_and_an_unknown_mailbox_is_not() -> None:
+    inbox = Inbox()
+    inbox.answers = {
+        "quota@example.org": "550 5.4.5 Daily user sending quota exceeded",
+        "rate@example.org": "554 5.7.0 Message rate limit exceeded, please slow down",
+        "unknown@example.org": "550 5.1.1 User unknown",
+        "busy@example.org": "452 4.5.3 Too many recipients",
+    }
+    with serving(inbox) as port:
+        sender = SmtpSender(settings(port))
+        for address in ("quota@example.org", "rate@example.org", "busy@example.org"):
+            with pytest.raises(TemporaryMailError) as deferred:
+                await sender.send(mail(address))
+            assert not isinstance(deferred.value, MailAuthError)
+        with pytest.raises(PermanentMailError, match=r"SMTP 550: 5\.1\.1 User unknown"):
+            await sender.send(mail("unknown@example.org"))
+        await sender.close()
+
+    assert inbox.mails == []

@@ -1,9 +1,9 @@
 """Sending mail over a small pool of reused SMTP connections.
 
 Outcomes are sorted for the caller: a 5xx answer is permanent (the invitation fails with the
-server's reason); a 4xx answer, a refused connection or a timeout is temporary and is retried
-with backoff, a bounded number of times, then raised as ``TemporaryMailError`` (the caller defers
-the mail: ``deferrals``).
+server's reason), unless its text says it is throttling (a sending quota, a rate limit); a 4xx
+answer, a refused connection or a timeout is temporary and is retried with backoff, a bounded
+number of times, then raised as ``TemporaryMailError`` (the caller defers the mail: ``deferrals``).
 
 Refused credentials (530, 534, 535 or aiosmtplib's SMTPAuthenticationError) are nobody's mail at
 fault: ``MailAuthError``, a temporary error that is not retried here. Sending pauses for
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from typing import TypedDict
 
@@ -159,7 +160,17 @@ class SmtpSender:
 
 def _classify(code: int, message: str) -> Exception:
     text = f"SMTP {code}: {message}"
-    return PermanentMailError(text) if 500 <= code < 600 else TemporaryMailError(text)
+    if 500 <= code < 600 and not _THROTTLING.search(message):
+        return PermanentMailError(text)
+    return TemporaryMailError(text)
+
+
+# Some relays say "slow down" with a 5xx code: Microsoft 365's daily sending quota (5.4.5,
+# SubmissionQuotaExceeded), others' rate limits. That is the sender's pace, not the recipient's
+# address: deferred like a 4xx, so it goes out once the quota or the rate allows.
+_THROTTLING = re.compile(
+    r"throttl|rate limit|too many (messages|connections)|sending quota|SubmissionQuotaExceeded|\b5\.4\.5\b", re.I
+)
 
 
 async def _discard(client: aiosmtplib.SMTP) -> None:
