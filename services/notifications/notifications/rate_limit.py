@@ -5,9 +5,11 @@ answers 421/451 beyond. Counting in one process would let two instances send twi
 the count is kept in MongoDB (``smtp_pace``): one document per clock minute, whose ``count`` each
 mail increments atomically (``find_one_and_update`` with ``$inc``, as the test-mail quota does;
 no pipeline update, which the embedded database may not have). The n-th mail of a minute
-(n <= rate) gets the slot ``minute + (n - 1) * 60 / rate``, so the minute's mails are spread over
-it instead of all leaving at its first second; a mail that finds its minute full tries the next
-one. The sender waits until its slot (``sending``), renewing its lease if the wait is long.
+(n <= rate) gets the slot ``minute + (n - 1) * 54 / rate`` seconds, so the minute's mails are
+spread over it instead of all leaving at its first second, and the last leaves 6 seconds or more before
+the minute ends (a mail a moment late still counts in its own minute at the relay); a mail that
+finds its minute full tries the next one. The sender waits until its slot (``sending``), renewing
+its lease if the wait is long, or defers the mail to a slot far off.
 
 What it does not promise: a relay that counts a sliding minute may still see up to twice the rate
 across the boundary of two minutes when mails come late in one; its 451s then defer those mails
@@ -30,6 +32,7 @@ from pymongo.errors import DuplicateKeyError
 PACE = "smtp_pace"
 PACE_KEPT_SECONDS = 3600  # after its minute
 MINUTE = timedelta(minutes=1)
+SPREAD = timedelta(seconds=54)  # of each minute, the part its slots are spread over
 
 
 class Pace(Protocol):
@@ -52,7 +55,7 @@ class MongoPace:
         while True:
             taken = await self._take(minute)
             if taken <= self.per_minute:
-                return max(now, minute + (taken - 1) * MINUTE / self.per_minute)
+                return max(now, minute + (taken - 1) * SPREAD / self.per_minute)
             minute += MINUTE
             self._full_before = minute
 
