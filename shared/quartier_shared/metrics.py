@@ -36,6 +36,9 @@ MAILS = Counter("quartier_mails_total", "Invitation mails by outcome", ["outcome
 # connection to it did. kind: authentication (our credentials refused), refused (the recipient),
 # permanent (another 5xx), temporary (4xx), connection (no answer, a broken connection).
 SMTP_ERRORS = Counter("quartier_smtp_errors_total", "SMTP attempts that failed, by kind", ["kind"])
+SMTP_AUTH_FAILING = Gauge(
+    "quartier_smtp_auth_failing", "1 while the SMTP server refuses this instance's credentials: sending is paused"
+)
 
 Refresh = Callable[[], Awaitable[None]]
 
