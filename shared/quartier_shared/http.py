@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .auth import subject_of
 from .events import EventContext
 from .logging import bind_contextvars, clear_contextvars, get_logger
+from .metrics import HTTP_SECONDS
 from .mongo import is_unavailable
 
 log = get_logger(__name__)
@@ -168,8 +170,12 @@ def install_http_basics(
         clear_contextvars()
         bind_contextvars(correlation_id=correlation_id)
         request.state.correlation_id = correlation_id
+        started = time.perf_counter()
         response = await call_next(request)
         response.headers[CORRELATION_HEADER] = correlation_id
+        # The matched route's template, so ids never become label values; "unmatched" for a 404.
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        HTTP_SECONDS.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
         return response
 
     @app.exception_handler(PyMongoError)

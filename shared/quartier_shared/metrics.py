@@ -21,6 +21,13 @@ HANDLER_SECONDS = Histogram(
     ["event_type"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# Labelled by the route's template (/conferences/{conference_id}), never the path itself: no ids.
+HTTP_SECONDS = Histogram(
+    "quartier_http_request_duration_seconds",
+    "Time to answer one HTTP request, by method, route template and status code",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 DEAD_LETTERS = Counter("quartier_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "error"])
 OUTBOX_BACKLOG = Gauge("quartier_outbox_backlog", "Events in the outbox not yet relayed to Kafka")
 CONSUMER_LAG = Gauge(
