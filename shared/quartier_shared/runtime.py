@@ -142,17 +142,7 @@ class Runtime:
         await self.relay.run()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            # Bounded: a worker that lost its cancellation (see wakeup.py) must not hold the stop
-            # forever; it is named, and the process ends with the rest.
-            ended, running = await asyncio.wait(self._tasks, timeout=STOP_WORKERS_SECONDS)
-            for task in ended:  # a worker that had failed: its error was logged where it failed
-                if not task.cancelled():
-                    task.exception()
-            if running:
-                log.error("workers_did_not_stop", workers=sorted(t.get_name() for t in running))
+        await self._stop_workers()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         for closer in self._closers:
@@ -160,6 +150,25 @@ class Runtime:
                 await closer()
         await self.publisher.stop()
         await self.client.close()
+
+    async def _stop_workers(self) -> None:
+        """Cancel the workers and wait for them, at most ``STOP_WORKERS_SECONDS``.
+
+        A cancellation is sent again every half second to those still running: one can get lost
+        in a library between two awaits (the outbox relay was seen back at its next wait, still
+        running, after a cancellation during a stop), and a second one ends the worker where it
+        waits now. One that outlasts them all is named, and the process ends with the rest."""
+        running = set(self._tasks)
+        deadline = asyncio.get_running_loop().time() + STOP_WORKERS_SECONDS
+        while running and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            for task in running:
+                task.cancel()
+            ended, running = await asyncio.wait(running, timeout=min(0.5, left))
+            for task in ended:  # a worker that had failed: its error was logged where it failed
+                if not task.cancelled():
+                    task.exception()
+        if running:
+            log.error("workers_did_not_stop", workers=sorted(t.get_name() for t in running))
 
     async def mongo_ready(self) -> bool:
         async with asyncio.timeout(2):
