@@ -25,8 +25,9 @@ PUBLIC = ("ca.pem", "kafka.crt", "mongodb.crt")
 PRIVATE = ("kafka.pem", "kafka.p12", "kafka.p12-password", "mongodb.pem", "mongodb.p12", "mongodb.p12-password")
 
 
-def handshake(server_pem: Path, cafile: Path, hostname: str) -> None:
-    """One TLS handshake against a server holding ``server_pem``; raises what the client's check raises."""
+def handshake(server_pem: Path, cafile: Path | ssl.SSLContext, hostname: str) -> None:
+    """One TLS handshake against a server holding ``server_pem``, by a client that trusts ``cafile``
+    (or uses that context); raises what the client's check raises."""
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(server_pem)  # key and certificate in one file, as mongod reads it
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -46,7 +47,7 @@ def handshake(server_pem: Path, cafile: Path, hostname: str) -> None:
 
         server = threading.Thread(target=serve, daemon=True)
         server.start()
-        client_context = ssl.create_default_context(cafile=str(cafile))
+        client_context = cafile if isinstance(cafile, ssl.SSLContext) else ssl.create_default_context(cafile=cafile)
         try:
             with (
                 socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
