@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import socket
 import ssl
 import stat
+import subprocess
 import threading
 from pathlib import Path
 
@@ -56,6 +58,34 @@ def handshake(server_pem: Path, cafile: Path | ssl.SSLContext, hostname: str) ->
                 assert tls.recv(2) == b"ok"
         finally:
             server.join(timeout=10)
+
+
+JVM_SERVER = Path(__file__).resolve().parents[1] / "fixtures" / "KeystoreServer.java"
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="no JVM on this machine")
+def test_the_jvm_serves_tls_with_the_kafka_keystore_and_its_password_file(tmp_path: Path) -> None:
+    """Kafka reads HOST.p12 as a JVM does: load it with the password file, serve one handshake."""
+    certs.make(tmp_path, ["kafka"])
+    java = shutil.which("java") or "java"
+    with subprocess.Popen(
+        [java, str(JVM_SERVER), str(tmp_path / "kafka.p12"), str(tmp_path / "kafka.p12-password")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            port = server.stdout.readline().strip() if server.stdout else ""
+            assert port.isdigit(), server.stderr.read() if server.stderr else "no port"
+            context = ssl.create_default_context(cafile=tmp_path / "ca.pem")
+            with (
+                socket.create_connection(("127.0.0.1", int(port)), timeout=30) as raw,
+                context.wrap_socket(raw, server_hostname="kafka") as tls,
+            ):
+                assert tls.recv(2) == b"ok"
+            assert server.wait(timeout=30) == 0
+        finally:
+            server.kill()
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
