@@ -22,7 +22,7 @@ for database in "${databases[@]}"; do
     # (MONGO_INITDB_ROOT_PASSWORD) and never appears on this host's command line.
     "${compose[@]}" exec -T mongodb sh -ec '
         exec mongodump --quiet --archive --gzip --db "$1" \
-            --uri "mongodb://root:${MONGO_INITDB_ROOT_PASSWORD}@127.0.0.1:27017/?authSource=admin&replicaSet=rs0"
+            --uri "mongodb://root:${MONGO_INITDB_ROOT_PASSWORD}@mongodb:27017/?authSource=admin&replicaSet=rs0&tls=true&tlsCAFile=/certs/ca.pem"
     ' mongodump "$database" > "$folder/$database.archive.gz"
     echo "backed up $database: $(du -h "$folder/$database.archive.gz" | cut -f1)"
 done

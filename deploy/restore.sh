@@ -45,7 +45,7 @@ echo "1/4 stopping $service"
 echo "2/4 restoring $database from $archive"
 "${compose[@]}" exec -T mongodb sh -ec '
     exec mongorestore --quiet --drop --archive --gzip --nsInclude "$1.*" \
-        --uri "mongodb://root:${MONGO_INITDB_ROOT_PASSWORD}@127.0.0.1:27017/?authSource=admin&replicaSet=rs0"
+        --uri "mongodb://root:${MONGO_INITDB_ROOT_PASSWORD}@mongodb:27017/?authSource=admin&replicaSet=rs0&tls=true&tlsCAFile=/certs/ca.pem"
 ' mongorestore "$database" < "$archive"
 
 echo "3/4 rewinding consumer group $service to $started_at on: ${REWIND[$service]}"
@@ -54,7 +54,7 @@ echo "3/4 rewinding consumer group $service to $started_at on: ${REWIND[$service
 # first record at or after it (the earliest one when the topic no longer holds records that old:
 # README "Operating" on retention).
 "${compose[@]}" run --rm --no-deps -T --entrypoint /bin/sh kafka-init -ec '
-    printf "%s\n" "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=PLAIN" > /tmp/admin.properties
+    printf "%s\n" "security.protocol=SASL_SSL" "sasl.mechanism=PLAIN" "ssl.truststore.type=PEM" "ssl.truststore.location=/certs/ca.pem" > /tmp/admin.properties
     printf "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"%s\";\n" "$KAFKA_ADMIN_PASSWORD" >> /tmp/admin.properties
     group=$1; at=$2; shift 2
     for topic in "$@"; do

@@ -45,8 +45,10 @@ _SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": 
 
 def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
     """How every Kafka client of a service authenticates: None for PLAINTEXT (the embedded stack),
-    else SASL with the service's own principal (KAFKA_SASL_*), over TLS for SASL_SSL. The broker
-    takes it as ``security=``; the aiokafka clients take ``client_kwargs(security)``."""
+    else SASL with the service's own principal (KAFKA_SASL_*), over TLS for SASL_SSL: the broker's
+    certificate checked against KAFKA_SSL_CA_FILE (else the system's CAs) and its host name against
+    the bootstrap address. The broker takes it as ``security=``; the aiokafka clients take
+    ``client_kwargs(security)``. A CA file that cannot be read stops the start here, saying so."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return None
     if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:  # the settings refuse it
@@ -55,7 +57,7 @@ def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
     return _SASL[settings.kafka_sasl_mechanism](
         settings.kafka_sasl_username,
         settings.kafka_sasl_password.get_secret_value(),
-        ssl_context=ssl.create_default_context() if tls else None,
+        ssl_context=ssl.create_default_context(cafile=settings.kafka_ssl_ca_file) if tls else None,
         use_ssl=tls,
     )
 

@@ -85,6 +85,9 @@ class ServiceSettings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # With SASL_SSL: the PEM file of the CA that signed the broker's certificate (the compose file's
+    # own CA, `quartier certs make`); unset: the system's CAs. The host name is checked either way.
+    kafka_ssl_ca_file: str | None = None
 
     mongodb_uri: str = "mongodb://127.0.0.1:27017/?replicaSet=rs0"
     mongodb_database: str = "quartier"
@@ -140,5 +143,15 @@ class ServiceSettings(BaseSettings):
             raise ValueError(
                 f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
                 "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ca_file_needs_tls(self) -> Self:
+        # A CA file beside a protocol without TLS would read as "encrypted" and be nothing of the kind.
+        if self.kafka_ssl_ca_file and self.kafka_security_protocol != "SASL_SSL":
+            raise ValueError(
+                f"KAFKA_SSL_CA_FILE is set but KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
+                "uses no TLS: set KAFKA_SECURITY_PROTOCOL=SASL_SSL"
             )
         return self

@@ -52,8 +52,8 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 }
 PORTS = {"actors": 8001, "conferences": 8002, "notifications": 8003}
 DOCKERFILE = DEPLOY / "Dockerfile"  # one for the three services; build args pick which
-INFRASTRUCTURE = ("kafka", "kafka-init", "topics", "mongodb", "mongodb-init", "keycloak", "mailpit")
-ONE_SHOTS = ("kafka-init", "topics", "mongodb-init")  # run once per `up`, exit 0; the services wait for them
+INFRASTRUCTURE = ("certs", "kafka", "kafka-init", "topics", "mongodb", "mongodb-init", "keycloak", "mailpit")
+ONE_SHOTS = ("certs", "kafka-init", "topics", "mongodb-init")  # run once per `up`, exit 0; the services wait for them
 # Started on demand (`docker compose run --rm tools quartier ...`): no health, no restart.
 ON_DEMAND = ("tools",)
 # Each profile's services (`docker compose --profile NAME up`); the rest run without a profile.
@@ -425,7 +425,7 @@ def test_each_service_gets_a_consistent_configuration(
         assert set(files) == set(SECRET_FIELDS), name
         raw = environment(services[name])
         assert "KAFKA_SASL_PASSWORD" not in raw and raw["MONGODB_URI"] == (
-            f"mongodb://{name}@mongodb:27017/?replicaSet=rs0&authSource=admin"
+            f"mongodb://{name}@mongodb:27017/?replicaSet=rs0&authSource=admin&tls=true&tlsCAFile={CA_FILE}"
         )
         settings = settings_from(cls, resolved_environment(services[name], dotenv) | files)
         assert settings.service_name == name
@@ -437,7 +437,8 @@ def test_each_service_gets_a_consistent_configuration(
         assert settings.kafka_bootstrap_servers == "kafka:9092"
         listener = {url.split("://")[1]: url.split("://")[0] for url in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")}
         protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-        assert protocols[listener["kafka:9092"]] == settings.kafka_security_protocol == "SASL_PLAINTEXT"
+        assert protocols[listener["kafka:9092"]] == settings.kafka_security_protocol == "SASL_SSL"
+        assert settings.kafka_ssl_ca_file == CA_FILE and CERTS_MOUNT in services[name]["volumes"]
         enabled = kafka[f"KAFKA_LISTENER_NAME_{listener['kafka:9092']}_SASL_ENABLED_MECHANISMS"].split(",")
         assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512" and settings.kafka_sasl_mechanism in enabled
         # Its own Kafka principal and MongoDB user, each with its own password.
@@ -450,7 +451,7 @@ def test_each_service_gets_a_consistent_configuration(
         assert uri, settings.mongodb_uri
         assert uri["user"] == name and uri["password"] == TEST_SECRETS[f"MONGODB_PASSWORD_{name.upper()}"]
         query = dict(pair.split("=") for pair in uri["query"].split("&"))
-        assert query["authSource"] == "admin"
+        assert query["authSource"] == "admin" and query["tls"] == "true" and query["tlsCAFile"] == CA_FILE
         mongod = [str(word) for word in services["mongodb"]["command"]]
         assert mongod[mongod.index("--replSet") + 1] == query["replicaSet"], "MONGODB_URI names another set"
         # Tokens of the compose file's Keycloak (read by the services once token verification lands).
@@ -467,6 +468,115 @@ def test_each_service_gets_a_consistent_configuration(
             assert str(settings.smtp_port) in [str(p) for p in services["mailpit"]["expose"]]
             assert settings.smtp_username is None and settings.smtp_password is None
     assert databases == {"quartier_actors", "quartier_conferences", "quartier_notifications"}
+
+
+# --- TLS on the Kafka and MongoDB links -----------------------------------------------------------
+
+CA_FILE = "/certs/ca.pem"
+CERTS_MOUNT = "certs:/certs:ro"
+# A Kafka client's properties (healthcheck, kafka-init, restore.sh): TLS, and our CA as its trust store.
+KAFKA_TLS_PROPERTIES = ("security.protocol=SASL_SSL", "ssl.truststore.type=PEM", f"ssl.truststore.location={CA_FILE}")
+
+
+def mongodb_uris(text: str) -> list[str]:
+    return re.findall(r"mongodb://[^\s\"']+", text)
+
+
+def test_the_certs_one_shot_makes_the_certificates_before_kafka_and_mongodb_start(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    certs = services["certs"]
+    assert certs["build"]["target"] == "tools" and (ROOT / certs["build"]["dockerfile"]).resolve() == DOCKERFILE
+    assert certs["command"][0] == "quartier"
+    parsed = quartier_cli._parser().parse_args(certs["command"][1:])
+    assert (parsed.command, parsed.certs_command) == ("certs", "make")
+    assert str(parsed.out) == "/certs" and str(parsed.ca_dir) == "/ca"
+    assert set(parsed.hosts.split(",")) == {"kafka", "mongodb"}
+    assert certs["volumes"] == ["certs:/certs", "certs-ca:/ca"] and {"certs", "certs-ca"} <= set(compose["volumes"])
+    # The CA's key reaches no other container; the certificates only read-only.
+    for name, service in services.items():
+        for mount in service.get("volumes") or []:
+            source = mount.split(":")[0]
+            if name != "certs" and source in {"certs", "certs-ca"}:
+                assert mount == CERTS_MOUNT, f"{name}: {mount}"
+    for server in ("kafka", "mongodb"):
+        assert services[server]["depends_on"]["certs"] == {"condition": "service_completed_successfully"}
+        assert CERTS_MOUNT in services[server]["volumes"]
+
+
+def test_kafka_listens_only_with_tls_on_the_certificate_certs_makes(services: dict[str, dict[str, Any]]) -> None:
+    kafka = environment(services["kafka"])
+    protocols = dict(pair.split(":") for pair in str(kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]).split(","))
+    listeners = {url.split("://")[0] for url in str(kafka["KAFKA_LISTENERS"]).split(",")}
+    assert {protocols[name] for name in listeners} == {"SASL_SSL"}
+    # Named listeners: the image's own SSL set-up (SSL:// in the advertised listeners) stays out of the way.
+    assert "SSL://" not in str(kafka["KAFKA_ADVERTISED_LISTENERS"])
+    assert kafka["KAFKA_SSL_KEYSTORE_TYPE"] == "PKCS12" and kafka["KAFKA_SSL_KEYSTORE_LOCATION"] == "/certs/kafka.p12"
+    assert kafka["KAFKA_SSL_TRUSTSTORE_TYPE"] == "PEM" and kafka["KAFKA_SSL_TRUSTSTORE_LOCATION"] == CA_FILE
+    script = "\n".join(services["kafka"]["command"])
+    assert "/certs/kafka.p12-password" in script and "exec /etc/kafka/docker/run" in script
+
+
+def test_every_kafka_client_uses_sasl_ssl_with_the_ca(services: dict[str, dict[str, Any]]) -> None:
+    clients = 0
+    for name, service in services.items():
+        env = resolved_environment(service, TEST_SECRETS)
+        if "KAFKA_BOOTSTRAP_SERVERS" in env:  # the services, topics, tools: the Python clients
+            assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["KAFKA_SSL_CA_FILE"] == CA_FILE, name
+            assert CERTS_MOUNT in service["volumes"], name
+            clients += 1
+    assert clients == len(SETTINGS) + 2
+    # The Kafka command-line tools: the broker's healthcheck, kafka-init, restore.sh's rewind.
+    shells = [
+        " ".join(services["kafka"]["healthcheck"]["test"]),
+        "\n".join(str(part) for part in services["kafka-init"]["command"]),
+        RESTORE.read_text(encoding="utf-8"),
+    ]
+    for text in shells:
+        assert all(line in text for line in KAFKA_TLS_PROPERTIES), text[:80]
+        assert "--bootstrap-server kafka:9092" in text and "localhost:9092" not in text
+    assert CERTS_MOUNT in services["kafka-init"]["volumes"]
+    everything = COMPOSE_FILE.read_text(encoding="utf-8") + RESTORE.read_text(encoding="utf-8")
+    assert "PLAINTEXT" not in everything  # neither SASL_PLAINTEXT nor PLAINTEXT, anywhere
+
+
+def test_mongodb_requires_tls_and_every_uri_asks_for_it_with_the_ca(services: dict[str, dict[str, Any]]) -> None:
+    mongod = [str(word) for word in services["mongodb"]["command"]]
+    assert mongod[mongod.index("--tlsMode") + 1] == "requireTLS"
+    assert mongod[mongod.index("--tlsCertificateKeyFile") + 1] == "/certs/mongodb.pem"  # key and certificate
+    assert mongod[mongod.index("--tlsCAFile") + 1] == CA_FILE
+    # Clients sign in with SCRAM and present no certificate of their own.
+    assert "--tlsAllowConnectionsWithoutCertificates" in mongod
+    check = [str(word) for word in services["mongodb"]["healthcheck"]["test"]]
+    assert "--tls" in check and check[check.index("--tlsCAFile") + 1] == CA_FILE
+    assert check[check.index("--host") + 1] == "mongodb"  # the name the certificate holds
+    env_uris = {
+        name: resolved_environment(service, TEST_SECRETS).get("MONGODB_URI") for name, service in services.items()
+    }
+    uris = [uri for uri in env_uris.values() if uri]
+    uris += [str(word) for word in services["mongodb-init"]["command"] if str(word).startswith("mongodb://")]
+    uris += mongodb_uris(BACKUP.read_text(encoding="utf-8")) + mongodb_uris(RESTORE.read_text(encoding="utf-8"))
+    assert len(uris) >= 7  # three services, tools, mongodb-init, backup, restore
+    for uri in uris:
+        query = dict(pair.split("=", 1) for pair in uri.split("?", 1)[1].split("&"))
+        assert query.get("tls") == "true" and query.get("tlsCAFile") == CA_FILE, uri
+        assert "@mongodb:27017/" in uri or "//mongodb:27017/" in uri, f"{uri}: not the name on the certificate"
+    # No MongoDB address of the compose file escapes the check above.
+    compose_uris = len(uris) - 2  # less backup.sh's and restore.sh's
+    assert COMPOSE_FILE.read_text(encoding="utf-8").count("mongodb://") == compose_uris
+    for name in [name for name, uri in env_uris.items() if uri] + ["mongodb-init"]:
+        assert CERTS_MOUNT in services[name]["volumes"], name
+
+
+def test_the_files_the_servers_read_are_those_certs_makes(tmp_path: Path) -> None:
+    """The names in the compose file are the names `quartier certs make` writes (not a guess)."""
+    from quartier import certs
+
+    certs.make(tmp_path, ["kafka", "mongodb"])
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    named = set(re.findall(r"/certs/([\w.-]+)", text))
+    assert named == {"ca.pem", "kafka.p12", "kafka.p12-password", "mongodb.pem"}
+    assert named <= {p.name for p in tmp_path.iterdir()}
 
 
 # --- Kafka topics ---------------------------------------------------------------------------------
@@ -511,7 +621,8 @@ def test_the_tools_image_holds_the_operator_commands_and_reaches_kafka_and_mongo
         k: v for k, v in resolved_environment(services["topics"], TEST_SECRETS).items() if k.startswith("KAFKA_")
     }
     assert env["MONGODB_URI"] == (
-        f"mongodb://root:{TEST_SECRETS['MONGODB_ROOT_PASSWORD']}@mongodb:27017/?replicaSet=rs0&authSource=admin"
+        f"mongodb://root:{TEST_SECRETS['MONGODB_ROOT_PASSWORD']}@mongodb:27017/"
+        f"?replicaSet=rs0&authSource=admin&tls=true&tlsCAFile={CA_FILE}"
     )
     assert compose["secrets"]["kafka_admin_password"] == {"environment": "KAFKA_ADMIN_PASSWORD"}
     # The image's stage installs shared/ and tools/ and proves the commands import.
@@ -608,7 +719,7 @@ def test_each_service_has_a_kafka_principal_with_exactly_the_acls_it_needs(
     assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false" and kafka["KAFKA_SUPER_USERS"] == "User:admin"
     protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, "every listener authenticates"
+    assert set(protocols.values()) == {"SASL_SSL"}, "every listener authenticates, over TLS"
     assert "--command-config" in " ".join(services["kafka"]["healthcheck"]["test"])
 
 
@@ -863,7 +974,11 @@ def test_the_portal_is_built_like_a_service_and_talks_to_them_over_http(services
 # Images whose entrypoint writes outside their volumes; each says why in docker-compose.yml.
 WRITABLE_ROOT = {"kafka", "kafka-init", "mongodb", "mongodb-init", "keycloak"}
 # The capabilities a container adds back after dropping all (each says why in docker-compose.yml).
-CAPABILITIES = {"mongodb": {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}, "caddy": {"NET_BIND_SERVICE"}}
+CAPABILITIES = {
+    "mongodb": {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"},
+    "caddy": {"NET_BIND_SERVICE"},
+    "certs": {"CHOWN", "DAC_READ_SEARCH"},
+}
 MEMORY = re.compile(r"^\d+[mg]$")
 
 

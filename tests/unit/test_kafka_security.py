@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import functools
 import ssl
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from faststream.security import SASLScram512
 from pydantic import ValidationError
 
+from quartier import certs
 from quartier_shared import kafka
 from quartier_shared.kafka import KafkaPublisher, client_kwargs, kafka_security, make_broker
 from quartier_shared.settings import ServiceSettings
+from tests.unit.test_certs import handshake
 
 
 def settings(**env: Any) -> ServiceSettings:
@@ -60,6 +63,45 @@ def test_sasl_ssl_verifies_the_server(mechanism: str) -> None:
     assert kwargs["security_protocol"] == "SASL_SSL" and kwargs["sasl_mechanism"] == mechanism
     context = kwargs["ssl_context"]
     assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_sasl_ssl_trusts_the_ca_file_and_only_it_in_a_real_handshake(tmp_path: Path) -> None:
+    certs.make(tmp_path / "ours", ["kafka"])
+    certs.make(tmp_path / "theirs", ["kafka"])
+    security = kafka_security(
+        settings(
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_username="actors",
+            kafka_sasl_password="p",
+            kafka_ssl_ca_file=str(tmp_path / "ours" / "ca.pem"),
+        )
+    )
+    context = client_kwargs(security)["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    assert [str(c["subject"]) for c in context.get_ca_certs()] == ["((('commonName', 'Quartier internal CA'),),)"]
+    handshake(tmp_path / "ours" / "kafka.pem", context, "kafka")
+    with pytest.raises(ssl.SSLCertVerificationError):  # the same name, another CA: refused
+        handshake(tmp_path / "theirs" / "kafka.pem", context, "kafka")
+    with pytest.raises(ssl.SSLCertVerificationError):  # our CA, but the certificate is not for this name
+        handshake(tmp_path / "ours" / "kafka.pem", context, "kafka.example.org")
+
+
+def test_a_ca_file_without_tls_is_refused_and_a_missing_one_stops_the_start(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="KAFKA_SSL_CA_FILE"):
+        settings(
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_username="u",
+            kafka_sasl_password="p",
+            kafka_ssl_ca_file="/certs/ca.pem",
+        )
+    absent = settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_username="u",
+        kafka_sasl_password="p",
+        kafka_ssl_ca_file=str(tmp_path / "absent.pem"),
+    )
+    with pytest.raises(FileNotFoundError):
+        kafka_security(absent)
 
 
 def test_the_password_is_not_shown() -> None:

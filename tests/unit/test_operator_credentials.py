@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from faststream.security import SASLScram512
 
+from quartier import certs
 from quartier.common import USAGE, OperatorError, kafka_address, kafka_credentials
 
 SASL = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "admin"}
@@ -44,3 +45,16 @@ def test_incomplete_or_unreadable_credentials_stop_the_command_without_echoing_t
     with pytest.raises(OperatorError) as unreadable:
         kafka_credentials(SASL | {"KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "absent")})
     assert "KAFKA_SASL_PASSWORD_FILE" in str(unreadable.value) and unreadable.value.exit_code == USAGE
+
+
+def test_the_ca_file_reaches_the_commands_and_an_unusable_one_stops_them(tmp_path: Path) -> None:
+    certs.make(tmp_path, ["kafka"])
+    tls = SASL | {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_PASSWORD": "x"}
+    security = kafka_credentials(tls | {"KAFKA_SSL_CA_FILE": str(tmp_path / "ca.pem")})
+    assert security is not None and security.ssl_context is not None
+    assert len(security.ssl_context.get_ca_certs()) == 1  # ours only, not the system's
+    (tmp_path / "empty.pem").write_text("", encoding="utf-8")
+    for bad in ("absent.pem", "empty.pem"):
+        with pytest.raises(OperatorError, match="KAFKA_SSL_CA_FILE") as refused:
+            kafka_credentials(tls | {"KAFKA_SSL_CA_FILE": str(tmp_path / bad)})
+        assert refused.value.exit_code == USAGE

@@ -1,7 +1,8 @@
 """quartier: run the embedded stack (`quartier run`), mint tokens it accepts (`quartier token`),
 and look after it: dead letters (`quartier dlq list|replay`), outboxes (`quartier outbox status`),
 the topics' settings (`quartier topics apply`), an actor's personal data (`quartier privacy export`)
-erasures after a restore (`quartier erasures list|reapply`) and the images' digests (`quartier images lock`)."""
+erasures after a restore (`quartier erasures list|reapply`), the images' digests (`quartier images lock`) and the
+certificates of the compose network's TLS links (`quartier certs make`)."""
 
 from __future__ import annotations
 
@@ -136,6 +137,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     lock.add_argument("--deploy", type=Path, default=Path("deploy"), help="the deploy folder (default: ./deploy)")
 
+    certs = commands.add_parser("certs", help="a private CA and server certificates for Kafka's and MongoDB's TLS")
+    certs_commands = certs.add_subparsers(dest="certs_command", required=True)
+    make = certs_commands.add_parser(
+        "make",
+        help="make what is missing or expires within 30 days (CA, one certificate per host); keep the rest",
+        epilog="files: ca.pem, HOST.crt, HOST.pem (key and certificate), HOST.p12 and HOST.p12-password "
+        "(Kafka's keystore) in --out; ca-key.pem in --ca-dir",
+    )
+    make.add_argument("--out", type=Path, required=True, help="the folder of the certificates (created)")
+    make.add_argument("--hosts", default="kafka,mongodb", help="server names, comma-separated (default: %(default)s)")
+    make.add_argument("--ca-dir", type=Path, help="the folder of the CA's private key (default: --out)")
+    make.add_argument(
+        "--owner",
+        action="append",
+        default=[],
+        metavar="HOST=UID[:GID]",
+        help="hand HOST's key files to the user its server runs as (needs root); repeatable",
+    )
+
     outbox = commands.add_parser("outbox", help="events stored but not yet relayed to Kafka")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
     status = outbox_commands.add_parser(
@@ -221,6 +241,10 @@ def _operate(args: argparse.Namespace) -> str:
         from . import images
 
         return images.lock_command(args.deploy)
+    if args.command == "certs":
+        from . import certs
+
+        return certs.make_command(args.out, args.hosts, args.ca_dir, args.owner)
     if args.command == "topics":
         from . import topics
 

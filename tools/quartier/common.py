@@ -4,9 +4,10 @@ code) instead of a stack trace.
 
 Kafka credentials come from the environment only, with the names the services read
 (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_MECHANISM``, ``KAFKA_SASL_USERNAME``,
-``KAFKA_SASL_PASSWORD``), or the password from the file ``KAFKA_SASL_PASSWORD_FILE`` names (a
-Docker secret, so that it appears in no ``docker inspect``). Never a flag: a password on the
-command line is in the shell history and in ``ps``. Without them: PLAINTEXT, the embedded stack.
+``KAFKA_SASL_PASSWORD``, and with SASL_SSL ``KAFKA_SSL_CA_FILE``), or the password from the file
+``KAFKA_SASL_PASSWORD_FILE`` names (a Docker secret, so that it appears in no ``docker inspect``).
+Never a flag: a password on the command line is in the shell history and in ``ps``. Without them:
+PLAINTEXT, the embedded stack.
 """
 
 from __future__ import annotations
@@ -111,7 +112,13 @@ def quiet(*loggers: str) -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-KAFKA_CREDENTIALS = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")
+KAFKA_CREDENTIALS = (
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CA_FILE",
+)
 PASSWORD_FILE = "KAFKA_SASL_PASSWORD_FILE"  # noqa: S105 -- the name of a variable, not a password
 
 
@@ -131,7 +138,11 @@ def kafka_credentials(environ: Mapping[str, str] | None = None) -> BaseSecurity 
         # The messages name the setting, never its value (input is left out of the text).
         problems = "; ".join(str(e["msg"]) for e in exc.errors(include_input=False))
         raise OperatorError(f"Kafka credentials: {problems}", USAGE) from exc
-    return kafka_security(settings)
+    try:
+        return kafka_security(settings)
+    except OSError as exc:  # the CA file: missing, unreadable, or no certificate in it (ssl.SSLError)
+        reason = exc.strerror or exc.__class__.__name__
+        raise OperatorError(f"KAFKA_SSL_CA_FILE: cannot use {settings.kafka_ssl_ca_file} ({reason})", USAGE) from exc
 
 
 def kafka_address(flag: str | None, var_dir: Path, environ: Mapping[str, str] | None = None) -> Address:
