@@ -28,9 +28,10 @@ from .api import build_router
 from .mail import Sender
 from .personal_links import PersonalLinks
 from .privacy_api import build_privacy_router
+from .recording import OutcomeRecorder
 from .repository import create_indexes
 from .retention import retention_job
-from .sending import SendingPolicy
+from .sending import SYSTEM_CLOCK, SendingPolicy
 from .settings import Settings
 from .smtp import SmtpSender
 from .unit_of_work import MongoNotificationsUnitOfWork, UnitOfWorkFactory
@@ -53,12 +54,19 @@ def build(settings: Settings | None = None) -> FastAPI:
         privacy_url=settings.privacy_url,
     )
 
+    # One per instance: its sender slots (one per SMTP connection) bound what a crash sends twice.
+    recorder = OutcomeRecorder(uow_factory, senders=settings.smtp_connections, now=SYSTEM_CLOCK.now)
+
     limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)
-    contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, policy=policy)
-    invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy)
-    confirmations = partial(handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy)
+    contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy)
+    invitations = partial(
+        handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy
+    )
+    confirmations = partial(
+        handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy
+    )
     conference = partial(handlers.keep_conference, uow_factory=uow_factory)
-    following = follow_ups.FollowUps(uow_factory, smtp, policy)
+    following = follow_ups.FollowUps(uow_factory, smtp, recorder, policy)
     erase = partial(handlers.erase_contact, uow_factory=uow_factory)
     runtime.consume(
         group_id="notifications",

@@ -6,7 +6,7 @@ and an end time) holds up to ``claim_size`` deliveries of one instance while it 
 Two ways in:
 - ``send_new``: deliveries of InvitationIssued or InvitationAnswered events just received. They are stored already
   leased to a fresh claim, one write per claim, and sent, ``claims_in_flight`` claims at once, so
-  the SMTP server is busy while one claim's outcomes are written. A delivery stored before (a
+  the next claim is stored while one is being sent. A delivery stored before (a
   redelivered event, or work a crashed instance left) goes through a claim instead, which skips
   final ones: a redelivery sends nothing. One whose contact has not arrived is stored waiting.
 - ``send_waiting_for``: the deliveries that waited for a contact, once it has arrived: claimed,
@@ -19,11 +19,15 @@ Rules both follow:
 - A delivery another claim holds is waited for. Usually the holder finishes in a moment; after a
   crash its lease runs out and the waiting claim takes it over. So an instance killed after the
   SMTP server took a mail, but before its outcome was recorded, has that mail sent once more,
-  with the same Message-ID, so mail systems can recognise it. Small claims, few in flight and
-  outcomes recorded as they come keep that window small.
-- An outcome is recorded with its event (InvitationSent or InvitationFailed; a confirmation raises
-  none) in one transaction, and only while the claim still holds the delivery. While MongoDB is
-  away, recording waits and retries: once the SMTP server has taken a mail, sending it again is no way to recover.
+  with the same Message-ID, so mail systems can recognise it. That window is at most one mail per
+  SMTP connection (``SMTP_CONNECTIONS``) per instance, however large the claims and however many
+  are in flight: each mail is sent in a sender slot of the instance's ``OutcomeRecorder``, held
+  until its outcome is recorded (see ``recording``).
+- Each outcome is recorded as soon as the mail is done, by group commit (``recording``): with its
+  event (InvitationSent or InvitationFailed; a confirmation raises none) in one transaction, and
+  only while the claim still holds the delivery. While MongoDB is away, recording waits and
+  retries, and the sender with it: once the SMTP server has taken a mail, sending it again is no
+  way to recover.
 - At the moment of sending, under the lease, each claim hands its deliveries over (``hand_over``):
   one a cancellation reached before is recorded cancelled and not sent, and the others are sent
   with the details stored now (an update may have refreshed them). From then on a delivery counts
@@ -47,14 +51,10 @@ from typing import Protocol
 
 from quartier_shared.events import EventContext
 from quartier_shared.logging import get_logger, redact
-from quartier_shared.metrics import MAILS
-from quartier_shared.mongo import is_unavailable
-from quartier_shared.retry import Retry
 
 from .domain import (
     CANCELLATION,
     CONFIRMATION,
-    INVITATION,
     NOTICE,
     REMINDER,
     UPDATE,
@@ -69,16 +69,14 @@ from .mail import OutgoingMail, Recipient, Sender, render_confirmation, render_i
 from .notices import render_cancellation, render_reminder, render_update
 from .personal_links import PersonalLinks
 from .privacy_notice import render_privacy_notice
+from .recording import OutcomeRecorder
 from .smtp import PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
 
 log = get_logger(__name__)
-OUTCOMES_PER_TRANSACTION = 50
 UNREACHABLE = "not sent: the actor is inactive or has withdrawn consent"
 STARTED = "not sent: the conference had started"
 CANCELLED = "not sent: the conference was cancelled"
-# Once the SMTP server has taken a mail, only recording its outcome is left: wait for MongoDB.
-_until_recorded = Retry(base=0.2, cap=5.0, transient=is_unavailable)
 
 
 class Mailer(Protocol):
@@ -132,13 +130,14 @@ async def send_new(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Store new deliveries already leased, and send them. ``contexts``: by delivery id, the
     context of the event each one answers."""
     if deliveries:
-        await _Sending(uow_factory, mailer, policy, clock, contexts).new(deliveries)
+        await _Sending(uow_factory, mailer, recorder, policy, clock, contexts).new(deliveries)
 
 
 async def send_waiting_for(
@@ -147,6 +146,7 @@ async def send_waiting_for(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -154,7 +154,7 @@ async def send_waiting_for(
     event that brought it."""
     waiting = await uow_factory(context).without_transaction().deliveries.waiting_for(contact.id)
     if waiting:
-        sending = _Sending(uow_factory, mailer, policy, clock, {d.id: context for d in waiting})
+        sending = _Sending(uow_factory, mailer, recorder, policy, clock, {d.id: context for d in waiting})
         await sending.claim_and_send(waiting, {contact.id: contact})
 
 
@@ -165,6 +165,7 @@ async def settle(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -172,7 +173,7 @@ async def settle(
     any another claim holds and taking it over once its lease ran out: when this returns, each is
     final. ``context``: of the event that asks for it."""
     if deliveries:
-        sending = _Sending(uow_factory, mailer, policy, clock, {d.id: context for d in deliveries})
+        sending = _Sending(uow_factory, mailer, recorder, policy, clock, {d.id: context for d in deliveries})
         await sending.claim_and_send(deliveries, contacts)
 
 
@@ -183,12 +184,14 @@ class _Sending:
         self,
         uow_factory: UnitOfWorkFactory,
         mailer: Mailer,
+        recorder: OutcomeRecorder,
         policy: SendingPolicy,
         clock: Clock,
         contexts: Mapping[str, EventContext],
     ) -> None:
         self.uow_factory = uow_factory
         self.mailer = mailer
+        self.recorder = recorder
         self.policy = policy
         self.clock = clock
         self.contexts = contexts
@@ -274,27 +277,34 @@ class _Sending:
         return open_
 
     async def _send(self, claimed: list[Delivery], contacts: Mapping[str, Contact], lease: Lease) -> None:
-        recorder = _OutcomeRecorder(self.uow_factory, self.contexts, lease.token, self.clock)
         if not claimed:
             return
         # The moment of sending: a delivery cancelled since it was claimed is not sent, and the
         # others go out with the details stored now.
         hand_over = await self.store.deliveries.hand_over([d.id for d in claimed], lease.token)
-        for d in claimed:
-            if d.id in hand_over.cancelled:
-                await recorder.add(Outcome(d, DeliveryStatus.CANCELLED, CANCELLED))
-        claimed = hand_over.send
+        cancelled = [Outcome(d, DeliveryStatus.CANCELLED, CANCELLED) for d in claimed if d.id in hand_over.cancelled]
+        broken: list[str] = []
+
+        async def record(outcome: Outcome) -> None:
+            await self.recorder.record(outcome, lease.token, self.contexts[outcome.delivery.id])
 
         async def one(d: Delivery) -> None:
-            await recorder.add(await self._mail(d, contacts[d.actor_id]))
+            # The slot is held until the outcome is recorded: that bounds what a crash sends twice.
+            async with self.recorder.slot():
+                try:
+                    outcome = await self._mail(d, contacts[d.actor_id])
+                except Exception:
+                    broken.append(d.id)
+                    raise
+                await record(outcome)
 
         # Every mail runs to its end and every outcome is recorded before an error is raised: an
         # outcome left unrecorded would have its mail sent again once the lease runs out.
         # A mail that broke without an outcome (an unexpected error) is given back at once, so the
         # consumer's retry can claim it again instead of waiting for its lease to run out.
-        results = await asyncio.gather(*(one(d) for d in claimed), return_exceptions=True)
-        await recorder.flush()
-        broken = [d.id for d, result in zip(claimed, results, strict=True) if isinstance(result, BaseException)]
+        results = await asyncio.gather(
+            *(record(o) for o in cancelled), *(one(d) for d in hand_over.send), return_exceptions=True
+        )
         if broken:
             await self.store.deliveries.release(broken, lease.token)
         _raise_first(results)
@@ -393,77 +403,3 @@ def _raise_first(results: Sequence[object]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
-
-
-# The event each kind of delivery answers, for the log.
-_TRIGGERS = {
-    CONFIRMATION: "InvitationAnswered",
-    UPDATE: "InvitationUpdated",
-    CANCELLATION: "InvitationCancelled",
-    REMINDER: "InvitationReminded",
-    NOTICE: "ContactChanged",
-}
-
-
-class _OutcomeRecorder:
-    """Collects one claim's outcomes and records them in small transactions as they come in."""
-
-    def __init__(
-        self, uow_factory: UnitOfWorkFactory, contexts: Mapping[str, EventContext], token: str, clock: Clock
-    ) -> None:
-        self.uow_factory = uow_factory
-        self.contexts = contexts
-        self.token = token
-        self.clock = clock
-        self.pending: list[Outcome] = []
-        self.lock = asyncio.Lock()
-
-    async def add(self, outcome: Outcome) -> None:
-        self.pending.append(outcome)
-        if len(self.pending) >= OUTCOMES_PER_TRANSACTION:
-            await self.flush()
-
-    async def flush(self) -> None:
-        async with self.lock:
-            outcomes, self.pending = self.pending, []
-            if outcomes:
-                await _until_recorded.run(
-                    lambda: self._store(outcomes), event="outcomes_not_recorded_yet", count=len(outcomes)
-                )
-
-    async def _store(self, outcomes: list[Outcome]) -> None:
-        now = self.clock.now()
-        async with self.uow_factory(self.contexts[outcomes[0].delivery.id]) as uow:
-            held = await uow.deliveries.finish(outcomes, self.token, now)
-            for o in outcomes:
-                # A cancelled invitation raises nothing: the conferences service cancelled it.
-                if o.delivery.id in held and o.delivery.raises_events and o.status is not DeliveryStatus.CANCELLED:
-                    d = o.delivery
-                    uow.record(d.outcome(o.status, o.reason, now), d.outcome_event_id(o.status), self.contexts[d.id])
-            await uow.commit()
-        for o in outcomes:
-            if o.delivery.id in held:
-                self._count_and_log(o)
-
-    def _count_and_log(self, outcome: Outcome) -> None:
-        d = outcome.delivery
-        MAILS.labels(outcome.status.value).inc()
-        # A batch mixes triggers: each line names its own (the event it answers). Ids only: no
-        # address, no name, no link.
-        trigger = self.contexts[d.id]
-        ids: dict[str, object] = {
-            "correlation_id": trigger.correlation_id,
-            "event_id": trigger.causation_id,
-            "event_type": _TRIGGERS.get(d.kind, "InvitationIssued"),
-            "invitation_id": d.invitation_id,
-            "conference_id": d.conference_id,
-            "sequence": d.conference.sequence,
-        }
-        if d.kind == INVITATION:
-            ids["resend"] = d.resend
-        if outcome.status is DeliveryStatus.SENT:
-            log.info(f"{d.kind}_sent", **ids)
-        elif outcome.status is DeliveryStatus.CANCELLED:
-            log.info(f"{d.kind}_cancelled", **ids)
-        else:
-            log.warning(f"{d.kind}_failed", reason=redact(outcome.reason or ""), **ids)

@@ -17,13 +17,17 @@ class Settings(ServiceSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 15.0
-    smtp_connections: int = 4  # reused connections; mails go out over all of them at once
+    # Reused connections; mails go out over all of them at once. Each connection sends its next mail
+    # only once the outcome of its previous one is recorded, so this is also what a crash (kill -9)
+    # may send a second time, at most, per instance: one mail per connection (same Message-ID).
+    smtp_connections: int = 4
     smtp_max_attempts: int = 5  # for temporary failures (4xx, refused, timeout), with backoff
     smtp_backoff_seconds: float = 1.0
     # A delivery being sent is leased to one instance; after a crash another takes it over.
     delivery_lease_seconds: float = 120.0
-    # Deliveries claimed (and so sent before their outcome is recorded) at a time, and claims in
-    # flight at once: their product (100) is what a crash may send a second time, at most.
+    # Deliveries claimed at a time, and claims in flight at once: they only reserve deliveries for
+    # this instance (another takes them over once the lease runs out); what a crash may send twice
+    # is bounded by SMTP_CONNECTIONS, not by these.
     delivery_claim_size: int = 50
     delivery_claims_in_flight: int = 2
     # Test mails a conference may send per clock hour (all coordinators and instances together).
