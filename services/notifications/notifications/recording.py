@@ -80,6 +80,8 @@ class OutcomeRecorder:
         """Queue ``outcome`` of claim ``token`` and wait until it is committed; returns whether the
         claim still held the delivery (if not, another claim records it)."""
         queued = _Queued(outcome, token, context)
+        # Its error is taken even when nobody waits any more (no "exception never retrieved").
+        queued.recorded.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(queued)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_all(), name="outcome-recorder")
@@ -94,14 +96,14 @@ class OutcomeRecorder:
                 held = await _until_recorded.run(
                     partial(self._write, batch), event="outcomes_not_recorded_yet", count=len(batch)
                 )
-            except BaseException as exc:
+            except Exception as exc:
                 for q in batch:
                     _settle(q.recorded, exc=exc)
-                if not isinstance(exc, Exception):  # cancelled: the rest is not written either
-                    for q in self._queue:
-                        _settle(q.recorded, exc=exc)
-                    raise
                 continue
+            except BaseException:  # cancelled (shutting down): nobody is left to write for them
+                for q in [*batch, *self._queue]:
+                    q.recorded.cancel()
+                raise
             for q in batch:
                 _settle(q.recorded, result=(q.token, q.outcome.delivery.id) in held)
 

@@ -188,3 +188,25 @@ async def test_an_outcome_is_written_even_when_its_sender_stops_waiting(monkeypa
     await until(lambda: recorder.writes == 2)
     assert service.delivery(d.id).status is DeliveryStatus.SENT
     assert len(service.events(InvitationSent)) == 2
+
+
+async def test_a_write_that_fails_for_another_reason_fails_its_own_batch_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = Notifications()
+    recorder = service.recorder
+    bad, good = await claimed(service, 2)
+    finish = service.uow.fake_deliveries.finish
+
+    async def breaks_on_bad(outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
+        if any(o.delivery.id == bad.id for o in outcomes):
+            raise RuntimeError("an unexpected error")  # not MongoDB being away: not retried
+        return await finish(outcomes, token, now)
+
+    monkeypatch.setattr(service.uow.fake_deliveries, "finish", breaks_on_bad)
+
+    with pytest.raises(RuntimeError):
+        await recorder.record(sent(bad), LEASE.token, FIRST)
+    assert await recorder.record(sent(good), LEASE.token, FIRST) is True
+
+    assert service.delivery(bad.id).status is DeliveryStatus.SENDING  # its lease runs out, then it is sent again
+    assert service.delivery(good.id).status is DeliveryStatus.SENT
+    assert [e.event_id for e in service.events(InvitationSent)] == [good.outcome_event_id(DeliveryStatus.SENT)]
