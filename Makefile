@@ -8,12 +8,15 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e shared -e services/actors -e services/conferences -e services/notifications -e services/portal -e tools
 PIP_FLAGS = --quiet --disable-pip-version-check
 
-.PHONY: install run test lint unit clean asyncapi lock test-lowest browser screenshots
+.PHONY: install run test lint unit clean asyncapi lock test-lowest browser promtool caddy screenshots
 
 # The locked third-party packages, each checked against its hash. The venv is made afresh whenever
 # the lock changes, so nothing an older lock installed stays behind.
+# First what the machine needs (Python 3.11-3.13 on a platform with the embedded stack's wheels;
+# README: Requirements), with a message that says what to do instead of a pip error half-way.
 $(LOCKED): requirements-dev.lock
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || (echo "Python 3.11 or newer is needed" && exit 1)
+	@command -v $(PYTHON) > /dev/null || (echo "quartier: $(PYTHON) is missing: install Python 3.11 to 3.13, or name one with make PYTHON=python3.12" >&2 && exit 1)
+	@$(PYTHON) tools/quartier/requirements_check.py
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) --require-hashes -r requirements-dev.lock
@@ -37,7 +40,7 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint browser  ## lint, type checks, import contracts, then every test
+test: lint browser promtool caddy  ## lint, type checks, import contracts, then every test
 	$(PY) -m pytest
 
 # The answer page's browser tests drive Debian's Chromium through Playwright (never `playwright
@@ -47,6 +50,28 @@ browser: $(CHROMIUM)
 $(CHROMIUM):
 	@[ "$$(id -u)" = 0 ] || (echo "$(CHROMIUM) is missing: run 'make browser' as root, or apt-get install chromium" && exit 1)
 	apt-get install -y --no-install-recommends chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+# promtool and amtool check the observability profile's Prometheus configuration, alert rules,
+# dashboard queries and Alertmanager configuration (tests/unit/test_observability.py); Debian's
+# packages `prometheus` and `prometheus-alertmanager` have them. As for Chromium: installed only
+# when missing, as root.
+PROMTOOL := /usr/bin/promtool
+AMTOOL := /usr/bin/amtool
+promtool: $(PROMTOOL) $(AMTOOL)
+$(PROMTOOL):
+	@[ "$$(id -u)" = 0 ] || (echo "$(PROMTOOL) is missing: run 'make promtool' as root, or apt-get install prometheus" && exit 1)
+	apt-get install -y --no-install-recommends prometheus || (apt-get update && apt-get install -y --no-install-recommends prometheus)
+$(AMTOOL):
+	@[ "$$(id -u)" = 0 ] || (echo "$(AMTOOL) is missing: run 'make promtool' as root, or apt-get install prometheus-alertmanager" && exit 1)
+	apt-get install -y --no-install-recommends prometheus-alertmanager || (apt-get update && apt-get install -y --no-install-recommends prometheus-alertmanager)
+
+# caddy adapts deploy/caddy/Caddyfile to its JSON configuration in tests/unit/test_deploy.py (Debian's
+# package `caddy`); the same, installed only when missing, as root.
+CADDY := /usr/bin/caddy
+caddy: $(CADDY)
+$(CADDY):
+	@[ "$$(id -u)" = 0 ] || (echo "$(CADDY) is missing: run 'make caddy' as root, or apt-get install caddy" && exit 1)
+	apt-get install -y --no-install-recommends caddy || (apt-get update && apt-get install -y --no-install-recommends caddy)
 
 screenshots: install browser  ## docs/answer-page.png, docs/portal-*.png: as the browser tests see them
 	QUARTIER_SCREENSHOT=docs/answer-page.png $(PY) -m pytest -q tests/integration/test_answer_page_browser.py -k keyboard

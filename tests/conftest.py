@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, async_playwright
@@ -134,8 +135,16 @@ def _dump_asyncio_tasks() -> None:
     tasks = [t for t in list(getattr(asyncio.tasks, "_all_tasks", ())) if not t.done()]
     print(f"--- {len(tasks)} unfinished asyncio tasks, {HANG_DUMP_BEFORE_TIMEOUT_S:.0f} s before the timeout", file=out)
     for task in tasks:
-        print(f"--- task {task.get_name()}", file=out)
-        task.print_stack(limit=40, file=out)
+        print(f"--- task {task.get_name()}{' (cancelling)' if task.cancelling() else ''}", file=out)
+        # A suspended task's own stack is one frame; its awaits, outermost first, are the chain.
+        awaited: Any = task.get_coro()
+        while awaited is not None and hasattr(awaited, "cr_frame"):
+            frame = awaited.cr_frame
+            if frame is not None:
+                print(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}", file=out)
+            awaited = awaited.cr_await
+        if awaited is not None:
+            print(f"  awaiting {awaited!r}"[:300], file=out)
 
 
 @pytest.fixture(autouse=True)

@@ -31,23 +31,27 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from aiokafka.structs import ConsumerRecord
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity
 from pydantic import ValidationError
 
 from . import dead_letters as dlq
 from .events import Envelope, Event, EventContext, UnknownEventVersion, event_types_of, parse_payload
-from .kafka import KafkaPublisher, OutgoingMessage
+from .kafka import KafkaPublisher, OutgoingMessage, client_kwargs
 from .logging import bound_contextvars, get_logger, redact
 from .metrics import DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
 from .mongo import is_unavailable
 from .retry import Retry
 from .settings import ServiceSettings
-from .topics import dead_letter_topic_for
+from .topics import TOPIC_PARTITIONS, dead_letter_topic_for
 
 log = get_logger(__name__)
+# How long a lag question may take (a scrape, GET /operations/consumers) before it gives up.
+LAG_SECONDS = 5.0
 
 
 Record: TypeAlias = ConsumerRecord  # aiokafka ships no type information
@@ -97,12 +101,14 @@ class EventConsumer:
         handlers: Mapping[type[Event], Handler] | None = None,
         batch_handlers: Mapping[type[Event], BatchHandler] | None = None,
         concurrency: int = 64,
+        security: BaseSecurity | None = None,
     ) -> None:
         """Subscribes ``group_id`` to the topics of the event types handled (each event names its
         topic, so a new handler cannot be wired to a topic nobody reads)."""
         self.settings = settings
         self.publisher = publisher
         self.group_id = group_id
+        self.security = security  # for the lag's own client (``lag``)
         # A handler may be registered for a base class (ActorEvent): it receives each event type of it.
         self.handlers = {t: h for kind, h in (handlers or {}).items() for t in event_types_of(kind)}
         self.batch_handlers = {t: h for kind, h in (batch_handlers or {}).items() for t in event_types_of(kind)}
@@ -242,16 +248,45 @@ class EventConsumer:
             return Outcome.DEAD_LETTERED
 
     async def lag(self) -> dict[str, int]:
-        """Records behind the end of each topic, over the partitions assigned to this instance."""
-        consumer = getattr(self.subscriber, "consumer", None)
+        """Records of each topic this consumer group has not committed yet, over all partitions
+        of the topic (the group's, not only this instance's): the end of each partition less the
+        group's committed offset (its start when the group committed nothing there). Offsets are
+        committed only after handling, so the lag grows while the group is stopped or stuck (a
+        handler waiting for MongoDB has fetched records it has not committed), where the fetch
+        position would say it is near zero.
+
+        The end is the larger of ListOffsets and the high watermark of this instance's last fetch
+        (for its assigned partitions): Tansu answers ListOffsets with the base offset of the last
+        record batch plus one, short after a batch of several records. One short-lived client
+        asks, under the group's id without joining the group; it raises when Kafka does not
+        answer within ``LAG_SECONDS``."""
+        partitions = [
+            TopicPartition(t, p)
+            for t in dict.fromkeys(k.topic for k in self.event_types)
+            for p in range(TOPIC_PARTITIONS[t])
+        ]
+        own = getattr(self.subscriber, "consumer", None)
+        watermarks = {tp: own.highwater(tp) or 0 for tp in own.assignment()} if own is not None else {}
+        offsets = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            request_timeout_ms=int(LAG_SECONDS * 1000),
+            **client_kwargs(self.security),
+        )
         lag: dict[str, int] = defaultdict(int)
-        if consumer is None:
-            return lag
-        for tp in consumer.assignment():
-            end = consumer.highwater(tp)
-            if end is not None:
-                lag[tp.topic] += max(end - await consumer.position(tp), 0)
-        return lag
+        try:
+            async with asyncio.timeout(LAG_SECONDS):
+                await offsets.start()
+                start = await offsets.beginning_offsets(partitions)
+                end = await offsets.end_offsets(partitions)
+                for tp in partitions:
+                    last = max(end[tp], watermarks.get(tp, 0))
+                    committed = await offsets.committed(tp)
+                    lag[tp.topic] += max(last - (start[tp] if committed is None else committed), 0)
+        finally:
+            await offsets.stop()
+        return dict(lag)
 
     async def dead_letter(self, record: Record, exc: BaseException) -> None:
         # A replayed message that fails again keeps its link to the dead letter it came from.

@@ -119,14 +119,13 @@ async def topic_partitions(consumer: Any) -> dict[str, set[int]]:
     return {str(t): {int(p) for p in cluster.partitions_for_topic(t) or ()} for t in cluster.topics()}
 
 
-async def read(consumer: Any, topics: dict[str, set[int]], topic: str = DEAD_LETTER_TOPIC) -> list[RawDeadLetter]:
-    """Every dead letter from the start up to the end offsets of now, then stop (no waiting for more).
-    A tombstone (a key without a value) takes out the dead letters before it under its key in its
-    partition, and is no dead letter itself.
+async def read_to_end(consumer: Any, topics: dict[str, set[int]], topic: str) -> list[ConsumerRecord[Any, Any]]:
+    """Every record of ``topic`` from the start up to the end offsets of now, then stop (no waiting
+    for more), partition by partition in offset order.
 
     The end is the larger of ListOffsets and the high watermark of the first fetch: Tansu answers
     ListOffsets with the base offset of the last record batch plus one, which falls short when a
-    producer sent several dead letters in one batch. An empty partition still ends at once.
+    producer sent several records in one batch. An empty partition still ends at once.
     """
     partitions = [TopicPartition(topic, p) for p in sorted(topics.get(topic, ()))]
     if not partitions:
@@ -138,7 +137,7 @@ async def read(consumer: Any, topics: dict[str, set[int]], topic: str = DEAD_LET
     for tp in remaining:
         consumer.seek(tp, start[tp])
     watermark_seen: set[Any] = set()
-    letters: list[RawDeadLetter] = []
+    records: list[ConsumerRecord[Any, Any]] = []
     last_progress = time.monotonic()
     while remaining:
         batch = await consumer.getmany(*remaining, timeout_ms=500)
@@ -147,14 +146,8 @@ async def read(consumer: Any, topics: dict[str, set[int]], topic: str = DEAD_LET
             if highwater is not None:
                 end[tp] = max(end[tp], highwater)
                 watermark_seen.add(tp)
-        for tp, records in batch.items():
-            for r in records:
-                if r.offset >= end[tp]:
-                    continue
-                if r.value is None:  # a tombstone: what came before under its key is erased
-                    letters = [d for d in letters if (d.letter.dlq_partition, d.key) != (r.partition, r.key)]
-                    continue
-                letters.append(from_record(r.partition, r.offset, r.key, r.value, r.headers))
+        for tp, fetched in batch.items():
+            records += [r for r in fetched if r.offset < end[tp]]
         for tp in list(remaining):
             if tp in watermark_seen and await consumer.position(tp) >= end[tp]:  # also past gaps in the log
                 remaining.discard(tp)
@@ -162,7 +155,20 @@ async def read(consumer: Any, topics: dict[str, set[int]], topic: str = DEAD_LET
             last_progress = time.monotonic()
         elif time.monotonic() - last_progress > STALL_SECONDS:
             raise TimeoutError(f"no records arrived for {STALL_SECONDS:.0f}s")
-    return sorted(letters, key=lambda d: (d.letter.dlq_partition, d.letter.dlq_offset))
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+async def read(consumer: Any, topics: dict[str, set[int]], topic: str = DEAD_LETTER_TOPIC) -> list[RawDeadLetter]:
+    """Every dead letter from the start up to the end offsets of now (``read_to_end``). A tombstone
+    (a key without a value) takes out the dead letters before it under its key in its partition,
+    and is no dead letter itself."""
+    letters: list[RawDeadLetter] = []
+    for r in await read_to_end(consumer, topics, topic):
+        if r.value is None:  # a tombstone: what came before under its key is erased
+            letters = [d for d in letters if (d.letter.dlq_partition, d.key) != (r.partition, r.key)]
+            continue
+        letters.append(from_record(r.partition, r.offset, r.key, r.value, r.headers))
+    return letters
 
 
 def only_service(letters: Iterable[RawDeadLetter], service: str | None) -> list[RawDeadLetter]:

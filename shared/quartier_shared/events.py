@@ -445,10 +445,18 @@ class InvitationSent(InvitationOutcome):
 
 
 class InvitationFailed(InvitationOutcome):
-    """The invitation mail could not be delivered (a permanent refusal, or retries used up)."""
+    """The invitation mail could not be delivered: a permanent refusal, a server that kept
+    answering "not now" for SMTP_RETRY_FOR, or too late (the conference had started). Version 1.2
+    added ``bounced``."""
+
+    version: ClassVar[str] = "1.2"
 
     reason: str
     failed_at: AwareDatetime
+    # True: the mail was accepted (InvitationSent came before) and a bounce (a delivery status
+    # notification, RFC 3464) reported it undeliverable later. Such a failure counts after sent.
+    # The place for a bounce reader; no service raises it yet (README: Mail through a relay).
+    bounced: bool = False
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

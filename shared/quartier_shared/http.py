@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -34,8 +35,27 @@ MAX_ECHO_CHARS = 256
 Check = Callable[[], Awaitable[bool]]
 
 
-def health_router(checks: dict[str, Check]) -> APIRouter:
+def health_router(required: Mapping[str, Check], reported: Mapping[str, Check] | None = None) -> APIRouter:
+    """Liveness, readiness and the details behind them.
+
+    - ``GET /health/live``: the process answers (200, always).
+    - ``GET /health/ready``: the service can serve its API: 200 when every ``required`` check
+      passes, else 503. ``checks`` names every check, ``reported`` ones too (Kafka): they are
+      shown but never make the service unready, because the outbox keeps the API useful while
+      the broker is away; a health-aware proxy would otherwise take every API offline in a
+      broker outage.
+    - ``GET /health``: the same checks and status code, with ``status`` ``degraded`` when only a
+      reported check fails, and ``required`` naming the checks that decide readiness.
+    The answers hold check names and ok/down only: nothing about hosts, users or errors."""
+    optional = dict(reported or {})
     router = APIRouter(prefix="/health", tags=["health"])
+
+    async def results() -> tuple[bool, bool, dict[str, str]]:
+        checks = {**required, **optional}
+        # Concurrently: a broker that does not answer costs its timeout once, not on top of MongoDB's.
+        passed = dict(zip(checks, await asyncio.gather(*(_safe(check) for check in checks.values())), strict=True))
+        ready = all(passed[name] for name in required)
+        return ready, all(passed.values()), {name: "ok" if ok else "down" for name, ok in passed.items()}
 
     @router.get("/live")
     async def live() -> dict[str, str]:
@@ -43,10 +63,15 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
 
     @router.get("/ready")
     async def ready() -> JSONResponse:
-        results = {name: await _safe(check) for name, check in checks.items()}
-        ok = all(results.values())
+        ok, _, checks = await results()
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+    @router.get("")
+    async def details() -> JSONResponse:
+        ok, complete, checks = await results()
+        status = "ok" if complete else "degraded" if ok else "unavailable"
         return JSONResponse(
-            {"status": "ok" if ok else "unavailable", "checks": {k: "ok" if v else "down" for k, v in results.items()}},
+            {"status": status, "ready": ok, "required": sorted(required), "checks": checks},
             status_code=200 if ok else 503,
         )
 

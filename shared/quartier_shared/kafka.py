@@ -26,7 +26,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from .logging import get_logger
 from .settings import ServiceSettings
-from .topics import TOPICS, TopicSpec
+from .topics import DEAD_LETTERS_RETENTION_DAYS, TopicSpec, declared_topics
 
 log = get_logger(__name__)
 
@@ -67,16 +67,22 @@ def client_kwargs(security: BaseSecurity | None) -> dict[str, Any]:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[str] | None = None, *, security: BaseSecurity | None = None
+    bootstrap: str,
+    topics: Iterable[str] | None = None,
+    *,
+    security: BaseSecurity | None = None,
+    dead_letter_retention_days: int = DEAD_LETTERS_RETENTION_DAYS,
 ) -> None:
-    """Create missing topics with their declared partitions and settings (``topics.TOPICS``;
-    never rely on auto-create), and bring the settings of existing ones in line.
+    """Create missing topics with their declared partitions and settings
+    (``topics.declared_topics``, with the dead letters kept ``dead_letter_retention_days``; never
+    rely on auto-create), and bring the settings of existing ones in line.
 
     A setting that differs is altered; where the broker does not allow it (the services' users
     in ``deploy/`` may not alter topics, the embedded broker cannot), the difference is logged as
     ``topic_settings_differ`` for the operator, and the service starts all the same: a wrong
     retention is not a reason to stop sending invitations."""
-    wanted = [TOPICS[t] for t in (topics or TOPICS)]
+    declared = declared_topics(dead_letter_retention_days)
+    wanted = [declared[t] for t in (topics or declared)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs(security))
     await admin.start()
     try:

@@ -23,8 +23,22 @@ HANDLER_SECONDS = Histogram(
 )
 DEAD_LETTERS = Counter("quartier_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "error"])
 OUTBOX_BACKLOG = Gauge("quartier_outbox_backlog", "Events in the outbox not yet relayed to Kafka")
-CONSUMER_LAG = Gauge("quartier_consumer_lag", "Records behind the end of each topic", ["topic"])
+CONSUMER_LAG = Gauge(
+    "quartier_consumer_lag",
+    "Records of each topic the service's consumer group has not committed (handled) yet",
+    ["topic"],
+)
+KAFKA_CONNECTED = Gauge(
+    "quartier_kafka_connected", "1 when Kafka answered this service's last check (a scrape, /health), else 0"
+)
 MAILS = Counter("quartier_mails_total", "Invitation mails by outcome", ["outcome"])
+# Per attempt, not per mail (a mail retried three times counts three): what the SMTP server or the
+# connection to it did. kind: authentication (our credentials refused), refused (the recipient),
+# permanent (another 5xx), temporary (4xx), connection (no answer, a broken connection).
+SMTP_ERRORS = Counter("quartier_smtp_errors_total", "SMTP attempts that failed, by kind", ["kind"])
+SMTP_AUTH_FAILING = Gauge(
+    "quartier_smtp_auth_failing", "1 while the SMTP server refuses this instance's credentials: sending is paused"
+)
 
 Refresh = Callable[[], Awaitable[None]]
 

@@ -24,7 +24,8 @@ service, so they answer the same everywhere.
   stopped and answers 503; asking again later is safe for the same reason. The answer and the
   log name the record by topic, partition, offset and event type only.
 - ``GET /operations/outbox``: events waiting to be relayed and the age of the oldest.
-- ``GET /operations/consumers``: each consumer group's lag per topic (this instance's partitions).
+- ``GET /operations/consumers``: each consumer group's lag per topic: the records it has not
+  committed yet, over all partitions (``EventConsumer.lag``), so it grows while the group is stuck.
 
 Kafka or MongoDB away: 503 with a plain message, as every endpoint answers.
 """
@@ -89,7 +90,9 @@ class OutboxOut(BaseModel):
 
 class ConsumerOut(BaseModel):
     group_id: str
-    lag: dict[str, int] = Field(description="records behind the end of each topic, over this instance's partitions")
+    lag: dict[str, int] = Field(
+        description="records of each topic the group has not committed yet (handled), over all its partitions"
+    )
 
 
 def _checked(topic: str) -> str:
@@ -183,6 +186,9 @@ def operations_router(runtime: Runtime) -> APIRouter:
 
     @router.get("/consumers", response_model=list[ConsumerOut])
     async def consumers() -> list[ConsumerOut]:
-        return [ConsumerOut(group_id=c.group_id, lag=dict(await c.lag())) for c in runtime.consumers]
+        try:
+            return [ConsumerOut(group_id=c.group_id, lag=await c.lag()) for c in runtime.consumers]
+        except (KafkaError, OSError, TimeoutError):
+            raise _kafka_away() from None
 
     return router

@@ -10,8 +10,6 @@ again: consumers are idempotent.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +23,7 @@ from .kafka import KafkaPublisher, OutgoingMessage
 from .logging import get_logger
 from .metrics import EVENTS_PUBLISHED
 from .retry import Retry
+from .wakeup import Wakeup
 
 log = get_logger(__name__)
 
@@ -46,7 +45,7 @@ class Outbox:
         self.collection = db[COLLECTION]
         self.owner = owner
         self.takeover_seconds = takeover_seconds
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
 
     async def create_indexes(self) -> None:
         await self.collection.create_index([("owner", ASCENDING), ("_id", ASCENDING)])
@@ -66,13 +65,11 @@ class Outbox:
         await self.collection.insert_many(docs, ordered=True, session=session)
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._wakeup.wake()
 
     async def wait(self, seconds: float) -> None:
         """Until a transaction committed events, or ``seconds`` passed."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), seconds)
-        self._wakeup.clear()
+        await self._wakeup.wait(seconds)
 
     async def pending(self, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` documents: this process's and abandoned ones, oldest first.

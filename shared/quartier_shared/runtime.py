@@ -18,13 +18,14 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
+from . import api_docs
 from .asyncapi import asyncapi_router, declare_published, document
 from .consumer import BatchHandler, EventConsumer, Handler
 from .events import Event, EventContext
 from .http import health_router, install_http_basics
 from .kafka import KafkaPublisher, ensure_topics, kafka_security, make_broker
 from .logging import configure_logging, get_logger
-from .metrics import CONSUMER_LAG, OUTBOX_BACKLOG, metrics_router
+from .metrics import CONSUMER_LAG, KAFKA_CONNECTED, OUTBOX_BACKLOG, metrics_router
 from .mongo import Document, MongoUnitOfWork, make_client
 from .operations import operations_router
 from .outbox import Outbox, OutboxRelay
@@ -36,6 +37,8 @@ CreateIndexes = Callable[[AsyncDatabase[Document]], Awaitable[None]]
 UoW = TypeVar("UoW", bound=MongoUnitOfWork)
 # Dependencies at start-up: wait for them as long as it takes, a little longer each time.
 _until_up = Retry(base=0.2, cap=5.0)
+# How long stop() waits for its cancelled workers (compose gives the whole stop 20 s).
+STOP_WORKERS_SECONDS = 10.0
 
 
 class Runtime:
@@ -86,14 +89,19 @@ class Runtime:
             group_id=group_id,
             handlers=handlers,
             batch_handlers=batch_handlers,
+            security=self.kafka_security,
         )
         self.consumers.append(consumer)
         return consumer
 
     async def refresh_metrics(self) -> None:
+        kafka_up = await self.kafka_ready()
         with contextlib.suppress(Exception):  # a scrape must answer even while MongoDB is away
-            OUTBOX_BACKLOG.set(await asyncio.wait_for(self.outbox.pending_count(), timeout=2))
-        for consumer in self.consumers:
+            async with asyncio.timeout(2):
+                OUTBOX_BACKLOG.set(await self.outbox.pending_count())
+        # Kafka away: the lag gauges keep their last values (quartier_kafka_connected says why),
+        # and the scrape does not wait for the lag's own client to give up.
+        for consumer in self.consumers if kafka_up else ():
             with contextlib.suppress(Exception):
                 for topic, lag in (await consumer.lag()).items():
                     CONSUMER_LAG.labels(topic).set(lag)
@@ -122,7 +130,12 @@ class Runtime:
     async def _connect_kafka(self) -> None:
         bootstrap = self.settings.kafka_bootstrap_servers
         security = self.kafka_security
-        for step in (lambda: ensure_topics(bootstrap, security=security), self.publisher.start, self.broker.start):
+        kept_days = self.settings.dead_letter_retention_days
+
+        def topics() -> Awaitable[None]:
+            return ensure_topics(bootstrap, security=security, dead_letter_retention_days=kept_days)
+
+        for step in (topics, self.publisher.start, self.broker.start):
             await _until_up.run(step, event="waiting_for_dependency", dependency="kafka")
         self.kafka_connected.set()
         log.info("kafka_connected")
@@ -131,9 +144,15 @@ class Runtime:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a worker that lost its cancellation (see wakeup.py) must not hold the stop
+            # forever; it is named, and the process ends with the rest.
+            ended, running = await asyncio.wait(self._tasks, timeout=STOP_WORKERS_SECONDS)
+            for task in ended:  # a worker that had failed: its error was logged where it failed
+                if not task.cancelled():
+                    task.exception()
+            if running:
+                log.error("workers_did_not_stop", workers=sorted(t.get_name() for t in running))
         with contextlib.suppress(Exception):
             await self.broker.stop()
         for closer in self._closers:
@@ -143,13 +162,22 @@ class Runtime:
         await self.client.close()
 
     async def mongo_ready(self) -> bool:
-        await asyncio.wait_for(self.client.admin.command("ping"), timeout=2)
+        async with asyncio.timeout(2):
+            await self.client.admin.command("ping")
         return True
 
     async def kafka_ready(self) -> bool:
+        """Whether Kafka answers; also the ``quartier_kafka_connected`` gauge. Reported by
+        /health, never a condition of readiness (see ``http.health_router``)."""
         # The broker is consumer-only (the publisher is the one producer), so it has no client to
         # ping; the publisher's metadata request answers for Kafka.
-        return self.kafka_connected.is_set() and await asyncio.wait_for(self.publisher.ping(), timeout=2)
+        try:
+            async with asyncio.timeout(2):
+                up = self.kafka_connected.is_set() and await self.publisher.ping()
+        except Exception:
+            up = False
+        KAFKA_CONNECTED.set(1 if up else 0)
+        return up
 
 
 def create_app(
@@ -180,9 +208,14 @@ def create_app(
             await runtime.stop()
             log.info("service_stopped")
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # /docs from our own files (api_docs): FastAPI's pages load Swagger UI and ReDoc from a CDN.
+    app = FastAPI(
+        title=title, description=description, version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     install_http_basics(app, runtime.settings.allowed_host_list, larger_bodies)
-    app.include_router(health_router({"mongodb": runtime.mongo_ready, "kafka": runtime.kafka_ready}))
+    api_docs.install(app)
+    # Ready = the API can be served (MongoDB); Kafka's state is reported beside it (see health_router).
+    app.include_router(health_router({"mongodb": runtime.mongo_ready}, reported={"kafka": runtime.kafka_ready}))
     app.include_router(metrics_router(runtime.refresh_metrics))
     declare_published(runtime.broker, publishes)
     app.state.asyncapi = document(runtime.broker, title=title, description=description)

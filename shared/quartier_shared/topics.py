@@ -17,6 +17,10 @@ Two kinds of topic:
   actor's address leaves the contact topic within ``ERASED_WITHIN_MS`` of the tombstone.
 - *Deleting* (``cleanup.policy=delete``) with an explicit ``retention.ms``: long enough for a
   consumer that was down to catch up, and no longer.
+- Dead letters wait for an operator for ``DEAD_LETTER_RETENTION_DAYS`` (a setting, 30 days by
+  default: ``declared_topics``), then they are deleted: the main dead-letter topic by
+  ``retention.ms``; the contact dead letters are compacted *and* deleted by age
+  (``cleanup.policy=compact,delete``), so an erasure's tombstone still takes them out earlier.
 
 The embedded broker (Tansu) stores these settings and reports them back, but compacts nothing:
 the tests check the declared settings and the tombstones; compaction is Kafka's work in
@@ -55,8 +59,8 @@ ERASED_WITHIN_MS = MAX_COMPACTION_LAG_MS + COMPACTED_SEGMENT_MS
 
 # Events: two weeks covers a consumer that was down over a long holiday weekend and then some.
 EVENTS_RETENTION_MS = 14 * DAY_MS
-# Dead letters wait for an operator: a month.
-DEAD_LETTERS_RETENTION_MS = 30 * DAY_MS
+# Dead letters wait for an operator: a month unless DEAD_LETTER_RETENTION_DAYS says otherwise.
+DEAD_LETTERS_RETENTION_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class TopicSpec:
 
     @property
     def compacted(self) -> bool:
-        return self.config.get("cleanup.policy") == "compact"
+        return "compact" in self.config.get("cleanup.policy", "").split(",")
 
 
 def compacted(name: str, partitions: int) -> TopicSpec:
@@ -87,9 +91,19 @@ def deleting(name: str, partitions: int, retention_ms: int = EVENTS_RETENTION_MS
     return TopicSpec(name, partitions, {"cleanup.policy": "delete", "retention.ms": str(retention_ms)})
 
 
-TOPICS: dict[str, TopicSpec] = {
-    spec.name: spec
-    for spec in (
+def compacted_and_deleted(name: str, partitions: int, retention_ms: int) -> TopicSpec:
+    """Compacted as ``compacted``, and besides every record deleted after ``retention_ms``."""
+    spec = compacted(name, partitions)
+    return TopicSpec(
+        name, partitions, {**spec.config, "cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)}
+    )
+
+
+def declared_topics(dead_letter_retention_days: int = DEAD_LETTERS_RETENTION_DAYS) -> dict[str, TopicSpec]:
+    """Every topic with its settings; the dead-letter topics keep their records for
+    ``dead_letter_retention_days`` (the setting ``DEAD_LETTER_RETENTION_DAYS``)."""
+    dead_letters_ms = dead_letter_retention_days * DAY_MS
+    specs = (
         compacted(ACTORS_TOPIC, 3),
         compacted(CONTACTS_TOPIC, 3),
         deleting(CONFERENCES_TOPIC, 3),
@@ -99,10 +113,14 @@ TOPICS: dict[str, TopicSpec] = {
         compacted(TEAMS_TOPIC, 1),  # the latest member list per district; a handful, rarely changed
         deleting(ERASURES_TOPIC, 1),  # a few a year; the actors service records each confirmation
         deleting(UNSUBSCRIBES_TOPIC, 1),  # a few a month
-        deleting(DEAD_LETTER_TOPIC, 1, DEAD_LETTERS_RETENTION_MS),
-        compacted(CONTACTS_DEAD_LETTER_TOPIC, 1),
+        deleting(DEAD_LETTER_TOPIC, 1, dead_letters_ms),
+        compacted_and_deleted(CONTACTS_DEAD_LETTER_TOPIC, 1, dead_letters_ms),
     )
-}
+    return {spec.name: spec for spec in specs}
+
+
+# The topics with the default settings: what deploy/ creates and the tests compare against.
+TOPICS: dict[str, TopicSpec] = declared_topics()
 
 # Partition counts are explicit: Tansu would invent its own, and Kafka keys depend on them.
 TOPIC_PARTITIONS: dict[str, int] = {name: spec.partitions for name, spec in TOPICS.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from quartier_shared.outbox import pending_events
@@ -23,11 +24,20 @@ async def test_3_kafka_paused_for_20_seconds_while_actors_register_and_a_confere
             "actors": await pending_events(cluster.database("actors")),
             "conferences": await pending_events(cluster.database("conferences")),
         }
+        # Ready all the same (a health-aware proxy keeps the API up); the details and gauge say why.
+        ready_during = await http.get(f"{cluster.url('actors')}/health/ready")
+        details_during = await http.get(f"{cluster.url('actors')}/health")
+        metrics_during = (await http.get(f"{cluster.url('actors')}/metrics")).text
         await asyncio.sleep(max(0.0, 20 - (time.monotonic() - paused_at)))
         cluster.resume("kafka")
         counts = await assert_invited_once(http, cluster, conference_id, actors, timeout=240)
+        details_after = await http.get(f"{cluster.url('actors')}/health")
     # Accepted while the broker was away: each registration's ActorRegistered and ContactChanged.
     assert held == {"actors": 2 * n, "conferences": 1}
+    assert ready_during.status_code == 200 and ready_during.json()["checks"] == {"mongodb": "ok", "kafka": "down"}
+    assert details_during.status_code == 200 and details_during.json()["status"] == "degraded"
+    assert re.search(r"^quartier_kafka_connected 0\.0$", metrics_during, re.MULTILINE), metrics_during
+    assert details_after.json()["status"] == "ok"
     record("3 Kafka paused 20 s", events_held_in_outboxes=sum(held.values()), **counts)
 
 

@@ -17,12 +17,14 @@ from pymongo import AsyncMongoClient
 
 from notifications.domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
 from notifications.repository import DeliveryRepository, MongoContactRepository, MongoDeliveryRepository
+from quartier_shared.events import EventContext
 from tests.unit.notifications.fakes import CONFERENCE, FakeDeliveryRepository
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
 DELIVERY_FIELDS = {"_id", "kind", "invitation_id", "conference_id", "actor_id", "conference", "status"}
 DELIVERY_FIELDS |= {"message_id", "reason", "lease_until", "attempts", "resend", "reply"}
 DELIVERY_FIELDS |= {"previous", "confirm", "note", "reminder", "reminder_id"}
+DELIVERY_FIELDS |= {"deferrals", "deferred_since", "next_attempt_at", "paced_until", "trigger"}
 CONTACT_FIELDS = {"_id", "name", "email", "language", "consent_to_notifications", "active", "revision", "erased"}
 
 
@@ -307,3 +309,68 @@ async def test_cancelling_an_erased_actors_unsent_deliveries_leaves_the_sent_and
         someone_elses.id
     ].status is DeliveryStatus.WAITING_FOR_CONTACT
     assert len(await deliveries.of_actor("erased-1", 2)) == 2
+
+
+async def test_a_deferred_delivery_is_given_back_with_its_next_attempt_and_claimed_once_due(
+    deliveries: DeliveryRepository,
+) -> None:
+    soon, later, sent = await deliveries.add_claimed(pending(3), lease("one"))
+    await deliveries.hand_over([soon.id, later.id, sent.id], "one")
+    trigger = EventContext("notifications", "correlation-1", "event-1", "subject-1")
+    counted = replace(soon, deferrals=1, deferred_since=NOW, trigger=trigger)
+    outcomes = [
+        Outcome(counted, DeliveryStatus.DEFERRED, "SMTP 451: slow down", retry_at=NOW + timedelta(seconds=60)),
+        Outcome(
+            replace(later, deferrals=3, deferred_since=NOW),
+            DeliveryStatus.DEFERRED,
+            "SMTP 421",
+            NOW + timedelta(hours=1),
+        ),
+        Outcome(sent, DeliveryStatus.SENT),
+    ]
+    assert await deliveries.finish(outcomes, "one", NOW) == {soon.id, later.id, sent.id}
+
+    stored = await deliveries.get_many([soon.id])
+    assert replace(stored[soon.id], conference=CONFERENCE) == replace(
+        soon,
+        status=DeliveryStatus.DEFERRED,
+        reason="SMTP 451: slow down",
+        lease_until=None,
+        deferrals=1,
+        deferred_since=NOW,
+        next_attempt_at=NOW + timedelta(seconds=60),
+        trigger=trigger,
+    )
+    assert not await deliveries.renew(soon.id, "one", NOW + timedelta(minutes=5))  # given back
+    # Given back unsent: an update may still refresh it, a cancellation cancel it.
+    assert (await deliveries.hand_over([soon.id], "one")).send == []
+    assert await deliveries.claim_due(NOW, lease("two"), 10) == []  # not due yet
+
+    (taken,) = await deliveries.claim_due(NOW + timedelta(seconds=61), lease("two", 90), 10)
+    assert (taken.id, taken.status) == (soon.id, DeliveryStatus.SENDING)
+    assert await deliveries.claim_due(NOW + timedelta(seconds=61), lease("three"), 10) == []  # held
+    assert await deliveries.renew(soon.id, "two", NOW + timedelta(minutes=5))
+    assert (await deliveries.get_many([soon.id]))[soon.id].lease_until == NOW + timedelta(minutes=5)
+
+    # An hour on: the later one is due, and the one "two" took was never recorded (its instance
+    # died): its lease ran out, and no event brings it back, so it is taken again.
+    due = await deliveries.claim_due(NOW + timedelta(hours=1), lease("four", 7200), 10)
+    assert {d.id for d in due} == {soon.id, later.id}
+    assert await deliveries.claim_due(NOW + timedelta(hours=1), lease("five"), 10) == []
+
+
+async def test_a_deferred_delivery_is_cancelled_by_a_cancellation_and_claimable_before_it_is_due(
+    deliveries: DeliveryRepository,
+) -> None:
+    first, second = await deliveries.add_claimed(pending(2), lease("one"))
+    retry_at = NOW + timedelta(hours=1)
+    await deliveries.finish(
+        [Outcome(d, DeliveryStatus.DEFERRED, "SMTP 451", retry_at) for d in (first, second)], "one", NOW
+    )
+
+    await deliveries.cancel_unsent([first.invitation_id], "cancelled", NOW)
+    # A redelivered event, or an update settling it, may try it before it is due.
+    claimed = await deliveries.claim([first.id, second.id], lease("two"), NOW)
+
+    assert [d.id for d in claimed] == [second.id]
+    assert (await deliveries.get_many([first.id]))[first.id].status is DeliveryStatus.CANCELLED

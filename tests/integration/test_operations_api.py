@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import httpx
 import pytest
@@ -34,20 +33,7 @@ from quartier_shared.events import (
     ContactChanged,
 )
 from tests.helpers import end_offsets, envelope_of, eventually, publish_raw, read_topic, running, settings_for
-from tests.integration.test_operator_cli import GARBAGE, dlq_headers, header_map
-
-WRONG_SHAPE = json.dumps(
-    {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "InvitationIssued",
-        "event_version": "1.0",
-        "occurred_at": "2031-01-01T00:00:00+00:00",
-        "correlation_id": "c",
-        "producer": "somebody",
-        "aggregate_id": "x",
-        "payload": {"name": "Erika Mustermann", "email": "erika.mustermann@example.org"},
-    }
-).encode()
+from tests.integration.test_operator_cli import GARBAGE, dlq_headers, header_map, wrong_shape
 
 
 async def test_dead_letters_outbox_and_lag_for_operators(infra: Infrastructure, database_name: str) -> None:
@@ -57,7 +43,7 @@ async def test_dead_letters_outbox_and_lag_for_operators(infra: Infrastructure, 
     registry = actors.app.build(settings_for(actors.settings.Settings, infra, f"{database_name}_a"))
     async with running(app, operator) as api, running(registry, operator) as other:
         await publish_raw(kafka, INVITATIONS_TOPIC, GARBAGE, key=b"invitation-garbage")
-        await publish_raw(kafka, INVITATIONS_TOPIC, WRONG_SHAPE, key=b"invitation-wrong-shape")
+        await publish_raw(kafka, INVITATIONS_TOPIC, wrong_shape(), key=b"invitation-wrong-shape")
         dead = await read_topic(kafka, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 2)
         garbage = next(r for r in dead if r.value == GARBAGE)
 

@@ -39,6 +39,22 @@ QUARTIER = Path(sys.executable).parent / "quartier"
 GARBAGE = b"\x00\xffnot json"
 
 
+def wrong_shape() -> bytes:
+    """An envelope whose payload is not its type's (and holds personal data, to show it is never shown)."""
+    return json.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "InvitationIssued",
+            "event_version": "1.0",
+            "occurred_at": "2031-01-01T00:00:00+00:00",
+            "correlation_id": "c",
+            "producer": "somebody",
+            "aggregate_id": "x",
+            "payload": {"name": "Erika Mustermann", "email": "erika.mustermann@example.org"},
+        }
+    ).encode()
+
+
 async def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """main() as the console script runs it; in a thread, because it runs its own event loop."""
 
@@ -85,22 +101,10 @@ async def test_a_real_dead_letter_is_listed_without_personal_data_and_replayed_b
     infra: Infrastructure, database_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     kafka = infra.kafka_bootstrap
-    wrong_shape = json.dumps(
-        {
-            "event_id": str(uuid.uuid4()),
-            "event_type": "InvitationIssued",
-            "event_version": "1.0",
-            "occurred_at": "2031-01-01T00:00:00+00:00",
-            "correlation_id": "c",
-            "producer": "somebody",
-            "aggregate_id": "x",
-            "payload": {"name": "Erika Mustermann", "email": "erika.mustermann@example.org"},
-        }
-    ).encode()
     app = build(settings_for(Settings, infra, database_name))
     async with running(app):
         await publish_raw(kafka, INVITATIONS_TOPIC, GARBAGE, key=b"invitation-garbage")
-        await publish_raw(kafka, INVITATIONS_TOPIC, wrong_shape, key=b"invitation-wrong-shape")
+        await publish_raw(kafka, INVITATIONS_TOPIC, wrong_shape(), key=b"invitation-wrong-shape")
         dead = await read_topic(kafka, DEAD_LETTER_TOPIC, until=lambda r: len(r) >= 2)
     garbage = next(r for r in dead if r.value == GARBAGE)
 

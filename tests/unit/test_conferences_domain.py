@@ -125,6 +125,22 @@ def test_sent_is_final_and_failed_may_become_sent() -> None:
     assert after_sent.with_outcome(failed, NOW + timedelta(hours=1)) == after_sent
 
 
+def test_a_bounce_after_the_mail_was_accepted_makes_a_sent_invitation_failed() -> None:
+    invitation, _ = Invitation.issue(conference(), "a1")
+    sent = InvitationSent(invitation_id=invitation.id, conference_id="c", actor_id="a1", message_id="<m>", sent_at=NOW)
+    bounce = InvitationFailed(
+        invitation_id=invitation.id,
+        conference_id="c",
+        actor_id="a1",
+        reason="bounced: 5.1.1 mailbox unknown",
+        failed_at=NOW + timedelta(hours=1),
+        bounced=True,
+    )
+    after_bounce = invitation.with_outcome(sent, NOW).with_outcome(bounce, NOW + timedelta(hours=1))
+    assert (after_bounce.status, after_bounce.reason) == (InvitationStatus.FAILED, "bounced: 5.1.1 mailbox unknown")
+    assert invitation.with_outcome(bounce.model_copy(update={"resend": 1}), NOW) == invitation  # another attempt's
+
+
 def draft() -> Conference:
     drafted, event = schedule(draft=True)
     assert isinstance(event, ConferenceDrafted)

@@ -35,9 +35,10 @@ from actors.settings import Settings as ActorsSettings
 from conferences.settings import Settings as ConferencesSettings
 from notifications.settings import Settings as NotificationsSettings
 from portal.settings import Settings as PortalSettings
+from quartier import cli as quartier_cli
 from quartier_shared.events import CONTACTS_DEAD_LETTER_TOPIC, CONTACTS_TOPIC, DEAD_LETTER_TOPIC, TOPIC_PARTITIONS
-from quartier_shared.settings import ServiceSettings
-from quartier_shared.topics import TOPICS, dead_letter_topic_for
+from quartier_shared.settings import SECRET_FIELDS, ServiceSettings
+from quartier_shared.topics import DEAD_LETTERS_RETENTION_DAYS, TOPICS, dead_letter_topic_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -51,8 +52,16 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 }
 PORTS = {"actors": 8001, "conferences": 8002, "notifications": 8003}
 DOCKERFILE = DEPLOY / "Dockerfile"  # one for the three services; build args pick which
-INFRASTRUCTURE = ("kafka", "kafka-init", "mongodb", "mongodb-init", "keycloak", "mailpit")
-ONE_SHOTS = ("kafka-init", "mongodb-init")  # run once per `up`, exit 0; the services wait for them
+INFRASTRUCTURE = ("kafka", "kafka-init", "topics", "mongodb", "mongodb-init", "keycloak", "mailpit")
+ONE_SHOTS = ("kafka-init", "topics", "mongodb-init")  # run once per `up`, exit 0; the services wait for them
+# Started on demand (`docker compose run --rm tools quartier ...`): no health, no restart.
+ON_DEMAND = ("tools",)
+# Each profile's services (`docker compose --profile NAME up`); the rest run without a profile.
+PROFILES = {
+    "tools": {"tools"},
+    "observability": {"prometheus", "alertmanager", "grafana"},
+    "proxy": {"caddy"},
+}
 ASYNCAPI = ROOT / "docs" / "asyncapi"  # what each service publishes and consumes (test_asyncapi keeps it current)
 # The passwords compose requires (${NAME:?...}): deploy/.env sets them; the tests stand in these.
 TEST_SECRETS = {
@@ -167,6 +176,24 @@ def compose_interpolations() -> dict[str, set[str | None]]:
     return found
 
 
+def secret_names(service: Mapping[str, Any]) -> list[str]:
+    """The compose secrets a service mounts (the short form is the name, the long one has `source`)."""
+    return [entry if isinstance(entry, str) else entry["source"] for entry in service.get("secrets") or []]
+
+
+def secret_files(compose: Mapping[str, Any], service: Mapping[str, Any], dotenv: Mapping[str, str]) -> dict[str, str]:
+    """What the settings read from /run/secrets/ (DockerSecrets): each mounted secret that compose
+    makes from a variable, under its target name, when that name is one of SECRET_FIELDS."""
+    found: dict[str, str] = {}
+    for entry in service.get("secrets") or []:
+        name = entry if isinstance(entry, str) else entry["source"]
+        target = name if isinstance(entry, str) else entry.get("target", name)
+        variable = compose["secrets"][name].get("environment")
+        if variable and target in SECRET_FIELDS:
+            found[target] = dotenv[variable]
+    return found
+
+
 def settings_from(cls: type[ServiceSettings], env: Mapping[str, str]) -> ServiceSettings:
     """Parse an environment with the service's own Settings (never the test process's environment)."""
     return cls.model_validate({name.lower(): value for name, value in env.items()})
@@ -226,6 +253,20 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1] if " " in text else "") for text in logical]
 
 
+def base_images(instructions: list[tuple[str, str]]) -> list[str]:
+    """The image of each FROM that names an image, not an earlier stage (`FROM base AS tools`)."""
+    stages: set[str] = set()
+    images: list[str] = []
+    for kind, text in instructions:
+        if kind == "FROM":
+            words = text.split()
+            if words[0] not in stages:
+                images.append(words[0])
+            if len(words) == 3 and words[1].upper() == "AS":
+                stages.add(words[2])
+    return images
+
+
 def dockerfile_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
     """Every variable the ENV instructions set, the later ones winning."""
     env: dict[str, str] = {}
@@ -273,29 +314,30 @@ def test_every_image_is_pinned_to_an_exact_version(services: dict[str, dict[str,
         _, tag, digest = split_image(str(service["image"]))
         if digest is None and (tag is None or tag == "latest" or not EXACT_TAG.match(tag)):
             unpinned.append(f"{name}: {service['image']}")
-    for instruction, arguments in dockerfile_instructions(DOCKERFILE):
-        if instruction == "FROM":
-            _, tag, digest = split_image(arguments.split()[0])
-            if digest is None and (tag is None or tag == "latest" or not EXACT_TAG.match(tag)):
-                unpinned.append(f"deploy/Dockerfile: FROM {arguments}")
+    for base in base_images(dockerfile_instructions(DOCKERFILE)):
+        _, tag, digest = split_image(base)
+        if digest is None and (tag is None or tag == "latest" or not EXACT_TAG.match(tag)):
+            unpinned.append(f"deploy/Dockerfile: FROM {base}")
     assert not unpinned, f"images without an exact version tag: {unpinned}"
 
 
 def test_the_service_images_use_python_3_11() -> None:
-    instructions = dockerfile_instructions(DOCKERFILE)
-    bases = [arguments.split()[0] for instruction, arguments in instructions if instruction == "FROM"]
+    bases = base_images(dockerfile_instructions(DOCKERFILE))
     assert bases and all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base) for base in bases), bases
 
 
 # --- settings -----------------------------------------------------------------------------------
 
 
-def test_every_setting_a_service_reads_is_set_or_documented(services: dict[str, dict[str, Any]]) -> None:
+def test_every_setting_a_service_reads_is_set_or_documented(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
     dotenv, commented = env_example(), env_example_commented()
     shared_reads = environ_reads(ROOT / "shared" / "quartier_shared")
     missing: dict[str, list[str]] = {}
     for name, cls in SETTINGS.items():
-        in_compose = set(environment(services[name]))
+        as_files = {field.upper() for field in secret_files(compose, services[name], TEST_SECRETS)}
+        in_compose = set(environment(services[name])) | as_files
         optional = optional_fields(cls) | shared_reads | environ_reads(ROOT / "services" / name / name)
         wanted = field_names(cls) | optional
         documented = in_compose | set(dotenv) | (commented & optional)
@@ -371,12 +413,21 @@ def test_env_example_holds_the_defaults(services: dict[str, dict[str, Any]]) -> 
 
 
 @pytest.mark.parametrize("with_dotenv", [False, True], ids=["without-.env", "with-.env.example"])
-def test_each_service_gets_a_consistent_configuration(services: dict[str, dict[str, Any]], with_dotenv: bool) -> None:
+def test_each_service_gets_a_consistent_configuration(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]], with_dotenv: bool
+) -> None:
     dotenv = (env_example() if with_dotenv else {}) | TEST_SECRETS
     databases: set[str] = set()
     kafka = services["kafka"]["environment"]
     for name, cls in SETTINGS.items():
-        settings = settings_from(cls, resolved_environment(services[name], dotenv))
+        # The passwords come as files (Docker secrets), never in the environment or the URI.
+        files = secret_files(compose, services[name], dotenv)
+        assert set(files) == set(SECRET_FIELDS), name
+        raw = environment(services[name])
+        assert "KAFKA_SASL_PASSWORD" not in raw and raw["MONGODB_URI"] == (
+            f"mongodb://{name}@mongodb:27017/?replicaSet=rs0&authSource=admin"
+        )
+        settings = settings_from(cls, resolved_environment(services[name], dotenv) | files)
         assert settings.service_name == name
         assert settings.port == PORTS[name]
         assert settings.host == "0.0.0.0"
@@ -421,40 +472,56 @@ def test_each_service_gets_a_consistent_configuration(services: dict[str, dict[s
 # --- Kafka topics ---------------------------------------------------------------------------------
 
 
-def test_kafka_init_creates_exactly_the_topics_of_the_event_library(services: dict[str, dict[str, Any]]) -> None:
-    init = services["kafka-init"]
-    command = init["command"]
-    script = command if isinstance(command, str) else "\n".join(str(part) for part in command)
-    created: dict[str, int] = {}
-    configs: dict[str, dict[str, str]] = {}
-    aligned: dict[str, dict[str, str]] = {}
-    for line in script.splitlines():
-        words = shlex.split(line)
-        if words and words[0].endswith("kafka-configs.sh") and "topics" in words:
-            # An existing topic (from before its settings were declared) gets them too.
-            options = dict(itertools.pairwise(words))
-            assert "--alter" in words and options["--entity-type"] == "topics"
-            aligned[options["--entity-name"]] = dict(c.split("=", 1) for c in options["--add-config"].split(","))
-            continue
-        if not words or not words[0].endswith("kafka-topics.sh") or "--create" not in words:
-            continue
-        assert "--if-not-exists" in words, f"a second `up` must not fail: {line}"
-        options = dict(itertools.pairwise(words))  # each word and the one after it
-        assert options["--bootstrap-server"] == "kafka:9092"
-        assert options["--replication-factor"] == "1"
-        topic, partitions = options["--topic"], int(options["--partitions"])
-        assert topic not in created, f"{topic} is created twice"
-        created[topic] = partitions
-        # Every --config flag (pairwise keeps only the last of them): the settings of topics.py.
-        flags = [value for flag, value in itertools.pairwise(words) if flag == "--config"]
-        configs[topic] = dict(flag.split("=", 1) for flag in flags)
-    assert created == TOPIC_PARTITIONS
-    assert configs == aligned == {name: dict(spec.config) for name, spec in TOPICS.items()}
-
-    assert init["image"] == services["kafka"]["image"]
-    assert init["restart"] == "no"
-    assert init["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+def test_the_topics_service_applies_the_one_declaration_as_admin(services: dict[str, dict[str, Any]]) -> None:
+    """Compose and topics.py cannot disagree: the one-shot `topics` runs `quartier topics apply`,
+    which applies TOPICS with the services' own ensure_topics and reads them back (its integration
+    test: tests/integration/test_topic_settings.py); no shell line in compose names a topic setting."""
+    topics = services["topics"]
+    assert topics["command"] == ["quartier", "topics", "apply"]
+    parsed = quartier_cli._parser().parse_args(topics["command"][1:])
+    assert (parsed.command, parsed.topics_command) == ("topics", "apply")
+    assert topics["build"]["target"] == "tools" and (ROOT / topics["build"]["dockerfile"]).resolve() == DOCKERFILE
+    # As the admin principal, the one that may create and alter topics; the password as a file.
+    env = resolved_environment(topics, TEST_SECRETS)
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092" and env["KAFKA_SASL_USERNAME"] == "admin"
+    assert env["KAFKA_SASL_MECHANISM"] == "PLAIN" and "KAFKA_SASL_PASSWORD" not in env
+    assert env["KAFKA_SASL_PASSWORD_FILE"] == "/run/secrets/kafka_admin_password"
+    assert topics["secrets"] == ["kafka_admin_password"]
+    # The dead letters' retention: the services' DEAD_LETTER_RETENTION_DAYS, by the same name and default.
+    assert env["DEAD_LETTER_RETENTION_DAYS"] == str(DEAD_LETTERS_RETENTION_DAYS)
+    assert parsed.dead_letter_days == DEAD_LETTERS_RETENTION_DAYS
+    assert topics["restart"] == "no" and topics["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    # kafka-init makes users and ACLs only; a topic's settings live in topics.py alone.
+    script = "\n".join(" ".join(words) for words in init_script(services["kafka-init"]))
+    assert "--create" not in script and "--entity-type topics" not in script
+    assert not [key for spec in TOPICS.values() for key in spec.config if key in script]
+    for name in SETTINGS:
+        assert services[name]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
+
+
+def test_the_tools_image_holds_the_operator_commands_and_reaches_kafka_and_mongodb(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    tools = services["tools"]
+    assert tools["profiles"] == ["tools"] and tools["build"]["target"] == "tools"
+    env = resolved_environment(tools, TEST_SECRETS)
+    # The same sign-in as `topics`: the admin principal (dead-letter replays write to any topic).
+    assert {k: v for k, v in env.items() if k.startswith("KAFKA_")} == {
+        k: v for k, v in resolved_environment(services["topics"], TEST_SECRETS).items() if k.startswith("KAFKA_")
+    }
+    assert env["MONGODB_URI"] == (
+        f"mongodb://root:{TEST_SECRETS['MONGODB_ROOT_PASSWORD']}@mongodb:27017/?replicaSet=rs0&authSource=admin"
+    )
+    assert compose["secrets"]["kafka_admin_password"] == {"environment": "KAFKA_ADMIN_PASSWORD"}
+    # The image's stage installs shared/ and tools/ and proves the commands import.
+    instructions = dockerfile_instructions(DOCKERFILE)
+    stage = instructions[
+        instructions.index(("FROM", "base AS tools")) : instructions.index(("FROM", "base AS service"))
+    ]
+    run = " ".join(text for kind, text in stage if kind == "RUN")
+    assert "./shared ./tools" in run and "--no-deps" in run and "quartier --help" in run
+    assert ("USER", "10001") in stage
 
 
 def init_script(service: Mapping[str, Any]) -> list[list[str]]:
@@ -585,9 +652,13 @@ def test_only_notifications_gets_the_link_signing_key_as_a_secret_kept_out_of_gi
     """The key that signs personal links is a file-based compose secret mounted into notifications
     alone, LINK_SIGNING_KEY names the mounted file, and the file is neither committed nor built in."""
     notifications = services["notifications"]
-    assert notifications["secrets"] == ["link_signing_key"]
+    assert secret_names(notifications) == [
+        "link_signing_key",
+        "kafka_password_notifications",
+        "mongodb_password_notifications",
+    ]
     assert environment(notifications)["LINK_SIGNING_KEY"] == "/run/secrets/link_signing_key"
-    assert [name for name, service in services.items() if "link_signing_key" in service.get("secrets", [])] == [
+    assert [name for name, service in services.items() if "link_signing_key" in secret_names(service)] == [
         "notifications"
     ]
     source = (DEPLOY / compose["secrets"]["link_signing_key"]["file"]).resolve()
@@ -596,7 +667,9 @@ def test_only_notifications_gets_the_link_signing_key_as_a_secret_kept_out_of_gi
     assert "deploy/secrets/" in gitignore, "the key could be committed"
     dockerignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert "deploy" in dockerignore, "the build context would carry the key"
-    settings = settings_from(NotificationsSettings, resolved_environment(notifications, env_example() | TEST_SECRETS))
+    dotenv = env_example() | TEST_SECRETS
+    env = resolved_environment(notifications, dotenv) | secret_files(compose, notifications, dotenv)
+    settings = settings_from(NotificationsSettings, env)
     assert isinstance(settings, NotificationsSettings)
     assert settings.public_url == "http://localhost:8002"  # the conferences service, as published
 
@@ -617,9 +690,10 @@ def test_notifications_can_be_scaled(services: dict[str, dict[str, Any]]) -> Non
 def test_every_service_has_a_healthcheck_a_restart_policy_and_ordered_dependencies(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    assert set(services) == set(SETTINGS) | set(INFRASTRUCTURE) | {PORTAL}
+    profiled = set().union(*PROFILES.values())
+    assert set(services) == set(SETTINGS) | set(INFRASTRUCTURE) | {PORTAL} | profiled
     for name, service in services.items():
-        if name in ONE_SHOTS:  # no health, no restart, but each waits for its server
+        if name in ONE_SHOTS or name in ON_DEMAND:  # no health, no restart, but each waits for its server
             assert service["restart"] == "no", name
             continue
         check = service.get("healthcheck")
@@ -633,7 +707,7 @@ def test_every_service_has_a_healthcheck_a_restart_policy_and_ordered_dependenci
 
     for name in SETTINGS:
         dependencies = set(services[name]["depends_on"])
-        expected = {"kafka", "kafka-init", "mongodb", "mongodb-init"} | (
+        expected = {"kafka", "kafka-init", "topics", "mongodb", "mongodb-init"} | (
             {"mailpit"} if name == "notifications" else set()
         )
         assert dependencies == expected, (name, dependencies)
@@ -782,3 +856,153 @@ def test_the_portal_is_built_like_a_service_and_talks_to_them_over_http(services
     assert "/health/ready" in check
     pyproject = tomllib.loads((ROOT / "services" / PORTAL / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["scripts"][f"quartier-{PORTAL}"] == f"{PORTAL}.__main__:run"
+
+
+# --- production hygiene, profiles, the reverse proxy --------------------------------------------
+
+# Images whose entrypoint writes outside their volumes; each says why in docker-compose.yml.
+WRITABLE_ROOT = {"kafka", "kafka-init", "mongodb", "mongodb-init", "keycloak"}
+# The capabilities a container adds back after dropping all (each says why in docker-compose.yml).
+CAPABILITIES = {"mongodb": {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}, "caddy": {"NET_BIND_SERVICE"}}
+MEMORY = re.compile(r"^\d+[mg]$")
+
+
+def test_every_container_rotates_its_log_drops_capabilities_and_has_a_memory_limit(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        logging = service.get("logging") or {}
+        assert logging.get("driver") == "json-file", f"{name}: logs are never rotated"
+        assert re.fullmatch(r"\d+m", logging["options"]["max-size"]) and int(logging["options"]["max-file"]) >= 2
+        assert service.get("cap_drop") == ["ALL"], f"{name}: cap_drop ALL"
+        assert set(service.get("cap_add") or ()) == CAPABILITIES.get(name, set()), name
+        assert "no-new-privileges:true" in (service.get("security_opt") or []), name
+        assert MEMORY.match(str(service.get("mem_limit", ""))), f"{name}: no memory limit"
+        assert bool(service.get("read_only")) == (name not in WRITABLE_ROOT), f"{name}: read_only"
+        for mount in service.get("tmpfs") or []:
+            assert re.fullmatch(r"/tmp:size=\d+m", mount), f"{name}: an unbounded RAM disk: {mount}"  # noqa: S108
+    # Kafka's heap fits its limit (the image's default asks for 1 GB on its own).
+    heap = re.search(r"-Xmx(\d+)m", services["kafka"]["environment"]["KAFKA_HEAP_OPTS"])
+    assert heap and int(heap[1]) < 1024 and services["kafka"]["mem_limit"] == "1g"
+    mailpit = environment(services["mailpit"])
+    assert int(mailpit["MP_MAX_MESSAGES"] or 0) > 500 and str(mailpit["MP_DATABASE"]).startswith("/data/")
+
+
+def test_profiles_add_services_that_depend_only_on_what_runs_with_them(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """`docker compose --profile P up` works for every P: a service depends only on default services
+    or services of its own profile, and no default service needs a profiled one."""
+    found: dict[str, set[str]] = {}
+    for name, service in services.items():
+        for profile in service.get("profiles") or []:
+            found.setdefault(profile, set()).add(name)
+    assert found == PROFILES
+    for name, service in services.items():
+        own = set(service.get("profiles") or [])
+        for other in service.get("depends_on") or {}:
+            theirs = set(services[other].get("profiles") or [])
+            assert not theirs or theirs & own, f"{name} (profiles {sorted(own)}) needs {other} of {sorted(theirs)}"
+    declared = set(compose["secrets"])
+    used = {secret for service in services.values() for secret in secret_names(service)}
+    assert used == declared, f"secrets declared but unused, or used but undeclared: {sorted(used ^ declared)}"
+    for name in ("prometheus", "alertmanager", "grafana"):
+        for mount in services[name]["volumes"]:
+            source = mount.split(":")[0]
+            assert not source.startswith(".") or (DEPLOY / source).exists(), f"{name}: {source} is missing"
+
+
+def test_the_proxy_serves_only_the_portal_and_the_public_pages_over_tls(services: dict[str, dict[str, Any]]) -> None:
+    caddy = services["caddy"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in caddy["volumes"]}
+    caddyfile = (DEPLOY / mounts["/etc/caddy/Caddyfile"]).read_text(encoding="utf-8")
+    assert [str(p) for p in caddy["ports"]] == ["80:80", "443:443"]
+    assert "tls {$CADDY_TLS:internal}" in caddyfile and "{$QUARTIER_DOMAIN:localhost} {" in caddyfile
+    # The public pages go to conferences, everything else to the portal; each upstream gets a Host
+    # header its ALLOWED_HOSTS accepts. No other path of the services' APIs is proxied.
+    assert re.search(r"@public path /rsvp/\* /unsubscribe/\*\n", caddyfile)
+    upstreams = re.findall(r"reverse_proxy (\w+):(\d+) \{\s*header_up Host (\w+)\s*\}", caddyfile)
+    assert upstreams == [("conferences", "8002", "conferences"), ("portal", "8000", "portal")]
+    for upstream, port, host in upstreams:
+        assert str(environment(services[upstream])["PORT"]) == port
+        assert host in str(environment(services[upstream])["ALLOWED_HOSTS"]).split(",")
+    # The personal links' tokens are in the path: the access log leaves the URI out.
+    assert "request>uri delete" in caddyfile
+
+
+def test_caddy_adapts_the_caddyfile_to_the_routes_and_the_tls_wanted(tmp_path: Path) -> None:
+    """Caddy's own parser (`caddy adapt`, Debian's package caddy): the Caddyfile is valid, the public
+    paths go to conferences and the rest to the portal, and CADDY_TLS picks the certificate issuer."""
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.fail("caddy is missing: make caddy (Debian package caddy)")
+
+    def adapt(**env: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [caddy, "adapt", "--config", str(DEPLOY / "caddy" / "Caddyfile"), "--adapter", "caddyfile"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        )
+        assert result.returncode == 0, result.stderr
+        adapted = json.loads(result.stdout)
+        assert isinstance(adapted, dict)
+        return adapted
+
+    local = adapt()
+    [site] = local["apps"]["http"]["servers"]["srv0"]["routes"]
+    assert site["match"] == [{"host": ["localhost"]}]
+    text = json.dumps(site)
+    assert '"path": ["/rsvp/*", "/unsubscribe/*"]' in text
+    assert '"dial": "conferences:8002"' in text and '"dial": "portal:8000"' in text
+    assert local["apps"]["tls"]["automation"]["policies"][0]["issuers"] == [{"module": "internal"}]
+    acme = adapt(QUARTIER_DOMAIN="quartier.example.org", CADDY_TLS="betrieb@quartier.example.org")
+    [policy] = acme["apps"]["tls"]["automation"]["policies"]
+    assert policy["subjects"] == ["quartier.example.org"]
+    assert {"module": "acme", "email": "betrieb@quartier.example.org"} in policy["issuers"]
+    assert local["admin"]["listen"] == "127.0.0.1:2019"
+
+
+# --- backup and restore -------------------------------------------------------------------------
+
+BACKUP = DEPLOY / "backup.sh"
+RESTORE = DEPLOY / "restore.sh"
+# Topics whose records lead to mails: a restored service must not read them again (it would not
+# know that the mails went out).
+MAILING_TOPICS = {"quartier.invitations", "quartier.answers", "quartier.conferences"}
+# Deleting topics whose handlers are idempotent without a revision: the first confirmation of an
+# erasure counts, an unsubscribe of an actor without consent changes nothing.
+IDEMPOTENT_TOPICS = {"quartier.erasures", "quartier.unsubscribes"}
+
+
+def test_the_backup_and_restore_scripts_cover_every_service_database_and_replay_nothing_that_mails() -> None:
+    for script in (BACKUP, RESTORE):
+        assert script.stat().st_mode & 0o111, f"{script.name} is not executable"
+        bash = shutil.which("bash") or "/bin/bash"
+        result = subprocess.run([bash, "-n", str(script)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+    backup = BACKUP.read_text(encoding="utf-8")
+    listed = re.search(r"^databases=\(([^)]*)\)$", backup, re.MULTILINE)
+    assert listed and listed[1].split() == [f"quartier_{name}" for name in SETTINGS]
+    assert "umask 077" in backup and "BACKUP_STARTED_AT" in backup and "mongodump" in backup
+    assert '"$here/backups/' in backup and "deploy/backups/" in (ROOT / ".gitignore").read_text(encoding="utf-8")
+
+    restore = RESTORE.read_text(encoding="utf-8")
+    block = re.search(r"declare -A REWIND=\(\n(.*?)\n\)", restore, re.DOTALL)
+    assert block
+    rewind = {m[1]: m[2].split() for m in re.finditer(r'\[(\w+)\]="([^"]*)"', block[1])}
+    assert set(rewind) == set(SETTINGS)
+    for name, topics in rewind.items():
+        _, consumed = asyncapi_topics(name)
+        assert set(topics) <= consumed, f"{name} does not consume {sorted(set(topics) - consumed)}"
+        assert not set(topics) & MAILING_TOPICS, f"{name}: a rewind would send mails again"
+        for topic in topics:
+            assert TOPICS[topic].compacted or topic in IDEMPOTENT_TOPICS, topic
+        # Every compacted topic it consumes is read again: it carries the copies and the erasures.
+        assert {t for t in consumed if TOPICS[t].compacted} <= set(topics), name
+    assert "mongorestore --quiet --drop" in restore and '--nsInclude "$1.*"' in restore
+    steps = ['"${compose[@]}" stop', "exec mongorestore", "--reset-offsets", '"${compose[@]}" up -d']
+    assert [restore.index(step) for step in steps] == sorted(restore.index(step) for step in steps)
+    assert "quartier erasures reapply" in restore

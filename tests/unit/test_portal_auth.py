@@ -7,12 +7,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
+from pydantic import SecretStr
 
 from portal.api_client import ApiError
+from portal.app import build
 from portal.oidc import Pending, challenge_of
-from portal.session import Session, Signer
+from portal.session import SESSION_COOKIE, Session, Signer
+from portal.settings import Settings
 from portal.signin import _own_path
 from quartier.issuer import LocalIssuer
 from quartier.login import CodeFlow, LoginError
@@ -118,3 +122,26 @@ def test_the_local_code_flow(tmp_path: Path) -> None:
             flow.login_page({**request, **refused})
     with pytest.raises(LoginError, match="unknown user"):
         flow.authorize({**request, "user": "admin"})
+
+
+@pytest.mark.parametrize(
+    ("roles", "path", "refusal"),
+    [
+        (["operator"], "/actors", "Ihre Rolle hat keinen Zugang zum Akteursverzeichnis."),
+        (["operator"], "/conferences", None),
+        (["quarter_manager"], "/conferences/new", None),
+        (["coordinator"], "/operations", None),
+    ],
+)
+async def test_a_role_that_does_not_reach_a_page_gets_403_saying_so(
+    roles: list[str], path: str, refusal: str | None
+) -> None:
+    settings = Settings(session_secret=SecretStr("k" * 32), allowed_hosts="testserver")
+    app = build(settings)
+    session = Session("someone", roles, ["IV"], "token", time.time() + 60)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        assert (await client.get(path)).headers["location"] == f"/login?next={path}"  # not signed in
+        client.cookies.set(SESSION_COOKIE, app.state.portal.sessions.dumps(session.to_dict()))
+        refused = await client.get(path, headers={"Accept-Language": "de"})
+    assert refused.status_code == 403
+    assert "Nicht erlaubt" in refused.text and (refusal is None or refusal in refused.text)

@@ -1,6 +1,7 @@
 """quartier: run the embedded stack (`quartier run`), mint tokens it accepts (`quartier token`),
-and look after it: dead letters (`quartier dlq list|replay`), outboxes (`quartier outbox status`)
-and an actor's personal data (`quartier privacy export`)."""
+and look after it: dead letters (`quartier dlq list|replay`), outboxes (`quartier outbox status`),
+the topics' settings (`quartier topics apply`), an actor's personal data (`quartier privacy export`)
+erasures after a restore (`quartier erasures list|reapply`) and the images' digests (`quartier images lock`)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,28 @@ from pathlib import Path
 
 from quartier_shared.auth import QUARTER_MANAGER, ROLES
 from quartier_shared.services import SERVICES
+from quartier_shared.topics import DEAD_LETTERS_RETENTION_DAYS
 
 from . import run as run_module
-from .common import OperatorError, resolve
+from .common import OperatorError, kafka_address, resolve
 from .privacy_export import PARTS, TOKEN_VARIABLE, url_variable
 
 CONNECTIONS = """where to connect: the flag, else the environment variable (%s), else var/stack.env
 written by a running `make run` (another folder with --var)."""
+KAFKA_SIGN_IN = """ Kafka credentials: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and
+KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE) from the environment; none: PLAINTEXT."""
 
 
 def _connection(parser: argparse.ArgumentParser, flag: str, variable: str, example: str) -> None:
     parser.add_argument(flag, metavar="ADDRESS", help=f"e.g. {example} (default: ${variable}, then var/stack.env)")
     parser.add_argument("--var", type=Path, default=Path("var"), help="folder of stack.env (default: ./var)")
+
+
+def _dead_letter_days(value: str) -> int:
+    """1 to 3650 days, as the services' setting allows."""
+    if not value.isdigit() or not 1 <= int(value) <= 3650:
+        raise argparse.ArgumentTypeError(f"a whole number of days from 1 to 3650, not {value[:20]!r}")
+    return int(value)
 
 
 def _dlq_topic(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     kafka = ("--kafka", "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     listing = dlq_commands.add_parser(
-        "list", help="every dead letter with its reason (headers only)", epilog=CONNECTIONS % kafka[1]
+        "list", help="every dead letter with its reason (headers only)", epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN
     )
     listing.add_argument("--service", help="only those dead-lettered by this service, e.g. notifications")
     listing.add_argument("--json", action="store_true", help="a JSON list instead of a table")
@@ -71,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     replay = dlq_commands.add_parser(
         "replay",
         help="publish dead letters again to their original topic, key and headers",
-        epilog=CONNECTIONS % kafka[1],
+        epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN,
     )
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("--offset", type=int, action="append", help="offset in the dead-letter topic; repeatable")
@@ -79,6 +90,51 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--service", help="only those dead-lettered by this service")
     _dlq_topic(replay)
     _connection(replay, *kafka)
+
+    topics = commands.add_parser("topics", help="the Kafka topics of quartier_shared.topics")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True)
+    apply = topics_commands.add_parser(
+        "apply",
+        help="create the missing topics and align the settings of the others, then compare what the broker "
+        "reports (exit 3 when it differs); needs a principal that may create and alter topics",
+        epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN,
+    )
+    apply.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    apply.add_argument(
+        "--dead-letter-days",
+        type=_dead_letter_days,
+        default=os.environ.get("DEAD_LETTER_RETENTION_DAYS", str(DEAD_LETTERS_RETENTION_DAYS)),
+        help="how long the dead-letter topics keep a record, as the services' DEAD_LETTER_RETENTION_DAYS "
+        "(default: that variable, else %(default)s)",
+    )
+    _connection(apply, *kafka)
+
+    erasures = commands.add_parser("erasures", help="the ledger of erased actors (quartier.actors), for restores")
+    erasures_commands = erasures.add_subparsers(dest="erasures_command", required=True)
+    ledger = erasures_commands.add_parser(
+        "list", help="every erased actor id and when (ids only)", epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN
+    )
+    ledger.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    _connection(ledger, *kafka)
+    reapply = erasures_commands.add_parser(
+        "reapply",
+        help="after a database restore: erase every actor of the ledger again (actors over HTTP, then "
+        "ActorErased published again for the other services; needs the admin principal)",
+        epilog=CONNECTIONS % kafka[1] + KAFKA_SIGN_IN + f" Token: --token, else ${TOKEN_VARIABLE}, else one for "
+        "`make run`; the actors URL: --actors-url, else $QUARTIER_ACTORS_URL, else make run's.",
+    )
+    reapply.add_argument("--token", help=f"a bearer token with the role data_protection (default: ${TOKEN_VARIABLE})")
+    reapply.add_argument("--actors-url", metavar="URL", help="default: $QUARTIER_ACTORS_URL, then make run's")
+    reapply.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    _connection(reapply, *kafka)
+
+    images = commands.add_parser("images", help="the container images deploy/ names")
+    images_commands = images.add_subparsers(dest="images_command", required=True)
+    lock = images_commands.add_parser(
+        "lock",
+        help="resolve each pinned tag to its registry's digest and write deploy/images.lock (needs the network)",
+    )
+    lock.add_argument("--deploy", type=Path, default=Path("deploy"), help="the deploy folder (default: ./deploy)")
 
     outbox = commands.add_parser("outbox", help="events stored but not yet relayed to Kafka")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
@@ -147,11 +203,28 @@ def _operate(args: argparse.Namespace) -> str:
     if args.command == "dlq":
         from . import dlq
 
-        kafka = resolve("Kafka", "--kafka", args.kafka, "KAFKA_BOOTSTRAP_SERVERS", args.var)
+        kafka = kafka_address(args.kafka, args.var)
         topic = dlq.DLQ_TOPICS[args.topic]
         if args.dlq_command == "list":
             return dlq.list_command(kafka, args.service, args.json, topic)
         return dlq.replay_command(kafka, None if args.all else args.offset, args.service, topic)
+    if args.command == "erasures":
+        from . import erasures, privacy_export
+
+        kafka = kafka_address(args.kafka, args.var)
+        if args.erasures_command == "list":
+            return erasures.list_command(kafka, args.json)
+        actors_url = privacy_export.service_urls({"actors": args.actors_url})["actors"]
+        token = privacy_export.bearer_token(args.token, args.var)
+        return erasures.reapply_command(kafka, actors_url, token, args.json)
+    if args.command == "images":
+        from . import images
+
+        return images.lock_command(args.deploy)
+    if args.command == "topics":
+        from . import topics
+
+        return topics.apply_command(kafka_address(args.kafka, args.var), args.json, args.dead_letter_days)
     from . import outbox_status
 
     mongodb = resolve("MongoDB", "--mongodb", args.mongodb, "MONGODB_URI", args.var)

@@ -1,5 +1,12 @@
-"""What the operator commands (`quartier dlq`, `quartier outbox`) share: where the stack is, and how
-an expected failure ends a command (one line, an exit code) instead of a stack trace.
+"""What the operator commands (`quartier dlq`, `quartier outbox`, `quartier topics`) share: where the
+stack is, how to sign in to its Kafka, and how an expected failure ends a command (one line, an exit
+code) instead of a stack trace.
+
+Kafka credentials come from the environment only, with the names the services read
+(``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_MECHANISM``, ``KAFKA_SASL_USERNAME``,
+``KAFKA_SASL_PASSWORD``), or the password from the file ``KAFKA_SASL_PASSWORD_FILE`` names (a
+Docker secret, so that it appears in no ``docker inspect``). Never a flag: a password on the
+command line is in the shell history and in ``ps``. Without them: PLAINTEXT, the embedded stack.
 """
 
 from __future__ import annotations
@@ -11,6 +18,12 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from faststream.security import BaseSecurity
+from pydantic import ValidationError
+
+from quartier_shared.kafka import kafka_security
+from quartier_shared.settings import ServiceSettings
 
 from .run import STACK_ENV
 
@@ -29,10 +42,12 @@ class OperatorError(Exception):
 
 @dataclass(frozen=True)
 class Address:
-    """A server address and where it came from, so an error can say which setting to fix."""
+    """A server address and where it came from, so an error can say which setting to fix; for
+    Kafka also how to sign in (None: PLAINTEXT)."""
 
     value: str
     source: str
+    security: BaseSecurity | None = None
 
 
 def read_stack_env(var_dir: Path) -> dict[str, str]:
@@ -94,3 +109,32 @@ def quiet(*loggers: str) -> Iterator[None]:
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+KAFKA_CREDENTIALS = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")
+PASSWORD_FILE = "KAFKA_SASL_PASSWORD_FILE"  # noqa: S105 -- the name of a variable, not a password
+
+
+def kafka_credentials(environ: Mapping[str, str] | None = None) -> BaseSecurity | None:
+    """How to sign in to Kafka, from the environment (the module docstring); checked by the services'
+    own settings, so the tools and the services accept exactly the same values."""
+    env = os.environ if environ is None else environ
+    values = {name.lower(): env[name] for name in KAFKA_CREDENTIALS if env.get(name)}
+    if env.get(PASSWORD_FILE):
+        try:
+            values["kafka_sasl_password"] = Path(env[PASSWORD_FILE]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise OperatorError(f"{PASSWORD_FILE}: cannot read {env[PASSWORD_FILE]} ({exc.strerror})", USAGE) from exc
+    try:
+        settings = ServiceSettings.model_validate(values)
+    except ValidationError as exc:
+        # The messages name the setting, never its value (input is left out of the text).
+        problems = "; ".join(str(e["msg"]) for e in exc.errors(include_input=False))
+        raise OperatorError(f"Kafka credentials: {problems}", USAGE) from exc
+    return kafka_security(settings)
+
+
+def kafka_address(flag: str | None, var_dir: Path, environ: Mapping[str, str] | None = None) -> Address:
+    """Kafka's address as ``resolve`` finds it, with the credentials of the environment."""
+    found = resolve("Kafka", "--kafka", flag, "KAFKA_BOOTSTRAP_SERVERS", var_dir, environ)
+    return Address(found.value, found.source, kafka_credentials(environ))

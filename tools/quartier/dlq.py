@@ -56,7 +56,7 @@ def _unreachable(kafka: Address, exc: BaseException) -> OperatorError:
 
 
 async def read_dead_letters(kafka: Address, dlq_topic: str = DEAD_LETTER_TOPIC) -> list[RawDeadLetter]:
-    consumer = letter_consumer(kafka.value)
+    consumer = letter_consumer(kafka.value, kafka.security)
     try:
         await consumer.start()
         return await read(consumer, await topic_partitions(consumer), dlq_topic)
@@ -157,8 +157,8 @@ def choose(
     return chosen
 
 
-async def _publish(bootstrap: str, chosen: list[RawDeadLetter], topics: dict[str, set[int]]) -> list[Replayed]:
-    async with KafkaPublisher(bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS) as publisher:
+async def _publish(kafka: Address, chosen: list[RawDeadLetter], topics: dict[str, set[int]]) -> list[Replayed]:
+    async with KafkaPublisher(kafka.value, request_timeout_ms=REQUEST_TIMEOUT_MS, security=kafka.security) as publisher:
         results = await publisher.publish_each([replay_message(d, topics) for d in chosen])
     done = [
         Replayed(d.letter.dlq_offset, r.topic, r.partition, r.offset)
@@ -177,7 +177,7 @@ async def _publish(bootstrap: str, chosen: list[RawDeadLetter], topics: dict[str
 async def replay(
     kafka: Address, offsets: Sequence[int] | None, service: str | None, dlq_topic: str = DEAD_LETTER_TOPIC
 ) -> list[Replayed]:
-    consumer = letter_consumer(kafka.value)
+    consumer = letter_consumer(kafka.value, kafka.security)
     try:
         await consumer.start()
         topics = await topic_partitions(consumer)
@@ -196,7 +196,7 @@ async def replay(
     if not chosen:
         return []
     try:
-        return await _publish(kafka.value, chosen, topics)
+        return await _publish(kafka, chosen, topics)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise _unreachable(kafka, exc) from exc
 

@@ -30,13 +30,16 @@ class ServiceExited(RuntimeError):
 
 
 def is_ready(url: str) -> bool:
-    """Whether ``url``/health/ready answers 200 (the service reaches MongoDB and Kafka)."""
+    """Whether ``url``/health/ready answers 200 and reports Kafka up (where it reports Kafka): the
+    whole stack is up. Readiness alone needs only MongoDB, but a stack that is starting is not
+    ready for the URLs' banner or a test's first event before the broker answers too."""
     import httpx
 
     try:
-        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
+        answer = httpx.get(f"{url}/health/ready", timeout=2)
     except httpx.HTTPError:
         return False
+    return answer.status_code == 200 and answer.json().get("checks", {}).get("kafka", "ok") == "ok"
 
 
 @dataclass

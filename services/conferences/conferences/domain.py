@@ -423,8 +423,12 @@ class Invitation:
 
     def with_outcome(self, outcome: InvitationSent | InvitationFailed, now: datetime) -> Invitation:
         """Only an outcome of the latest attempt counts (a late one of an earlier attempt would
-        undo the resend); within it, sent is final and failed may still become sent."""
-        if outcome.resend != self.resend or self.status is InvitationStatus.SENT:
+        undo the resend); within it, sent is final and failed may still become sent; but a
+        bounce (a failure reported after the mail was accepted) makes a sent one failed."""
+        if outcome.resend != self.resend:
+            return self
+        bounce = isinstance(outcome, InvitationFailed) and outcome.bounced
+        if self.status is InvitationStatus.SENT and not bounce:
             return self
         if isinstance(outcome, InvitationSent):
             return replace(self, status=InvitationStatus.SENT, reason=None, updated_at=now)

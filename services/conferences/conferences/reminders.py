@@ -25,8 +25,6 @@ kept in MongoDB in the same transaction (``nudges``), so it holds across instanc
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -36,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from quartier_shared.events import EventContext
 from quartier_shared.logging import get_logger
 from quartier_shared.retry import Retry
+from quartier_shared.wakeup import Wakeup
 
 from .commands import RemindConference
 from .domain import Conference, ConferenceNotFound, ConferenceStatus, NotNow, Reminder
@@ -193,15 +192,13 @@ class ReminderWorker:
         self.fire = fire
         self.poll_seconds = poll_seconds
         self.clock = clock
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._wakeup.wake()
 
     async def run(self) -> None:
         retry = Retry(base=0.5, cap=30.0)
         while True:
             await retry.run(lambda: self.fire(self.clock()), event="reminders_retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
-            self._wakeup.clear()
+            await self._wakeup.wait(self.poll_seconds)

@@ -19,10 +19,11 @@ declared here on purpose; it is filled from the domain objects by field name.
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Self
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, EmailStr
+from pydantic import BaseModel, ConfigDict, EmailStr, model_validator
 
 from quartier_shared.auth import COORDINATOR, OPERATOR, allow, protected_router
 from quartier_shared.events import Language
@@ -46,9 +47,20 @@ class DeliveryOut(BaseModel):
     invitation_id: str
     conference_id: str
     actor_id: str
+    # pending, waiting_for_contact, sending, deferred (the server answered "not now": tried again
+    # at next_attempt_at), sent, failed, cancelled
     status: DeliveryStatus
     message_id: str | None
-    reason: str | None
+    reason: str | None  # failed, cancelled: why; deferred: the server's last answer
+    next_attempt_at: datetime | None  # deferred: when it is tried again (else null)
+    deferrals: int  # "not now" answers so far
+
+    @model_validator(mode="after")
+    def _next_attempt_only_while_deferred(self) -> Self:
+        # The record keeps the last one after the mail went out; it means nothing then.
+        if self.status is not DeliveryStatus.DEFERRED:
+            self.next_attempt_at = None
+        return self
 
 
 class PreviewOut(BaseModel):

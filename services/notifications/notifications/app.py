@@ -25,19 +25,24 @@ from quartier_shared.runtime import Runtime, create_app
 
 from . import follow_ups, handlers
 from .api import build_router
+from .deferrals import Deferral
+from .deferred_sending import DeferredSending
 from .mail import Sender
 from .personal_links import PersonalLinks
 from .privacy_api import build_privacy_router
+from .rate_limit import MongoPace
 from .recording import OutcomeRecorder
 from .repository import create_indexes
 from .retention import retention_job
-from .sending import SYSTEM_CLOCK, SendingPolicy
+from .sending import SYSTEM_CLOCK, Clock, SendingPolicy
 from .settings import Settings
 from .smtp import SmtpSender
 from .unit_of_work import MongoNotificationsUnitOfWork, UnitOfWorkFactory
 
 
-def build(settings: Settings | None = None) -> FastAPI:
+def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
+    """The service; ``clock``: the time of its sending (leases, deferrals, the relay's pace), which
+    tests replace to drive hours of a relay's answers in seconds."""
     settings = settings or Settings()
     runtime = Runtime(settings, create_indexes)
     uow_factory: UnitOfWorkFactory = runtime.unit_of_work(MongoNotificationsUnitOfWork)
@@ -52,21 +57,25 @@ def build(settings: Settings | None = None) -> FastAPI:
         claims_in_flight=settings.delivery_claims_in_flight,
         links=links,
         privacy_url=settings.privacy_url,
+        deferral=Deferral(retry_for=settings.smtp_retry_for),
+        pace=MongoPace(runtime.db, settings.smtp_rate_per_minute) if settings.smtp_rate_per_minute else None,
     )
 
     # One per instance: its sender slots (one per SMTP connection) bound what a crash sends twice.
-    recorder = OutcomeRecorder(uow_factory, senders=settings.smtp_connections, now=SYSTEM_CLOCK.now)
+    recorder = OutcomeRecorder(uow_factory, senders=settings.smtp_connections, now=clock.now)
 
     limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)
-    contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy)
+    contact = partial(
+        handlers.update_contact, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy, clock=clock
+    )
     invitations = partial(
-        handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy
+        handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy, clock=clock
     )
     confirmations = partial(
-        handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy
+        handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy, clock=clock
     )
     conference = partial(handlers.keep_conference, uow_factory=uow_factory)
-    following = follow_ups.FollowUps(uow_factory, smtp, recorder, policy)
+    following = follow_ups.FollowUps(uow_factory, smtp, recorder, policy, clock)
     erase = partial(handlers.erase_contact, uow_factory=uow_factory)
     runtime.consume(
         group_id="notifications",
@@ -86,6 +95,8 @@ def build(settings: Settings | None = None) -> FastAPI:
         },
     )
     runtime.on_stop(smtp.close)
+    deferred = DeferredSending(uow_factory, smtp, recorder, policy, service=settings.service_name, clock=clock)
+    runtime.run_in_background("deferred-sending", deferred.run)
     retention = retention_job(runtime.db, settings.retention_months)
     runtime.run_in_background("retention", partial(run_daily, retention))
     app = create_app(
@@ -97,4 +108,5 @@ def build(settings: Settings | None = None) -> FastAPI:
         publishes=[InvitationSent, InvitationFailed, ActorErasureConfirmed],
     )
     app.state.retention = retention  # tests run it with a clock of their own
+    app.state.deferred = deferred  # and send what is due at once (by the clock given to build)
     return app

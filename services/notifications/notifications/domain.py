@@ -28,7 +28,9 @@ that was not sent yet, and any update or reminder of it not sent yet, ends ``CAN
 sent, and no event (the conferences service cancelled it, it knows).
 
 A contact only moves forward by actor revision. A delivery is sent under a lease: a claim holds
-it until ``Lease.until``; a delivery whose lease ran out may be claimed again. A final delivery
+it until ``Lease.until``; a delivery whose lease ran out may be claimed again. One the SMTP server
+answered "not now" is ``DEFERRED``: given back, to be tried again from ``next_attempt_at``
+(``deferrals``); it is not final, and raises no event until it ends. A final delivery
 (sent or failed) is never sent again, and the ids of the events it raised are derived from it,
 so recording an outcome twice yields the same event.
 """
@@ -48,6 +50,7 @@ from quartier_shared.events import (
     ConferenceDrafted,
     ConferenceScheduled,
     ContactChanged,
+    EventContext,
     InvitationAnswered,
     InvitationCancelled,
     InvitationFailed,
@@ -77,6 +80,9 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # to be claimed (a claim gave it back unsent)
     WAITING_FOR_CONTACT = "waiting_for_contact"  # the actor's contact data has not arrived yet
     SENDING = "sending"  # leased to one claim; a lease that ran out may be taken over
+    # The SMTP server answered "not now" (4xx, throttling): tried again from ``next_attempt_at``
+    # (``deferrals``), claimable like a pending one.
+    DEFERRED = "deferred"
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"  # the conference was cancelled before this mail went out: never sent
@@ -195,6 +201,13 @@ class Delivery:
     note: str | None = None  # cancellations: the coordinator's reason, if given
     reminder: Reminder | None = None  # reminders: which text
     reminder_id: str | None = None  # reminders: which one (P7D, P1D, a nudge), one mail each
+    deferrals: int = 0  # temporary refusals so far (``deferrals``)
+    deferred_since: datetime | None = None  # the first of them: SMTP_RETRY_FOR counts from here
+    next_attempt_at: datetime | None = None  # deferred: when it is tried again
+    paced_until: datetime | None = None  # deferred to its slot of the relay's pace, which it keeps
+    # Deferred: the event it answers, so that its outcome, raised later by another run, still
+    # carries the correlation id of the request that started it and names its cause.
+    trigger: EventContext | None = None
 
     @staticmethod
     def id_for(invitation_id: str, kind: str, resend: int = 0) -> str:
@@ -386,8 +399,10 @@ class HandOver:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How sending one delivery ended: ``SENT``, or ``FAILED`` with the reason."""
+    """How sending one delivery ended: ``SENT``, or ``FAILED`` with the reason; or, not ended,
+    ``DEFERRED`` with the server's answer as the reason, to be tried again at ``retry_at``."""
 
     delivery: Delivery
     status: DeliveryStatus
     reason: str | None = None
+    retry_at: datetime | None = None  # DEFERRED only

@@ -13,6 +13,8 @@ same Message-ID). The recorder bounds how many such mails an instance has at any
   different events share a transaction: each is finished under its own claim's token (only while
   that claim still holds the delivery: a lease that ran out may have passed it to another claim),
   and its InvitationSent or InvitationFailed goes into the outbox with the context of its own event.
+  Only an outcome that ends the delivery raises one: a deferred delivery (the server said "not
+  now") is given back with its next attempt and raises nothing yet, a cancelled one nothing at all.
 - While MongoDB is away the writer waits and retries (once the SMTP server has taken a mail,
   sending it again is no way to recover), and the senders keep waiting with their slots: nothing
   new goes out until the outcomes before it are safe. Any other error fails that batch's
@@ -120,7 +122,9 @@ class OutcomeRecorder:
             for q in batch:
                 o, d = q.outcome, q.outcome.delivery
                 # A cancelled invitation raises nothing: the conferences service cancelled it.
-                if (q.token, d.id) in held and d.raises_events and o.status is not DeliveryStatus.CANCELLED:
+                # A deferred one neither: it has not ended.
+                ends = o.status.final and o.status is not DeliveryStatus.CANCELLED
+                if (q.token, d.id) in held and d.raises_events and ends:
                     uow.record(d.outcome(o.status, o.reason, now), d.outcome_event_id(o.status), q.context)
             await uow.commit()
         self.writes += 1
@@ -168,5 +172,8 @@ def _count_and_log(outcome: Outcome, trigger: EventContext) -> None:
         log.info(f"{d.kind}_sent", **ids)
     elif outcome.status is DeliveryStatus.CANCELLED:
         log.info(f"{d.kind}_cancelled", **ids)
+    elif outcome.status is DeliveryStatus.DEFERRED:
+        retry_at = outcome.retry_at.isoformat() if outcome.retry_at else None
+        log.info(f"{d.kind}_deferred", reason=redact(outcome.reason or ""), retry_at=retry_at, **ids)
     else:
         log.warning(f"{d.kind}_failed", reason=redact(outcome.reason or ""), **ids)

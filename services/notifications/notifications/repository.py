@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
@@ -35,6 +35,7 @@ from quartier_shared.events import ConferenceDetails
 from quartier_shared.mongo import Document, DocumentMapper
 from quartier_shared.pagination import FIRST_PAGE, PageRequest
 
+from . import rate_limit
 from .domain import (
     CANCELLABLE,
     INVITATION,
@@ -100,7 +101,19 @@ class DeliveryRepository(Protocol):
 
     async def finish(self, outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
         """Record the outcomes of deliveries the claim ``token`` still holds; returns their ids (a
-        lease that ran out may have passed a delivery to another claim, which records it)."""
+        lease that ran out may have passed a delivery to another claim, which records it). A
+        ``DEFERRED`` outcome gives its delivery back, not handed over (the server refused it), with
+        its reason, ``retry_at`` as ``next_attempt_at`` and the delivery's counts of deferrals."""
+        ...
+
+    async def renew(self, delivery_id: str, token: str, until: datetime) -> bool:
+        """Hold the delivery until ``until`` if the claim ``token`` still holds it; returns whether it does."""
+        ...
+
+    async def claim_due(self, now: datetime, lease: Lease, limit: int) -> list[Delivery]:
+        """Lease to ``lease`` up to ``limit`` deferred deliveries due at ``now``, and ones deferred
+        before whose lease ran out (their claim died: no event brings them back); returns the
+        ones now held."""
         ...
 
     async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
@@ -258,7 +271,9 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
             "$inc": {"attempts": 1},
         }
         # Two updates rather than one with $or, for the embedded database (see quartier_shared.embedded_db).
+        # A deferred one too, due or not: whoever wants it now (a redelivery, a settle) may try.
         claimable = [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value]
+        claimable.append(DeliveryStatus.DEFERRED.value)
         for query in (
             {"_id": {"$in": ids}, "status": {"$in": claimable}},
             {"_id": {"$in": ids}, "status": DeliveryStatus.SENDING.value, "lease_until": {"$lt": now}},
@@ -275,10 +290,13 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
 
     async def finish(self, outcomes: Sequence[Outcome], token: str, now: datetime) -> set[str]:
         sent = [o.delivery.id for o in outcomes if o.status is DeliveryStatus.SENT]
-        failed = [o for o in outcomes if o.status is not DeliveryStatus.SENT]  # failed or cancelled
+        deferred = [o for o in outcomes if o.status is DeliveryStatus.DEFERRED]
+        failed = [o for o in outcomes if o.status.final and o.status is not DeliveryStatus.SENT]  # or cancelled
         held = await self._finish_sent(sent, token, now) if sent else set()
         if failed:
             held |= await self._finish_failed(failed, token, now)
+        if deferred:
+            held |= await self._defer(deferred, token)
         return held
 
     async def _finish_sent(self, ids: list[str], token: str, now: datetime) -> set[str]:
@@ -305,6 +323,55 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
             await self.collection.bulk_write(writes, ordered=False, session=self.session)
         return held
 
+    async def _defer(self, outcomes: list[Outcome], token: str) -> set[str]:
+        held = await self._ids(_held([o.delivery.id for o in outcomes], token))
+        writes = [
+            UpdateOne(
+                _held([o.delivery.id], token),
+                {
+                    "$set": {
+                        "status": DeliveryStatus.DEFERRED.value,
+                        "reason": o.reason,
+                        "next_attempt_at": o.retry_at,
+                        "deferrals": o.delivery.deferrals,
+                        "deferred_since": o.delivery.deferred_since,
+                        "paced_until": o.delivery.paced_until,
+                        "trigger": asdict(o.delivery.trigger) if o.delivery.trigger else None,
+                        # Refused, so not sent: an update may still refresh its details, and a
+                        # cancellation stops it (see ``DeferredSending`` on the rare ambiguous case).
+                        "handed": None,
+                        "claim": None,
+                        "lease_until": None,
+                    }
+                },
+            )
+            for o in outcomes
+            if o.delivery.id in held
+        ]
+        if writes:
+            await self.collection.bulk_write(writes, ordered=False, session=self.session)
+        return held
+
+    async def renew(self, delivery_id: str, token: str, until: datetime) -> bool:
+        result = await self.collection.update_one(
+            _held([delivery_id], token), {"$set": {"lease_until": until}}, session=self.session
+        )
+        return result.matched_count == 1
+
+    async def claim_due(self, now: datetime, lease: Lease, limit: int) -> list[Delivery]:
+        ids: list[str] = []
+        # Two queries rather than one with $or, for the embedded database (quartier_shared.embedded_db).
+        for query in (
+            {"status": DeliveryStatus.DEFERRED.value, "next_attempt_at": {"$lte": now}},
+            {"status": DeliveryStatus.SENDING.value, "lease_until": {"$lt": now}, "next_attempt_at": {"$ne": None}},
+        ):
+            cursor = self.collection.find(query, {"_id": 1}, session=self.session).sort("next_attempt_at", ASCENDING)
+            ids += [doc["_id"] async for doc in cursor.limit(limit - len(ids))]
+            if len(ids) >= limit:
+                break
+        # ``claim`` takes each only if it still is claimable: of two instances, one gets it.
+        return await self.claim(ids, lease, now) if ids else []
+
     async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
         await self.collection.update_many(
             {**_held(ids, token), "cancelled": {"$ne": True}}, {"$set": {"handed": token}}, session=self.session
@@ -316,7 +383,12 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
         )
 
     async def refresh(self, invitation_ids: Sequence[str], conference: ConferenceDetails) -> None:
-        open_ = [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value, DeliveryStatus.SENDING.value]
+        open_ = [
+            DeliveryStatus.PENDING.value,
+            DeliveryStatus.WAITING_FOR_CONTACT.value,
+            DeliveryStatus.SENDING.value,
+            DeliveryStatus.DEFERRED.value,
+        ]
         for chunk in chunked(list(invitation_ids)):
             await self.collection.update_many(
                 {
@@ -332,6 +404,7 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
 
     async def cancel_unsent(self, invitation_ids: Sequence[str], reason: str, now: datetime) -> None:
         unclaimed = [DeliveryStatus.PENDING.value, DeliveryStatus.WAITING_FOR_CONTACT.value]
+        unclaimed.append(DeliveryStatus.DEFERRED.value)  # given back by its claim: not handed over
         cancelled = {"status": DeliveryStatus.CANCELLED.value, "reason": reason, "finished_at": now, "cancelled": True}
         for chunk in chunked(list(invitation_ids)):
             family = {"invitation_id": {"$in": chunk}, "kind": {"$in": list(CANCELLABLE)}}
@@ -402,5 +475,7 @@ async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[DELIVERIES].create_index([("conference_id", ASCENDING), ("_id", ASCENDING)])  # the list's order
     await db[DELIVERIES].create_index("invitation_id")  # a confirmation looks up its invitation
     await db[DELIVERIES].create_index("conference.ends_at")  # retention: what expired
+    await db[DELIVERIES].create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])  # what is due
     # A count of test mails matters only in its hour: the server removes it a while after.
     await db[TEST_MAIL_QUOTA].create_index("window", expireAfterSeconds=QUOTA_KEPT_SECONDS)
+    await rate_limit.create_indexes(db)

@@ -3,7 +3,7 @@ cancellation, a reminder or a notice; see ``domain``) sent once, under a lease, 
 
 One delivery record per mail guards against duplicates, and sending is leased: a claim (a token
 and an end time) holds up to ``claim_size`` deliveries of one instance while it sends them.
-Two ways in:
+The ways in:
 - ``send_new``: deliveries of InvitationIssued or InvitationAnswered events just received. They are stored already
   leased to a fresh claim, one write per claim, and sent, ``claims_in_flight`` claims at once, so
   the next claim is stored while one is being sent. A delivery stored before (a
@@ -14,8 +14,10 @@ Two ways in:
 - ``settle``: stored deliveries another claim may hold, claimed and sent (or waited for) until
   each is final: what an update or a cancellation does before it decides whether the invitation
   went out.
+- ``send_claimed``: deliveries the caller claimed itself: the deferred ones that are due
+  (``deferred_sending``).
 
-Rules both follow:
+Rules they all follow:
 - A delivery another claim holds is waited for. Usually the holder finishes in a moment; after a
   crash its lease runs out and the waiting claim takes it over. So an instance killed after the
   SMTP server took a mail, but before its outcome was recorded, has that mail sent once more,
@@ -24,7 +26,8 @@ Rules both follow:
   are in flight: each mail is sent in a sender slot of the instance's ``OutcomeRecorder``, held
   until its outcome is recorded (see ``recording``).
 - Each outcome is recorded as soon as the mail is done, by group commit (``recording``): with its
-  event (InvitationSent or InvitationFailed; a confirmation raises none) in one transaction, and
+  event (InvitationSent or InvitationFailed; a confirmation raises none, a deferral none yet) in
+  one transaction, and
   only while the claim still holds the delivery. While MongoDB is away, recording waits and
   retries, and the sender with it: once the SMTP server has taken a mail, sending it again is no
   way to recover.
@@ -34,7 +37,13 @@ Rules both follow:
   as possibly sent: a cancellation or an update that comes later waits for its outcome, and one
   taken over after a crash is sent again (as any unrecorded mail is), its cancellation after it.
 - Nothing is mailed once the conference has started (by the delivery's latest details; answers'
-  confirmations excepted): a failed outcome with that reason.
+  confirmations excepted): a failed outcome with that reason ("too late").
+- A temporary refusal (4xx, throttling, refused credentials) is no outcome yet: the delivery is
+  deferred, given back to be tried again later (``deferrals``, ``deferred_sending``).
+- With SMTP_RATE_PER_MINUTE, each mail waits for its slot (``rate_limit``), holding its sender
+  slot, before it goes to the SMTP server; a wait that would outlast the claim's lease renews the
+  lease of that delivery, and a slot further off defers the delivery to it. A slow send renews
+  its lease as it goes.
 - Opt-out is respected when the mail is due: an inactive contact, or one without consent, gets a
   failed outcome and no mail.
 - A mail that breaks unexpectedly neither drops its claim's other outcomes nor blocks the retry:
@@ -45,13 +54,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from quartier_shared.events import EventContext
 from quartier_shared.logging import get_logger, redact
 
+from .deferrals import Deferral
 from .domain import (
     CANCELLATION,
     CONFIRMATION,
@@ -69,14 +79,19 @@ from .mail import OutgoingMail, Recipient, Sender, render_confirmation, render_i
 from .notices import render_cancellation, render_reminder, render_update
 from .personal_links import PersonalLinks
 from .privacy_notice import render_privacy_notice
+from .rate_limit import Pace
 from .recording import OutcomeRecorder
-from .smtp import PermanentMailError, TemporaryMailError
+from .smtp import MailAuthError, PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
 
 log = get_logger(__name__)
 UNREACHABLE = "not sent: the actor is inactive or has withdrawn consent"
-STARTED = "not sent: the conference had started"
+STARTED = "not sent: too late, the conference had started"
 CANCELLED = "not sent: the conference was cancelled"
+LEASE_LOST = "not sent: the claim lost the delivery"  # never stored: its outcome is not recorded
+# How late a delivery deferred to its slot of the relay's pace may come and still use that slot
+# (the worker looks every few seconds); later, it takes a new one.
+_SLOT_KEPT = timedelta(minutes=1)
 
 
 class Mailer(Protocol):
@@ -113,6 +128,8 @@ class SendingPolicy:
     claims_in_flight: int  # claims of new deliveries sent at once
     links: PersonalLinks  # the personal answer and unsubscribe links in every mail
     privacy_url: str  # the privacy notice every mail's footer links
+    deferral: Deferral = field(default_factory=Deferral)  # temporary refusals: when to try again
+    pace: Pace | None = None  # SMTP_RATE_PER_MINUTE, over every instance; None: no limit
 
     def footer(self, actor_id: str, district: str, issued_at: datetime) -> Footer:
         """The unsubscribe headers and footer of a mail to ``actor_id``."""
@@ -175,6 +192,26 @@ async def settle(
     if deliveries:
         sending = _Sending(uow_factory, mailer, recorder, policy, clock, {d.id: context for d in deliveries})
         await sending.claim_and_send(deliveries, contacts)
+
+
+async def send_claimed(
+    deliveries: Sequence[Delivery],
+    contacts: Mapping[str, Contact],
+    lease: Lease,
+    contexts: Mapping[str, EventContext],
+    *,
+    uow_factory: UnitOfWorkFactory,
+    mailer: Mailer,
+    recorder: OutcomeRecorder,
+    policy: SendingPolicy,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
+    """Send deliveries the caller claimed with ``lease`` (``contacts``: by actor id, each one's;
+    ``contexts``: by delivery id, the event each answers; ``deferred_sending``), and record their
+    outcomes as every claim does."""
+    if deliveries:
+        sending = _Sending(uow_factory, mailer, recorder, policy, clock, contexts)
+        await sending._send(list(deliveries), contacts, lease)
 
 
 class _Sending:
@@ -290,9 +327,11 @@ class _Sending:
 
         async def one(d: Delivery) -> None:
             # The slot is held until the outcome is recorded: that bounds what a crash sends twice.
+            # It is taken before the wait for the relay's pace, so that a slot of the pace is only
+            # taken by a sender ready to use it.
             async with self.recorder.slot():
                 try:
-                    outcome = await self._mail(d, contacts[d.actor_id])
+                    outcome = await self._mail(d, contacts[d.actor_id], lease)
                 except Exception:
                     broken.append(d.id)
                     raise
@@ -309,20 +348,87 @@ class _Sending:
             await self.store.deliveries.release(broken, lease.token)
         _raise_first(results)
 
-    async def _mail(self, d: Delivery, contact: Contact) -> Outcome:
-        """Send one delivery's mail, and say how that ended; an unexpected error is raised."""
+    async def _mail(self, d: Delivery, contact: Contact, lease: Lease) -> Outcome:
+        """Send one delivery's mail, and say how that ended (or that it is deferred); an
+        unexpected error is raised."""
         if d.started(self.clock.now()):
             return Outcome(d, DeliveryStatus.FAILED, STARTED)
         if not contact.reachable:
             return Outcome(d, DeliveryStatus.FAILED, UNREACHABLE)
+        paced = await self._wait_for_slot(d, lease)
+        if paced is not None:
+            return self._remembering_trigger(paced)
+        if d.started(self.clock.now()):  # the wait may have lasted until the start
+            return Outcome(d, DeliveryStatus.FAILED, STARTED)
         mail = self._render(d, Recipient(name=contact.name, email=contact.email, language=contact.language))
         try:
-            await self.mailer.send(mail)
+            await self._send_under_lease(d, lease, mail)
         except (PermanentMailError, TemporaryMailError) as exc:
             # The server's answer may name addresses: they are taken out before the reason is
             # stored or published (both databases, the event, every answer).
-            return Outcome(d, DeliveryStatus.FAILED, redact(str(exc), limit=500))
+            reason = redact(str(exc), limit=500)
+            now = self.clock.now()
+            if isinstance(exc, MailAuthError):
+                return self._remembering_trigger(
+                    self.policy.deferral.paused(d, reason, now + timedelta(seconds=exc.retry_in))
+                )
+            if isinstance(exc, TemporaryMailError):
+                return self._remembering_trigger(self.policy.deferral.after(d, reason, now))
+            return Outcome(d, DeliveryStatus.FAILED, reason)
         return Outcome(d, DeliveryStatus.SENT)
+
+    def _remembering_trigger(self, outcome: Outcome) -> Outcome:
+        """A deferred delivery keeps the event it answers (see ``Delivery.trigger``)."""
+        if outcome.status is not DeliveryStatus.DEFERRED:
+            return outcome
+        return replace(outcome, delivery=replace(outcome.delivery, trigger=self.contexts[outcome.delivery.id]))
+
+    async def _send_under_lease(self, d: Delivery, lease: Lease, mail: OutgoingMail) -> None:
+        """``mailer.send``, renewing the delivery's lease every half lease while it runs: a slow
+        server (timeouts, quick retries, a queue for a connection) must not let another claim take
+        the delivery over and send it a second time. Should the claim lose it all the same (an
+        erasure), the send runs to its end and its outcome is not recorded."""
+        sending = asyncio.ensure_future(self.mailer.send(mail))
+        half = self.policy.lease_seconds / 2
+        held = True
+        try:
+            while not (await asyncio.wait({sending}, timeout=half))[0]:
+                if held:
+                    until = self.clock.now() + timedelta(seconds=self.policy.lease_seconds)
+                    held = await self.store.deliveries.renew(d.id, lease.token, until)
+                    if not held:
+                        log.info("delivery_taken_while_sending", invitation_id=d.invitation_id)
+        except asyncio.CancelledError:
+            sending.cancel()
+            raise
+        sending.result()  # the send's own error, if any
+
+    async def _wait_for_slot(self, d: Delivery, lease: Lease) -> Outcome | None:
+        """With a relay limit, take this mail's slot and wait for it (None: send now). A slot
+        further off than half a lease is not waited for: the delivery is deferred to it, keeping
+        the slot (``paced_until``), so neither a claim nor the consumer's batch is held for long.
+        A lease too short for the wait is renewed first; a delivery the claim no longer holds (an
+        erasure took it) is not sent (an outcome that is not recorded)."""
+        pace, now = self.policy.pace, self.clock.now()
+        if pace is None:
+            return None
+        if d.paced_until is not None and d.paced_until <= now < d.paced_until + _SLOT_KEPT:
+            return None  # deferred to its slot, and back in time for it
+        slot = await pace.slot(now)
+        now = self.clock.now()  # taking the slot took a moment too
+        half_lease = timedelta(seconds=self.policy.lease_seconds / 2)
+        if slot <= now:
+            return None
+        if slot - now > half_lease:
+            return self.policy.deferral.paced(d, slot)
+        # Renewed before the wait, while the claim still holds it, to a lease as long as at claiming.
+        if slot + half_lease > (d.lease_until or lease.until):
+            until = slot + 2 * half_lease
+            if not await self.store.deliveries.renew(d.id, lease.token, until):
+                log.info("delivery_taken_while_waiting", invitation_id=d.invitation_id, conference_id=d.conference_id)
+                return Outcome(d, DeliveryStatus.DEFERRED, LEASE_LOST, retry_at=now)
+        await self.clock.sleep((slot - now).total_seconds())
+        return None
 
     def _render(self, d: Delivery, recipient: Recipient) -> OutgoingMail:
         policy = self.policy

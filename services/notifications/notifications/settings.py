@@ -1,4 +1,7 @@
-from pydantic import SecretStr
+from datetime import timedelta
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
 
 from quartier_shared.services import CONFERENCES, NOTIFICATIONS
 from quartier_shared.settings import ServiceSettings
@@ -15,7 +18,15 @@ class Settings(ServiceSettings):
     smtp_from_name: str = "Integrationskonferenzen Essen"
     smtp_username: str | None = None
     smtp_password: str | None = None
-    smtp_starttls: bool = False
+    # Transport security (``smtp.tls_options``): "starttls" (upgrade when the server offers it,
+    # and insist when credentials are set), "implicit" (TLS from the first byte, port 465) or
+    # "none". Unset: SMTP_STARTTLS decides as it always did (true: insist on STARTTLS, false:
+    # none); neither set: "starttls".
+    smtp_tls: Literal["starttls", "implicit", "none"] | None = None
+    smtp_starttls: bool | None = None
+    # The PEM file of the CA that signed the relay's certificate, when that is not a public one
+    # (a data centre's own CA); unset: the system's trust store.
+    smtp_ca_file: str | None = None
     smtp_timeout_seconds: float = 15.0
     # Reused connections; mails go out over all of them at once. Each connection sends its next mail
     # only once the outcome of its previous one is recorded, so this is also what a crash (kill -9)
@@ -23,6 +34,11 @@ class Settings(ServiceSettings):
     smtp_connections: int = 4
     smtp_max_attempts: int = 5  # for temporary failures (4xx, refused, timeout), with backoff
     smtp_backoff_seconds: float = 1.0
+    # How long a mail the server keeps answering "not now" (421, 451, 452, throttling) is tried
+    # again, with growing pauses, before it fails (``deferrals``): an ISO 8601 duration (PT12H).
+    smtp_retry_for: timedelta = timedelta(hours=24)
+    # Mails per minute the relay takes, for all instances together (``rate_limit``); unset: no limit.
+    smtp_rate_per_minute: int | None = Field(default=None, ge=1, le=100_000)
     # A delivery being sent is leased to one instance; after a crash another takes it over.
     delivery_lease_seconds: float = 120.0
     # Deliveries claimed at a time, and claims in flight at once: they only reserve deliveries for
@@ -48,6 +64,25 @@ class Settings(ServiceSettings):
     link_signing_key: SecretStr | None = None
     # The city's privacy notice, linked in every mail's footer (the pages link the same setting).
     privacy_url: str = "https://www.essen.de/datenschutz"
+
+    @property
+    def smtp_tls_mode(self) -> Literal["starttls", "implicit", "none"]:
+        """SMTP_TLS, else what SMTP_STARTTLS said, else "starttls"."""
+        if self.smtp_tls is not None:
+            return self.smtp_tls
+        return "none" if self.smtp_starttls is False else "starttls"
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> Self:
+        # A password over a plain connection is readable on every network it crosses: only an
+        # explicit SMTP_TLS=none (a relay on this host, or behind a tunnel) accepts that.
+        if self.smtp_username and self.smtp_tls_mode == "none" and self.smtp_tls != "none":
+            raise ValueError(
+                "SMTP_USERNAME is set but SMTP_STARTTLS=false turns TLS off: the password would travel"
+                " in clear. Set SMTP_TLS=starttls (port 587) or SMTP_TLS=implicit (port 465), or"
+                " SMTP_TLS=none to accept that."
+            )
+        return self
 
     @property
     def mail_domain(self) -> str:

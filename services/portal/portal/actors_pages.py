@@ -22,7 +22,7 @@ from quartier_shared.catalogue import District
 from .api_client import ApiError
 from .session import Session
 from .start import visible_districts
-from .web import Portal
+from .web import N_, Portal
 
 PAGE_SIZE = 25
 MAX_FIELD = 320
@@ -58,13 +58,9 @@ def form_values(form: FormData) -> dict[str, Any]:
 def build_actors_router(portal: Portal) -> APIRouter:
     router = APIRouter(tags=["pages"])
 
-    def registry_session(request: Request) -> Session | Response:
-        session = portal.signed_in(request)
-        if not session.keeps_registry:
-            _ = portal.pages.gettext(portal.language(request))
-            text = _("Your role has no access to the actor registry.")
-            return portal.message(request, "Not allowed", text, "warning", 403)
-        return session
+    def registry_session(request: Request) -> Session:
+        refusal = N_("Your role has no access to the actor registry.")
+        return portal.signed_in_as(request, lambda s: s.keeps_registry, refusal)
 
     def districts_for(session: Session) -> list[District]:
         return visible_districts(portal, session)
@@ -108,8 +104,6 @@ def build_actors_router(portal: Portal) -> APIRouter:
     ) -> Response:
         """Signed-in coordinators and quarter managers: one page of the actors they may see."""
         session = registry_session(request)
-        if isinstance(session, Response):
-            return session
         filters = {"district": district, "kind": kind, "include_inactive": "true" if include_inactive else ""}
         errors: dict[str, str] = {}
         try:
@@ -142,8 +136,6 @@ def build_actors_router(portal: Portal) -> APIRouter:
     ) -> Response:
         """The actors service's CSV of the current filter, passed through."""
         session = registry_session(request)
-        if isinstance(session, Response):
-            return session
         params = {
             "district": district,
             "kind": kind,
@@ -163,16 +155,12 @@ def build_actors_router(portal: Portal) -> APIRouter:
     @router.get("/actors/new")
     async def new(request: Request) -> Response:
         session = registry_session(request)
-        if isinstance(session, Response):
-            return session
         values = {"districts": session.districts[:1], "language": "de", "consent": {"given": False}}
         return portal.render(request, "actor_form.html", form_context(session, values))
 
     @router.post("/actors/new")
     async def create(request: Request) -> Response:
         session = registry_session(request)
-        if isinstance(session, Response):
-            return session
         values = form_values(await portal.checked_form(request, session))
         try:
             await portal.api("actors", session).call("POST", "/actors", json=values)
@@ -186,8 +174,6 @@ def build_actors_router(portal: Portal) -> APIRouter:
     @router.get("/actors/{actor_id}")
     async def edit(request: Request, actor_id: str) -> Response:
         session = registry_session(request)
-        if isinstance(session, Response):
-            return session
         try:
             actor = with_times((await portal.api("actors", session).get(f"/actors/{_safe_id(actor_id)}")).data)
         except ApiError as error:
@@ -197,8 +183,6 @@ def build_actors_router(portal: Portal) -> APIRouter:
     @router.post("/actors/{actor_id}")
     async def update(request: Request, actor_id: str) -> Response:
         session = registry_session(request)
-        if isinstance(session, Response):
-            return session
         values = form_values(await portal.checked_form(request, session))
         api = portal.api("actors", session)
         try:
@@ -216,8 +200,6 @@ def build_actors_router(portal: Portal) -> APIRouter:
     @router.post("/actors/{actor_id}/deactivate")
     async def deactivate(request: Request, actor_id: str) -> Response:
         session = registry_session(request)
-        if isinstance(session, Response):
-            return session
         await portal.checked_form(request, session)
         try:
             await portal.api("actors", session).call("DELETE", f"/actors/{_safe_id(actor_id)}")

@@ -61,6 +61,7 @@ def build(settings: Settings | None = None) -> FastAPI:
 def _health() -> APIRouter:
     router = APIRouter(prefix="/health", tags=["health"])
 
+    @router.get("")
     @router.get("/live")
     @router.get("/ready")  # the portal depends on nothing to serve its pages; each page says what is down
     async def live() -> dict[str, str]:

@@ -29,7 +29,7 @@ from .api_client import ApiError, ServiceDown
 from .conference_form import api_body, form_errors, form_values, stored_values, text
 from .session import Session
 from .start import visible_districts
-from .web import Portal
+from .web import N_, Portal
 
 # The conference page runs one script of ours; everything else stays as strict as on every page.
 LIVE_PAGE_POLICY = CONTENT_SECURITY_POLICY.replace("script-src 'none'", "script-src 'self'")
@@ -51,20 +51,12 @@ def with_times(conference: dict[str, Any]) -> dict[str, Any]:
 def build_conferences_router(portal: Portal) -> APIRouter:
     router = APIRouter(tags=["pages"])
 
-    def reader(request: Request) -> Session | Response:
-        session = portal.signed_in(request)
-        if not session.keeps_registry:
-            _ = portal.pages.gettext(portal.language(request))
-            return portal.message(request, "Not allowed", _("Your role has no access to conferences."), "warning", 403)
-        return session
+    def reader(request: Request) -> Session:
+        return portal.signed_in_as(request, lambda s: s.keeps_registry, N_("Your role has no access to conferences."))
 
-    def coordinator(request: Request) -> Session | Response:
-        session = portal.signed_in(request)
-        if not session.is_coordinator:
-            _ = portal.pages.gettext(portal.language(request))
-            text_ = _("Only coordinators schedule and change conferences.")
-            return portal.message(request, "Not allowed", text_, "warning", 403)
-        return session
+    def coordinator(request: Request) -> Session:
+        refusal = N_("Only coordinators schedule and change conferences.")
+        return portal.signed_in_as(request, lambda s: s.is_coordinator, refusal)
 
     def refused(request: Request, error: ApiError) -> Response:
         _ = portal.pages.gettext(portal.language(request))
@@ -142,8 +134,6 @@ def build_conferences_router(portal: Portal) -> APIRouter:
         cursor: str = Query(default="", max_length=512),
     ) -> Response:
         session = reader(request)
-        if isinstance(session, Response):
-            return session
         try:
             found = await portal.api("conferences", session).get(
                 "/conferences", district=district, cursor=cursor, limit=50
@@ -179,16 +169,12 @@ def build_conferences_router(portal: Portal) -> APIRouter:
     @router.get("/conferences/new")
     async def new(request: Request) -> Response:
         session = coordinator(request)
-        if isinstance(session, Response):
-            return session
         values = {"audience": "district", "starts": "17:00", "ends": "20:00"}
         return form_page(request, session, values)
 
     @router.post("/conferences/new")
     async def schedule(request: Request) -> Response:
         session = coordinator(request)
-        if isinstance(session, Response):
-            return session
         values = form_values(await portal.checked_form(request, session))
         body, errors = api_body(values, portal.catalogue.timezone)
         if not errors:
@@ -206,16 +192,12 @@ def build_conferences_router(portal: Portal) -> APIRouter:
     @router.get("/conferences/{conference_id}")
     async def show(request: Request, conference_id: str) -> Response:
         session = reader(request)
-        if isinstance(session, Response):
-            return session
         return await detail(request, session, safe_id(conference_id))
 
     @router.get("/conferences/{conference_id}/live")
     async def live(request: Request, conference_id: str) -> Response:
         """The fragment the page's script polls: the totals and the invitations."""
         session = reader(request)
-        if isinstance(session, Response):
-            return session
         try:
             context = await live_context(session, safe_id(conference_id))
         except ApiError as error:
@@ -225,8 +207,6 @@ def build_conferences_router(portal: Portal) -> APIRouter:
     @router.get("/conferences/{conference_id}/edit")
     async def edit(request: Request, conference_id: str) -> Response:
         session = coordinator(request)
-        if isinstance(session, Response):
-            return session
         try:
             stored = (await portal.api("conferences", session).get(f"/conferences/{safe_id(conference_id)}")).data
         except ApiError as error:
@@ -237,8 +217,6 @@ def build_conferences_router(portal: Portal) -> APIRouter:
     async def change(request: Request, conference_id: str) -> Response:
         """Sends only what differs from the stored conference: the invitees are told of that."""
         session = coordinator(request)
-        if isinstance(session, Response):
-            return session
         conference_id = safe_id(conference_id)
         values = form_values(await portal.checked_form(request, session))
         api = portal.api("conferences", session)
@@ -264,8 +242,6 @@ def build_conferences_router(portal: Portal) -> APIRouter:
     async def act(request: Request, conference_id: str, method: str, path: str, what: str, **call: Any) -> Response:
         """One of the page's buttons: the call, then the page again with what happened."""
         session = coordinator(request)
-        if isinstance(session, Response):
-            return session
         form = await portal.checked_form(request, session)
         conference_id = safe_id(conference_id)
         if what == "cancelled":

@@ -19,7 +19,7 @@ from quartier_shared.dead_letters import DEAD_LETTER_TOPIC, DEAD_LETTER_TOPICS
 
 from .api_client import ApiError, ServiceDown
 from .session import Session
-from .web import SERVICE_NAMES, Portal
+from .web import N_, SERVICE_NAMES, Portal
 
 SERVICES = ("actors", "conferences", "notifications")
 
@@ -53,18 +53,12 @@ async def service_view(portal: Portal, session: Session, name: str, topic: str) 
 def build_operations_router(portal: Portal) -> APIRouter:
     router = APIRouter(tags=["pages"])
 
-    def operator(request: Request) -> Session | Response:
-        session = portal.signed_in(request)
-        if "operator" not in session.roles:
-            _ = portal.pages.gettext(portal.language(request))
-            return portal.message(request, "Not allowed", _("This page is for operators."), "warning", 403)
-        return session
+    def operator(request: Request) -> Session:
+        return portal.signed_in_as(request, lambda s: "operator" in s.roles, N_("This page is for operators."))
 
     @router.get("/operations")
     async def operations(request: Request, topic: str = Query(default=DEAD_LETTER_TOPIC, max_length=100)) -> Response:
         session = operator(request)
-        if isinstance(session, Response):
-            return session
         topic = topic if topic in DEAD_LETTER_TOPICS else DEAD_LETTER_TOPIC
         views = await asyncio.gather(*(service_view(portal, session, name, topic) for name in SERVICES))
         done = request.query_params.get("done", "")
@@ -81,8 +75,6 @@ def build_operations_router(portal: Portal) -> APIRouter:
     @router.post("/operations/{service}/dead-letters/{partition}/{offset}/replay")
     async def replay(request: Request, service: str, partition: int, offset: int) -> Response:
         session = operator(request)
-        if isinstance(session, Response):
-            return session
         form = await portal.checked_form(request, session)
         topic = form.get("topic")
         topic = topic if isinstance(topic, str) and topic in DEAD_LETTER_TOPICS else DEAD_LETTER_TOPIC

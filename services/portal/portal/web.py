@@ -7,6 +7,7 @@ out or a token the services refuse sends the browser to sign in again.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -50,6 +51,18 @@ class SignInNeeded(Exception):
 
 class BadForm(Exception):
     """A post without the session's CSRF token, or from another site: 403."""
+
+
+class NotAllowed(Exception):
+    """A signed-in user whose role does not reach the page: 403, saying ``text`` (in the page's language)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def N_(msgid: str) -> str:  # gettext's name for "translate later", which pybabel extracts
+    """Marks a text to translate where it is used (``Portal.signed_in_as``)."""
+    return msgid
 
 
 class Portal:
@@ -104,6 +117,14 @@ class Portal:
             raise SignInNeeded(request.url.path)
         return session
 
+    def signed_in_as(self, request: Request, may: Callable[[Session], bool], refusal: str) -> Session:
+        """The signed-in session (else to the sign-in page) if its roles reach the page; else 403
+        with ``refusal`` (an English text marked with ``N_``, said in the page's language)."""
+        session = self.signed_in(request)
+        if not may(session):
+            raise NotAllowed(self.pages.gettext(self.language(request))(refusal))
+        return session
+
     def api(self, name: str, session: Session) -> Api:
         return Api(name, self.clients[name], session.token)
 
@@ -155,6 +176,10 @@ def install_error_pages(app: FastAPI, portal: Portal) -> None:
         name = SERVICE_NAMES.get(str(exc), str(exc))
         text = _("The service %(name)s is not reachable right now. Nothing was changed; please try again shortly.")
         return portal.message(request, "Service unavailable", text % {"name": name}, "danger", 503)
+
+    @app.exception_handler(NotAllowed)
+    async def not_allowed(request: Request, exc: NotAllowed) -> Response:
+        return portal.message(request, "Not allowed", exc.text, "warning", 403)
 
     @app.exception_handler(BadForm)
     async def bad_form(request: Request, exc: BadForm) -> Response:

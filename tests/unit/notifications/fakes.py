@@ -257,10 +257,40 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
         for o in outcomes:
             if o.delivery.id in held:
                 stored = self.rows[o.delivery.id]
+                if o.status is DeliveryStatus.DEFERRED:  # given back, not handed over: refused
+                    deferred = replace(
+                        stored.delivery,
+                        status=o.status,
+                        reason=o.reason,
+                        next_attempt_at=o.retry_at,
+                        deferrals=o.delivery.deferrals,
+                        deferred_since=o.delivery.deferred_since,
+                        paced_until=o.delivery.paced_until,
+                        trigger=o.delivery.trigger,
+                        lease_until=None,
+                    )
+                    self.rows[o.delivery.id] = replace(stored, delivery=deferred, claim=None, handed=None)
+                    continue
                 self.rows[o.delivery.id] = replace(
                     stored, delivery=replace(stored.delivery, status=o.status, reason=o.reason)
                 )
         return held
+
+    async def renew(self, delivery_id: str, token: str, until: datetime) -> bool:
+        if not self._held([delivery_id], token):
+            return False
+        stored = self.rows[delivery_id]
+        self.rows[delivery_id] = replace(stored, delivery=replace(stored.delivery, lease_until=until))
+        return True
+
+    async def claim_due(self, now: datetime, lease: Lease, limit: int) -> list[Delivery]:
+        def due(d: Delivery) -> bool:
+            if d.status is DeliveryStatus.DEFERRED:
+                return d.next_attempt_at is not None and d.next_attempt_at <= now
+            return d.status is DeliveryStatus.SENDING and d.next_attempt_at is not None and d.claimable(now)
+
+        found = sorted((d for d in self._by_id() if due(d)), key=lambda d: (d.next_attempt_at or now, d.id))
+        return await self.claim([d.id for d in found[:limit]], lease, now)
 
     async def hand_over(self, ids: Sequence[str], token: str) -> HandOver:
         held = self._held(ids, token)

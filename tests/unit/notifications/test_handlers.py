@@ -15,7 +15,7 @@ from notifications import handlers
 from notifications.domain import DeliveryStatus
 from notifications.mail import OutgoingMail, confirmation_message_id
 from notifications.sending import UNREACHABLE
-from notifications.smtp import PermanentMailError, TemporaryMailError
+from notifications.smtp import PermanentMailError
 from quartier_shared import links
 from quartier_shared.events import (
     EventContext,
@@ -107,10 +107,9 @@ async def test_a_contact_that_withdrew_consent_while_its_invitation_waited_gets_
     "refusal",
     [
         PermanentMailError("SMTP 550: mailbox unavailable"),
-        TemporaryMailError("SMTP 451: try again later (gave up after 5 attempts)"),
         PermanentMailError("SMTP 550: 5.1.1 <rejected@example.org>: address rejected; ask postmaster@x.example"),
     ],
-    ids=["permanent", "retries used up", "naming addresses"],
+    ids=["permanent", "naming addresses"],  # a temporary refusal defers the mail: test_deferrals
 )
 async def test_a_refused_mail_records_invitation_failed_with_the_servers_reason(refusal: Exception) -> None:
     service = Notifications(FakeMailer(failures={"rejected@example.org": [refusal]}))

@@ -15,7 +15,7 @@ from pymongo.errors import AutoReconnect
 
 from notifications.domain import Delivery, DeliveryStatus, Lease, Outcome
 from notifications.mail import OutgoingMail, message_id
-from quartier_shared.events import EventContext, InvitationSent
+from quartier_shared.events import EventContext, InvitationFailed, InvitationSent
 from tests.unit.notifications.fakes import (
     POLICY,
     SMTP_CONNECTIONS,
@@ -210,3 +210,38 @@ async def test_a_write_that_fails_for_another_reason_fails_its_own_batch_only(mo
     assert service.delivery(bad.id).status is DeliveryStatus.SENDING  # its lease runs out, then it is sent again
     assert service.delivery(good.id).status is DeliveryStatus.SENT
     assert [e.event_id for e in service.events(InvitationSent)] == [good.outcome_event_id(DeliveryStatus.SENT)]
+
+
+async def test_a_deferred_outcome_shares_the_write_gives_its_delivery_back_and_raises_no_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = Notifications()
+    recorder = service.recorder
+    blocker, later, done = await claimed(service, 3)
+    gate = FinishGate(service)
+    monkeypatch.setattr(service.uow.fake_deliveries, "finish", gate)
+    retry_at = START + timedelta(minutes=1)
+    refused = Outcome(later, DeliveryStatus.DEFERRED, "SMTP 451: 4.7.0 slow down", retry_at=retry_at)
+
+    first = asyncio.create_task(recorder.record(sent(blocker), LEASE.token, FIRST))
+    await until(lambda: len(gate.calls) == 1)
+    both = [
+        asyncio.create_task(recorder.record(refused, LEASE.token, SECOND)),
+        asyncio.create_task(recorder.record(sent(done), LEASE.token, SECOND)),
+    ]
+    await until(lambda: recorder.queued == 2)
+    gate.opened.set()
+
+    assert await asyncio.gather(first, *both) == [True, True, True]
+    assert recorder.writes == 2
+    given_back = service.delivery(later.id)
+    assert (given_back.status, given_back.next_attempt_at, given_back.lease_until) == (
+        DeliveryStatus.DEFERRED,
+        retry_at,
+        None,
+    )
+    # Not ended: no InvitationSent or InvitationFailed for it, only for the two that went out.
+    assert sorted(e.event_id for e in service.events(InvitationSent)) == sorted(
+        d.outcome_event_id(DeliveryStatus.SENT) for d in (blocker, done)
+    )
+    assert service.events(InvitationFailed) == []
