@@ -42,8 +42,10 @@ Rules they all follow:
   deferred, given back to be tried again later (``deferrals``, ``deferred_sending``).
 - With SMTP_RATE_PER_MINUTE, each mail waits for its slot (``rate_limit``), holding its sender
   slot, before it goes to the SMTP server; a wait that would outlast the claim's lease renews the
-  lease of that delivery, and a slot further off defers the delivery to it. A slow send renews
-  its lease as it goes.
+  lease of that delivery, and a slot further off defers the delivery to it.
+- A mail's lease is renewed every half lease while it waits for a sender (a claim has more mails
+  than the instance has SMTP connections) and while it is sent (a slow server), so no other claim
+  takes it over and sends it a second time.
 - Opt-out is respected when the mail is due: an inactive contact, or one without consent, gets a
   failed outcome and no mail.
 - A mail that breaks unexpectedly neither drops its claim's other outcomes nor blocks the retry:
@@ -326,16 +328,24 @@ class _Sending:
             await self.recorder.record(outcome, lease.token, self.contexts[outcome.delivery.id])
 
         async def one(d: Delivery) -> None:
-            # The slot is held until the outcome is recorded: that bounds what a crash sends twice.
-            # It is taken before the wait for the relay's pace, so that a slot of the pace is only
-            # taken by a sender ready to use it.
-            async with self.recorder.slot():
-                try:
-                    outcome = await self._mail(d, contacts[d.actor_id], lease)
-                except Exception:
-                    broken.append(d.id)
-                    raise
-                await record(outcome)
+            # A claim has more mails than the instance has senders: while one waits for a sender
+            # its lease is renewed, as while it is sent, so that no other claim takes it over.
+            queued = asyncio.create_task(self._renew_while_queued(d, lease))
+            try:
+                # The slot is held until the outcome is recorded: that bounds what a crash sends
+                # twice. It is taken before the wait for the relay's pace, so that a slot of the
+                # pace is only taken by a sender ready to use it.
+                async with self.recorder.slot():
+                    try:
+                        held = await _stopped(queued)
+                        lost = Outcome(d, DeliveryStatus.DEFERRED, LEASE_LOST, retry_at=self.clock.now())
+                        outcome = await self._mail(d, contacts[d.actor_id], lease) if held else lost
+                    except Exception:
+                        broken.append(d.id)
+                        raise
+                    await record(outcome)
+            finally:
+                queued.cancel()
 
         # Every mail runs to its end and every outcome is recorded before an error is raised: an
         # outcome left unrecorded would have its mail sent again once the lease runs out.
@@ -402,6 +412,18 @@ class _Sending:
             sending.cancel()
             raise
         sending.result()  # the send's own error, if any
+
+    async def _renew_while_queued(self, d: Delivery, lease: Lease) -> bool:
+        """Renew the delivery's lease every half lease, until stopped once a sender is free;
+        returns False if the claim lost it meanwhile (an erasure took it): it is not sent, and its
+        outcome is not recorded."""
+        half = self.policy.lease_seconds / 2
+        while True:
+            await asyncio.sleep(half)
+            until = self.clock.now() + timedelta(seconds=self.policy.lease_seconds)
+            if not await self.store.deliveries.renew(d.id, lease.token, until):
+                log.info("delivery_taken_while_queued", invitation_id=d.invitation_id)
+                return False
 
     async def _wait_for_slot(self, d: Delivery, lease: Lease) -> Outcome | None:
         """With a relay limit, take this mail's slot and wait for it (None: send now). A slot
@@ -503,6 +525,14 @@ class _Sending:
             link=link,
             resend=d.resend,
         )
+
+
+async def _stopped(renewing: asyncio.Task[bool]) -> bool:
+    """Stop the renewal of a queued delivery's lease; returns whether the claim still holds it
+    (an error of the renewal, MongoDB away, is raised)."""
+    renewing.cancel()
+    await asyncio.wait({renewing})  # not ``await renewing``: its cancellation and ours would look alike
+    return True if renewing.cancelled() else renewing.result()
 
 
 def _raise_first(results: Sequence[object]) -> None:

@@ -18,6 +18,7 @@ from notifications.deferrals import PACED, TOO_LATE, Deferral
 from notifications.deferred_sending import DeferredSending
 from notifications.domain import Delivery, DeliveryStatus
 from notifications.mail import OutgoingMail
+from notifications.recording import OutcomeRecorder
 from notifications.sending import STARTED, SendingPolicy
 from notifications.smtp import MailAuthError, TemporaryMailError
 from quartier_shared.events import InvitationFailed, InvitationIssued, InvitationSent
@@ -354,3 +355,43 @@ async def test_the_worker_sends_in_the_instances_sender_slots_one_unrecorded_mai
 
     assert max(unrecorded) == SMTP_CONNECTIONS  # every connection busy, none with two
     assert len(service.events(InvitationSent)) == 30 and service.mailer.recipients() == sorted(p.email for p in people)
+
+
+async def test_a_mail_waiting_for_a_sender_has_its_lease_renewed_meanwhile() -> None:
+    """A claim's mails queue for the instance's senders (one per SMTP connection): the lease of one
+    still waiting is renewed as that of one being sent, so that no other claim takes it over."""
+    mailer = HangingMailer()
+    service = Notifications(mailer)
+    service.recorder = OutcomeRecorder(service.uow, senders=1, now=service.clock.now)  # one connection
+    people = [actor("verein@example.org"), actor("schule@example.org")]
+    await service.on_actor(*people)
+    renewed: set[str] = set()
+    both_renewed = asyncio.Event()
+    renew = service.uow.fake_deliveries.renew
+
+    async def counted(delivery_id: str, token: str, until: datetime) -> bool:
+        renewed.add(delivery_id)
+        if len(renewed) == 2:
+            both_renewed.set()
+        return await renew(delivery_id, token, until)
+
+    service.uow.fake_deliveries.renew = counted  # type: ignore[method-assign]
+    # A lease of a fifth of a second (of real time, as the renewals go by it), to see it renewed.
+    sending = asyncio.create_task(
+        handlers.send_invitations(
+            [received(invitation(p.actor_id), "notifications") for p in people],
+            uow_factory=service.uow,
+            mailer=service.mailer,
+            recorder=service.recorder,
+            policy=replace(POLICY, lease_seconds=0.2),
+            clock=service.clock,
+        )
+    )
+
+    await asyncio.wait_for(both_renewed.wait(), timeout=30)  # the one sent, and the one waiting
+    assert mailer.sent == []
+    mailer.through.set()
+    await sending
+
+    assert mailer.recipients() == ["schule@example.org", "verein@example.org"]
+    assert len(service.events(InvitationSent)) == 2
