@@ -55,6 +55,7 @@ Rules they all follow:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -330,22 +331,25 @@ class _Sending:
         async def one(d: Delivery) -> None:
             # A claim has more mails than the instance has senders: while one waits for a sender
             # its lease is renewed, as while it is sent, so that no other claim takes it over.
-            queued = asyncio.create_task(self._renew_while_queued(d, lease))
+            sender_free = asyncio.Event()
+            queued = asyncio.create_task(self._renew_while_queued(d, lease, sender_free))
             try:
                 # The slot is held until the outcome is recorded: that bounds what a crash sends
                 # twice. It is taken before the wait for the relay's pace, so that a slot of the
                 # pace is only taken by a sender ready to use it.
                 async with self.recorder.slot():
                     try:
-                        held = await _stopped(queued)
-                        lost = Outcome(d, DeliveryStatus.DEFERRED, LEASE_LOST, retry_at=self.clock.now())
-                        outcome = await self._mail(d, contacts[d.actor_id], lease) if held else lost
+                        sender_free.set()
+                        if await queued:  # at once, or once a renewal under way has its answer
+                            outcome = await self._mail(d, contacts[d.actor_id], lease)
+                        else:  # an erasure took it meanwhile: not sent, its outcome not recorded
+                            outcome = Outcome(d, DeliveryStatus.DEFERRED, LEASE_LOST, retry_at=self.clock.now())
                     except Exception:
                         broken.append(d.id)
                         raise
                     await record(outcome)
             finally:
-                queued.cancel()
+                sender_free.set()  # also when we are cancelled while queued
 
         # Every mail runs to its end and every outcome is recorded before an error is raised: an
         # outcome left unrecorded would have its mail sent again once the lease runs out.
@@ -413,13 +417,22 @@ class _Sending:
             raise
         sending.result()  # the send's own error, if any
 
-    async def _renew_while_queued(self, d: Delivery, lease: Lease) -> bool:
-        """Renew the delivery's lease every half lease, until stopped once a sender is free;
-        returns False if the claim lost it meanwhile (an erasure took it): it is not sent, and its
-        outcome is not recorded."""
+    async def _renew_while_queued(self, d: Delivery, lease: Lease, sender_free: asyncio.Event) -> bool:
+        """Renew the delivery's lease every half lease until ``sender_free`` is set; returns False
+        if the claim lost it meanwhile (an erasure took it): it is not sent, and its outcome is
+        not recorded. An error of a renewal (MongoDB away) is raised.
+
+        Ended by the event, not by cancelling it: on Python 3.11 a cancellation that arrives as
+        MongoDB answers is lost (pymongo awaits its socket with ``asyncio.wait_for``; see
+        ``quartier_shared.wakeup``), and a renewal that never ended would hold its sender, and
+        the lease, for ever."""
         half = self.policy.lease_seconds / 2
         while True:
-            await asyncio.sleep(half)
+            with contextlib.suppress(TimeoutError):  # only our own deadline: a cancellation is raised
+                async with asyncio.timeout(half):
+                    await sender_free.wait()
+            if sender_free.is_set():
+                return True
             until = self.clock.now() + timedelta(seconds=self.policy.lease_seconds)
             if not await self.store.deliveries.renew(d.id, lease.token, until):
                 log.info("delivery_taken_while_queued", invitation_id=d.invitation_id)
@@ -525,14 +538,6 @@ class _Sending:
             link=link,
             resend=d.resend,
         )
-
-
-async def _stopped(renewing: asyncio.Task[bool]) -> bool:
-    """Stop the renewal of a queued delivery's lease; returns whether the claim still holds it
-    (an error of the renewal, MongoDB away, is raised)."""
-    renewing.cancel()
-    await asyncio.wait({renewing})  # not ``await renewing``: its cancellation and ours would look alike
-    return True if renewing.cancelled() else renewing.result()
 
 
 def _raise_first(results: Sequence[object]) -> None:
