@@ -4,6 +4,7 @@ deferred_sending), on the fakes: time is the fake clock's, moved by the test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -395,3 +396,56 @@ async def test_a_mail_waiting_for_a_sender_has_its_lease_renewed_meanwhile() -> 
 
     assert mailer.recipients() == ["schule@example.org", "verein@example.org"]
     assert len(service.events(InvitationSent)) == 2
+
+
+class EnteringMailer(HangingMailer):
+    """A ``HangingMailer`` that notes whose mail it has begun to send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered: list[str] = []
+
+    async def send(self, mail: OutgoingMail) -> None:
+        self.entered.append(mail.recipient)
+        await super().send(mail)
+
+
+async def test_a_queued_mail_gets_its_sender_even_when_its_renewal_would_lose_a_cancellation() -> None:
+    """On Python 3.11 a cancellation arriving as MongoDB answers is lost (pymongo awaits its socket
+    with asyncio.wait_for): a renewal stopped by cancelling it renewed on for ever and held its
+    sender. Here the queued mail's renewal loses any cancellation, as pymongo's may."""
+    mailer = EnteringMailer()
+    service = Notifications(mailer)
+    service.recorder = OutcomeRecorder(service.uow, senders=1, now=service.clock.now)  # one connection
+    people = [actor("verein@example.org"), actor("schule@example.org")]
+    await service.on_actor(*people)
+    emails = {p.actor_id: p.email for p in people}
+    queued_renewal, answered = asyncio.Event(), asyncio.Event()
+    renew = service.uow.fake_deliveries.renew
+
+    async def losing_a_cancellation(delivery_id: str, token: str, until: datetime) -> bool:
+        if emails[service.delivery(delivery_id).actor_id] not in mailer.entered:  # the queued one
+            queued_renewal.set()
+            with contextlib.suppress(asyncio.CancelledError):  # lost, as pymongo's may be
+                await answered.wait()
+        return await renew(delivery_id, token, until)
+
+    service.uow.fake_deliveries.renew = losing_a_cancellation  # type: ignore[method-assign]
+    sending = asyncio.create_task(
+        handlers.send_invitations(
+            [received(invitation(p.actor_id), "notifications") for p in people],
+            uow_factory=service.uow,
+            mailer=service.mailer,
+            recorder=service.recorder,
+            policy=replace(POLICY, lease_seconds=0.2),
+            clock=service.clock,
+        )
+    )
+    await asyncio.wait_for(queued_renewal.wait(), timeout=30)
+    mailer.through.set()  # the first mail goes out; the queued one gets the sender while renewing
+    for _ in range(100):
+        await asyncio.sleep(0)
+    answered.set()
+
+    await asyncio.wait_for(sending, timeout=30)
+    assert mailer.recipients() == ["schule@example.org", "verein@example.org"]
