@@ -31,6 +31,7 @@ from .mail import Sender
 from .personal_links import PersonalLinks
 from .privacy_api import build_privacy_router
 from .rate_limit import MongoPace
+from .recording import OutcomeRecorder
 from .repository import create_indexes
 from .retention import retention_job
 from .sending import SYSTEM_CLOCK, Clock, SendingPolicy
@@ -60,14 +61,21 @@ def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> Fast
         pace=MongoPace(runtime.db, settings.smtp_rate_per_minute) if settings.smtp_rate_per_minute else None,
     )
 
+    # One per instance: its sender slots (one per SMTP connection) bound what a crash sends twice.
+    recorder = OutcomeRecorder(uow_factory, senders=settings.smtp_connections, now=clock.now)
+
     limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)
-    contact = partial(handlers.update_contact, uow_factory=uow_factory, mailer=smtp, policy=policy, clock=clock)
-    invitations = partial(handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, policy=policy, clock=clock)
+    contact = partial(
+        handlers.update_contact, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy, clock=clock
+    )
+    invitations = partial(
+        handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy, clock=clock
+    )
     confirmations = partial(
-        handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, policy=policy, clock=clock
+        handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy, clock=clock
     )
     conference = partial(handlers.keep_conference, uow_factory=uow_factory)
-    following = follow_ups.FollowUps(uow_factory, smtp, policy, clock)
+    following = follow_ups.FollowUps(uow_factory, smtp, recorder, policy, clock)
     erase = partial(handlers.erase_contact, uow_factory=uow_factory)
     runtime.consume(
         group_id="notifications",
@@ -87,7 +95,7 @@ def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> Fast
         },
     )
     runtime.on_stop(smtp.close)
-    deferred = DeferredSending(uow_factory, smtp, policy, service=settings.service_name, clock=clock)
+    deferred = DeferredSending(uow_factory, smtp, recorder, policy, service=settings.service_name, clock=clock)
     runtime.run_in_background("deferred-sending", deferred.run)
     retention = retention_job(runtime.db, settings.retention_months)
     runtime.run_in_background("retention", partial(run_daily, retention))
@@ -100,5 +108,5 @@ def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> Fast
         publishes=[InvitationSent, InvitationFailed, ActorErasureConfirmed],
     )
     app.state.retention = retention  # tests run it with a clock of their own
-    app.state.deferred = deferred  # and send what is due with one
+    app.state.deferred = deferred  # and send what is due at once (by the clock given to build)
     return app

@@ -1,11 +1,13 @@
 """Deferred deliveries sent again when due: the loop each notifications instance runs.
 
 A delivery the SMTP server answered "not now" is stored ``DEFERRED`` with ``next_attempt_at``
-(``deferrals``). ``send_due(now)`` claims up to ``batch`` of those due at ``now`` (and any a dead
-instance left leased after taking them) and sends them through the one sending workflow
+(``deferrals``). ``send_due()`` claims up to ``batch`` of those due by the worker's clock (and any
+a dead instance left leased after taking them) and sends them through the one sending workflow
 (``sending.send_claimed``): the same hand-over, consent check, "too late" rule, relay pace and
-outcome records as every mail. Of several instances each delivery is claimed by one (``claim``
-takes only what is claimable). The clock is passed in, so tests drive time themselves.
+outcome records as every mail, in the sender slots of the instance's one ``OutcomeRecorder``
+(``recording``), so a crash resends at most one mail per SMTP connection here too. Of several
+instances each delivery is claimed by one (``claim`` takes only what is claimable). The clock is
+passed in (the instance's, which its recorder uses too), so tests drive time themselves.
 
 Outcomes of a deferred invitation raise InvitationSent or InvitationFailed as the first attempt's
 would, caused by the same event and with the same correlation id (``Delivery.trigger``, kept at
@@ -31,6 +33,7 @@ from quartier_shared.logging import get_logger
 from quartier_shared.retry import Retry
 
 from .domain import Lease
+from .recording import OutcomeRecorder
 from .sending import SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_claimed
 from .unit_of_work import UnitOfWorkFactory
 
@@ -42,6 +45,7 @@ class DeferredSending:
         self,
         uow_factory: UnitOfWorkFactory,
         mailer: Mailer,
+        recorder: OutcomeRecorder,
         policy: SendingPolicy,
         *,
         service: str,
@@ -49,15 +53,16 @@ class DeferredSending:
         batch: int = 100,
         poll_seconds: float = 15.0,
     ) -> None:
-        self.uow_factory, self.mailer, self.policy, self.clock = uow_factory, mailer, policy, clock
+        self.uow_factory, self.mailer, self.recorder = uow_factory, mailer, recorder
+        self.policy, self.clock = policy, clock
         self.service = service
         self.batch = batch
         self.poll_seconds = poll_seconds
 
-    async def send_due(self, clock: Clock | None = None) -> int:
-        """Claim and send one batch of what is due by ``clock`` (default: the worker's); returns
-        how many were claimed."""
-        clock = clock or self.clock
+    async def send_due(self) -> int:
+        """Claim and send one batch of what is due by the worker's clock; returns how many were
+        claimed."""
+        clock = self.clock
         context = EventContext(self.service, f"deferred-{uuid.uuid4().hex[:16]}")
         now = clock.now()
         lease = Lease.starting(now, self.policy.lease_seconds)
@@ -85,6 +90,7 @@ class DeferredSending:
             contexts,
             uow_factory=self.uow_factory,
             mailer=self.mailer,
+            recorder=self.recorder,
             policy=self.policy,
             clock=clock,
         )

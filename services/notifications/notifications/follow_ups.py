@@ -45,6 +45,7 @@ from quartier_shared.logging import get_logger
 from .domain import CANCELLABLE, CANCELLATION, INVITATION, Delivery, DeliveryStatus
 from .mail import invitation_message_id
 from .notices import cancellation_message_id, reminder_message_id, update_message_id
+from .recording import OutcomeRecorder
 from .sending import CANCELLED, SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_new, settle
 from .unit_of_work import Repositories, UnitOfWorkFactory
 
@@ -56,9 +57,15 @@ class FollowUps:
     """The three handlers as the consumer calls them, taking turns (see the module docstring)."""
 
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, mailer: Mailer, policy: SendingPolicy, clock: Clock = SYSTEM_CLOCK
+        self,
+        uow_factory: UnitOfWorkFactory,
+        mailer: Mailer,
+        recorder: OutcomeRecorder,
+        policy: SendingPolicy,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.uow_factory, self.mailer, self.policy, self.clock = uow_factory, mailer, policy, clock
+        self.uow_factory, self.mailer, self.recorder = uow_factory, mailer, recorder
+        self.policy, self.clock = policy, clock
         self.turn = asyncio.Lock()
 
     async def updates(self, batch: list[Received[InvitationUpdated]]) -> None:
@@ -74,12 +81,19 @@ class FollowUps:
             await send_reminders(batch, **self._deps())
 
     def _deps(self) -> _Deps:
-        return {"uow_factory": self.uow_factory, "mailer": self.mailer, "policy": self.policy, "clock": self.clock}
+        return {
+            "uow_factory": self.uow_factory,
+            "mailer": self.mailer,
+            "recorder": self.recorder,
+            "policy": self.policy,
+            "clock": self.clock,
+        }
 
 
 class _Deps(TypedDict):
     uow_factory: UnitOfWorkFactory
     mailer: Mailer
+    recorder: OutcomeRecorder
     policy: SendingPolicy
     clock: Clock
 
@@ -89,6 +103,7 @@ async def send_updates(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -102,8 +117,17 @@ async def send_updates(
     await _refresh(items, uow_factory)
     contacts = await store.contacts.get_many({d.actor_id for d in stand_ins})
     known = [d for d in stand_ins if d.actor_id in contacts]  # the others wait for their contact
-    await settle(known, contacts, items[0].context, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock)
-    deliveries = await _settled(items, store, uow_factory, mailer, policy, clock, kinds=(INVITATION,))
+    await settle(
+        known,
+        contacts,
+        items[0].context,
+        uow_factory=uow_factory,
+        mailer=mailer,
+        recorder=recorder,
+        policy=policy,
+        clock=clock,
+    )
+    deliveries = await _settled(items, store, uow_factory, mailer, recorder, policy, clock, kinds=(INVITATION,))
     new: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
     for item in items:
@@ -122,7 +146,15 @@ async def send_updates(
             contexts.setdefault(update.id, item.context)
         else:
             log.info("update_needs_no_mail", invitation_id=updated.invitation_id, sequence=updated.conference.sequence)
-    await send_new(list(new.values()), contexts, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock)
+    await send_new(
+        list(new.values()),
+        contexts,
+        uow_factory=uow_factory,
+        mailer=mailer,
+        recorder=recorder,
+        policy=policy,
+        clock=clock,
+    )
 
 
 async def _refresh(items: Sequence[Received[InvitationUpdated]], uow_factory: UnitOfWorkFactory) -> None:
@@ -159,6 +191,7 @@ async def send_cancellations(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -175,7 +208,7 @@ async def send_cancellations(
     async with uow_factory(batch[0].context) as uow:  # in a transaction, as ``refresh`` (see there)
         await uow.deliveries.cancel_unsent([c.event.invitation_id for c in items], CANCELLED, clock.now())
         await uow.commit()
-    deliveries = await _settled(items, store, uow_factory, mailer, policy, clock, kinds=CANCELLABLE)
+    deliveries = await _settled(items, store, uow_factory, mailer, recorder, policy, clock, kinds=CANCELLABLE)
     new: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
     for item in items:
@@ -188,7 +221,15 @@ async def send_cancellations(
             contexts.setdefault(cancellation.id, item.context)
         else:
             log.info("cancelled_before_it_was_sent", invitation_id=cancelled.invitation_id)
-    await send_new(list(new.values()), contexts, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock)
+    await send_new(
+        list(new.values()),
+        contexts,
+        uow_factory=uow_factory,
+        mailer=mailer,
+        recorder=recorder,
+        policy=policy,
+        clock=clock,
+    )
 
 
 async def send_reminders(
@@ -196,13 +237,14 @@ async def send_reminders(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """A reminder per sent, not cancelled invitation and ``reminder_id``."""
     items = _in_order(batch)
     store = uow_factory(batch[0].context).without_transaction()
-    deliveries = await _settled(items, store, uow_factory, mailer, policy, clock, kinds=(INVITATION,))
+    deliveries = await _settled(items, store, uow_factory, mailer, recorder, policy, clock, kinds=(INVITATION,))
     new: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
     for item in items:
@@ -215,7 +257,15 @@ async def send_reminders(
         reminder = Delivery.for_reminder(reminded, message_id)
         new.setdefault(reminder.id, reminder)
         contexts.setdefault(reminder.id, item.context)
-    await send_new(list(new.values()), contexts, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock)
+    await send_new(
+        list(new.values()),
+        contexts,
+        uow_factory=uow_factory,
+        mailer=mailer,
+        recorder=recorder,
+        policy=policy,
+        clock=clock,
+    )
 
 
 def _in_order(batch: Iterable[Received[E]]) -> list[Received[E]]:
@@ -229,6 +279,7 @@ async def _settled(
     store: Repositories,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock,
     *,
@@ -244,7 +295,16 @@ async def _settled(
         # A leased delivery had its contact when it was claimed.
         held = [d for d in in_flight if d.actor_id in contacts]
         context = items[0].context
-        await settle(held, contacts, context, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock)
+        await settle(
+            held,
+            contacts,
+            context,
+            uow_factory=uow_factory,
+            mailer=mailer,
+            recorder=recorder,
+            policy=policy,
+            clock=clock,
+        )
         found = await store.deliveries.of_invitations(invitation_ids)
     by_invitation: dict[str, list[Delivery]] = defaultdict(list)
     for d in found:

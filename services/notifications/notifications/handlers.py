@@ -46,6 +46,7 @@ from .domain import Contact, Delivery, DeliveryStatus, KnownConference
 from .mail import confirmation_message_id, invitation_message_id
 from .preview import Preview, preview, rendered_test_mail
 from .privacy_notice import notice_message_id
+from .recording import OutcomeRecorder
 from .sending import SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_new, send_waiting_for
 from .smtp import PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
@@ -185,6 +186,7 @@ async def update_contact(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -200,7 +202,13 @@ async def update_contact(
     if contact is not None:  # None: an older or repeated event
         await contacts.save(contact)
         await send_waiting_for(
-            contact, received.context, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
+            contact,
+            received.context,
+            uow_factory=uow_factory,
+            mailer=mailer,
+            recorder=recorder,
+            policy=policy,
+            clock=clock,
         )
     # The notice also on a repeated event, so that a crash after the contact was saved does not
     # lose it: its id is derived, so one stored before is not stored again, a final one not sent.
@@ -208,7 +216,13 @@ async def update_contact(
     if event.consent_recorded_by_staff and latest is not None and latest.reachable:
         notice = Delivery.for_notice(event, notice_message_id(event.actor_id, policy.mail_domain))
         await send_new(
-            [notice], {notice.id: received.context}, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
+            [notice],
+            {notice.id: received.context},
+            uow_factory=uow_factory,
+            mailer=mailer,
+            recorder=recorder,
+            policy=policy,
+            clock=clock,
         )
 
 
@@ -246,6 +260,7 @@ async def send_invitations(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -261,7 +276,13 @@ async def send_invitations(
         deliveries.setdefault(delivery.id, delivery)
         contexts.setdefault(delivery.id, item.context)
     await send_new(
-        list(deliveries.values()), contexts, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
+        list(deliveries.values()),
+        contexts,
+        uow_factory=uow_factory,
+        mailer=mailer,
+        recorder=recorder,
+        policy=policy,
+        clock=clock,
     )
 
 
@@ -274,6 +295,7 @@ async def send_confirmations(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -295,7 +317,13 @@ async def send_confirmations(
         deliveries.setdefault(delivery.id, delivery)
         contexts.setdefault(delivery.id, item.context)
     await send_new(
-        list(deliveries.values()), contexts, uow_factory=uow_factory, mailer=mailer, policy=policy, clock=clock
+        list(deliveries.values()),
+        contexts,
+        uow_factory=uow_factory,
+        mailer=mailer,
+        recorder=recorder,
+        policy=policy,
+        clock=clock,
     )
     if unknown:
         raise UnknownInvitation(f"no invitation mail known for the answered invitation(s) {sorted(unknown)}")

@@ -3,10 +3,10 @@ cancellation, a reminder or a notice; see ``domain``) sent once, under a lease, 
 
 One delivery record per mail guards against duplicates, and sending is leased: a claim (a token
 and an end time) holds up to ``claim_size`` deliveries of one instance while it sends them.
-Two ways in:
+The ways in:
 - ``send_new``: deliveries of InvitationIssued or InvitationAnswered events just received. They are stored already
   leased to a fresh claim, one write per claim, and sent, ``claims_in_flight`` claims at once, so
-  the SMTP server is busy while one claim's outcomes are written. A delivery stored before (a
+  the next claim is stored while one is being sent. A delivery stored before (a
   redelivered event, or work a crashed instance left) goes through a claim instead, which skips
   final ones: a redelivery sends nothing. One whose contact has not arrived is stored waiting.
 - ``send_waiting_for``: the deliveries that waited for a contact, once it has arrived: claimed,
@@ -14,16 +14,23 @@ Two ways in:
 - ``settle``: stored deliveries another claim may hold, claimed and sent (or waited for) until
   each is final: what an update or a cancellation does before it decides whether the invitation
   went out.
+- ``send_claimed``: deliveries the caller claimed itself: the deferred ones that are due
+  (``deferred_sending``).
 
-Rules both follow:
+Rules they all follow:
 - A delivery another claim holds is waited for. Usually the holder finishes in a moment; after a
   crash its lease runs out and the waiting claim takes it over. So an instance killed after the
   SMTP server took a mail, but before its outcome was recorded, has that mail sent once more,
-  with the same Message-ID, so mail systems can recognise it. Small claims, few in flight and
-  outcomes recorded as they come keep that window small.
-- An outcome is recorded with its event (InvitationSent or InvitationFailed; a confirmation raises
-  none) in one transaction, and only while the claim still holds the delivery. While MongoDB is
-  away, recording waits and retries: once the SMTP server has taken a mail, sending it again is no way to recover.
+  with the same Message-ID, so mail systems can recognise it. That window is at most one mail per
+  SMTP connection (``SMTP_CONNECTIONS``) per instance, however large the claims and however many
+  are in flight: each mail is sent in a sender slot of the instance's ``OutcomeRecorder``, held
+  until its outcome is recorded (see ``recording``).
+- Each outcome is recorded as soon as the mail is done, by group commit (``recording``): with its
+  event (InvitationSent or InvitationFailed; a confirmation raises none, a deferral none yet) in
+  one transaction, and
+  only while the claim still holds the delivery. While MongoDB is away, recording waits and
+  retries, and the sender with it: once the SMTP server has taken a mail, sending it again is no
+  way to recover.
 - At the moment of sending, under the lease, each claim hands its deliveries over (``hand_over``):
   one a cancellation reached before is recorded cancelled and not sent, and the others are sent
   with the details stored now (an update may have refreshed them). From then on a delivery counts
@@ -33,9 +40,12 @@ Rules both follow:
   confirmations excepted): a failed outcome with that reason ("too late").
 - A temporary refusal (4xx, throttling, refused credentials) is no outcome yet: the delivery is
   deferred, given back to be tried again later (``deferrals``, ``deferred_sending``).
-- With SMTP_RATE_PER_MINUTE, each mail waits for its slot (``rate_limit``) before it goes to the
-  SMTP server; a wait that would outlast the claim's lease renews the lease of that delivery, and
-  a slot further off defers the delivery to it. A slow send renews its lease as it goes.
+- With SMTP_RATE_PER_MINUTE, each mail waits for its slot (``rate_limit``), holding its sender
+  slot, before it goes to the SMTP server; a wait that would outlast the claim's lease renews the
+  lease of that delivery, and a slot further off defers the delivery to it.
+- A mail's lease is renewed every half lease while it waits for a sender (a claim has more mails
+  than the instance has SMTP connections) and while it is sent (a slow server), so no other claim
+  takes it over and sends it a second time.
 - Opt-out is respected when the mail is due: an inactive contact, or one without consent, gets a
   failed outcome and no mail.
 - A mail that breaks unexpectedly neither drops its claim's other outcomes nor blocks the retry:
@@ -45,6 +55,7 @@ Rules both follow:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -52,15 +63,11 @@ from typing import Protocol
 
 from quartier_shared.events import EventContext
 from quartier_shared.logging import get_logger, redact
-from quartier_shared.metrics import MAILS
-from quartier_shared.mongo import is_unavailable
-from quartier_shared.retry import Retry
 
 from .deferrals import Deferral
 from .domain import (
     CANCELLATION,
     CONFIRMATION,
-    INVITATION,
     NOTICE,
     REMINDER,
     UPDATE,
@@ -76,11 +83,11 @@ from .notices import render_cancellation, render_reminder, render_update
 from .personal_links import PersonalLinks
 from .privacy_notice import render_privacy_notice
 from .rate_limit import Pace
+from .recording import OutcomeRecorder
 from .smtp import MailAuthError, PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
 
 log = get_logger(__name__)
-OUTCOMES_PER_TRANSACTION = 50
 UNREACHABLE = "not sent: the actor is inactive or has withdrawn consent"
 STARTED = "not sent: too late, the conference had started"
 CANCELLED = "not sent: the conference was cancelled"
@@ -88,8 +95,6 @@ LEASE_LOST = "not sent: the claim lost the delivery"  # never stored: its outcom
 # How late a delivery deferred to its slot of the relay's pace may come and still use that slot
 # (the worker looks every few seconds); later, it takes a new one.
 _SLOT_KEPT = timedelta(minutes=1)
-# Once the SMTP server has taken a mail, only recording its outcome is left: wait for MongoDB.
-_until_recorded = Retry(base=0.2, cap=5.0, transient=is_unavailable)
 
 
 class Mailer(Protocol):
@@ -145,13 +150,14 @@ async def send_new(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Store new deliveries already leased, and send them. ``contexts``: by delivery id, the
     context of the event each one answers."""
     if deliveries:
-        await _Sending(uow_factory, mailer, policy, clock, contexts).new(deliveries)
+        await _Sending(uow_factory, mailer, recorder, policy, clock, contexts).new(deliveries)
 
 
 async def send_waiting_for(
@@ -160,6 +166,7 @@ async def send_waiting_for(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -167,7 +174,7 @@ async def send_waiting_for(
     event that brought it."""
     waiting = await uow_factory(context).without_transaction().deliveries.waiting_for(contact.id)
     if waiting:
-        sending = _Sending(uow_factory, mailer, policy, clock, {d.id: context for d in waiting})
+        sending = _Sending(uow_factory, mailer, recorder, policy, clock, {d.id: context for d in waiting})
         await sending.claim_and_send(waiting, {contact.id: contact})
 
 
@@ -178,6 +185,7 @@ async def settle(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -185,7 +193,7 @@ async def settle(
     any another claim holds and taking it over once its lease ran out: when this returns, each is
     final. ``context``: of the event that asks for it."""
     if deliveries:
-        sending = _Sending(uow_factory, mailer, policy, clock, {d.id: context for d in deliveries})
+        sending = _Sending(uow_factory, mailer, recorder, policy, clock, {d.id: context for d in deliveries})
         await sending.claim_and_send(deliveries, contacts)
 
 
@@ -197,6 +205,7 @@ async def send_claimed(
     *,
     uow_factory: UnitOfWorkFactory,
     mailer: Mailer,
+    recorder: OutcomeRecorder,
     policy: SendingPolicy,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
@@ -204,7 +213,7 @@ async def send_claimed(
     ``contexts``: by delivery id, the event each answers; ``deferred_sending``), and record their
     outcomes as every claim does."""
     if deliveries:
-        sending = _Sending(uow_factory, mailer, policy, clock, contexts)
+        sending = _Sending(uow_factory, mailer, recorder, policy, clock, contexts)
         await sending._send(list(deliveries), contacts, lease)
 
 
@@ -215,12 +224,14 @@ class _Sending:
         self,
         uow_factory: UnitOfWorkFactory,
         mailer: Mailer,
+        recorder: OutcomeRecorder,
         policy: SendingPolicy,
         clock: Clock,
         contexts: Mapping[str, EventContext],
     ) -> None:
         self.uow_factory = uow_factory
         self.mailer = mailer
+        self.recorder = recorder
         self.policy = policy
         self.clock = clock
         self.contexts = contexts
@@ -306,27 +317,47 @@ class _Sending:
         return open_
 
     async def _send(self, claimed: list[Delivery], contacts: Mapping[str, Contact], lease: Lease) -> None:
-        recorder = _OutcomeRecorder(self.uow_factory, self.contexts, lease.token, self.clock)
         if not claimed:
             return
         # The moment of sending: a delivery cancelled since it was claimed is not sent, and the
         # others go out with the details stored now.
         hand_over = await self.store.deliveries.hand_over([d.id for d in claimed], lease.token)
-        for d in claimed:
-            if d.id in hand_over.cancelled:
-                await recorder.add(Outcome(d, DeliveryStatus.CANCELLED, CANCELLED))
-        claimed = hand_over.send
+        cancelled = [Outcome(d, DeliveryStatus.CANCELLED, CANCELLED) for d in claimed if d.id in hand_over.cancelled]
+        broken: list[str] = []
+
+        async def record(outcome: Outcome) -> None:
+            await self.recorder.record(outcome, lease.token, self.contexts[outcome.delivery.id])
 
         async def one(d: Delivery) -> None:
-            await recorder.add(await self._mail(d, contacts[d.actor_id], lease))
+            # A claim has more mails than the instance has senders: while one waits for a sender
+            # its lease is renewed, as while it is sent, so that no other claim takes it over.
+            sender_free = asyncio.Event()
+            queued = asyncio.create_task(self._renew_while_queued(d, lease, sender_free))
+            try:
+                # The slot is held until the outcome is recorded: that bounds what a crash sends
+                # twice. It is taken before the wait for the relay's pace, so that a slot of the
+                # pace is only taken by a sender ready to use it.
+                async with self.recorder.slot():
+                    try:
+                        sender_free.set()
+                        if await queued:  # at once, or once a renewal under way has its answer
+                            outcome = await self._mail(d, contacts[d.actor_id], lease)
+                        else:  # an erasure took it meanwhile: not sent, its outcome not recorded
+                            outcome = Outcome(d, DeliveryStatus.DEFERRED, LEASE_LOST, retry_at=self.clock.now())
+                    except Exception:
+                        broken.append(d.id)
+                        raise
+                    await record(outcome)
+            finally:
+                sender_free.set()  # also when we are cancelled while queued
 
         # Every mail runs to its end and every outcome is recorded before an error is raised: an
         # outcome left unrecorded would have its mail sent again once the lease runs out.
         # A mail that broke without an outcome (an unexpected error) is given back at once, so the
         # consumer's retry can claim it again instead of waiting for its lease to run out.
-        results = await asyncio.gather(*(one(d) for d in claimed), return_exceptions=True)
-        await recorder.flush()
-        broken = [d.id for d, result in zip(claimed, results, strict=True) if isinstance(result, BaseException)]
+        results = await asyncio.gather(
+            *(record(o) for o in cancelled), *(one(d) for d in hand_over.send), return_exceptions=True
+        )
         if broken:
             await self.store.deliveries.release(broken, lease.token)
         _raise_first(results)
@@ -385,6 +416,27 @@ class _Sending:
             sending.cancel()
             raise
         sending.result()  # the send's own error, if any
+
+    async def _renew_while_queued(self, d: Delivery, lease: Lease, sender_free: asyncio.Event) -> bool:
+        """Renew the delivery's lease every half lease until ``sender_free`` is set; returns False
+        if the claim lost it meanwhile (an erasure took it): it is not sent, and its outcome is
+        not recorded. An error of a renewal (MongoDB away) is raised.
+
+        Ended by the event, not by cancelling it: on Python 3.11 a cancellation that arrives as
+        MongoDB answers is lost (pymongo awaits its socket with ``asyncio.wait_for``; see
+        ``quartier_shared.wakeup``), and a renewal that never ended would hold its sender, and
+        the lease, for ever."""
+        half = self.policy.lease_seconds / 2
+        while True:
+            with contextlib.suppress(TimeoutError):  # only our own deadline: a cancellation is raised
+                async with asyncio.timeout(half):
+                    await sender_free.wait()
+            if sender_free.is_set():
+                return True
+            until = self.clock.now() + timedelta(seconds=self.policy.lease_seconds)
+            if not await self.store.deliveries.renew(d.id, lease.token, until):
+                log.info("delivery_taken_while_queued", invitation_id=d.invitation_id)
+                return False
 
     async def _wait_for_slot(self, d: Delivery, lease: Lease) -> Outcome | None:
         """With a relay limit, take this mail's slot and wait for it (None: send now). A slot
@@ -492,82 +544,3 @@ def _raise_first(results: Sequence[object]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
-
-
-# The event each kind of delivery answers, for the log.
-_TRIGGERS = {
-    CONFIRMATION: "InvitationAnswered",
-    UPDATE: "InvitationUpdated",
-    CANCELLATION: "InvitationCancelled",
-    REMINDER: "InvitationReminded",
-    NOTICE: "ContactChanged",
-}
-
-
-class _OutcomeRecorder:
-    """Collects one claim's outcomes and records them in small transactions as they come in."""
-
-    def __init__(
-        self, uow_factory: UnitOfWorkFactory, contexts: Mapping[str, EventContext], token: str, clock: Clock
-    ) -> None:
-        self.uow_factory = uow_factory
-        self.contexts = contexts
-        self.token = token
-        self.clock = clock
-        self.pending: list[Outcome] = []
-        self.lock = asyncio.Lock()
-
-    async def add(self, outcome: Outcome) -> None:
-        self.pending.append(outcome)
-        if len(self.pending) >= OUTCOMES_PER_TRANSACTION:
-            await self.flush()
-
-    async def flush(self) -> None:
-        async with self.lock:
-            outcomes, self.pending = self.pending, []
-            if outcomes:
-                await _until_recorded.run(
-                    lambda: self._store(outcomes), event="outcomes_not_recorded_yet", count=len(outcomes)
-                )
-
-    async def _store(self, outcomes: list[Outcome]) -> None:
-        now = self.clock.now()
-        async with self.uow_factory(self.contexts[outcomes[0].delivery.id]) as uow:
-            held = await uow.deliveries.finish(outcomes, self.token, now)
-            for o in outcomes:
-                # A cancelled invitation raises nothing: the conferences service cancelled it.
-                # A deferred one neither: it has not ended.
-                ends = o.status.final and o.status is not DeliveryStatus.CANCELLED
-                if o.delivery.id in held and o.delivery.raises_events and ends:
-                    d = o.delivery
-                    uow.record(d.outcome(o.status, o.reason, now), d.outcome_event_id(o.status), self.contexts[d.id])
-            await uow.commit()
-        for o in outcomes:
-            if o.delivery.id in held:
-                self._count_and_log(o)
-
-    def _count_and_log(self, outcome: Outcome) -> None:
-        d = outcome.delivery
-        MAILS.labels(outcome.status.value).inc()
-        # A batch mixes triggers: each line names its own (the event it answers). Ids only: no
-        # address, no name, no link.
-        trigger = self.contexts[d.id]
-        ids: dict[str, object] = {
-            "correlation_id": trigger.correlation_id,
-            "event_id": trigger.causation_id,
-            "event_type": _TRIGGERS.get(d.kind, "InvitationIssued"),
-            "invitation_id": d.invitation_id,
-            "conference_id": d.conference_id,
-            "sequence": d.conference.sequence,
-        }
-        if d.kind == INVITATION:
-            ids["resend"] = d.resend
-        if outcome.status is DeliveryStatus.SENT:
-            log.info(f"{d.kind}_sent", **ids)
-        elif outcome.status is DeliveryStatus.CANCELLED:
-            log.info(f"{d.kind}_cancelled", **ids)
-        elif outcome.status is DeliveryStatus.DEFERRED:
-            retry_at = outcome.retry_at.isoformat() if outcome.retry_at else None
-            log.info(f"{d.kind}_deferred", reason=redact(outcome.reason or ""), retry_at=retry_at, **ids)
-        else:
-            log.warning(f"{d.kind}_failed", reason=redact(outcome.reason or ""), **ids)

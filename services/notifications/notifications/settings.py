@@ -28,7 +28,10 @@ class Settings(ServiceSettings):
     # (a data centre's own CA); unset: the system's trust store.
     smtp_ca_file: str | None = None
     smtp_timeout_seconds: float = 15.0
-    smtp_connections: int = 4  # reused connections; mails go out over all of them at once
+    # Reused connections; mails go out over all of them at once. Each connection sends its next mail
+    # only once the outcome of its previous one is recorded, so this is also what a crash (kill -9)
+    # may send a second time, at most, per instance: one mail per connection (same Message-ID).
+    smtp_connections: int = 4
     smtp_max_attempts: int = 5  # for temporary failures (4xx, refused, timeout), with backoff
     smtp_backoff_seconds: float = 1.0
     # How long a mail the server keeps answering "not now" (421, 451, 452, throttling) is tried
@@ -38,8 +41,9 @@ class Settings(ServiceSettings):
     smtp_rate_per_minute: int | None = Field(default=None, ge=1, le=100_000)
     # A delivery being sent is leased to one instance; after a crash another takes it over.
     delivery_lease_seconds: float = 120.0
-    # Deliveries claimed (and so sent before their outcome is recorded) at a time, and claims in
-    # flight at once: their product (100) is what a crash may send a second time, at most.
+    # Deliveries claimed at a time, and claims in flight at once: they only reserve deliveries for
+    # this instance (another takes them over once the lease runs out); what a crash may send twice
+    # is bounded by SMTP_CONNECTIONS, not by these.
     delivery_claim_size: int = 50
     delivery_claims_in_flight: int = 2
     # Test mails a conference may send per clock hour (all coordinators and instances together).

@@ -32,6 +32,7 @@ from notifications.domain import (
 )
 from notifications.mail import OutgoingMail, Sender
 from notifications.personal_links import PersonalLinks
+from notifications.recording import OutcomeRecorder
 from notifications.repository import ContactRepository, DeliveryRepository, latest_per_invitation
 from notifications.sending import SendingPolicy
 from notifications.unit_of_work import Repositories
@@ -67,6 +68,7 @@ LINK_SIGNING_PEM = LINK_KEY.private_bytes(
 ).decode()
 PUBLIC_BASE_URL = "https://quartier.essen.example.org"
 LINKS = PersonalLinks.of(PUBLIC_BASE_URL, SecretStr(LINK_SIGNING_PEM))
+SMTP_CONNECTIONS = 4  # the default of SMTP_CONNECTIONS
 POLICY = SendingPolicy(
     sender=Sender(name="Integrationskonferenzen Essen", email="integration@essen.example.org"),
     mail_domain="essen.example.org",
@@ -454,14 +456,16 @@ class Notifications:
         self.uow = FakeNotificationsUnitOfWork()
         self.mailer = mailer or FakeMailer()
         self.clock = FakeClock()
-        self.follow_ups = follow_ups.FollowUps(self.uow, self.mailer, POLICY, self.clock)
+        # As app.py: one recorder for the instance, a sender slot per SMTP connection.
+        self.recorder = OutcomeRecorder(self.uow, senders=SMTP_CONNECTIONS, now=self.clock.now)
+        self.follow_ups = follow_ups.FollowUps(self.uow, self.mailer, self.recorder, POLICY, self.clock)
 
     async def on_actor(self, *events: ContactChange) -> list[Received[ContactChange]]:
         """Each event as the consumer hands it over; returns them as handled."""
         items: list[Received[ContactChange]] = [received(e, SERVICE) for e in events]
         for item in items:
             await handlers.update_contact(
-                item, uow_factory=self.uow, mailer=self.mailer, policy=POLICY, clock=self.clock
+                item, uow_factory=self.uow, mailer=self.mailer, recorder=self.recorder, policy=POLICY, clock=self.clock
             )
         return items
 
@@ -471,6 +475,7 @@ class Notifications:
             [received(e, SERVICE) for e in events],
             uow_factory=self.uow,
             mailer=self.mailer,
+            recorder=self.recorder,
             policy=POLICY,
             clock=self.clock,
         )
@@ -481,6 +486,7 @@ class Notifications:
             [delivered(e, InvitationAnswered, SERVICE) for e in envelopes],
             uow_factory=self.uow,
             mailer=self.mailer,
+            recorder=self.recorder,
             policy=POLICY,
             clock=self.clock,
         )
@@ -490,6 +496,7 @@ class Notifications:
             [received(e, SERVICE) for e in events],
             uow_factory=self.uow,
             mailer=self.mailer,
+            recorder=self.recorder,
             policy=POLICY,
             clock=self.clock,
         )
@@ -499,6 +506,7 @@ class Notifications:
             [received(e, SERVICE) for e in events],
             uow_factory=self.uow,
             mailer=self.mailer,
+            recorder=self.recorder,
             policy=POLICY,
             clock=self.clock,
         )
@@ -508,6 +516,7 @@ class Notifications:
             [received(e, SERVICE) for e in events],
             uow_factory=self.uow,
             mailer=self.mailer,
+            recorder=self.recorder,
             policy=POLICY,
             clock=self.clock,
         )

@@ -4,6 +4,7 @@ deferred_sending), on the fakes: time is the fake clock's, moved by the test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -11,17 +12,21 @@ from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 
+import pytest
+
 from notifications import handlers
 from notifications.deferrals import PACED, TOO_LATE, Deferral
 from notifications.deferred_sending import DeferredSending
 from notifications.domain import Delivery, DeliveryStatus
 from notifications.mail import OutgoingMail
+from notifications.recording import OutcomeRecorder
 from notifications.sending import STARTED, SendingPolicy
 from notifications.smtp import MailAuthError, TemporaryMailError
 from quartier_shared.events import InvitationFailed, InvitationIssued, InvitationSent
 from tests.unit.fakes import received
 from tests.unit.notifications.fakes import (
     POLICY,
+    SMTP_CONNECTIONS,
     START,
     FakeClock,
     FakeMailer,
@@ -41,7 +46,9 @@ def busy(times: int) -> list[Exception]:
 
 def worker(service: Notifications, deferral: Deferral | None = None) -> DeferredSending:
     policy = replace(POLICY, deferral=deferral) if deferral else POLICY
-    return DeferredSending(service.uow, service.mailer, policy, service="notifications", clock=service.clock)
+    return DeferredSending(
+        service.uow, service.mailer, service.recorder, policy, service="notifications", clock=service.clock
+    )
 
 
 async def invited(
@@ -68,6 +75,7 @@ async def first_attempt(service: Notifications, issued: InvitationIssued, policy
         [received(issued, "notifications")],
         uow_factory=service.uow,
         mailer=service.mailer,
+        recorder=service.recorder,
         policy=policy,
         clock=service.clock,
     )
@@ -234,7 +242,12 @@ async def test_a_mail_whose_slot_is_far_off_is_deferred_to_it_and_keeps_it() -> 
     assert service.clock.waited() == timedelta(0) and service.mailer.sent == []  # nothing held meanwhile
     service.clock.current = slot
     deferred = DeferredSending(
-        service.uow, service.mailer, replace(POLICY, pace=relay), service="notifications", clock=service.clock
+        service.uow,
+        service.mailer,
+        service.recorder,
+        replace(POLICY, pace=relay),
+        service="notifications",
+        clock=service.clock,
     )
     assert await deferred.send_due() == 1
     assert stored(service, issued).status is DeliveryStatus.SENT
@@ -315,3 +328,124 @@ async def test_a_slow_send_renews_its_lease_while_it_runs() -> None:
 
     assert stored(service, issued).status is DeliveryStatus.SENT
     assert mailer.recipients() == ["verein@example.org"]
+
+
+async def test_the_worker_sends_in_the_instances_sender_slots_one_unrecorded_mail_per_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The crash window holds for deferred mails too: the worker's claim of every due delivery
+    sends them through the recorder's sender slots, as a new claim does."""
+    people = [actor(f"person{i}@example.org") for i in range(30)]
+    service = Notifications(FakeMailer(failures={p.email: busy(1) for p in people}))
+    await service.on_actor(*people)
+    issued = [invitation(p.actor_id) for p in people]
+    await service.on_invitations(*issued)
+    assert all(service.status(i) is DeliveryStatus.DEFERRED for i in issued)
+    send = service.mailer.send
+    unrecorded: list[int] = []
+
+    async def counting(mail: OutgoingMail) -> None:
+        await send(mail)
+        recorded = sum(1 for d in service.uow.fake_deliveries.rows.values() if d.delivery.status.final)
+        unrecorded.append(len(service.mailer.sent) - recorded)
+
+    monkeypatch.setattr(service.mailer, "send", counting)
+    service.clock.current = START + timedelta(minutes=1)  # every first pause is over
+
+    assert await worker(service).send_due() == 30
+
+    assert max(unrecorded) == SMTP_CONNECTIONS  # every connection busy, none with two
+    assert len(service.events(InvitationSent)) == 30 and service.mailer.recipients() == sorted(p.email for p in people)
+
+
+async def test_a_mail_waiting_for_a_sender_has_its_lease_renewed_meanwhile() -> None:
+    """A claim's mails queue for the instance's senders (one per SMTP connection): the lease of one
+    still waiting is renewed as that of one being sent, so that no other claim takes it over."""
+    mailer = HangingMailer()
+    service = Notifications(mailer)
+    service.recorder = OutcomeRecorder(service.uow, senders=1, now=service.clock.now)  # one connection
+    people = [actor("verein@example.org"), actor("schule@example.org")]
+    await service.on_actor(*people)
+    renewed: set[str] = set()
+    both_renewed = asyncio.Event()
+    renew = service.uow.fake_deliveries.renew
+
+    async def counted(delivery_id: str, token: str, until: datetime) -> bool:
+        renewed.add(delivery_id)
+        if len(renewed) == 2:
+            both_renewed.set()
+        return await renew(delivery_id, token, until)
+
+    service.uow.fake_deliveries.renew = counted  # type: ignore[method-assign]
+    # A lease of a fifth of a second (of real time, as the renewals go by it), to see it renewed.
+    sending = asyncio.create_task(
+        handlers.send_invitations(
+            [received(invitation(p.actor_id), "notifications") for p in people],
+            uow_factory=service.uow,
+            mailer=service.mailer,
+            recorder=service.recorder,
+            policy=replace(POLICY, lease_seconds=0.2),
+            clock=service.clock,
+        )
+    )
+
+    await asyncio.wait_for(both_renewed.wait(), timeout=30)  # the one sent, and the one waiting
+    assert mailer.sent == []
+    mailer.through.set()
+    await sending
+
+    assert mailer.recipients() == ["schule@example.org", "verein@example.org"]
+    assert len(service.events(InvitationSent)) == 2
+
+
+class EnteringMailer(HangingMailer):
+    """A ``HangingMailer`` that notes whose mail it has begun to send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered: list[str] = []
+
+    async def send(self, mail: OutgoingMail) -> None:
+        self.entered.append(mail.recipient)
+        await super().send(mail)
+
+
+async def test_a_queued_mail_gets_its_sender_even_when_its_renewal_would_lose_a_cancellation() -> None:
+    """On Python 3.11 a cancellation arriving as MongoDB answers is lost (pymongo awaits its socket
+    with asyncio.wait_for): a renewal stopped by cancelling it renewed on for ever and held its
+    sender. Here the queued mail's renewal loses any cancellation, as pymongo's may."""
+    mailer = EnteringMailer()
+    service = Notifications(mailer)
+    service.recorder = OutcomeRecorder(service.uow, senders=1, now=service.clock.now)  # one connection
+    people = [actor("verein@example.org"), actor("schule@example.org")]
+    await service.on_actor(*people)
+    emails = {p.actor_id: p.email for p in people}
+    queued_renewal, answered = asyncio.Event(), asyncio.Event()
+    renew = service.uow.fake_deliveries.renew
+
+    async def losing_a_cancellation(delivery_id: str, token: str, until: datetime) -> bool:
+        if emails[service.delivery(delivery_id).actor_id] not in mailer.entered:  # the queued one
+            queued_renewal.set()
+            with contextlib.suppress(asyncio.CancelledError):  # lost, as pymongo's may be
+                await answered.wait()
+        return await renew(delivery_id, token, until)
+
+    service.uow.fake_deliveries.renew = losing_a_cancellation  # type: ignore[method-assign]
+    sending = asyncio.create_task(
+        handlers.send_invitations(
+            [received(invitation(p.actor_id), "notifications") for p in people],
+            uow_factory=service.uow,
+            mailer=service.mailer,
+            recorder=service.recorder,
+            policy=replace(POLICY, lease_seconds=0.2),
+            clock=service.clock,
+        )
+    )
+    await asyncio.wait_for(queued_renewal.wait(), timeout=30)
+    mailer.through.set()  # the first mail goes out; the queued one gets the sender while renewing
+    for _ in range(100):
+        await asyncio.sleep(0)
+    answered.set()
+
+    await asyncio.wait_for(sending, timeout=30)
+    assert mailer.recipients() == ["schule@example.org", "verein@example.org"]
