@@ -15,10 +15,15 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from notifications.domain import Contact, Delivery, DeliveryStatus, Lease, Outcome
-from notifications.repository import DeliveryRepository, MongoContactRepository, MongoDeliveryRepository
+from notifications.domain import Contact, Delivery, DeliveryStatus, Lease, LoggedOutcome, Outcome, OutcomeLogEntry
+from notifications.repository import (
+    DeliveryRepository,
+    MongoContactRepository,
+    MongoDeliveryRepository,
+    MongoOutcomeLog,
+)
 from quartier_shared.events import EventContext
-from tests.unit.notifications.fakes import CONFERENCE, FakeDeliveryRepository
+from tests.unit.notifications.fakes import CONFERENCE, FakeDeliveryRepository, FakeOutcomeLog
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
 DELIVERY_FIELDS = {"_id", "kind", "invitation_id", "conference_id", "actor_id", "conference", "status"}
@@ -374,3 +379,47 @@ async def test_a_deferred_delivery_is_cancelled_by_a_cancellation_and_claimable_
 
     assert [d.id for d in claimed] == [second.id]
     assert (await deliveries.get_many([first.id]))[first.id].status is DeliveryStatus.CANCELLED
+
+
+@pytest.fixture(params=["mongodb", "fake"])
+async def outcome_log(request: pytest.FixtureRequest, mongo_uri: str, database_name: str) -> AsyncIterator[Any]:
+    if request.param == "fake":
+        yield FakeOutcomeLog()
+        return
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    yield MongoOutcomeLog(client[database_name])
+    await client.close()
+
+
+def logged(owner: str, at: datetime, *outcomes: LoggedOutcome) -> OutcomeLogEntry:
+    return OutcomeLogEntry(uuid.uuid4().hex, owner, at, outcomes)
+
+
+async def test_the_outcome_log_keeps_each_outcome_whole_and_reads_by_owner_and_age(outcome_log: Any) -> None:
+    trigger = EventContext("conferences", "correlation-1", causation_id="event-1", initiated_by="subject-1")
+    deferred = LoggedOutcome(
+        delivery_id="invitation:1",
+        token="claim-1",
+        status=DeliveryStatus.DEFERRED,
+        at=NOW,
+        context=trigger,
+        reason="SMTP 451: 4.7.0 slow down",
+        retry_at=NOW + timedelta(minutes=1),
+        deferrals=2,
+        deferred_since=NOW - timedelta(minutes=5),
+        paced_until=None,
+        trigger=trigger,
+    )
+    sent = LoggedOutcome("invitation:2", "claim-1", DeliveryStatus.SENT, NOW, EventContext("notifications", "c-2"))
+    older = logged("instance-a", NOW - timedelta(seconds=30), deferred, sent)
+    newer = logged("instance-b", NOW, sent)
+    for entry in (newer, older):
+        await outcome_log.add(entry)
+
+    assert await outcome_log.of_owner("instance-a", 10) == [older]  # every field as it was logged
+    assert await outcome_log.oldest(10) == [older, newer]
+    assert await outcome_log.oldest(1) == [older]
+    assert await outcome_log.oldest(10, before=NOW - timedelta(seconds=10)) == [older]
+
+    await outcome_log.remove([older.id])
+    assert await outcome_log.oldest(10) == [newer]

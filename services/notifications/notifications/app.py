@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 from fastapi import FastAPI
@@ -39,6 +41,13 @@ from .settings import Settings
 from .smtp import SmtpSender
 from .unit_of_work import MongoNotificationsUnitOfWork, UnitOfWorkFactory
 
+STOP_FOLD_SECONDS = 5.0  # what is not folded by then, another instance (or the next start) folds
+
+
+async def _within(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+    async with asyncio.timeout(seconds):
+        await work()
+
 
 def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     """The service; ``clock``: the time of its sending (leases, deferrals, the relay's pace), which
@@ -61,8 +70,12 @@ def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> Fast
         pace=MongoPace(runtime.db, settings.smtp_rate_per_minute) if settings.smtp_rate_per_minute else None,
     )
 
-    # One per instance: its sender slots (one per SMTP connection) bound what a crash sends twice.
-    recorder = OutcomeRecorder(uow_factory, senders=settings.smtp_connections, now=clock.now)
+    # One per instance: its sender slots (one per SMTP connection) bound what a crash sends twice;
+    # its folder moves logged outcomes into the deliveries, and what is left at a stop is folded.
+    recorder = OutcomeRecorder(
+        uow_factory, senders=settings.smtp_connections, now=clock.now, owner=runtime.outbox.owner
+    )
+    runtime.run_in_background("outcome-folder", recorder.run)
 
     limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)
     contact = partial(
@@ -95,6 +108,7 @@ def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> Fast
         },
     )
     runtime.on_stop(smtp.close)
+    runtime.on_stop(partial(_within, STOP_FOLD_SECONDS, recorder.flush))
     deferred = DeferredSending(uow_factory, smtp, recorder, policy, service=settings.service_name, clock=clock)
     runtime.run_in_background("deferred-sending", deferred.run)
     retention = retention_job(runtime.db, settings.retention_months)

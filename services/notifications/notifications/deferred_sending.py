@@ -66,6 +66,8 @@ class DeferredSending:
         context = EventContext(self.service, f"deferred-{uuid.uuid4().hex[:16]}")
         now = clock.now()
         lease = Lease.starting(now, self.policy.lease_seconds)
+        # A logged outcome counts as recorded: folded first, so that nothing logged is sent again.
+        await self.recorder.fold_everything()
         # In a transaction, as every claim (see ``sending.claim_and_send``).
         async with self.uow_factory(context) as uow:
             claimed = await uow.deliveries.claim_due(now, lease, self.batch)

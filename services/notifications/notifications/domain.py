@@ -406,3 +406,62 @@ class Outcome:
     status: DeliveryStatus
     reason: str | None = None
     retry_at: datetime | None = None  # DEFERRED only
+
+
+@dataclass(frozen=True)
+class LoggedOutcome:
+    """An outcome as the recorder logs it the moment the SMTP server answered (``recording``):
+    what finishes its delivery and raises its event later, in a fold, by any instance. The
+    delivery's own details are read back then; only what the send changed is kept here."""
+
+    delivery_id: str
+    token: str  # of the claim that sent it: the fold records it only while that claim holds it
+    status: DeliveryStatus
+    at: datetime  # when the server answered: the event's time
+    context: EventContext  # of the event the delivery answers
+    reason: str | None = None
+    retry_at: datetime | None = None  # DEFERRED only, and the four below
+    deferrals: int = 0
+    deferred_since: datetime | None = None
+    paced_until: datetime | None = None
+    trigger: EventContext | None = None
+
+    @classmethod
+    def of(cls, outcome: Outcome, token: str, context: EventContext, at: datetime) -> LoggedOutcome:
+        d = outcome.delivery
+        return cls(
+            delivery_id=d.id,
+            token=token,
+            status=outcome.status,
+            at=at,
+            context=context,
+            reason=outcome.reason,
+            retry_at=outcome.retry_at,
+            deferrals=d.deferrals,
+            deferred_since=d.deferred_since,
+            paced_until=d.paced_until,
+            trigger=d.trigger,
+        )
+
+    def applied_to(self, stored: Delivery) -> Outcome:
+        """The outcome again, on the delivery as stored now."""
+        delivery = stored
+        if self.status is DeliveryStatus.DEFERRED:
+            delivery = replace(
+                stored,
+                deferrals=self.deferrals,
+                deferred_since=self.deferred_since,
+                paced_until=self.paced_until,
+                trigger=self.trigger,
+            )
+        return Outcome(delivery, self.status, self.reason, self.retry_at)
+
+
+@dataclass(frozen=True)
+class OutcomeLogEntry:
+    """One write of the recorder: the outcomes that arrived while the write before was in flight."""
+
+    id: str
+    owner: str  # the instance that wrote it, which folds it (others take it over after a while)
+    created_at: datetime
+    outcomes: tuple[LoggedOutcome, ...]

@@ -11,6 +11,8 @@ it to the SMTP server: from then on it may have been sent) and ``cancelled`` (it
 cancelled: no claim may take it to the SMTP server any more). Conference times are stored as dates; documents
 written before the mapping was derived hold them as ISO text, and both read back the same.
 ``test_mail_quota`` counts the test mails of a conference per clock hour (one document each).
+``outcome_log`` holds outcomes the recorder logged and has not folded into ``deliveries`` yet
+(``recording``): a document per write of the recorder, gone once folded.
 
 A repository made with a session works in it (a transaction, or a session for reading); without
 one, each call is its own write (``unit_of_work.Repositories``).
@@ -46,13 +48,16 @@ from .domain import (
     KnownConference,
     Lease,
     Outcome,
+    OutcomeLogEntry,
 )
 
 CONTACTS, DELIVERIES, CONFERENCES, TEST_MAIL_QUOTA = "contacts", "deliveries", "conferences", "test_mail_quota"
+OUTCOME_LOG = "outcome_log"
 _contacts = DocumentMapper(Contact)
 _conferences = DocumentMapper(KnownConference)
 QUOTA_KEPT_SECONDS = 2 * 3600  # after the start of its window
 _deliveries = DocumentMapper(Delivery)
+_outcome_log = DocumentMapper(OutcomeLogEntry)
 _details: TypeAdapter[ConferenceDetails] = TypeAdapter(ConferenceDetails)
 DUPLICATE_KEY = 11000
 T = TypeVar("T")
@@ -74,6 +79,24 @@ class QuotaRepository(Protocol):
         """Count one more test mail of the conference in the window starting at ``window``;
         returns how many that makes (atomically, over every instance)."""
         ...
+
+
+class OutcomeLogRepository(Protocol):
+    """The outcomes logged and not folded yet (``recording``)."""
+
+    async def add(self, entry: OutcomeLogEntry) -> None:
+        """One insert: durable once this returns, and no transaction needed."""
+        ...
+
+    async def of_owner(self, owner: str, limit: int) -> list[OutcomeLogEntry]:
+        """Those ``owner`` logged, oldest first."""
+        ...
+
+    async def oldest(self, limit: int, before: datetime | None = None) -> list[OutcomeLogEntry]:
+        """Every instance's (``before``: logged before then), oldest first."""
+        ...
+
+    async def remove(self, ids: Sequence[str]) -> None: ...
 
 
 class DeliveryRepository(Protocol):
@@ -233,6 +256,28 @@ class MongoQuotaRepository:
         )
         assert doc is not None  # upserted
         return int(doc["count"])
+
+
+class MongoOutcomeLog:
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession | None = None) -> None:
+        self.collection = db[OUTCOME_LOG]
+        self.session = session
+
+    async def add(self, entry: OutcomeLogEntry) -> None:
+        await self.collection.insert_one(_outcome_log.to_document(entry), session=self.session)
+
+    async def of_owner(self, owner: str, limit: int) -> list[OutcomeLogEntry]:
+        return await self._read({"owner": owner}, limit)
+
+    async def oldest(self, limit: int, before: datetime | None = None) -> list[OutcomeLogEntry]:
+        return await self._read({} if before is None else {"created_at": {"$lt": before}}, limit)
+
+    async def _read(self, query: Document, limit: int) -> list[OutcomeLogEntry]:
+        cursor = self.collection.find(query, session=self.session).sort("created_at", ASCENDING).limit(limit)
+        return [_outcome_log.from_document(doc) async for doc in cursor]
+
+    async def remove(self, ids: Sequence[str]) -> None:
+        await self.collection.delete_many({"_id": {"$in": list(ids)}}, session=self.session)
 
 
 class MongoDeliveryRepository(_MongoRepository[Delivery]):
@@ -476,6 +521,8 @@ async def create_indexes(db: AsyncDatabase[Document]) -> None:
     await db[DELIVERIES].create_index("invitation_id")  # a confirmation looks up its invitation
     await db[DELIVERIES].create_index("conference.ends_at")  # retention: what expired
     await db[DELIVERIES].create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])  # what is due
+    await db[OUTCOME_LOG].create_index([("owner", ASCENDING), ("created_at", ASCENDING)])
+    await db[OUTCOME_LOG].create_index("created_at")
     # A count of test mails matters only in its hour: the server removes it a while after.
     await db[TEST_MAIL_QUOTA].create_index("window", expireAfterSeconds=QUOTA_KEPT_SECONDS)
     await rate_limit.create_indexes(db)

@@ -24,13 +24,13 @@ Rules they all follow:
   with the same Message-ID, so mail systems can recognise it. That window is at most one mail per
   SMTP connection (``SMTP_CONNECTIONS``) per instance, however large the claims and however many
   are in flight: each mail is sent in a sender slot of the instance's ``OutcomeRecorder``, held
-  until its outcome is recorded (see ``recording``).
-- Each outcome is recorded as soon as the mail is done, by group commit (``recording``): with its
-  event (InvitationSent or InvitationFailed; a confirmation raises none, a deferral none yet) in
-  one transaction, and
-  only while the claim still holds the delivery. While MongoDB is away, recording waits and
-  retries, and the sender with it: once the SMTP server has taken a mail, sending it again is no
-  way to recover.
+  until its outcome is logged (see ``recording``).
+- Each outcome is logged as soon as the mail is done, by group commit, and folded into the
+  delivery once the claim's mails are all done (``recording``): with its event (InvitationSent or InvitationFailed; a
+  confirmation raises none, a deferral none yet) in one transaction, and only while the claim
+  still holds the delivery. A claim folds the logged outcomes of what it takes over first, so a
+  logged outcome counts as recorded. While MongoDB is away, logging waits and retries, and the
+  sender with it: once the SMTP server has taken a mail, sending it again is no way to recover.
 - At the moment of sending, under the lease, each claim hands its deliveries over (``hand_over``):
   one a cancellation reached before is recorded cancelled and not sent, and the others are sent
   with the details stored now (an update may have refreshed them). From then on a delivery counts
@@ -289,6 +289,8 @@ class _Sending:
         for start in range(0, len(deliveries), size):
             wanted = list(deliveries[start : start + size])
             while wanted:
+                # A logged outcome counts as recorded: folded first, so that nothing logged is sent again.
+                await self.recorder.fold_for([d.id for d in wanted])
                 now = self.clock.now()
                 lease = Lease.starting(now, self.policy.lease_seconds)
                 # In a transaction: if a crashed instance left some of these documents locked by its
@@ -360,6 +362,9 @@ class _Sending:
         )
         if broken:
             await self.store.deliveries.release(broken, lease.token)
+        # The claim's outcomes, logged one by one, go into the deliveries together, with their
+        # events: what the caller reads next (a settle, the delivery list) shows them.
+        await self.recorder.fold()
         _raise_first(results)
 
     async def _mail(self, d: Delivery, contact: Contact, lease: Lease) -> Outcome:

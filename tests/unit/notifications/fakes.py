@@ -28,12 +28,19 @@ from notifications.domain import (
     HandOver,
     KnownConference,
     Lease,
+    LoggedOutcome,
     Outcome,
+    OutcomeLogEntry,
 )
 from notifications.mail import OutgoingMail, Sender
 from notifications.personal_links import PersonalLinks
 from notifications.recording import OutcomeRecorder
-from notifications.repository import ContactRepository, DeliveryRepository, latest_per_invitation
+from notifications.repository import (
+    ContactRepository,
+    DeliveryRepository,
+    OutcomeLogRepository,
+    latest_per_invitation,
+)
 from notifications.sending import SendingPolicy
 from notifications.unit_of_work import Repositories
 from quartier_shared.consumer import Received
@@ -388,16 +395,43 @@ class FakeQuotaRepository(InMemory[int]):
         return self.rows[key]
 
 
+class FakeOutcomeLog(InMemory[OutcomeLogEntry]):
+    async def add(self, entry: OutcomeLogEntry) -> None:
+        self.insert(entry.id, entry)
+
+    async def of_owner(self, owner: str, limit: int) -> list[OutcomeLogEntry]:
+        return self._oldest([e for e in self.rows.values() if e.owner == owner], limit)
+
+    async def oldest(self, limit: int, before: datetime | None = None) -> list[OutcomeLogEntry]:
+        return self._oldest([e for e in self.rows.values() if before is None or e.created_at < before], limit)
+
+    @staticmethod
+    def _oldest(entries: list[OutcomeLogEntry], limit: int) -> list[OutcomeLogEntry]:
+        return sorted(entries, key=lambda e: e.created_at)[:limit]
+
+    async def remove(self, ids: Sequence[str]) -> None:
+        for key in ids:
+            self.rows.pop(key, None)
+
+    def outcomes(self) -> list[LoggedOutcome]:
+        """Logged and not folded yet."""
+        return [o for e in self.rows.values() for o in e.outcomes]
+
+
 class FakeNotificationsUnitOfWork(FakeUnitOfWork):
     contacts: ContactRepository
     deliveries: DeliveryRepository
+    outcomes: OutcomeLogRepository
 
     def __init__(self) -> None:
         # The same repositories, typed as the fakes, for tests to look into.
         self.fake_contacts, self.fake_deliveries = FakeContactRepository(), FakeDeliveryRepository()
         self.fake_conferences, self.fake_quota = FakeConferenceRepository(), FakeQuotaRepository()
-        super().__init__(self.fake_contacts, self.fake_deliveries, self.fake_conferences, self.fake_quota)
-        self.contacts, self.deliveries = self.fake_contacts, self.fake_deliveries
+        self.fake_outcomes = FakeOutcomeLog()
+        super().__init__(
+            self.fake_contacts, self.fake_deliveries, self.fake_conferences, self.fake_quota, self.fake_outcomes
+        )
+        self.contacts, self.deliveries, self.outcomes = self.fake_contacts, self.fake_deliveries, self.fake_outcomes
 
     def without_transaction(self) -> Repositories:
         return Repositories(
@@ -405,6 +439,7 @@ class FakeNotificationsUnitOfWork(FakeUnitOfWork):
             deliveries=self.deliveries,
             conferences=self.fake_conferences,
             quota=self.fake_quota,
+            outcomes=self.fake_outcomes,
         )
 
 
@@ -457,7 +492,7 @@ class Notifications:
         self.mailer = mailer or FakeMailer()
         self.clock = FakeClock()
         # As app.py: one recorder for the instance, a sender slot per SMTP connection.
-        self.recorder = OutcomeRecorder(self.uow, senders=SMTP_CONNECTIONS, now=self.clock.now)
+        self.recorder = OutcomeRecorder(self.uow, senders=SMTP_CONNECTIONS, now=self.clock.now, owner="tests-1")
         self.follow_ups = follow_ups.FollowUps(self.uow, self.mailer, self.recorder, POLICY, self.clock)
 
     async def on_actor(self, *events: ContactChange) -> list[Received[ContactChange]]:

@@ -238,10 +238,11 @@ async def test_an_invitation_handed_over_by_a_claim_that_then_died_is_sent_again
     async def crash(*args: object) -> set[str]:
         raise RuntimeError("the instance died before its outcomes were recorded")
 
-    store.finish = crash  # type: ignore[assignment,method-assign]
+    log = service.uow.fake_outcomes
+    log.add = crash  # type: ignore[assignment,method-assign]
     with pytest.raises(RuntimeError, match="died"):
         await asyncio.wait_for(service.on_invitations(issued), timeout=1)
-    del store.finish
+    del log.add
     assert store.rows[delivery_id].handed is not None and store.status(delivery_id) is DeliveryStatus.SENDING
 
     await service.on_cancellations(cancelled(issued))
