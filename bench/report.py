@@ -472,7 +472,8 @@ notifications process with its own port and the same environment joins the same 
   `InvitationSent` is read, one conference to a district without actors (it fans out to nobody)
   every 0.5 s at most, 1,200 at most, from a thread of the benchmark with its own connection (so
   the reader of the deliveries topic does not delay it); p50 and p99 of those requests
-  (nearest rank) per run. The target wants the p99 under 50 ms during the N=10,000 fan-out.
+  (nearest rank) per run. The target wants the p99 under 50 ms during the N=10,000 fan-out. These
+  requests (two a second, each an empty conference) are part of the load the pipeline is timed under.
 - **Peak RSS**: every process (with children) sampled every 0.2 s from start-up to the end of the
   pipeline with psutil.
 - **Floor**, in the same run on the same broker, database and SMTP sink, after the services are
