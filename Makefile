@@ -89,8 +89,8 @@ clean:
 	rm -rf $(VENV) $(TOOLS) $(LOWEST) var .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: bench
-bench: install  ## the invitation fan-out against this machine's floor: make bench [N="1000 10000"] [RUNS=3]
-	$(PY) -m bench.run --n $(or $(N),1000 10000) --runs $(or $(RUNS),3)
+bench: install  ## the invitation fan-out against this machine's floor: make bench [N="1000 10000"] [RUNS=3] [RELAY_N=1000] [RELAY_RATE=600]
+	$(PY) -m bench.run --n $(or $(N),1000 10000) --runs $(or $(RUNS),3) --relay-n $(or $(RELAY_N),1000) --relay-rate $(or $(RELAY_RATE),600)
 
 # --- the locks (these targets need PyPI; install only needs pip) -------------------------------
 

@@ -102,9 +102,11 @@ def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, flo
 
 @dataclass
 class BenchCluster:
-    """A fresh stack in a temporary folder and ``notifications_instances`` notifications processes."""
+    """A fresh stack in a temporary folder and ``notifications_instances`` notifications processes;
+    ``notifications_env``: settings of the notifications processes only (SMTP_RATE_PER_MINUTE)."""
 
     notifications_instances: int = 1
+    notifications_env: dict[str, str] = field(default_factory=dict)
     keep_on_failure: bool = True
     root: Path = field(init=False)
     stack: EmbeddedStack = field(init=False)
@@ -122,7 +124,9 @@ class BenchCluster:
         # environ={}: always a fresh embedded Kafka, MongoDB and SMTP sink, whatever the shell says.
         self.stack = EmbeddedStack(self.root / "stack", environ={}, log_dir=self.log_dir)
         self.infra = self.stack.start()
-        self.services = ServiceProcesses(self.infra, log_dir=self.log_dir)
+        self.services = ServiceProcesses(
+            self.infra, log_dir=self.log_dir, service_env={NOTIFICATIONS.name: self.notifications_env}
+        )
         self.services.start(copies={NOTIFICATIONS.name: self.notifications_instances})
         try:
             self.services.wait_ready(timeout=ready_timeout)

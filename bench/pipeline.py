@@ -5,6 +5,9 @@ Setting up the actors is not measured: their `ActorRegistered` events are publis
 `quartier.actors`, and their `ContactChanged` to `quartier.contacts` (the envelopes the actors
 service would write), then we wait until the conferences roster and the notifications contacts
 hold all of them.
+
+While the fan-out runs, ``PostProbe`` times `POST /conferences` (to a district without actors)
+every ~0.5 s: how the API answers when the services are busiest.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from quartier_shared.kafka import KafkaPublisher, OutgoingMessage
 from quartier_shared.services import ACTORS, CONFERENCES, NOTIFICATIONS
 
 from .cluster import BenchCluster, BenchError, cpu_used
+from .post_probe import PostProbe
 
 DISTRICT = "IV"  # where the bench actors live
 EMPTY_DISTRICT = "IX"  # no bench actor: conferences here fan out to nobody (used to time POST alone)
@@ -218,6 +222,11 @@ class PipelineResult:
     invitations_per_second: float
     post_conference_ms: float  # median of the POSTs of this run
     post_conference_ms_each: list[float]
+    # POST /conferences to the empty district every ~0.5 s while the fan-out ran (``PostProbe``);
+    # None: the fan-out ended before the first answer.
+    post_during_ms_p50: float | None
+    post_during_ms_p99: float | None
+    post_during_ms_each: list[float]
     latency_ms_p50: float
     latency_ms_p95: float
     latency_ms_p99: float
@@ -236,7 +245,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[rank - 1]
 
 
-async def _post_conference(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[str, float]:
+async def post_conference(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[str, float]:
     started = time.perf_counter()
     response = await http.post(f"{url}/conferences", json=body)
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -245,7 +254,11 @@ async def _post_conference(http: httpx.AsyncClient, url: str, body: dict[str, An
     return str(response.json()["id"]), elapsed_ms
 
 
-async def _confirm(http: httpx.AsyncClient, url: str, conference_id: str, n: int, within_s: float) -> None:
+async def confirm_all_sent(
+    http: httpx.AsyncClient, url: str, conference_id: str, n: int, within_s: float
+) -> dict[str, int]:
+    """Until GET /conferences/{id} shows all N invitations sent; returns its counts (sent,
+    pending, failed, total, the answers)."""
     deadline = time.monotonic() + within_s
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
@@ -253,7 +266,7 @@ async def _confirm(http: httpx.AsyncClient, url: str, conference_id: str, n: int
         if response.status_code == 200:
             counts = response.json()["counts"]
             if counts.get("sent") == n and counts.get("total") == n:
-                return
+                return counts
         await asyncio.sleep(POLL_SECONDS)
     raise BenchError(f"GET /conferences/{{id}} does not show all {n} sent within {within_s:.0f} s: {counts}")
 
@@ -272,18 +285,23 @@ async def run_pipeline(cluster: BenchCluster, n: int, within_s: float, setup_wit
     try:
         async with httpx.AsyncClient(timeout=30, headers=cluster.infra.auth_headers()) as http:
             # Two conferences in a district without actors first: they time POST on a warm process.
-            posts = [(await _post_conference(http, url, conference_body(EMPTY_DISTRICT, "Probe")))[1] for _ in range(2)]
+            posts = [(await post_conference(http, url, conference_body(EMPTY_DISTRICT, "Probe")))[1] for _ in range(2)]
             await asyncio.sleep(1.0)  # let their (empty) fan-outs pass
             load_before = os.getloadavg()[0]
             cpu_before = cluster.cpu_seconds()
             t0 = time.monotonic()
-            conference_id, post_ms = await _post_conference(http, url, conference_body())
+            conference_id, post_ms = await post_conference(http, url, conference_body())
             observer.conference_id = conference_id
             posts.append(post_ms)
-            await observer.wait(n, t0 + within_s, cluster)
+            probe = PostProbe(url, http.headers, conference_body(EMPTY_DISTRICT, "Probe während der Einladungen"))
+            try:
+                probe.start()
+                await observer.wait(n, t0 + within_s, cluster)
+            finally:
+                during = await asyncio.to_thread(probe.stop)  # joins its thread: not on the loop
             t_last = max(observer.seen_at.values())
             cpu_after = cluster.cpu_seconds()
-            await _confirm(http, url, conference_id, n, within_s=max(60.0, n / 50))
+            await confirm_all_sent(http, url, conference_id, n, within_s=max(60.0, n / 50))
             confirm_seconds = time.monotonic() - t_last
     finally:
         await observer.stop()
@@ -300,6 +318,9 @@ async def run_pipeline(cluster: BenchCluster, n: int, within_s: float, setup_wit
         invitations_per_second=round(n / pipeline_seconds, 1),
         post_conference_ms=round(sorted(posts)[len(posts) // 2], 1),
         post_conference_ms_each=[round(p, 1) for p in posts],
+        post_during_ms_p50=round(percentile(during, 50), 1) if during else None,
+        post_during_ms_p99=round(percentile(during, 99), 1) if during else None,
+        post_during_ms_each=[round(p, 1) for p in during],
         latency_ms_p50=round(percentile(latencies, 50), 1),
         latency_ms_p95=round(percentile(latencies, 95), 1),
         latency_ms_p99=round(percentile(latencies, 99), 1),

@@ -1,7 +1,8 @@
-"""`make bench [N="1000 10000"] [RUNS=3]`: measure, then write bench/results/latest.json,
-docs/benchmarks.md and docs/benchmarks.png, and print the table.
+"""`make bench [N="1000 10000"] [RUNS=3] [RELAY_N=1000] [RELAY_RATE=600]`: measure, then write
+bench/results/latest.json, docs/benchmarks.md and docs/benchmarks.png, and print the table.
 
-Every run has a fresh stack; every process a run starts is stopped when it ends, also on a failure
+Each run measures every (N, instances) row and then, unless RELAY_N is 0, the relay-limited
+scenario (``relay``). Every run has a fresh stack; every process a run starts is stopped when it ends, also on a failure
 or Ctrl-C. A failed run stops the benchmark with its reason and keeps its logs for inspection.
 """
 
@@ -13,6 +14,8 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from . import report
 from .cluster import BenchCluster, BenchError, MemorySampler, cpu_used
 from .floor import run_floor
 from .pipeline import run_pipeline
+from .relay import check_limit, mails_by_recipient, run_relay
 
 
 def say(text: str) -> None:
@@ -38,14 +42,30 @@ def setup_timeout(n: int) -> float:
     return max(300.0, n * 0.1)
 
 
+@contextmanager
+def started(cluster: BenchCluster) -> Iterator[float]:
+    """The cluster started (yields its start-up seconds), and stopped at the end, whatever happens;
+    a failed run keeps its folder (logs) for inspection, an interrupted one does not."""
+    failed = False
+    try:
+        began = time.monotonic()
+        cluster.start()
+        startup = time.monotonic() - began
+        say(f"  stack and {len(cluster.services.instances)} service processes ready in {startup:.1f} s")
+        yield startup
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        failed = True
+        say(f"  run failed: {exc!r}; logs kept in {cluster.log_dir}")
+        raise
+    finally:
+        cluster.stop(failed=failed)
+
+
 def measure(n: int, instances: int, run: int) -> dict[str, Any]:
     cluster = BenchCluster(notifications_instances=instances)
-    failed = False  # a failed run keeps its folder (logs) for inspection; an interrupted one does not
-    try:
-        started = time.monotonic()
-        cluster.start()
-        startup = time.monotonic() - started
-        say(f"  stack and {len(cluster.services.instances)} service processes ready in {startup:.1f} s")
+    with started(cluster) as startup:
         sampler = MemorySampler({**cluster.service_pids(), **cluster.infra_pids()}).start()
         try:
             pipeline = asyncio.run(run_pipeline(cluster, n, pipeline_timeout(n), setup_timeout(n)))
@@ -66,14 +86,6 @@ def measure(n: int, instances: int, run: int) -> dict[str, Any]:
             f"  floor {floor.floor_seconds:.2f} s (kafka {floor.kafka_seconds:.2f}, "
             f"mongodb {floor.mongodb_seconds:.2f}, smtp {floor.smtp_seconds:.2f})"
         )
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        failed = True
-        say(f"  run failed: {exc!r}; logs kept in {cluster.log_dir}")
-        raise
-    finally:
-        cluster.stop(failed=failed)
 
     def peak_of(service: str) -> float:
         return max(v for name, v in peaks.items() if name.partition("-")[0] == service)
@@ -93,6 +105,28 @@ def measure(n: int, instances: int, run: int) -> dict[str, Any]:
     }
 
 
+def measure_relay(n: int, rate: int, run: int) -> dict[str, Any]:
+    """The relay-limited scenario (``relay``) with one notifications instance."""
+    cluster = BenchCluster(notifications_env={"SMTP_RATE_PER_MINUTE": str(rate)})
+    with started(cluster) as startup:
+        say("  set-up, then the POST just after the next clock minute begins")
+        relay = asyncio.run(run_relay(cluster, n, rate, setup_timeout(n)))
+        say(
+            f"  pipeline {relay.pipeline_seconds:.1f} s against the pace's limit {relay.limit_seconds:.1f} s "
+            f"(ratio {relay.ratio_to_limit:.3f})"
+        )
+        cluster.stop_services()
+        mailed = mails_by_recipient(cluster.stack.maildir)
+    return {
+        "run": run,
+        "startup_seconds": round(startup, 2),
+        **asdict(relay),
+        "mails_received": sum(mailed.values()),
+        "invitees_mailed": len(mailed),
+        "invitees_mailed_twice": sum(1 for count in mailed.values() if count > 1),
+    }
+
+
 def _terminate(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every finally: processes are stopped
 
@@ -105,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         "--instances", type=int, nargs="+", default=[1, 2], help="notifications instances (one row each)"
     )
     parser.add_argument(
+        "--relay-n", type=int, default=1_000, help="invitations of the relay-limited scenario per run (0: none)"
+    )
+    parser.add_argument(
+        "--relay-rate", type=int, default=600, help="its SMTP_RATE_PER_MINUTE (1 to 100,000, as the setting)"
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         metavar="RESULTS_JSON",
@@ -113,23 +153,36 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report:
         saved = json.loads(args.report.read_text())
-        data = report.write_all(saved["raw"], saved["runs"], measured=saved)
+        data = report.write_all(saved["raw"], saved["runs"], measured=saved, relay_records=saved.get("relay_raw", []))
         print(report.results_table(data["results"]))
         return 0
     if args.runs < 1 or any(n < 1 for n in args.n) or any(k < 1 for k in args.instances):
         parser.error("N, RUNS and instances must be positive")
+    if args.relay_n < 0 or not 1 <= args.relay_rate <= 100_000:
+        parser.error("--relay-n must be 0 or more, --relay-rate between 1 and 100,000")
+    if args.relay_n:
+        try:
+            check_limit(args.relay_n, args.relay_rate)
+        except ValueError as exc:
+            parser.error(str(exc))
     signal.signal(signal.SIGTERM, _terminate)
 
     started = time.monotonic()
     records: list[dict[str, Any]] = []
-    total = args.runs * len(args.n) * len(args.instances)
+    relay_records: list[dict[str, Any]] = []
+    total = args.runs * (len(args.n) * len(args.instances) + (1 if args.relay_n else 0))
     try:
         # Runs interleave (all rows once, then again), so a slow spell of the machine hits every row alike.
         for run in range(1, args.runs + 1):
             for n in args.n:
                 for instances in args.instances:
-                    say(f"run {len(records) + 1}/{total}: N={n:,}, notifications instances={instances}")
+                    at = f"{len(records) + len(relay_records) + 1}/{total}"
+                    say(f"run {at}: N={n:,}, notifications instances={instances}")
                     records.append(measure(n, instances, run))
+            if args.relay_n:
+                at = f"{len(records) + len(relay_records) + 1}/{total}"
+                say(f"run {at}: relay-limited, N={args.relay_n:,} at SMTP_RATE_PER_MINUTE={args.relay_rate}")
+                relay_records.append(measure_relay(args.relay_n, args.relay_rate, run))
     except (BenchError, TimeoutError, OSError) as exc:
         say(f"benchmark failed, nothing written: {exc}")
         return 1
@@ -137,10 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted: every process was stopped, nothing written")
         return 130
 
-    data = report.write_all(records, args.runs)
+    data = report.write_all(records, args.runs, relay_records=relay_records)
     print()
     print(report.results_table(data["results"]))
     print()
+    if relay_records:
+        print(report.relay_table(data["relay"]))
+        print()
     print(report.targets_table(data["targets"]))
     print()
     say(
