@@ -36,7 +36,7 @@ from .rate_limit import MongoPace
 from .recording import OutcomeRecorder
 from .repository import create_indexes
 from .retention import retention_job
-from .sending import SYSTEM_CLOCK, Clock, SendingPolicy
+from .sending import SYSTEM_CLOCK, Clock, Sending, SendingPolicy
 from .settings import Settings
 from .smtp import SmtpSender
 from .unit_of_work import MongoNotificationsUnitOfWork, UnitOfWorkFactory
@@ -77,18 +77,14 @@ def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> Fast
     )
     runtime.run_in_background("outcome-folder", recorder.run)
 
+    sending = Sending(uow_factory, smtp, recorder, policy, clock)
+
     limit = handlers.TestMailLimit(per_hour=settings.test_mails_per_conference_per_hour)
-    contact = partial(
-        handlers.update_contact, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy, clock=clock
-    )
-    invitations = partial(
-        handlers.send_invitations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy, clock=clock
-    )
-    confirmations = partial(
-        handlers.send_confirmations, uow_factory=uow_factory, mailer=smtp, recorder=recorder, policy=policy, clock=clock
-    )
+    contact = partial(handlers.update_contact, sending=sending)
+    invitations = partial(handlers.send_invitations, sending=sending)
+    confirmations = partial(handlers.send_confirmations, sending=sending)
     conference = partial(handlers.keep_conference, uow_factory=uow_factory)
-    following = follow_ups.FollowUps(uow_factory, smtp, recorder, policy, clock)
+    following = follow_ups.FollowUps(sending)
     erase = partial(handlers.erase_contact, uow_factory=uow_factory)
     runtime.consume(
         group_id="notifications",
@@ -109,7 +105,7 @@ def build(settings: Settings | None = None, clock: Clock = SYSTEM_CLOCK) -> Fast
     )
     runtime.on_stop(smtp.close)
     runtime.on_stop(partial(_within, STOP_FOLD_SECONDS, recorder.flush))
-    deferred = DeferredSending(uow_factory, smtp, recorder, policy, service=settings.service_name, clock=clock)
+    deferred = DeferredSending(sending, service=settings.service_name)
     runtime.run_in_background("deferred-sending", deferred.run)
     retention = retention_job(runtime.db, settings.retention_months)
     runtime.run_in_background("retention", partial(run_daily, retention))

@@ -3,7 +3,7 @@
 A delivery the SMTP server answered "not now" is stored ``DEFERRED`` with ``next_attempt_at``
 (``deferrals``). ``send_due()`` claims up to ``batch`` of those due by the worker's clock (and any
 a dead instance left leased after taking them) and sends them through the one sending workflow
-(``sending.send_claimed``): the same hand-over, consent check, "too late" rule, relay pace and
+(``Sending.claimed``): the same hand-over, consent check, "too late" rule, relay pace and
 outcome records as every mail, in the sender slots of the instance's one ``OutcomeRecorder``
 (``recording``), so a crash resends at most one mail per SMTP connection here too. Of several
 instances each delivery is claimed by one (``claim`` takes only what is claimable). The clock is
@@ -33,28 +33,16 @@ from quartier_shared.logging import get_logger
 from quartier_shared.retry import Retry
 
 from .domain import Lease
-from .recording import OutcomeRecorder
-from .sending import SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_claimed
-from .unit_of_work import UnitOfWorkFactory
+from .sending import Sending
 
 log = get_logger(__name__)
 
 
 class DeferredSending:
-    def __init__(
-        self,
-        uow_factory: UnitOfWorkFactory,
-        mailer: Mailer,
-        recorder: OutcomeRecorder,
-        policy: SendingPolicy,
-        *,
-        service: str,
-        clock: Clock = SYSTEM_CLOCK,
-        batch: int = 100,
-        poll_seconds: float = 15.0,
-    ) -> None:
-        self.uow_factory, self.mailer, self.recorder = uow_factory, mailer, recorder
-        self.policy, self.clock = policy, clock
+    def __init__(self, sending: Sending, *, service: str, batch: int = 100, poll_seconds: float = 15.0) -> None:
+        self.sending = sending
+        self.uow_factory, self.recorder = sending.uow_factory, sending.recorder
+        self.policy, self.clock = sending.policy, sending.clock
         self.service = service
         self.batch = batch
         self.poll_seconds = poll_seconds
@@ -85,17 +73,7 @@ class DeferredSending:
         log.info("deferred_sending", count=len(known))
         # Each outcome caused by the event its delivery answers (kept when it was deferred).
         contexts = {d.id: replace(d.trigger, producer=self.service) if d.trigger else context for d in known}
-        await send_claimed(
-            known,
-            contacts,
-            lease,
-            contexts,
-            uow_factory=self.uow_factory,
-            mailer=self.mailer,
-            recorder=self.recorder,
-            policy=self.policy,
-            clock=clock,
-        )
+        await self.sending.claimed(known, contacts, lease, contexts)
         return len(claimed)
 
     async def run(self) -> None:

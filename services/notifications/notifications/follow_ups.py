@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypedDict, TypeVar
+from typing import TypeVar
 
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
@@ -45,8 +45,7 @@ from quartier_shared.logging import get_logger
 from .domain import CANCELLABLE, CANCELLATION, INVITATION, Delivery, DeliveryStatus
 from .mail import invitation_message_id
 from .notices import cancellation_message_id, reminder_message_id, update_message_id
-from .recording import OutcomeRecorder
-from .sending import CANCELLED, SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_new, settle
+from .sending import CANCELLED, Sending, SendingPolicy
 from .unit_of_work import Repositories, UnitOfWorkFactory
 
 log = get_logger(__name__)
@@ -56,59 +55,31 @@ E = TypeVar("E", InvitationUpdated, InvitationCancelled, InvitationReminded)
 class FollowUps:
     """The three handlers as the consumer calls them, taking turns (see the module docstring)."""
 
-    def __init__(
-        self,
-        uow_factory: UnitOfWorkFactory,
-        mailer: Mailer,
-        recorder: OutcomeRecorder,
-        policy: SendingPolicy,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        self.uow_factory, self.mailer, self.recorder = uow_factory, mailer, recorder
-        self.policy, self.clock = policy, clock
+    def __init__(self, sending: Sending) -> None:
+        self.sending = sending
         self.turn = asyncio.Lock()
 
     async def updates(self, batch: list[Received[InvitationUpdated]]) -> None:
         async with self.turn:
-            await send_updates(batch, **self._deps())
+            await send_updates(batch, sending=self.sending)
 
     async def cancellations(self, batch: list[Received[InvitationCancelled]]) -> None:
         async with self.turn:
-            await send_cancellations(batch, **self._deps())
+            await send_cancellations(batch, sending=self.sending)
 
     async def reminders(self, batch: list[Received[InvitationReminded]]) -> None:
         async with self.turn:
-            await send_reminders(batch, **self._deps())
-
-    def _deps(self) -> _Deps:
-        return {
-            "uow_factory": self.uow_factory,
-            "mailer": self.mailer,
-            "recorder": self.recorder,
-            "policy": self.policy,
-            "clock": self.clock,
-        }
-
-
-class _Deps(TypedDict):
-    uow_factory: UnitOfWorkFactory
-    mailer: Mailer
-    recorder: OutcomeRecorder
-    policy: SendingPolicy
-    clock: Clock
+            await send_reminders(batch, sending=self.sending)
 
 
 async def send_updates(
     batch: list[Received[InvitationUpdated]],
     *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
+    sending: Sending,
 ) -> None:
     """One update mail per sent invitation and new sequence; a pending invitation takes the newer
     details instead."""
+    uow_factory, policy = sending.uow_factory, sending.policy
     items = _in_order(batch)
     store = uow_factory(batch[0].context).without_transaction()
     # First the stand-ins, then the refresh: an InvitationIssued of this batch stores its invitation
@@ -117,17 +88,8 @@ async def send_updates(
     await _refresh(items, uow_factory)
     contacts = await store.contacts.get_many({d.actor_id for d in stand_ins})
     known = [d for d in stand_ins if d.actor_id in contacts]  # the others wait for their contact
-    await settle(
-        known,
-        contacts,
-        items[0].context,
-        uow_factory=uow_factory,
-        mailer=mailer,
-        recorder=recorder,
-        policy=policy,
-        clock=clock,
-    )
-    deliveries = await _settled(items, store, uow_factory, mailer, recorder, policy, clock, kinds=(INVITATION,))
+    await sending.settle(known, contacts, items[0].context)
+    deliveries = await _settled(items, store, sending, kinds=(INVITATION,))
     new: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
     for item in items:
@@ -146,15 +108,7 @@ async def send_updates(
             contexts.setdefault(update.id, item.context)
         else:
             log.info("update_needs_no_mail", invitation_id=updated.invitation_id, sequence=updated.conference.sequence)
-    await send_new(
-        list(new.values()),
-        contexts,
-        uow_factory=uow_factory,
-        mailer=mailer,
-        recorder=recorder,
-        policy=policy,
-        clock=clock,
-    )
+    await sending.new(list(new.values()), contexts)
 
 
 async def _refresh(items: Sequence[Received[InvitationUpdated]], uow_factory: UnitOfWorkFactory) -> None:
@@ -189,13 +143,10 @@ async def _stand_in_for_missing(
 async def send_cancellations(
     batch: list[Received[InvitationCancelled]],
     *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
+    sending: Sending,
 ) -> None:
     """A cancellation mail per sent invitation; what was not sent yet never will be."""
+    uow_factory, policy = sending.uow_factory, sending.policy
     items = _in_order(batch)
     store = uow_factory(batch[0].context).without_transaction()
     # Stored cancelled where no invitation is stored yet, so its InvitationIssued (maybe in this
@@ -206,9 +157,9 @@ async def send_cancellations(
     ]
     await store.deliveries.add_cancelled(tombstones)
     async with uow_factory(batch[0].context) as uow:  # in a transaction, as ``refresh`` (see there)
-        await uow.deliveries.cancel_unsent([c.event.invitation_id for c in items], CANCELLED, clock.now())
+        await uow.deliveries.cancel_unsent([c.event.invitation_id for c in items], CANCELLED, sending.clock.now())
         await uow.commit()
-    deliveries = await _settled(items, store, uow_factory, mailer, recorder, policy, clock, kinds=CANCELLABLE)
+    deliveries = await _settled(items, store, sending, kinds=CANCELLABLE)
     new: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
     for item in items:
@@ -221,30 +172,19 @@ async def send_cancellations(
             contexts.setdefault(cancellation.id, item.context)
         else:
             log.info("cancelled_before_it_was_sent", invitation_id=cancelled.invitation_id)
-    await send_new(
-        list(new.values()),
-        contexts,
-        uow_factory=uow_factory,
-        mailer=mailer,
-        recorder=recorder,
-        policy=policy,
-        clock=clock,
-    )
+    await sending.new(list(new.values()), contexts)
 
 
 async def send_reminders(
     batch: list[Received[InvitationReminded]],
     *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
+    sending: Sending,
 ) -> None:
     """A reminder per sent, not cancelled invitation and ``reminder_id``."""
+    uow_factory, policy = sending.uow_factory, sending.policy
     items = _in_order(batch)
     store = uow_factory(batch[0].context).without_transaction()
-    deliveries = await _settled(items, store, uow_factory, mailer, recorder, policy, clock, kinds=(INVITATION,))
+    deliveries = await _settled(items, store, sending, kinds=(INVITATION,))
     new: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
     for item in items:
@@ -257,15 +197,7 @@ async def send_reminders(
         reminder = Delivery.for_reminder(reminded, message_id)
         new.setdefault(reminder.id, reminder)
         contexts.setdefault(reminder.id, item.context)
-    await send_new(
-        list(new.values()),
-        contexts,
-        uow_factory=uow_factory,
-        mailer=mailer,
-        recorder=recorder,
-        policy=policy,
-        clock=clock,
-    )
+    await sending.new(list(new.values()), contexts)
 
 
 def _in_order(batch: Iterable[Received[E]]) -> list[Received[E]]:
@@ -277,11 +209,7 @@ def _in_order(batch: Iterable[Received[E]]) -> list[Received[E]]:
 async def _settled(
     items: Sequence[Received[E]],
     store: Repositories,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock,
+    sending: Sending,
     *,
     kinds: Sequence[str],
 ) -> Mapping[str, list[Delivery]]:
@@ -295,16 +223,7 @@ async def _settled(
         # A leased delivery had its contact when it was claimed.
         held = [d for d in in_flight if d.actor_id in contacts]
         context = items[0].context
-        await settle(
-            held,
-            contacts,
-            context,
-            uow_factory=uow_factory,
-            mailer=mailer,
-            recorder=recorder,
-            policy=policy,
-            clock=clock,
-        )
+        await sending.settle(held, contacts, context)
         found = await store.deliveries.of_invitations(invitation_ids)
     by_invitation: dict[str, list[Delivery]] = defaultdict(list)
     for d in found:

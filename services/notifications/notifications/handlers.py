@@ -46,8 +46,7 @@ from .domain import Contact, Delivery, DeliveryStatus, KnownConference
 from .mail import confirmation_message_id, invitation_message_id
 from .preview import Preview, preview, rendered_test_mail
 from .privacy_notice import notice_message_id
-from .recording import OutcomeRecorder
-from .sending import SYSTEM_CLOCK, Clock, Mailer, SendingPolicy, send_new, send_waiting_for
+from .sending import SYSTEM_CLOCK, Clock, Mailer, Sending, SendingPolicy
 from .smtp import PermanentMailError, TemporaryMailError
 from .unit_of_work import UnitOfWorkFactory
 
@@ -184,11 +183,7 @@ async def keep_conference(
 async def update_contact(
     received: Received[ContactChanged],
     *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
+    sending: Sending,
 ) -> None:
     """Keep the contact copy current (from the contact topic, the only place this service learns
     a name and an address from); send the invitations that waited for it, and the notice (GDPR
@@ -196,34 +191,18 @@ async def update_contact(
     not to an inactive, erased or unconsenting one)."""
     event = received.event
     # No events to store with a contact, and an actor's events come in order: a plain write.
-    contacts = uow_factory(received.context).without_transaction().contacts
+    contacts = sending.uow_factory(received.context).without_transaction().contacts
     current = await contacts.get(event.actor_id)
     contact = Contact.after(event, current)
     if contact is not None:  # None: an older or repeated event
         await contacts.save(contact)
-        await send_waiting_for(
-            contact,
-            received.context,
-            uow_factory=uow_factory,
-            mailer=mailer,
-            recorder=recorder,
-            policy=policy,
-            clock=clock,
-        )
+        await sending.waiting_for(contact, received.context)
     # The notice also on a repeated event, so that a crash after the contact was saved does not
     # lose it: its id is derived, so one stored before is not stored again, a final one not sent.
     latest = contact or current
     if event.consent_recorded_by_staff and latest is not None and latest.reachable:
-        notice = Delivery.for_notice(event, notice_message_id(event.actor_id, policy.mail_domain))
-        await send_new(
-            [notice],
-            {notice.id: received.context},
-            uow_factory=uow_factory,
-            mailer=mailer,
-            recorder=recorder,
-            policy=policy,
-            clock=clock,
-        )
+        notice = Delivery.for_notice(event, notice_message_id(event.actor_id, sending.policy.mail_domain))
+        await sending.new([notice], {notice.id: received.context})
 
 
 SERVICE = "notifications"
@@ -258,11 +237,7 @@ async def erase_contact(
 async def send_invitations(
     batch: list[Received[InvitationIssued]],
     *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
+    sending: Sending,
 ) -> None:
     """One mail per invitation and resend number of the batch; the copies of an event within it
     count once."""
@@ -271,19 +246,11 @@ async def send_invitations(
     for item in batch:
         invitation = item.event
         delivery = Delivery.for_invitation(
-            invitation, invitation_message_id(invitation.invitation_id, invitation.resend, policy.mail_domain)
+            invitation, invitation_message_id(invitation.invitation_id, invitation.resend, sending.policy.mail_domain)
         )
         deliveries.setdefault(delivery.id, delivery)
         contexts.setdefault(delivery.id, item.context)
-    await send_new(
-        list(deliveries.values()),
-        contexts,
-        uow_factory=uow_factory,
-        mailer=mailer,
-        recorder=recorder,
-        policy=policy,
-        clock=clock,
-    )
+    await sending.new(list(deliveries.values()), contexts)
 
 
 class UnknownInvitation(Exception):
@@ -293,15 +260,11 @@ class UnknownInvitation(Exception):
 async def send_confirmations(
     batch: list[Received[InvitationAnswered]],
     *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
+    sending: Sending,
 ) -> None:
     """One confirmation mail per answer event of the batch; the copies of an event count once.
     Answers to unknown invitations raise ``UnknownInvitation``, after the others were sent."""
-    store = uow_factory(batch[0].context).without_transaction()
+    store = sending.uow_factory(batch[0].context).without_transaction()
     invitations = await store.deliveries.latest_invitations({item.event.invitation_id for item in batch})
     deliveries: dict[str, Delivery] = {}
     contexts: dict[str, EventContext] = {}
@@ -312,18 +275,10 @@ async def send_confirmations(
         if invitation is None:
             unknown.add(answered.invitation_id)
             continue
-        message_id = confirmation_message_id(event_id, policy.mail_domain)
+        message_id = confirmation_message_id(event_id, sending.policy.mail_domain)
         delivery = Delivery.for_answer(answered, event_id, invitation.conference, message_id)
         deliveries.setdefault(delivery.id, delivery)
         contexts.setdefault(delivery.id, item.context)
-    await send_new(
-        list(deliveries.values()),
-        contexts,
-        uow_factory=uow_factory,
-        mailer=mailer,
-        recorder=recorder,
-        policy=policy,
-        clock=clock,
-    )
+    await sending.new(list(deliveries.values()), contexts)
     if unknown:
         raise UnknownInvitation(f"no invitation mail known for the answered invitation(s) {sorted(unknown)}")

@@ -4,17 +4,17 @@ cancellation, a reminder or a notice; see ``domain``) sent once, under a lease, 
 One delivery record per mail guards against duplicates, and sending is leased: a claim (a token
 and an end time) holds up to ``claim_size`` deliveries of one instance while it sends them.
 The ways in:
-- ``send_new``: deliveries of InvitationIssued or InvitationAnswered events just received. They are stored already
+- ``Sending.new``: deliveries of InvitationIssued or InvitationAnswered events just received. They are stored already
   leased to a fresh claim, one write per claim, and sent, ``claims_in_flight`` claims at once, so
   the next claim is stored while one is being sent. A delivery stored before (a
   redelivered event, or work a crashed instance left) goes through a claim instead, which skips
   final ones: a redelivery sends nothing. One whose contact has not arrived is stored waiting.
-- ``send_waiting_for``: the deliveries that waited for a contact, once it has arrived: claimed,
+- ``Sending.waiting_for``: the deliveries that waited for a contact, once it has arrived: claimed,
   then sent.
-- ``settle``: stored deliveries another claim may hold, claimed and sent (or waited for) until
+- ``Sending.settle``: stored deliveries another claim may hold, claimed and sent (or waited for) until
   each is final: what an update or a cancellation does before it decides whether the invitation
   went out.
-- ``send_claimed``: deliveries the caller claimed itself: the deferred ones that are due
+- ``Sending.claimed``: deliveries the caller claimed itself: the deferred ones that are due
   (``deferred_sending``).
 
 Rules they all follow:
@@ -144,100 +144,66 @@ class SendingPolicy:
         )
 
 
-async def send_new(
-    deliveries: Sequence[Delivery],
-    contexts: Mapping[str, EventContext],
-    *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
-) -> None:
-    """Store new deliveries already leased, and send them. ``contexts``: by delivery id, the
-    context of the event each one answers."""
-    if deliveries:
-        await _Sending(uow_factory, mailer, recorder, policy, clock, contexts).new(deliveries)
+@dataclass(frozen=True)
+class Sending:
+    """The ways in (see the module docstring), with what each needs: wired once per instance
+    (``app``), and passed to every handler that sends."""
 
+    uow_factory: UnitOfWorkFactory
+    mailer: Mailer
+    recorder: OutcomeRecorder  # the instance's one: its sender slots bound the crash window
+    policy: SendingPolicy
+    clock: Clock = SYSTEM_CLOCK
 
-async def send_waiting_for(
-    contact: Contact,
-    context: EventContext,
-    *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
-) -> None:
-    """Claim and send the deliveries that waited for this contact; ``context``: of the actor
-    event that brought it."""
-    waiting = await uow_factory(context).without_transaction().deliveries.waiting_for(contact.id)
-    if waiting:
-        sending = _Sending(uow_factory, mailer, recorder, policy, clock, {d.id: context for d in waiting})
-        await sending.claim_and_send(waiting, {contact.id: contact})
+    async def new(self, deliveries: Sequence[Delivery], contexts: Mapping[str, EventContext]) -> None:
+        """Store new deliveries already leased, and send them. ``contexts``: by delivery id, the
+        context of the event each one answers."""
+        if deliveries:
+            await _Run(self, contexts).new(deliveries)
 
+    async def waiting_for(self, contact: Contact, context: EventContext) -> None:
+        """Claim and send the deliveries that waited for this contact; ``context``: of the actor
+        event that brought it."""
+        waiting = await self.uow_factory(context).without_transaction().deliveries.waiting_for(contact.id)
+        if waiting:
+            await _Run(self, {d.id: context for d in waiting}).claim_and_send(waiting, {contact.id: contact})
 
-async def settle(
-    deliveries: Sequence[Delivery],
-    contacts: Mapping[str, Contact],
-    context: EventContext,
-    *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
-) -> None:
-    """Claim and send these stored deliveries (``contacts``: by actor id, each one's), waiting for
-    any another claim holds and taking it over once its lease ran out: when this returns, each is
-    final. ``context``: of the event that asks for it."""
-    if deliveries:
-        sending = _Sending(uow_factory, mailer, recorder, policy, clock, {d.id: context for d in deliveries})
-        await sending.claim_and_send(deliveries, contacts)
+    async def settle(
+        self, deliveries: Sequence[Delivery], contacts: Mapping[str, Contact], context: EventContext
+    ) -> None:
+        """Claim and send these stored deliveries (``contacts``: by actor id, each one's), waiting
+        for any another claim holds and taking it over once its lease ran out: when this returns,
+        each is final. ``context``: of the event that asks for it."""
+        if deliveries:
+            await _Run(self, {d.id: context for d in deliveries}).claim_and_send(deliveries, contacts)
 
-
-async def send_claimed(
-    deliveries: Sequence[Delivery],
-    contacts: Mapping[str, Contact],
-    lease: Lease,
-    contexts: Mapping[str, EventContext],
-    *,
-    uow_factory: UnitOfWorkFactory,
-    mailer: Mailer,
-    recorder: OutcomeRecorder,
-    policy: SendingPolicy,
-    clock: Clock = SYSTEM_CLOCK,
-) -> None:
-    """Send deliveries the caller claimed with ``lease`` (``contacts``: by actor id, each one's;
-    ``contexts``: by delivery id, the event each answers; ``deferred_sending``), and record their
-    outcomes as every claim does."""
-    if deliveries:
-        sending = _Sending(uow_factory, mailer, recorder, policy, clock, contexts)
-        await sending._send(list(deliveries), contacts, lease)
-
-
-class _Sending:
-    """One run of the workflow: its dependencies, and the event each delivery answers."""
-
-    def __init__(
+    async def claimed(
         self,
-        uow_factory: UnitOfWorkFactory,
-        mailer: Mailer,
-        recorder: OutcomeRecorder,
-        policy: SendingPolicy,
-        clock: Clock,
+        deliveries: Sequence[Delivery],
+        contacts: Mapping[str, Contact],
+        lease: Lease,
         contexts: Mapping[str, EventContext],
     ) -> None:
-        self.uow_factory = uow_factory
-        self.mailer = mailer
-        self.recorder = recorder
-        self.policy = policy
-        self.clock = clock
+        """Send deliveries the caller claimed with ``lease`` (``contacts``: by actor id, each
+        one's; ``contexts``: by delivery id, the event each answers; ``deferred_sending``), and
+        record their outcomes as every claim does."""
+        if deliveries:
+            await _Run(self, contexts)._send(list(deliveries), contacts, lease)
+
+
+class _Run:
+    """One run of the workflow: its dependencies, and the event each delivery answers."""
+
+    def __init__(self, sending: Sending, contexts: Mapping[str, EventContext]) -> None:
+        self.uow_factory = sending.uow_factory
+        self.mailer = sending.mailer
+        self.recorder = sending.recorder
+        self.policy = sending.policy
+        self.clock = sending.clock
         self.contexts = contexts
         # Claims and reads record no events: any context of the batch does for them.
         self.context = next(iter(contexts.values()))
-        self.store = uow_factory(self.context).without_transaction()
+        self.store = self.uow_factory(self.context).without_transaction()
 
     async def new(self, deliveries: Sequence[Delivery]) -> None:
         contacts = await self.store.contacts.get_many({d.actor_id for d in deliveries})

@@ -41,7 +41,7 @@ from notifications.repository import (
     OutcomeLogRepository,
     latest_per_invitation,
 )
-from notifications.sending import SendingPolicy
+from notifications.sending import Sending, SendingPolicy
 from notifications.unit_of_work import Repositories
 from quartier_shared.consumer import Received
 from quartier_shared.events import (
@@ -493,14 +493,13 @@ class Notifications:
         self.clock = FakeClock()
         # As app.py: one recorder for the instance, a sender slot per SMTP connection.
         self.recorder = OutcomeRecorder(self.uow, senders=SMTP_CONNECTIONS, now=self.clock.now, owner="tests-1")
-        self.follow_ups = follow_ups.FollowUps(self.uow, self.mailer, self.recorder, POLICY, self.clock)
 
     async def on_actor(self, *events: ContactChange) -> list[Received[ContactChange]]:
         """Each event as the consumer hands it over; returns them as handled."""
         items: list[Received[ContactChange]] = [received(e, SERVICE) for e in events]
         for item in items:
             await handlers.update_contact(
-                item, uow_factory=self.uow, mailer=self.mailer, recorder=self.recorder, policy=POLICY, clock=self.clock
+                item, sending=self.sending(),
             )
         return items
 
@@ -508,53 +507,37 @@ class Notifications:
         """One consumer batch of these events."""
         await handlers.send_invitations(
             [received(e, SERVICE) for e in events],
-            uow_factory=self.uow,
-            mailer=self.mailer,
-            recorder=self.recorder,
-            policy=POLICY,
-            clock=self.clock,
+            sending=self.sending(),
         )
 
     async def on_answers(self, *envelopes: Envelope) -> None:
         """One consumer batch of these InvitationAnswered envelopes (their event ids matter)."""
         await handlers.send_confirmations(
             [delivered(e, InvitationAnswered, SERVICE) for e in envelopes],
-            uow_factory=self.uow,
-            mailer=self.mailer,
-            recorder=self.recorder,
-            policy=POLICY,
-            clock=self.clock,
+            sending=self.sending(),
         )
 
     async def on_updates(self, *events: InvitationUpdated) -> None:
         await follow_ups.send_updates(
             [received(e, SERVICE) for e in events],
-            uow_factory=self.uow,
-            mailer=self.mailer,
-            recorder=self.recorder,
-            policy=POLICY,
-            clock=self.clock,
+            sending=self.sending(),
         )
 
     async def on_cancellations(self, *events: InvitationCancelled) -> None:
         await follow_ups.send_cancellations(
             [received(e, SERVICE) for e in events],
-            uow_factory=self.uow,
-            mailer=self.mailer,
-            recorder=self.recorder,
-            policy=POLICY,
-            clock=self.clock,
+            sending=self.sending(),
         )
 
     async def on_reminders(self, *events: InvitationReminded) -> None:
         await follow_ups.send_reminders(
             [received(e, SERVICE) for e in events],
-            uow_factory=self.uow,
-            mailer=self.mailer,
-            recorder=self.recorder,
-            policy=POLICY,
-            clock=self.clock,
+            sending=self.sending(),
         )
+
+    def sending(self, policy: SendingPolicy = POLICY) -> Sending:
+        """As app.py wires it, with this service's recorder (a test may replace it) and ``policy``."""
+        return Sending(self.uow, self.mailer, self.recorder, policy, self.clock)
 
     def delivery(self, delivery_id: str) -> Delivery:
         return self.uow.fake_deliveries.rows[delivery_id].delivery

@@ -46,9 +46,7 @@ def busy(times: int) -> list[Exception]:
 
 def worker(service: Notifications, deferral: Deferral | None = None) -> DeferredSending:
     policy = replace(POLICY, deferral=deferral) if deferral else POLICY
-    return DeferredSending(
-        service.uow, service.mailer, service.recorder, policy, service="notifications", clock=service.clock
-    )
+    return DeferredSending(service.sending(policy), service="notifications")
 
 
 async def invited(
@@ -73,11 +71,7 @@ async def first_attempt(service: Notifications, issued: InvitationIssued, policy
     """The consumer's handling of ``issued`` under ``policy``."""
     await handlers.send_invitations(
         [received(issued, "notifications")],
-        uow_factory=service.uow,
-        mailer=service.mailer,
-        recorder=service.recorder,
-        policy=policy,
-        clock=service.clock,
+        sending=service.sending(policy),
     )
 
 
@@ -241,14 +235,7 @@ async def test_a_mail_whose_slot_is_far_off_is_deferred_to_it_and_keeps_it() -> 
     assert (d.status, d.reason, d.next_attempt_at, d.deferrals) == (DeliveryStatus.DEFERRED, PACED, slot, 0)
     assert service.clock.waited() == timedelta(0) and service.mailer.sent == []  # nothing held meanwhile
     service.clock.current = slot
-    deferred = DeferredSending(
-        service.uow,
-        service.mailer,
-        service.recorder,
-        replace(POLICY, pace=relay),
-        service="notifications",
-        clock=service.clock,
-    )
+    deferred = DeferredSending(service.sending(replace(POLICY, pace=relay)), service="notifications")
     assert await deferred.send_due() == 1
     assert stored(service, issued).status is DeliveryStatus.SENT
     assert relay.slots_taken == 1  # the slot it was deferred to, not a second one
@@ -381,11 +368,7 @@ async def test_a_mail_waiting_for_a_sender_has_its_lease_renewed_meanwhile() -> 
     sending = asyncio.create_task(
         handlers.send_invitations(
             [received(invitation(p.actor_id), "notifications") for p in people],
-            uow_factory=service.uow,
-            mailer=service.mailer,
-            recorder=service.recorder,
-            policy=replace(POLICY, lease_seconds=0.2),
-            clock=service.clock,
+            sending=service.sending(replace(POLICY, lease_seconds=0.2)),
         )
     )
 
@@ -434,11 +417,7 @@ async def test_a_queued_mail_gets_its_sender_even_when_its_renewal_would_lose_a_
     sending = asyncio.create_task(
         handlers.send_invitations(
             [received(invitation(p.actor_id), "notifications") for p in people],
-            uow_factory=service.uow,
-            mailer=service.mailer,
-            recorder=service.recorder,
-            policy=replace(POLICY, lease_seconds=0.2),
-            clock=service.clock,
+            sending=service.sending(replace(POLICY, lease_seconds=0.2)),
         )
     )
     await asyncio.wait_for(queued_renewal.wait(), timeout=30)

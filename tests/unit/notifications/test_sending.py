@@ -110,7 +110,7 @@ async def test_outcomes_wait_for_the_database_and_the_mail_is_not_sent_again(mon
 async def test_a_contact_arriving_while_its_invitation_is_stored_waiting_is_not_missed(
     arrives: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """update_contact saves the contact, then looks for waiting deliveries; send_new stores the
+    """update_contact saves the contact, then looks for waiting deliveries; Sending.new stores the
     delivery waiting, then looks for the contact again: however they interleave, one sends."""
     service = Notifications()
     newcomer = actor("neu@example.org")
@@ -120,7 +120,7 @@ async def test_a_contact_arriving_while_its_invitation_is_stored_waiting_is_not_
         if arrives == "before":  # update_contact finds nothing waiting yet
             await service.on_actor(newcomer)
         await add_waiting(deliveries)
-        if arrives == "after":  # update_contact sends it; send_new then finds it final
+        if arrives == "after":  # update_contact sends it; Sending.new then finds it final
             await service.on_actor(newcomer)
 
     monkeypatch.setattr(service.uow.fake_deliveries, "add_waiting", contact_arrives)
