@@ -499,7 +499,8 @@ class Notifications:
         items: list[Received[ContactChange]] = [received(e, SERVICE) for e in events]
         for item in items:
             await handlers.update_contact(
-                item, sending=self.sending(),
+                item,
+                sending=self.sending(),
             )
         return items
 
