@@ -53,6 +53,13 @@ def pending(count: int, actor_id: str | None = None) -> list[Delivery]:
     ]
 
 
+async def claimed_not_handed(repository: DeliveryRepository, new: list[Delivery], held_by: Lease) -> list[Delivery]:
+    """Stored, then leased by a claim that has not handed them over yet (new deliveries are stored
+    handed over already: their sending follows at once)."""
+    await repository.add_waiting(new)
+    return await repository.claim([d.id for d in new], held_by, NOW)
+
+
 def ids(deliveries: list[Delivery]) -> set[str]:
     return {d.id for d in deliveries}
 
@@ -159,8 +166,8 @@ async def test_documents_keep_their_stored_shape(mongo: MongoDeliveryRepository)
     await mongo.add_waiting([waiting])
     docs = {doc["_id"]: doc async for doc in mongo.collection.find()}
     leased, stored_waiting = docs[claimed.id], docs[waiting.id]
-    assert set(leased) == DELIVERY_FIELDS | {"claim"}
-    assert (leased["status"], leased["claim"], leased["attempts"]) == ("sending", "one", 1)
+    assert set(leased) == DELIVERY_FIELDS | {"claim", "handed"}
+    assert (leased["status"], leased["claim"], leased["handed"], leased["attempts"]) == ("sending", "one", "one", 1)
     assert set(stored_waiting) == DELIVERY_FIELDS
     assert (stored_waiting["status"], stored_waiting["attempts"]) == ("waiting_for_contact", 0)
 
@@ -226,7 +233,7 @@ async def test_hand_over_sends_what_no_cancellation_reached_with_the_details_sto
     deliveries: DeliveryRepository,
 ) -> None:
     kept, stopped = pending(2)
-    await deliveries.add_claimed([kept, stopped], lease("one"))
+    await claimed_not_handed(deliveries, [kept, stopped], lease("one"))
     newer = CONFERENCE.model_copy(update={"title": "Neuer Titel", "sequence": 1})
     await deliveries.refresh([kept.invitation_id], newer)
     await deliveries.cancel_unsent([stopped.invitation_id], "cancelled", NOW)
@@ -251,7 +258,7 @@ async def test_refresh_gives_newer_details_to_invitations_not_handed_over_and_no
 ) -> None:
     waiting, leased, sent = pending(1, actor_id="a"), pending(1), pending(1)
     await deliveries.add_waiting(waiting)
-    await deliveries.add_claimed(leased + sent, lease("one"))
+    await claimed_not_handed(deliveries, leased + sent, lease("one"))
     await deliveries.hand_over([sent[0].id], "one")
     await deliveries.finish([Outcome(sent[0], DeliveryStatus.SENT)], "one", NOW)
     newer, older = (CONFERENCE.model_copy(update={"venue": CONFERENCE.venue, "sequence": n}) for n in (2, 1))
@@ -269,7 +276,7 @@ async def test_a_cancellation_ends_what_is_unclaimed_and_stops_what_is_leased(de
     await deliveries.add_waiting([invitation])
     update = replace(invitation, id=f"update:{invitation.invitation_id}:seq-1", kind="update")
     confirmation = replace(invitation, id="confirmation:x", kind="confirmation")
-    await deliveries.add_claimed([update, confirmation], lease("one"))
+    await claimed_not_handed(deliveries, [update, confirmation], lease("one"))
     other = pending(1)
 
     await deliveries.add_cancelled([invitation, *other])

@@ -105,8 +105,9 @@ class DeliveryRepository(Protocol):
     holding a delivery may record its outcome or give it back."""
 
     async def add_claimed(self, deliveries: Sequence[Delivery], lease: Lease) -> list[Delivery]:
-        """Store new deliveries already leased to ``lease``, one write each; returns the ones stored
-        here (an id stored before, by a redelivery or another instance, is left as it is)."""
+        """Store new deliveries already leased to ``lease`` and handed over to it (see
+        ``hand_over``), one write each; returns the ones stored here (an id stored before, by a
+        redelivery or another instance, is left as it is)."""
         ...
 
     async def add_waiting(self, deliveries: Sequence[Delivery]) -> None:
@@ -287,7 +288,7 @@ class MongoDeliveryRepository(_MongoRepository[Delivery]):
     async def add_claimed(self, deliveries: Sequence[Delivery], lease: Lease) -> list[Delivery]:
         leased = [replace(d, status=DeliveryStatus.SENDING, lease_until=lease.until) for d in deliveries]
         inserted = await self._insert_new(
-            [self.mapper.to_document(d) | {"claim": lease.token, "attempts": 1} for d in leased]
+            [self.mapper.to_document(d) | {"claim": lease.token, "handed": lease.token, "attempts": 1} for d in leased]
         )
         return [d for d in leased if d.id in inserted]
 

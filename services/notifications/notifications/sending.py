@@ -36,6 +36,9 @@ Rules they all follow:
   with the details stored now (an update may have refreshed them). From then on a delivery counts
   as possibly sent: a cancellation or an update that comes later waits for its outcome, and one
   taken over after a crash is sent again (as any unrecorded mail is), its cancellation after it.
+  New deliveries are stored handed over already, a write and a read fewer per claim: the moment
+  of sending follows their insert at once, so a cancellation or an update racing it finds them
+  possibly sent, and the invitation goes out followed by its cancellation or update.
 - Nothing is mailed once the conference has started (by the delivery's latest details; answers'
   confirmations excepted): a failed outcome with that reason ("too late").
 - A temporary refusal (4xx, throttling, refused credentials) is no outcome yet: the delivery is
@@ -74,6 +77,7 @@ from .domain import (
     Contact,
     Delivery,
     DeliveryStatus,
+    HandOver,
     Lease,
     Outcome,
 )
@@ -245,7 +249,8 @@ class _Run:
         that were stored before (by a redelivery, or another instance), for the claim path."""
         lease = Lease.starting(self.clock.now(), self.policy.lease_seconds)
         claimed = await self.store.deliveries.add_claimed(new, lease)
-        await self._send(claimed, contacts, lease)
+        # Stored handed over already: nothing can have cancelled or refreshed them since.
+        await self._send(claimed, contacts, lease, handed=HandOver(send=claimed, cancelled=set()))
         stored_here = {d.id for d in claimed}
         return [d for d in new if d.id not in stored_here]
 
@@ -284,12 +289,15 @@ class _Run:
             await self.clock.sleep(min(max(soonest, 0.05), 1.0))
         return open_
 
-    async def _send(self, claimed: list[Delivery], contacts: Mapping[str, Contact], lease: Lease) -> None:
+    async def _send(
+        self, claimed: list[Delivery], contacts: Mapping[str, Contact], lease: Lease, handed: HandOver | None = None
+    ) -> None:
+        """Send what the claim holds; ``handed``: what it stored handed over already (new ones)."""
         if not claimed:
             return
         # The moment of sending: a delivery cancelled since it was claimed is not sent, and the
         # others go out with the details stored now.
-        hand_over = await self.store.deliveries.hand_over([d.id for d in claimed], lease.token)
+        hand_over = handed or await self.store.deliveries.hand_over([d.id for d in claimed], lease.token)
         cancelled = [Outcome(d, DeliveryStatus.CANCELLED, CANCELLED) for d in claimed if d.id in hand_over.cancelled]
         broken: list[str] = []
 

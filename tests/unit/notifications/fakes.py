@@ -234,16 +234,16 @@ class FakeDeliveryRepository(InMemory[StoredDelivery]):
         self.open_claims.add(lease.token)
         self.most_open_claims = max(self.most_open_claims, len(self.open_claims))
         leased = [replace(d, status=DeliveryStatus.SENDING, lease_until=lease.until) for d in deliveries]
-        return [d for d in leased if self._insert_new(d, lease.token)]
+        return [d for d in leased if self._insert_new(d, lease.token, handed=lease.token)]
 
     async def add_waiting(self, deliveries: Sequence[Delivery]) -> None:
         for d in deliveries:
             self._insert_new(replace(d, status=DeliveryStatus.WAITING_FOR_CONTACT), None)
 
-    def _insert_new(self, delivery: Delivery, claim: str | None) -> bool:
+    def _insert_new(self, delivery: Delivery, claim: str | None, handed: str | None = None) -> bool:
         if delivery.id in self.rows:
             return False
-        self.insert(delivery.id, StoredDelivery(delivery, claim))
+        self.insert(delivery.id, StoredDelivery(delivery, claim, handed=handed))
         return True
 
     async def claim(self, ids: Sequence[str], lease: Lease, now: datetime) -> list[Delivery]:

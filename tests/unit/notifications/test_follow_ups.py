@@ -15,7 +15,7 @@ import pytest
 from icalendar import Calendar
 from structlog.testing import capture_logs
 
-from notifications.domain import DeliveryStatus, HandOver
+from notifications.domain import Delivery, DeliveryStatus, HandOver, Lease
 from notifications.mail import OutgoingMail
 from notifications.sending import CANCELLED, STARTED, UNREACHABLE
 from quartier_shared.events import InvitationFailed, InvitationIssued, InvitationSent
@@ -172,11 +172,12 @@ async def test_a_cancellation_before_its_invitation_is_stored_keeps_that_invitat
 
 async def test_a_claim_in_flight_cannot_send_an_invitation_once_the_cancellation_is_recorded() -> None:
     """The cancellation is recorded after the invitation was claimed, before it is handed to the
-    SMTP server: the claim records it cancelled and sends nothing, and no outcome event is raised."""
+    SMTP server: the claim records it cancelled and sends nothing, and no outcome event is raised.
+    (A claim of stored deliveries: here the invitation waited for its contact.)"""
     service = Notifications()
     person = actor("ada@example.org")
-    await service.on_actor(person)
     issued = invitation(person.actor_id)
+    await service.on_invitations(issued)  # stored, waiting for the contact
     store = service.uow.fake_deliveries
     hand_over = store.hand_over
 
@@ -185,7 +186,7 @@ async def test_a_claim_in_flight_cannot_send_an_invitation_once_the_cancellation
         return await hand_over(ids, token)
 
     store.hand_over = cancelled_meanwhile  # type: ignore[method-assign]
-    await service.on_invitations(issued)
+    await service.on_actor(person)  # the contact arrives: its waiting invitation is claimed
     store.hand_over = hand_over  # type: ignore[method-assign]
     await service.on_cancellations(cancelled(issued))
 
@@ -193,6 +194,31 @@ async def test_a_claim_in_flight_cannot_send_an_invitation_once_the_cancellation
     assert service.delivery(f"invitation:{issued.invitation_id}").reason == CANCELLED
     assert service.status(issued) is DeliveryStatus.CANCELLED
     assert service.events(InvitationSent) == [] and service.events(InvitationFailed) == []
+
+
+async def test_a_new_invitation_is_stored_handed_over_so_a_racing_cancellation_follows_it() -> None:
+    """New deliveries are stored handed over (their sending follows at once): a cancellation
+    recorded between the two finds the invitation possibly sent, and follows it."""
+    service = Notifications()
+    person = actor("ada@example.org")
+    await service.on_actor(person)
+    issued = invitation(person.actor_id)
+    store = service.uow.fake_deliveries
+    add_claimed = store.add_claimed
+
+    async def cancelled_meanwhile(deliveries: Sequence[Delivery], lease: Lease) -> list[Delivery]:
+        stored = await add_claimed(deliveries, lease)
+        await store.cancel_unsent([issued.invitation_id], CANCELLED, service.clock.now())
+        return stored
+
+    store.add_claimed = cancelled_meanwhile  # type: ignore[method-assign]
+    await service.on_invitations(issued)
+    store.add_claimed = add_claimed  # type: ignore[method-assign]
+    await service.on_cancellations(cancelled(issued))
+
+    assert kinds(service.mailer.sent) == ["invitation", "cancellation"]
+    assert service.status(issued) is DeliveryStatus.SENT
+    assert len(service.events(InvitationSent)) == 1
 
 
 async def test_an_invitation_handed_over_before_the_cancellation_is_followed_by_the_cancellation() -> None:
