@@ -540,6 +540,11 @@ class Notifications:
         """As app.py wires it, with this service's recorder (a test may replace it) and ``policy``."""
         return Sending(self.uow, self.mailer, self.recorder, policy, self.clock)
 
+    def recorded(self) -> int:
+        """Mails whose outcome is safe: folded into their delivery, or logged and not folded yet."""
+        folded = sum(1 for d in self.uow.fake_deliveries.rows.values() if d.delivery.status.final)
+        return folded + len(self.uow.fake_outcomes.outcomes())
+
     def delivery(self, delivery_id: str) -> Delivery:
         return self.uow.fake_deliveries.rows[delivery_id].delivery
 
